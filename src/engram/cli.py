@@ -1,0 +1,146 @@
+"""The `engram` command line: run the MCP server, and inspect or maintain memory without an assistant."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from engram.config import Settings
+    from engram.core.service import MemoryService
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    from engram.config import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"ENGRAM_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise click.ClickException(f"invalid setting: {problems}") from exc
+
+
+def _configure_logging(level: str) -> None:
+    # stderr only: on stdio, stdout carries the protocol.
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    from engram.core.errors import EngramError
+
+    try:
+        yield
+    except EngramError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _with_memory(settings: Settings, action: Callable[[MemoryService], Awaitable[T]]) -> T:
+    """Open the memory stack, run `action` on it, and close it again."""
+    import anyio
+
+    from engram.runtime import open_memory
+
+    async def run() -> T:
+        service = await anyio.to_thread.run_sync(lambda: open_memory(settings))
+        try:
+            return await action(service)
+        finally:
+            service.close()
+
+    with _clean_errors():
+        return anyio.run(run)
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group()
+@click.version_option(package_name="engram-mcp")
+def cli() -> None:
+    """Engram: persistent memory for MCP assistants."""
+
+
+@cli.command()
+@click.option("--transport", type=click.Choice(["stdio"]), default="stdio", show_default=True)
+def serve(transport: str) -> None:
+    """Run the MCP server (stdio: for Claude Desktop, Cursor, VS Code, Claude Code)."""
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    from engram.server.app import build_server
+
+    logging.getLogger("engram").info("Engram serving over %s; data in %s", transport, settings.data_dir)
+    build_server(settings).run(transport)
+
+
+@cli.command()
+@click.argument("user_id")
+@click.argument("content")
+@click.option("--session", "session_id", help="Also record it as a turn of this session.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+def remember(user_id: str, content: str, session_id: str | None, tags: tuple[str, ...]) -> None:
+    """Store CONTENT as a memory of USER_ID."""
+    settings = _settings()
+    _configure_logging("WARNING")
+    result = _with_memory(settings, lambda m: m.remember(user_id, content, session_id=session_id, tags=list(tags)))
+    _echo_json(result.model_dump(mode="json"))
+
+
+@cli.command()
+@click.argument("user_id")
+@click.argument("query")
+@click.option("--top-k", type=int, default=None, help="How many memories.")
+def recall(user_id: str, query: str, top_k: int | None) -> None:
+    """Show USER_ID's memories most relevant to QUERY."""
+    settings = _settings()
+    _configure_logging("WARNING")
+    result = _with_memory(settings, lambda m: m.recall(user_id, query, top_k=top_k))
+    for hit in result.memories:
+        click.echo(f"{hit.score:6.3f}  {hit.memory.created_at:%Y-%m-%d}  {hit.memory.content}")
+    if not result.memories:
+        click.echo("no memories found", err=True)
+
+
+@cli.command("forget-user")
+@click.argument("user_id")
+@click.option("--yes", is_flag=True, help="Confirm: erase every memory of USER_ID.")
+def forget_user(user_id: str, yes: bool) -> None:
+    """Erase everything Engram holds for USER_ID."""
+    if not yes:
+        click.confirm(f"Erase every memory of {user_id!r}? This cannot be undone", abort=True)
+    settings = _settings()
+    _configure_logging("WARNING")
+    receipt = _with_memory(settings, lambda m: m.forget_user(user_id, confirm=True))
+    _echo_json(receipt.model_dump(mode="json"))
+
+
+@cli.command()
+def stats() -> None:
+    """Show counts and sizes per memory tier."""
+    settings = _settings()
+    _configure_logging("WARNING")
+
+    async def collect(memory: MemoryService) -> dict[str, object]:
+        tiers = await memory.tier_stats()
+        return {
+            "data_dir": str(settings.data_dir),
+            "embedding_model": memory.embedder.model_id,
+            **{name: tier.model_dump() for name, tier in tiers.items()},
+        }
+
+    _echo_json(_with_memory(settings, collect))
+
+
+def main() -> None:
+    """Entry point of the `engram` console script."""
+    cli()

@@ -1,0 +1,31 @@
+"""Engram's own error types; adapters turn them into MCP tool errors or CLI messages."""
+
+from __future__ import annotations
+
+
+class EngramError(Exception):
+    """Base of every error Engram raises on purpose; its message is written for the caller."""
+
+
+class InvalidInput(EngramError):
+    """A caller-supplied value is unacceptable; the message names the field and what is accepted."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"Invalid '{field}': {problem}")
+        self.field = field
+
+
+class NothingToSummarize(EngramError):
+    """The session has no older turns beyond the ones to keep verbatim."""
+
+
+class ConfirmationRequired(EngramError):
+    """A destructive operation was called without explicit confirmation."""
+
+
+class EmbeddingModelMismatch(EngramError):
+    """The long-term store was built with a different embedding model than the configured one."""
+
+
+class BackendUnavailable(EngramError):
+    """The stores or the embedding model could not be opened."""

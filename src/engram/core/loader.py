@@ -1,0 +1,70 @@
+"""Opens the memory service on a background thread so a server can answer before the model is loaded."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import anyio.to_thread
+
+from engram.core.errors import BackendUnavailable, EngramError
+from engram.core.service import MemoryService
+
+logger = logging.getLogger(__name__)
+
+
+class BackgroundService:
+    """A MemoryService being opened in the background; `get()` waits for it, or re-raises why it failed."""
+
+    def __init__(self, opener: Callable[[], MemoryService]) -> None:
+        self._opener = opener
+        self._done = threading.Event()
+        self._service: MemoryService | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Begin opening the service; returns at once."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._open, name="engram-open", daemon=True)
+            self._thread.start()
+
+    def _open(self) -> None:
+        try:
+            self._service = self._opener()
+        except BaseException as exc:  # kept and re-raised to every caller of get()
+            logger.error("could not open Engram's memory: %s", exc)
+            self._error = exc
+        finally:
+            self._done.set()
+
+    @property
+    def ready(self) -> bool:
+        """True once the service is open and usable."""
+        return self._service is not None
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why opening failed, if it did."""
+        return self._error
+
+    async def get(self) -> MemoryService:
+        """The open service, waiting for it if it is still loading."""
+        self.start()
+        if not self._done.is_set():
+            await anyio.to_thread.run_sync(self._done.wait)
+        if self._service is not None:
+            return self._service
+        if isinstance(self._error, EngramError):
+            raise self._error
+        raise BackendUnavailable(f"Engram's memory could not be opened: {self._error}. See the server log.")
+
+    def close(self) -> None:
+        """Wait for a pending open to finish, then close the stores."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._service is not None and not self._closed:
+            self._closed = True
+            self._service.close()

@@ -1,0 +1,195 @@
+"""The vocabulary of Engram: identifiers, memories, turns, hits and the results of each operation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: Accepted shape of every caller-supplied identifier (user, session, agent). Parsing ids at the
+#: boundary is the first defence for storage filters; storage quotes literals as the second.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+:-]{0,127}$"
+ID_RULE = "1-128 characters: letters, digits and _ . @ + : - (starting with a letter or digit)"
+
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+MemoryId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+MAX_TAGS = 32
+MAX_METADATA_KEYS = 32
+MetadataValue = str | int | float | bool | None
+
+
+class Role(StrEnum):
+    """Who produced a turn."""
+
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+    SYSTEM = "system"
+
+
+class Kind(StrEnum):
+    """What a long-term memory is."""
+
+    TURN = "turn"
+    FACT = "fact"
+    SUMMARY = "summary"
+    DOCUMENT = "document"
+
+
+class Sentiment(StrEnum):
+    """Coarse sentiment of a memory."""
+
+    NEGATIVE = "negative"
+    NEUTRAL = "neutral"
+    POSITIVE = "positive"
+
+
+class Memory(BaseModel):
+    """One long-term memory as stored: content plus everything known about it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description="Content-addressed id: the same content for the same user has the same id.")
+    user_id: str
+    agent_id: str | None = None
+    session_id: str | None = None
+    role: Role | None = None
+    kind: Kind = Kind.FACT
+    content: str
+    created_at: datetime
+    updated_at: datetime | None = None
+    tags: list[str] = Field(default_factory=list)
+    category: str | None = None
+    entities: list[str] = Field(default_factory=list)
+    sentiment: Sentiment | None = None
+    sentiment_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    resolved: bool | None = None
+    importance: float | None = Field(default=None, ge=0.0, le=1.0)
+    links: list[str] = Field(default_factory=list, description="For a summary: the ids of the turns it replaces.")
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+
+class Turn(BaseModel):
+    """One entry of a session's transcript: a verbatim turn, or the summary that replaced older turns."""
+
+    model_config = ConfigDict(frozen=True)
+
+    memory_id: str = Field(description="Id of the long-term memory that holds this turn.")
+    seq: int = Field(description="Position of the turn in its session, from 0; a summary has the seq it ends before.")
+    role: Role | None
+    content: str
+    created_at: datetime
+    agent_id: str | None = None
+    is_summary: bool = False
+
+
+class WorkingTurn(Turn):
+    """A turn returned by `recall` from the session's working memory."""
+
+    tier: Literal["working"] = "working"
+
+
+class MemoryHit(BaseModel):
+    """A long-term memory returned by `recall`, with how well it matched."""
+
+    tier: Literal["long_term"] = "long_term"
+    score: float = Field(description="Cosine similarity between query and memory, -1..1 (higher is closer).")
+    memory: Memory
+
+
+class RecallFilters(BaseModel):
+    """Metadata conditions a long-term memory must meet to be recalled; unset fields do not filter."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agent_id: str | None = None
+    session_id: str | None = None
+    kind: Kind | None = None
+    tags_any: list[str] = Field(default_factory=list)
+    category: str | None = None
+    resolved: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class RememberResult(BaseModel):
+    """Outcome of `remember`."""
+
+    id: str
+    created: bool = Field(description="False when identical content was already stored for this user.")
+    session_turns: int | None = Field(
+        default=None, description="Turns now in the session's working memory, when a session was given."
+    )
+
+
+class RecallResult(BaseModel):
+    """Outcome of `recall`: the session's working memory and the best long-term matches."""
+
+    working: list[WorkingTurn] = Field(description="The session's recent turns, oldest first (empty without session).")
+    memories: list[MemoryHit] = Field(description="Long-term memories, best match first.")
+    dropped_below_min_score: int = Field(description="Matches left out because they scored under min_score.")
+
+
+class SessionSummary(BaseModel):
+    """Outcome of `summarize_session`."""
+
+    summary_id: str = Field(description="Id of the long-term memory that stores the summary.")
+    summary: str
+    method: Literal["caller", "extractive"]
+    summarized_turns: int = Field(description="How many older turns the summary replaces.")
+    kept_turns: int = Field(description="How many recent turns stay verbatim in working memory.")
+    replaced_ids: list[str] = Field(description="Ids of the long-term memories of the replaced turns.")
+
+
+class ForgetReceipt(BaseModel):
+    """Outcome of `forget_user`: what was erased, per tier."""
+
+    user_id: str
+    erased: bool
+    working: int = Field(description="Working-memory sessions erased.")
+    short_term: int = Field(description="Short-term session records erased.")
+    long_term: int = Field(description="Long-term memories erased.")
+    finished_at: datetime
+
+
+class SessionInfo(BaseModel):
+    """A session as listed in short-term memory."""
+
+    session_id: str
+    started_at: datetime
+    last_active_at: datetime
+    turns: int = Field(description="Turns recorded in the session (including ones since summarised).")
+    agents: list[str]
+    summary: str | None = Field(default=None, description="Latest summary of the session, if it was summarised.")
+
+
+class SessionTranscript(BaseModel):
+    """One session read back from memory."""
+
+    session_id: str
+    tier: Literal["working", "short_term"]
+    turns: list[Turn]
+
+
+class TierStats(BaseModel):
+    """Size of one memory tier."""
+
+    items: int
+    bytes_on_disk: int
+
+
+class ServerStats(BaseModel):
+    """What the server holds and how it is configured."""
+
+    version: str
+    status: Literal["loading", "ready", "failed"] = Field(description="Whether the model and stores are open.")
+    error: str | None = Field(default=None, description="Why opening failed, when status is 'failed'.")
+    data_dir: str
+    embedding_model: str
+    embedding_dimensions: int | None = None
+    long_term: TierStats | None = None
+    sessions: TierStats | None = Field(default=None, description="Working and short-term memory (one diskcache).")

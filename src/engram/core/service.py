@@ -1,0 +1,410 @@
+"""MemoryService: the memory semantics of Engram (remember, recall, summarise, forget) over its ports."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
+
+import anyio.to_thread
+
+from engram.core.errors import ConfirmationRequired, InvalidInput, NothingToSummarize
+from engram.core.models import (
+    ID_PATTERN,
+    ID_RULE,
+    MAX_METADATA_KEYS,
+    MAX_TAGS,
+    ForgetReceipt,
+    Kind,
+    Memory,
+    MemoryHit,
+    MetadataValue,
+    RecallFilters,
+    RecallResult,
+    RememberResult,
+    Role,
+    SessionInfo,
+    SessionSummary,
+    SessionTranscript,
+    TierStats,
+    Turn,
+    WorkingTurn,
+)
+from engram.core.ports import Embedder, LongTermStore, SessionStore
+from engram.core.summarizer import extractive_summary
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Progress = Callable[[float, float, str], Awaitable[None]]
+
+_ID = re.compile(ID_PATTERN)
+MAX_TAG_CHARS = 64
+MAX_LABEL_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 1000
+MAX_QUERY_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class MemoryPolicy:
+    """The limits and defaults the service enforces (built from Settings by the composition root)."""
+
+    max_content_chars: int = 8000
+    default_top_k: int = 5
+    max_top_k: int = 50
+    summary_max_chars: int = 600
+    keep_recent_default: int = 6
+    max_keep_recent: int = 1000
+
+
+def utc_now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+def normalize_content(content: str) -> str:
+    """Canonical form used for de-duplication: NFC, surrounding whitespace removed."""
+    return unicodedata.normalize("NFC", content).strip()
+
+
+def memory_id(user_id: str, content: str) -> str:
+    """Content-addressed id: the same normalised content for the same user always has the same id."""
+    digest = hashlib.sha256(f"{user_id}\x00{normalize_content(content)}".encode())
+    return digest.hexdigest()[:32]
+
+
+def check_id(field: str, value: str) -> str:
+    """Return `value` if it is a well-formed identifier, else raise InvalidInput naming `field`."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InvalidInput(field, f"{value!r} is not a valid id; expected {ID_RULE}.")
+    return value
+
+
+def _check_optional_id(field: str, value: str | None) -> str | None:
+    return None if value is None else check_id(field, value)
+
+
+def _check_label(field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_LABEL_CHARS:
+        raise InvalidInput(field, f"must be 1-{MAX_LABEL_CHARS} non-blank characters.")
+    return value
+
+
+def _check_tags(field: str, tags: Sequence[str] | None) -> list[str]:
+    if not tags:
+        return []
+    if len(tags) > MAX_TAGS:
+        raise InvalidInput(field, f"at most {MAX_TAGS} tags are accepted, got {len(tags)}.")
+    cleaned: list[str] = []
+    for tag in tags:
+        tag = tag.strip()
+        if not tag or len(tag) > MAX_TAG_CHARS:
+            raise InvalidInput(field, f"each tag must be 1-{MAX_TAG_CHARS} non-blank characters, got {tag!r}.")
+        if tag not in cleaned:
+            cleaned.append(tag)
+    return cleaned
+
+
+def _check_metadata(metadata: Mapping[str, MetadataValue] | None) -> dict[str, MetadataValue]:
+    if not metadata:
+        return {}
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidInput("metadata", f"at most {MAX_METADATA_KEYS} keys are accepted, got {len(metadata)}.")
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_LABEL_CHARS:
+            raise InvalidInput("metadata", f"keys must be 1-{MAX_LABEL_CHARS} characters, got {key!r}.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput("metadata", f"value of {key!r} must be a finite number.")
+        if isinstance(value, str) and len(value) > MAX_METADATA_VALUE_CHARS:
+            raise InvalidInput("metadata", f"value of {key!r} is over {MAX_METADATA_VALUE_CHARS} characters.")
+    return dict(metadata)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class MemoryService:
+    """Every memory operation Engram offers; transport-free and storage-agnostic."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        long_term: LongTermStore,
+        sessions: SessionStore,
+        policy: MemoryPolicy | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.embedder = embedder
+        self.long_term = long_term
+        self.sessions = sessions
+        self.policy = policy or MemoryPolicy()
+        self._clock = clock
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        """Run blocking work (embedding, disk I/O) on a worker thread so the event loop keeps serving."""
+        return await anyio.to_thread.run_sync(fn)
+
+    def _check_content(self, field: str, content: str) -> str:
+        normalized = normalize_content(content)
+        if not normalized:
+            raise InvalidInput(field, "must contain text; it is empty or only whitespace.")
+        if len(normalized) > self.policy.max_content_chars:
+            raise InvalidInput(
+                field,
+                f"is {len(normalized)} characters; the limit is {self.policy.max_content_chars}. "
+                "Split it into several memories or summarise it first.",
+            )
+        return normalized
+
+    async def remember(
+        self,
+        user_id: str,
+        content: str,
+        *,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        role: Role | None = None,
+        kind: Kind | None = None,
+        tags: Sequence[str] | None = None,
+        category: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        importance: float | None = None,
+    ) -> RememberResult:
+        """Store `content` for the user in long-term memory (once), and as a turn of the session if given."""
+        check_id("user_id", user_id)
+        _check_optional_id("session_id", session_id)
+        _check_optional_id("agent_id", agent_id)
+        text = self._check_content("content", content)
+        if importance is not None and not (0.0 <= importance <= 1.0):
+            raise InvalidInput("importance", f"must be between 0 and 1, got {importance}.")
+        if session_id is not None and role is None:
+            role = Role.USER
+        now = self._clock()
+        memory = Memory(
+            id=memory_id(user_id, text),
+            user_id=user_id,
+            agent_id=agent_id,
+            session_id=session_id,
+            role=role,
+            kind=kind or (Kind.TURN if session_id is not None else Kind.FACT),
+            content=text,
+            created_at=now,
+            tags=_check_tags("tags", tags),
+            category=_check_label("category", category),
+            metadata=_check_metadata(metadata),
+            importance=importance,
+        )
+        created = await self._store(memory)
+        session_turns = None
+        if session_id is not None:
+            turn = Turn(memory_id=memory.id, seq=0, role=role, content=text, created_at=now, agent_id=agent_id)
+            session_turns = await self._run(partial(self.sessions.append_turn, user_id, session_id, turn, now))
+        return RememberResult(id=memory.id, created=created, session_turns=session_turns)
+
+    async def _store(self, memory: Memory) -> bool:
+        existing = await self._run(partial(self.long_term.get, memory.user_id, [memory.id]))
+        if existing:
+            return False
+        vector = await self._run(partial(self.embedder.embed, [memory.content]))
+        return await self._run(partial(self.long_term.add, memory, vector[0]))
+
+    async def recall(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        session_id: str | None = None,
+        top_k: int | None = None,
+        min_score: float | None = None,
+        filters: RecallFilters | None = None,
+    ) -> RecallResult:
+        """Return the session's working memory and the user's long-term memories closest to `query`."""
+        check_id("user_id", user_id)
+        _check_optional_id("session_id", session_id)
+        query = query.strip()
+        if not query:
+            raise InvalidInput("query", "must contain text; it is empty or only whitespace.")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidInput("query", f"is {len(query)} characters; the limit is {MAX_QUERY_CHARS}.")
+        top_k = self.policy.default_top_k if top_k is None else top_k
+        if not (1 <= top_k <= self.policy.max_top_k):
+            raise InvalidInput("top_k", f"must be between 1 and {self.policy.max_top_k}, got {top_k}.")
+        if min_score is not None and not (-1.0 <= min_score <= 1.0):
+            raise InvalidInput("min_score", f"must be between -1 and 1, got {min_score}.")
+        filters = self._check_filters(filters or RecallFilters())
+
+        working: list[WorkingTurn] = []
+        if session_id is not None:
+            turns = await self._run(partial(self.sessions.working, user_id, session_id))
+            working = [WorkingTurn.model_validate(t.model_dump()) for t in turns]
+        vector = await self._run(partial(self.embedder.embed, [query]))
+        found = await self._run(partial(self.long_term.search, user_id, vector[0], filters, top_k))
+        hits = [MemoryHit(score=round(score, 6), memory=memory) for memory, score in found]
+        kept = hits if min_score is None else [h for h in hits if h.score >= min_score]
+        return RecallResult(working=working, memories=kept, dropped_below_min_score=len(hits) - len(kept))
+
+    def _check_filters(self, filters: RecallFilters) -> RecallFilters:
+        _check_optional_id("from_agent", filters.agent_id)
+        _check_optional_id("from_session", filters.session_id)
+        since, until = _as_utc(filters.since), _as_utc(filters.until)
+        if since is not None and until is not None and since >= until:
+            raise InvalidInput("since", f"must be earlier than 'until' ({since.isoformat()} >= {until.isoformat()}).")
+        return filters.model_copy(
+            update={
+                "since": since,
+                "until": until,
+                "tags_any": _check_tags("tags", filters.tags_any),
+                "category": _check_label("category", filters.category),
+            }
+        )
+
+    async def summarize_session(
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        keep_recent: int | None = None,
+        summary: str | None = None,
+        progress: Progress | None = None,
+    ) -> SessionSummary:
+        """Replace the session's older turns with a summary (the caller's, or an extractive one) kept long-term."""
+        check_id("user_id", user_id)
+        check_id("session_id", session_id)
+        keep = self.policy.keep_recent_default if keep_recent is None else keep_recent
+        if not (0 <= keep <= self.policy.max_keep_recent):
+            raise InvalidInput("keep_recent", f"must be between 0 and {self.policy.max_keep_recent}, got {keep}.")
+        summary_text = None if summary is None else self._check_content("summary", summary)
+
+        transcript = await self._run(partial(self.sessions.transcript, user_id, session_id))
+        working = await self._run(partial(self.sessions.working, user_id, session_id))
+        verbatim = transcript if transcript is not None else [t for t in working if not t.is_summary]
+        if not verbatim:
+            raise InvalidInput(
+                "session_id", f"no turns are stored for session {session_id!r} of this user (unknown or expired)."
+            )
+        start = await self._run(partial(self.sessions.summarized_until, user_id, session_id))
+        cutoff = verbatim[-1].seq + 1 - keep
+        older = [t for t in verbatim if start <= t.seq < cutoff]
+        if not older:
+            raise NothingToSummarize(
+                f"Session {session_id!r} has no turns older than the {keep} to keep verbatim that are not "
+                "already summarised. Call it again after more turns, or with a smaller keep_recent."
+            )
+        if progress:
+            await progress(0, 3, f"Summarising {len(older)} older turns")
+
+        method: str
+        if summary_text is not None:
+            method = "caller"
+        else:
+            method = "extractive"
+            previous = [("summary", t.content) for t in working if t.is_summary]
+            pieces = previous + [(t.role.value if t.role else "", t.content) for t in older]
+            summary_text = await self._run(
+                partial(extractive_summary, pieces, self.embedder, self.policy.summary_max_chars)
+            )
+        if progress:
+            await progress(1, 3, "Storing the summary in long-term memory")
+
+        now = self._clock()
+        replaced = list(dict.fromkeys(t.memory_id for t in older))
+        memory = Memory(
+            id=memory_id(user_id, summary_text),
+            user_id=user_id,
+            session_id=session_id,
+            kind=Kind.SUMMARY,
+            content=summary_text,
+            created_at=now,
+            links=replaced,
+            metadata={"summarized_turns": len(older), "method": method},
+        )
+        await self._store(memory)
+        summary_turn = Turn(
+            memory_id=memory.id, seq=cutoff, role=None, content=summary_text, created_at=now, is_summary=True
+        )
+        await self._run(partial(self.sessions.apply_summary, user_id, session_id, summary_turn, cutoff, now))
+        if progress:
+            await progress(3, 3, "Session summarised")
+        logger.info("summarised %d turns of a session (%s)", len(older), method)
+        return SessionSummary(
+            summary_id=memory.id,
+            summary=summary_text,
+            method="caller" if method == "caller" else "extractive",
+            summarized_turns=len(older),
+            kept_turns=sum(1 for t in verbatim if t.seq >= cutoff),
+            replaced_ids=replaced,
+        )
+
+    async def forget_user(self, user_id: str, *, confirm: bool) -> ForgetReceipt:
+        """Erase everything held for the user in every tier; refuses without `confirm=True`."""
+        check_id("user_id", user_id)
+        if not confirm:
+            raise ConfirmationRequired(
+                f"forget_user erases every memory of {user_id!r} in every tier and cannot be undone; "
+                "call it again with confirm=true once the user has asked for this."
+            )
+        long_term = await self._run(partial(self.long_term.delete_user, user_id))
+        working, short_term = await self._run(partial(self.sessions.forget_user, user_id))
+        logger.info("erased a user: %d long-term, %d working, %d short-term", long_term, working, short_term)
+        return ForgetReceipt(
+            user_id=user_id,
+            erased=True,
+            working=working,
+            short_term=short_term,
+            long_term=long_term,
+            finished_at=self._clock(),
+        )
+
+    async def sessions_of(self, user_id: str) -> list[SessionInfo]:
+        """The user's recent sessions (short-term memory), most recently active first."""
+        check_id("user_id", user_id)
+        return await self._run(partial(self.sessions.sessions, user_id))
+
+    async def transcript(self, user_id: str, session_id: str) -> SessionTranscript:
+        """A session's working memory, or its short-term transcript once working memory has expired."""
+        check_id("user_id", user_id)
+        check_id("session_id", session_id)
+        working = await self._run(partial(self.sessions.working, user_id, session_id))
+        if working:
+            return SessionTranscript(session_id=session_id, tier="working", turns=working)
+        transcript = await self._run(partial(self.sessions.transcript, user_id, session_id))
+        if transcript is None:
+            raise InvalidInput("session_id", f"no session {session_id!r} is held for this user (unknown or expired).")
+        return SessionTranscript(session_id=session_id, tier="short_term", turns=transcript)
+
+    async def recent_memories(self, user_id: str, limit: int = 20) -> list[Memory]:
+        """The user's most recently stored long-term memories, newest first."""
+        check_id("user_id", user_id)
+        if not (1 <= limit <= 200):
+            raise InvalidInput("limit", f"must be between 1 and 200, got {limit}.")
+        return await self._run(partial(self.long_term.recent, user_id, limit))
+
+    async def tier_stats(self) -> dict[str, TierStats]:
+        """Items and bytes on disk of the long-term store and of the session cache."""
+        return {
+            "long_term": TierStats(
+                items=await self._run(self.long_term.count), bytes_on_disk=await self._run(self.long_term.bytes_on_disk)
+            ),
+            "sessions": TierStats(
+                items=await self._run(self.sessions.count), bytes_on_disk=await self._run(self.sessions.bytes_on_disk)
+            ),
+        }
+
+    def close(self) -> None:
+        """Close both stores."""
+        self.long_term.close()
+        self.sessions.close()
+

@@ -1,0 +1,58 @@
+"""Composition of the concrete memory stack from Settings; shared by the server and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from engram.config import MAX_TOP_K, Settings
+from engram.core.loader import BackgroundService
+from engram.core.ports import Embedder
+from engram.core.service import MemoryPolicy, MemoryService, utc_now
+
+
+def policy_from(settings: Settings) -> MemoryPolicy:
+    """The service limits and defaults that Settings configure."""
+    return MemoryPolicy(
+        max_content_chars=settings.max_content_chars,
+        default_top_k=settings.default_top_k,
+        max_top_k=MAX_TOP_K,
+        summary_max_chars=settings.summary_max_chars,
+        keep_recent_default=settings.keep_recent_default,
+    )
+
+
+def open_memory(
+    settings: Settings, embedder: Embedder | None = None, clock: Callable[[], datetime] = utc_now
+) -> MemoryService:
+    """Load the embedder (unless given), open both stores under `settings.data_dir`, and wire the service."""
+    from engram.embeddings import load_embedder
+    from engram.storage.long_term import LanceLongTermStore
+    from engram.storage.sessions import DiskSessionStore
+
+    # Owner-only when Engram creates it: memories are personal data.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sessions = DiskSessionStore(
+        settings.session_cache_dir,
+        working_turns=settings.working_memory_turns,
+        working_ttl=timedelta(hours=settings.working_memory_ttl_hours),
+        short_term_turns=settings.short_term_max_turns,
+        short_term_ttl=timedelta(days=settings.short_term_ttl_days),
+    )
+    try:
+        if embedder is None:
+            embedder = load_embedder(
+                settings.embedding_model, device=settings.embedding_device, threads=settings.embedding_threads
+            )
+        long_term = LanceLongTermStore(
+            settings.long_term_dir, dimensions=embedder.dimensions, model_id=embedder.model_id
+        )
+    except BaseException:
+        sessions.close()
+        raise
+    return MemoryService(embedder, long_term, sessions, policy_from(settings), clock)
+
+
+def background_memory(settings: Settings, embedder: Embedder | None = None) -> BackgroundService:
+    """A BackgroundService that opens `open_memory(settings, embedder)` off the caller's thread."""
+    return BackgroundService(lambda: open_memory(settings, embedder))

@@ -1,0 +1,63 @@
+"""The composition root of the MCP server: `build_server(settings)` wires tools, resources and prompts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from mcp.server.mcpserver import MCPServer
+
+from engram import __version__
+from engram.config import Settings
+from engram.core.ports import Embedder
+from engram.runtime import background_memory
+from engram.server.prompts import register_prompts
+from engram.server.resources import register_resources
+from engram.tools import register_tools
+from engram.tools.state import AppState
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Engram gives you persistent memory of the people you talk to, across conversations.
+- At the start of a conversation, and whenever past context could matter, call `recall` with the user's id
+  and what you need to know.
+- When the user shares something lasting (facts about themselves, preferences, decisions, commitments),
+  call `remember`. To keep a transcript, call `remember` for each turn with `session_id` and `role`.
+- When a session grows long, call `summarize_session`, ideally passing your own summary of the older turns.
+- Call `forget_user` with confirm=true only when the user explicitly asks to erase their data.
+Use the same user_id for the same person every time."""
+
+
+def build_server(settings: Settings, *, embedder: Embedder | None = None) -> MCPServer[AppState]:
+    """Create an Engram MCP server; its memory opens in the background when the server starts."""
+    live: list[AppState] = []
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState, None]:
+        memory = background_memory(settings, embedder)
+        # Start loading now but do not wait: `initialize` and `tools/list` must answer while the model loads.
+        memory.start()
+        state = AppState(settings=settings, memory=memory)
+        live.append(state)
+        try:
+            yield state
+        finally:
+            live.remove(state)
+            await anyio.to_thread.run_sync(memory.close)
+            logger.info("Engram stopped; stores closed")
+
+    server: MCPServer[AppState] = MCPServer(
+        "engram",
+        title="Engram memory",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    register_tools(server)
+    register_resources(server, lambda: live[-1] if live else None)
+    register_prompts(server)
+    return server

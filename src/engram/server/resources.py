@@ -1,0 +1,105 @@
+"""Read-only MCP resources: session transcripts, recent sessions, recent memories and server stats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+from pydantic import TypeAdapter
+
+from engram import __version__
+from engram.core.errors import EngramError
+from engram.core.models import Memory, ServerStats, SessionInfo
+from engram.tools.state import AppState
+
+_SESSIONS = TypeAdapter(list[SessionInfo])
+_MEMORIES = TypeAdapter(list[Memory])
+RECENT_MEMORIES = 20
+
+
+async def session_transcript(user_id: str, session_id: str, ctx: Context[AppState]) -> str:
+    """A session's transcript: its working memory, or its short-term record once working memory expired."""
+    try:
+        memory = await ctx.request_context.lifespan_context.memory.get()
+        return (await memory.transcript(user_id, session_id)).model_dump_json(indent=2)
+    except EngramError as exc:
+        raise ResourceError(str(exc)) from exc
+
+
+async def recent_sessions(user_id: str, ctx: Context[AppState]) -> str:
+    """The user's sessions still in short-term memory, most recently active first."""
+    try:
+        memory = await ctx.request_context.lifespan_context.memory.get()
+        return _SESSIONS.dump_json(await memory.sessions_of(user_id), indent=2).decode()
+    except EngramError as exc:
+        raise ResourceError(str(exc)) from exc
+
+
+async def recent_memories(user_id: str, ctx: Context[AppState]) -> str:
+    """The user's most recently stored long-term memories, newest first."""
+    try:
+        memory = await ctx.request_context.lifespan_context.memory.get()
+        return _MEMORIES.dump_json(await memory.recent_memories(user_id, RECENT_MEMORIES), indent=2).decode()
+    except EngramError as exc:
+        raise ResourceError(str(exc)) from exc
+
+
+def stats_resource(current: Callable[[], AppState | None]) -> Callable[[], Any]:
+    """Build the server-stats resource; static resources get no Context, so it reads the live state."""
+
+    async def server_stats() -> str:
+        """Counts and sizes per tier, the embedding model, and the data directory."""
+        state = current()
+        if state is None:
+            raise ResourceError("The server is not running.")
+        stats = ServerStats(
+            version=__version__,
+            status="loading",
+            data_dir=str(state.settings.data_dir),
+            embedding_model=state.settings.embedding_model,
+        )
+        if state.memory.error is not None:
+            stats = stats.model_copy(update={"status": "failed", "error": str(state.memory.error)})
+        elif state.memory.ready:
+            # Stats never wait for the model: a loading server says so instead of blocking.
+            memory = await state.memory.get()
+            tiers = await memory.tier_stats()
+            stats = stats.model_copy(
+                update={
+                    "status": "ready",
+                    "embedding_model": memory.embedder.model_id,
+                    "embedding_dimensions": memory.embedder.dimensions,
+                    "long_term": tiers["long_term"],
+                    "sessions": tiers["sessions"],
+                }
+            )
+        return stats.model_dump_json(indent=2)
+
+    return server_stats
+
+
+def register_resources(server: MCPServer[AppState], current: Callable[[], AppState | None]) -> None:
+    """Add Engram's resources to `server`."""
+    server.resource(
+        "engram://users/{user_id}/sessions/{session_id}",
+        name="session_transcript",
+        title="Session transcript",
+        mime_type="application/json",
+    )(session_transcript)
+    server.resource(
+        "engram://users/{user_id}/sessions",
+        name="recent_sessions",
+        title="Recent sessions",
+        mime_type="application/json",
+    )(recent_sessions)
+    server.resource(
+        "engram://users/{user_id}/memories",
+        name="recent_memories",
+        title="Recent long-term memories",
+        mime_type="application/json",
+    )(recent_memories)
+    server.resource("engram://stats", name="stats", title="Server stats", mime_type="application/json")(
+        stats_resource(current)
+    )

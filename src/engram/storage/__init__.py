@@ -1,0 +1,1 @@
+"""Storage engines behind the core's ports: LanceDB for long-term memory, diskcache for sessions."""

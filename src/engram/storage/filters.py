@@ -1,0 +1,51 @@
+"""Safe construction of LanceDB (DataFusion SQL) filter expressions from caller-supplied values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from engram.core.models import RecallFilters
+
+
+def quote(value: str) -> str:
+    """Return `value` as a SQL string literal: single quotes doubled, NUL bytes refused."""
+    if "\x00" in value:
+        raise ValueError("NUL byte in a filter value")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_list(values: Sequence[str]) -> str:
+    """Return `values` as a SQL array literal of quoted strings."""
+    return "[" + ", ".join(quote(v) for v in values) + "]"
+
+
+def timestamp(value: datetime) -> str:
+    """Return `value` as a SQL timestamp literal in UTC (naive datetimes are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return "timestamp " + quote(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"))
+
+
+def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:
+    """Build the where-clause that scopes a query to one user and the given metadata conditions."""
+    clauses = [f"user_id = {quote(user_id)}"]
+    if filters is None:
+        return clauses[0]
+    if filters.agent_id is not None:
+        clauses.append(f"agent_id = {quote(filters.agent_id)}")
+    if filters.session_id is not None:
+        clauses.append(f"session_id = {quote(filters.session_id)}")
+    if filters.kind is not None:
+        clauses.append(f"kind = {quote(filters.kind.value)}")
+    if filters.tags_any:
+        clauses.append(f"array_has_any(tags, {quote_list(filters.tags_any)})")
+    if filters.category is not None:
+        clauses.append(f"category = {quote(filters.category)}")
+    if filters.resolved is not None:
+        clauses.append("resolved = true" if filters.resolved else "resolved = false")
+    if filters.since is not None:
+        clauses.append(f"created_at >= {timestamp(filters.since)}")
+    if filters.until is not None:
+        clauses.append(f"created_at < {timestamp(filters.until)}")
+    return " AND ".join(f"({c})" for c in clauses)

@@ -1,0 +1,202 @@
+"""LanceDB-backed long-term memory: one table of memories with their embeddings, searched per user."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.query import ColumnOrdering
+
+from engram.core.errors import EmbeddingModelMismatch
+from engram.core.models import Kind, Memory, RecallFilters, Role, Sentiment
+from engram.core.ports import Vectors
+from engram.storage.filters import memory_filter, quote
+
+logger = logging.getLogger(__name__)
+
+TABLE_NAME = "memories"
+SCHEMA_VERSION = "1"
+_META_VERSION = b"engram.schema_version"
+_META_MODEL = b"engram.embedding_model"
+#: Single-row appends fragment a Lance table; compacting after this many writes keeps scans fast.
+_COMPACT_EVERY = 200
+
+
+def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
+    """The Arrow schema of the memories table, stamped with the schema version and embedding model."""
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("agent_id", pa.string()),
+            pa.field("session_id", pa.string()),
+            pa.field("role", pa.string()),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("content", pa.string(), nullable=False),
+            pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("updated_at", pa.timestamp("us", tz="UTC")),
+            pa.field("tags", pa.list_(pa.string())),
+            pa.field("category", pa.string()),
+            pa.field("entities", pa.list_(pa.string())),
+            pa.field("sentiment", pa.string()),
+            pa.field("sentiment_score", pa.float32()),
+            pa.field("resolved", pa.bool_()),
+            pa.field("importance", pa.float32()),
+            pa.field("links", pa.list_(pa.string())),
+            pa.field("metadata", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dimensions)),
+        ],
+        metadata={_META_VERSION: SCHEMA_VERSION.encode(), _META_MODEL: model_id.encode()},
+    )
+
+
+_COLUMNS = [f.name for f in memory_schema(1, "x") if f.name != "vector"]
+
+
+class LanceLongTermStore:
+    """Long-term memories in a LanceDB table; every query is prefiltered to one user."""
+
+    def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._directory = directory
+        self._db = lancedb.connect(str(directory))
+        self._write_lock = threading.Lock()
+        self._writes_since_compaction = 0
+        self._table = self._open_or_create(dimensions, model_id)
+
+    def _open_or_create(self, dimensions: int, model_id: str) -> Any:
+        schema = memory_schema(dimensions, model_id)
+        try:
+            table = self._db.open_table(TABLE_NAME)
+        except ValueError:
+            logger.info("creating long-term table in %s (model %s, %d dims)", self._directory, model_id, dimensions)
+            return self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
+        stored = table.schema
+        stored_model = (stored.metadata or {}).get(_META_MODEL, b"").decode()
+        stored_dims = stored.field("vector").type.list_size
+        if stored_model != model_id or stored_dims != dimensions:
+            raise EmbeddingModelMismatch(
+                f"The long-term memory in {self._directory} was built with embedding model "
+                f"'{stored_model}' ({stored_dims} dimensions), but '{model_id}' ({dimensions} dimensions) is "
+                "configured. Set ENGRAM_EMBEDDING_MODEL back to the original model, or point ENGRAM_DATA_DIR "
+                "at a new directory."
+            )
+        return table
+
+    def add(self, memory: Memory, vector: Vectors) -> bool:
+        """Insert unless a memory with this id exists; return whether it was inserted."""
+        row = _to_row(memory, vector)
+        with self._write_lock:
+            # merge_insert on the content id makes a retried write a no-op instead of a duplicate.
+            result = self._table.merge_insert("id").when_not_matched_insert_all().execute([row])
+            self._writes_since_compaction += 1
+            if self._writes_since_compaction >= _COMPACT_EVERY:
+                self._compact()
+        return bool(result.num_inserted_rows)
+
+    def _compact(self) -> None:
+        self._writes_since_compaction = 0
+        try:
+            self._table.optimize()
+        except Exception:  # upkeep must never fail a write that already committed
+            logger.exception("long-term table compaction failed; will retry after more writes")
+
+    def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
+        """Return the user's memories with these ids (missing ones are skipped)."""
+        if not ids:
+            return []
+        where = f"{memory_filter(user_id)} AND id IN ({', '.join(quote(i) for i in ids)})"
+        rows = self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list()
+        return [_to_memory(r) for r in rows]
+
+    def search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[tuple[Memory, float]]:
+        """Return up to `limit` of the user's memories matching `filters`, by cosine similarity, best first."""
+        query = (
+            self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
+            .distance_type("cosine")
+            .where(memory_filter(user_id, filters), prefilter=True)
+            .select([*_COLUMNS, "_distance"])
+            .limit(limit)
+        )
+        return [(_to_memory(r), 1.0 - float(r["_distance"])) for r in query.to_list()]
+
+    def recent(self, user_id: str, limit: int) -> list[Memory]:
+        """Return the user's most recently created memories, newest first."""
+        rows = (
+            self._table.search()
+            .where(memory_filter(user_id))
+            .order_by([ColumnOrdering(column_name="created_at", ascending=False)])
+            .select(_COLUMNS)
+            .limit(limit)
+            .to_list()
+        )
+        return [_to_memory(r) for r in rows]
+
+    def delete_user(self, user_id: str) -> int:
+        """Delete every memory of the user; return how many were deleted."""
+        with self._write_lock:
+            result = self._table.delete(memory_filter(user_id))
+        return int(result.num_deleted_rows)
+
+    def count(self) -> int:
+        """Number of memories of all users."""
+        return int(self._table.count_rows())
+
+    def bytes_on_disk(self) -> int:
+        """Size of the store's files."""
+        return sum(p.stat().st_size for p in self._directory.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        """Release the store (LanceDB holds no process-wide locks; dropping references is enough)."""
+        self._table = None
+        self._db = None
+
+
+def _to_row(memory: Memory, vector: Vectors) -> dict[str, Any]:
+    row = memory.model_dump(mode="python")
+    row["role"] = memory.role.value if memory.role else None
+    row["kind"] = memory.kind.value
+    row["sentiment"] = memory.sentiment.value if memory.sentiment else None
+    row["metadata"] = json.dumps(memory.metadata, ensure_ascii=False, sort_keys=True)
+    row["vector"] = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
+    return row
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _to_memory(row: dict[str, Any]) -> Memory:
+    created_at = _utc(row["created_at"])
+    assert created_at is not None
+    return Memory(
+        id=row["id"],
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        session_id=row["session_id"],
+        role=Role(row["role"]) if row["role"] else None,
+        kind=Kind(row["kind"]),
+        content=row["content"],
+        created_at=created_at,
+        updated_at=_utc(row["updated_at"]),
+        tags=list(row["tags"] or []),
+        category=row["category"],
+        entities=list(row["entities"] or []),
+        sentiment=Sentiment(row["sentiment"]) if row["sentiment"] else None,
+        sentiment_score=None if row["sentiment_score"] is None else round(float(row["sentiment_score"]), 6),
+        resolved=row["resolved"],
+        importance=None if row["importance"] is None else round(float(row["importance"]), 6),
+        links=list(row["links"] or []),
+        metadata=json.loads(row["metadata"]) if row["metadata"] else {},
+    )
+

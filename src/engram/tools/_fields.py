@@ -1,0 +1,32 @@
+"""Parameter types shared by the tools, so every tool describes the same argument the same way."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from engram.core.models import ID_PATTERN, ID_RULE
+
+UserIdArg = Annotated[
+    str,
+    Field(
+        pattern=ID_PATTERN,
+        description=f"Whose memory this is: a stable id for the person you are talking to ({ID_RULE}).",
+    ),
+]
+SessionIdArg = Annotated[
+    str,
+    Field(pattern=ID_PATTERN, description=f"The conversation this belongs to ({ID_RULE})."),
+]
+OptionalSessionIdArg = Annotated[
+    str | None,
+    Field(
+        pattern=ID_PATTERN,
+        description=f"The current conversation, if any ({ID_RULE}). Enables its working memory.",
+    ),
+]
+AgentIdArg = Annotated[
+    str | None,
+    Field(pattern=ID_PATTERN, description=f"Which assistant or agent is writing ({ID_RULE}); optional."),
+]

@@ -1,0 +1,45 @@
+"""The `summarize_session` tool: compress a long conversation's older turns into a summary."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from engram.core.models import SessionSummary
+from engram.tools._fields import SessionIdArg, UserIdArg
+from engram.tools.state import AppState, domain_errors, memory_of
+
+
+async def summarize_session(
+    user_id: UserIdArg,
+    session_id: SessionIdArg,
+    ctx: Context[AppState],
+    keep_recent: Annotated[
+        int | None, Field(ge=0, le=1000, description="How many latest turns stay verbatim (default 6).")
+    ] = None,
+    summary: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description="Your own summary of the older turns. Omit it to let Engram pick the most "
+            "representative sentences itself.",
+        ),
+    ] = None,
+) -> SessionSummary:
+    """Compress a long session: older turns are replaced by a summary, the latest ones stay verbatim.
+
+    Call this when a conversation has grown long. Writing the summary yourself (`summary`) gives the best
+    result; without it Engram builds an extractive one. The summary is also saved to long-term memory, linked
+    to the turns it replaces, so it can be recalled in later sessions.
+    """
+    memory = await memory_of(ctx)
+
+    async def progress(done: float, total: float, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    with domain_errors():
+        return await memory.summarize_session(
+            user_id, session_id, keep_recent=keep_recent, summary=summary, progress=progress
+        )

@@ -1,0 +1,75 @@
+"""Dependency rules: the core stays transport- and engine-free; heavy imports stay off the start-up path."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "engram"
+STORAGE_ENGINES = {"lancedb", "diskcache", "pyarrow", "lance"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module name a file imports; relative imports are refused so that none can slip past the rules."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: use absolute imports"
+            names.add(node.module or "")
+    return names
+
+
+def _modules(under: Path) -> list[Path]:
+    return sorted(under.rglob("*.py"))
+
+
+def _top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def test_the_rules_see_imports() -> None:
+    # Guards the guard: if import parsing broke, every rule below would pass vacuously.
+    assert "lancedb" in _imports(SRC / "storage" / "long_term.py")
+    assert "mcp.server.mcpserver" in _imports(SRC / "tools" / "remember.py")
+
+
+@pytest.mark.parametrize("path", _modules(SRC / "core"), ids=lambda p: p.name)
+def test_core_imports_no_transport_engine_or_adapter(path: Path) -> None:
+    forbidden = {"mcp", "click", "starlette", "uvicorn", "torch", "sentence_transformers", *STORAGE_ENGINES}
+    bad = {n for n in _imports(path) if _top(n) in forbidden}
+    bad |= {n for n in _imports(path) if n.startswith(("engram.server", "engram.tools", "engram.storage", "engram.cli"))}
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", _modules(SRC), ids=lambda p: str(p.relative_to(SRC)))
+def test_only_storage_imports_storage_engines(path: Path) -> None:
+    if path.is_relative_to(SRC / "storage"):
+        return
+    bad = {n for n in _imports(path) if _top(n) in STORAGE_ENGINES}
+    assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", _modules(SRC), ids=lambda p: str(p.relative_to(SRC)))
+def test_only_composition_roots_build_settings(path: Path) -> None:
+    source = path.read_text()
+    if path.name in {"cli.py", "config.py"}:
+        return
+    assert "Settings()" not in source, f"{path.relative_to(SRC)} reads configuration itself"
+    assert "os.environ[" not in source and "os.getenv" not in source, f"{path.relative_to(SRC)} reads the environment"
+
+
+def test_server_start_path_does_not_import_torch_or_lancedb() -> None:
+    code = (
+        "import sys\n"
+        "import engram.cli, engram.server.app\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'lancedb', 'transformers') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"imported on the start-up path: {result.stdout.strip()}"

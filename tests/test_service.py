@@ -1,0 +1,280 @@
+"""MemoryService over real LanceDB and diskcache (fast deterministic embedder)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engram.config import Settings
+from engram.core.errors import ConfirmationRequired, EmbeddingModelMismatch, InvalidInput, NothingToSummarize
+from engram.core.models import Kind, RecallFilters, Role
+from engram.core.service import MemoryService, memory_id
+from engram.embeddings.hashing import HashEmbedder
+from engram.runtime import open_memory
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_remember_then_recall_returns_the_memory_with_its_tier_and_score(service: MemoryService) -> None:
+    stored = await service.remember("alice", "Alice keeps bees on her roof", tags=["hobby"])
+    assert stored.created
+    result = await service.recall("alice", "bees roof")
+    assert [h.memory.id for h in result.memories] == [stored.id]
+    hit = result.memories[0]
+    assert hit.tier == "long_term"
+    assert 0.5 < hit.score <= 1.0
+    assert hit.memory.tags == ["hobby"]
+    assert hit.memory.kind is Kind.FACT
+
+
+async def test_identical_content_is_stored_once_per_user(service: MemoryService) -> None:
+    first = await service.remember("alice", "likes green tea")
+    again = await service.remember("alice", "  likes green tea \n")
+    other_user = await service.remember("bob", "likes green tea")
+    assert first.created and not again.created and other_user.created
+    assert first.id == again.id == memory_id("alice", "likes green tea")
+    assert other_user.id != first.id
+    assert service.long_term.count() == 2
+
+
+async def test_a_retried_turn_is_not_duplicated_but_a_new_turn_is_appended(service: MemoryService) -> None:
+    await service.remember("alice", "hello", session_id="s1")
+    await service.remember("alice", "hello", session_id="s1")  # retry
+    await service.remember("alice", "hi there", session_id="s1", role=Role.ASSISTANT)
+    await service.remember("alice", "hello", session_id="s1")  # said again, later: a new turn
+    turns = service.sessions.working("alice", "s1")
+    assert [(t.role, t.content, t.seq) for t in turns] == [
+        (Role.USER, "hello", 0),
+        (Role.ASSISTANT, "hi there", 1),
+        (Role.USER, "hello", 2),
+    ]
+
+
+async def test_working_memory_keeps_only_the_most_recent_turns(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embedding_model="hash", working_memory_turns=3)
+    service = open_memory(settings, HashEmbedder())
+    try:
+        for i in range(5):
+            result = await service.remember("alice", f"turn number {i}", session_id="s1")
+        assert result.session_turns == 3
+        recalled = await service.recall("alice", "turn", session_id="s1")
+        assert [t.content for t in recalled.working] == ["turn number 2", "turn number 3", "turn number 4"]
+        assert all(t.tier == "working" for t in recalled.working)
+        # Short-term memory still has the whole session.
+        transcript = service.sessions.transcript("alice", "s1")
+        assert transcript is not None and len(transcript) == 5
+    finally:
+        service.close()
+
+
+async def test_working_memory_expires_but_the_session_stays_in_short_term(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embedding_model="hash", working_memory_ttl_hours=0.5 / 3600)
+    service = open_memory(settings, HashEmbedder())
+    try:
+        await service.remember("alice", "a passing remark", session_id="s1")
+        assert len(service.sessions.working("alice", "s1")) == 1
+        time.sleep(0.7)
+        assert service.sessions.working("alice", "s1") == []
+        transcript = await service.transcript("alice", "s1")
+        assert transcript.tier == "short_term"
+        assert [t.content for t in transcript.turns] == ["a passing remark"]
+        assert [s.session_id for s in await service.sessions_of("alice")] == ["s1"]
+    finally:
+        service.close()
+
+
+async def test_sessions_are_listed_per_user_most_recent_first(service: MemoryService) -> None:
+    await service.remember("alice", "first session turn", session_id="s1", agent_id="desktop")
+    await service.remember("alice", "second session turn", session_id="s2", agent_id="ide")
+    await service.remember("alice", "back in the first one", session_id="s1", agent_id="ide")
+    await service.remember("bob", "bob's own session", session_id="s9")
+    sessions = await service.sessions_of("alice")
+    assert [(s.session_id, s.turns, s.agents) for s in sessions] == [("s1", 2, ["desktop", "ide"]), ("s2", 1, ["ide"])]
+
+
+async def test_users_are_isolated_and_forgetting_one_leaves_the_other(service: MemoryService) -> None:
+    await service.remember("alice", "alice secret plan for the garden", session_id="s1")
+    await service.remember("bob", "bob plan for the garden", session_id="s1")
+    bob_hits = (await service.recall("bob", "secret plan garden", top_k=10)).memories
+    assert [h.memory.user_id for h in bob_hits] == ["bob"]
+
+    with pytest.raises(ConfirmationRequired):
+        await service.forget_user("alice", confirm=False)
+    receipt = await service.forget_user("alice", confirm=True)
+    assert (receipt.long_term, receipt.working, receipt.short_term) == (1, 1, 1)
+    assert (await service.recall("alice", "garden")).memories == []
+    assert service.sessions.working("alice", "s1") == []
+    assert await service.sessions_of("alice") == []
+    assert [h.memory.content for h in (await service.recall("bob", "garden")).memories] == ["bob plan for the garden"]
+    assert len(service.sessions.working("bob", "s1")) == 1
+
+
+@pytest.mark.parametrize("hostile", ["x' OR '1'='1", "alice' OR user_id != '", "a'); DROP TABLE memories; --"])
+async def test_hostile_user_ids_are_refused_by_the_service(service: MemoryService, hostile: str) -> None:
+    await service.remember("alice", "alice only")
+    with pytest.raises(InvalidInput, match="user_id"):
+        await service.recall(hostile, "alice")
+    with pytest.raises(InvalidInput, match="user_id"):
+        await service.forget_user(hostile, confirm=True)
+    assert service.long_term.count() == 1
+
+
+@pytest.mark.parametrize("hostile", ["x' OR '1'='1", "alice' OR user_id != '", "' OR 1=1 --"])
+async def test_hostile_ids_reaching_storage_match_and_delete_nothing(service: MemoryService, hostile: str) -> None:
+    # Defence in depth: even past the id check, storage quotes every literal.
+    await service.remember("alice", "alice only")
+    await service.remember("bob", "bob only")
+    vector = service.embedder.embed(["only"])[0]
+    assert service.long_term.search(hostile, vector, RecallFilters(), 10) == []
+    assert service.long_term.search("alice", vector, RecallFilters(tags_any=[hostile], category=hostile), 10) == []
+    assert service.long_term.recent(hostile, 10) == []
+    assert service.long_term.delete_user(hostile) == 0
+    assert service.long_term.count() == 2
+
+
+async def test_filters_narrow_long_term_recall(service: MemoryService) -> None:
+    await service.remember("alice", "invoice was charged twice", agent_id="billing", tags=["billing"], category="issue")
+    await service.remember("alice", "app crashes on start", agent_id="support", tags=["technical"], session_id="s2")
+    await service.remember("alice", "prefers email contact", category="preference")
+
+    async def contents(**filters: object) -> set[str]:
+        hits = (await service.recall("alice", "invoice app email", top_k=10, filters=RecallFilters(**filters))).memories
+        return {h.memory.content for h in hits}
+
+    assert await contents() == {"invoice was charged twice", "app crashes on start", "prefers email contact"}
+    assert await contents(agent_id="billing") == {"invoice was charged twice"}
+    assert await contents(session_id="s2") == {"app crashes on start"}
+    assert await contents(tags_any=["technical", "nope"]) == {"app crashes on start"}
+    assert await contents(category="preference") == {"prefers email contact"}
+    assert await contents(kind=Kind.TURN) == {"app crashes on start"}
+    assert await contents(category="issue", agent_id="support") == set()
+    future = datetime.now(UTC) + timedelta(days=1)
+    assert await contents(since=future) == set()
+    assert len(await contents(until=future)) == 3
+
+
+async def test_min_score_drops_weak_matches_and_says_how_many(service: MemoryService) -> None:
+    await service.remember("alice", "the quick brown fox")
+    await service.remember("alice", "completely unrelated words here")
+    # Hash embeddings: 3 of 4 words shared gives cosine 3/sqrt(12) ~ 0.87; no shared word gives ~0.
+    result = await service.recall("alice", "quick brown fox", top_k=10, min_score=0.8)
+    assert [h.memory.content for h in result.memories] == ["the quick brown fox"]
+    assert result.dropped_below_min_score == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda s: s.remember("alice", "   \n\t "), "content"),
+        (lambda s: s.remember("alice", "x" * 8001), "content"),
+        (lambda s: s.remember("", "hello"), "user_id"),
+        (lambda s: s.remember("alice", "hello", session_id="bad id"), "session_id"),
+        (lambda s: s.remember("alice", "hello", agent_id="-leading-dash"), "agent_id"),
+        (lambda s: s.remember("alice", "hello", tags=["ok", " "]), "tags"),
+        (lambda s: s.remember("alice", "hello", tags=[f"t{i}" for i in range(33)]), "tags"),
+        (lambda s: s.remember("alice", "hello", metadata={f"k{i}": i for i in range(33)}), "metadata"),
+        (lambda s: s.remember("alice", "hello", metadata={"x": float("nan")}), "metadata"),
+        (lambda s: s.remember("alice", "hello", importance=1.5), "importance"),
+        (lambda s: s.recall("alice", "  "), "query"),
+        (lambda s: s.recall("alice", "tea", top_k=0), "top_k"),
+        (lambda s: s.recall("alice", "tea", top_k=51), "top_k"),
+        (lambda s: s.recall("alice", "tea", min_score=2.0), "min_score"),
+        (
+            lambda s: s.recall(
+                "alice", "tea", filters=RecallFilters(since=datetime(2026, 2, 1), until=datetime(2026, 1, 1))
+            ),
+            "since",
+        ),
+        (lambda s: s.summarize_session("alice", "s1", keep_recent=-1), "keep_recent"),
+        (lambda s: s.summarize_session("alice", "unknown-session"), "session_id"),
+        (lambda s: s.transcript("alice", "unknown-session"), "session_id"),
+    ],
+)
+async def test_bad_input_names_the_field(service: MemoryService, call, field: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInput) as raised:
+        await call(service)
+    assert raised.value.field == field
+    assert str(raised.value).startswith(f"Invalid '{field}':")
+
+
+async def _thirty_turn_session(service: MemoryService) -> list[str]:
+    ids = []
+    for i in range(30):
+        role = Role.USER if i % 2 == 0 else Role.ASSISTANT
+        result = await service.remember("alice", f"Turn {i}: we talked about topic {i % 5}.", session_id="s1", role=role)
+        ids.append(result.id)
+    return ids
+
+
+async def test_summarize_with_the_callers_summary(service: MemoryService) -> None:
+    ids = await _thirty_turn_session(service)
+    result = await service.summarize_session(
+        "alice", "s1", keep_recent=5, summary="Alice and the assistant went through topics 0 to 4 in turn."
+    )
+    assert result.method == "caller"
+    assert (result.summarized_turns, result.kept_turns) == (25, 5)
+    assert result.replaced_ids == ids[:25]
+
+    working = service.sessions.working("alice", "s1")
+    assert [t.is_summary for t in working] == [True, False, False, False, False, False]
+    assert working[0].content == result.summary
+    assert [t.content for t in working[1:]] == [f"Turn {i}: we talked about topic {i % 5}." for i in range(25, 30)]
+
+    stored = service.long_term.get("alice", [result.summary_id])[0]
+    assert stored.kind is Kind.SUMMARY and stored.links == ids[:25] and stored.session_id == "s1"
+    recalled = await service.recall("alice", "went through topics", filters=RecallFilters(kind=Kind.SUMMARY))
+    assert [h.memory.id for h in recalled.memories] == [result.summary_id]
+    sessions = await service.sessions_of("alice")
+    assert sessions[0].summary == result.summary and sessions[0].turns == 30
+
+
+async def test_summarize_builds_an_extractive_summary_within_budget(service: MemoryService) -> None:
+    await _thirty_turn_session(service)
+    result = await service.summarize_session("alice", "s1", keep_recent=5)
+    assert result.method == "extractive"
+    assert 0 < len(result.summary) <= service.policy.summary_max_chars
+    lines = result.summary.splitlines()
+    assert all(line.startswith(("user: Turn ", "assistant: Turn ")) for line in lines)
+    # Only the 25 older turns are summarised, never the kept ones.
+    assert all(int(line.split("Turn ")[1].split(":")[0]) < 25 for line in lines)
+
+
+async def test_summaries_roll_forward_and_refuse_when_nothing_is_older(service: MemoryService) -> None:
+    await _thirty_turn_session(service)
+    await service.summarize_session("alice", "s1", keep_recent=5, summary="First part.")
+    with pytest.raises(NothingToSummarize):
+        await service.summarize_session("alice", "s1", keep_recent=5)
+    for i in range(30, 34):
+        await service.remember("alice", f"Later turn {i}.", session_id="s1")
+    second = await service.summarize_session("alice", "s1", keep_recent=5, summary="Second part.")
+    assert second.summarized_turns == 4  # turns 25..28, not the ones already summarised
+    working = service.sessions.working("alice", "s1")
+    assert working[0].content == "Second part." and len(working) == 6
+
+
+async def test_memories_survive_a_restart(settings: Settings) -> None:
+    first = open_memory(settings, HashEmbedder())
+    stored = await first.remember("alice", "persisted across restarts", session_id="s1")
+    first.close()
+    second = open_memory(settings, HashEmbedder())
+    try:
+        result = await second.recall("alice", "persisted restarts", session_id="s1")
+        assert [h.memory.id for h in result.memories] == [stored.id]
+        assert [t.content for t in result.working] == ["persisted across restarts"]
+    finally:
+        second.close()
+
+
+async def test_a_store_built_with_another_model_fails_fast(settings: Settings) -> None:
+    open_memory(settings, HashEmbedder(256)).close()
+    with pytest.raises(EmbeddingModelMismatch, match="ENGRAM_EMBEDDING_MODEL"):
+        open_memory(settings, HashEmbedder(128))
+
+
+async def test_recent_memories_are_newest_first(service: MemoryService) -> None:
+    for i in range(3):
+        await service.remember("alice", f"memory {i}")
+    assert [m.content for m in await service.recent_memories("alice", 2)] == ["memory 2", "memory 1"]
