@@ -21,7 +21,7 @@ install: $(STAMP)
 serve: $(STAMP)
 	@exec $(BIN)/engram serve
 
-test: $(STAMP)
+test: $(STAMP) lint
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -33,6 +33,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	@$(BIN)/ruff check src tests benchmarks
 	@$(BIN)/ruff format --check src tests benchmarks
+	@$(BIN)/mypy
 
 mcp-config:
 	@sed "s#/path/to/engram#$(CURDIR)#g" mcp.json

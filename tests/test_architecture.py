@@ -43,7 +43,9 @@ def test_the_rules_see_imports() -> None:
 def test_core_imports_no_transport_engine_or_adapter(path: Path) -> None:
     forbidden = {"mcp", "click", "starlette", "uvicorn", "torch", "sentence_transformers", *STORAGE_ENGINES}
     bad = {n for n in _imports(path) if _top(n) in forbidden}
-    bad |= {n for n in _imports(path) if n.startswith(("engram.server", "engram.tools", "engram.storage", "engram.cli"))}
+    bad |= {
+        n for n in _imports(path) if n.startswith(("engram.server", "engram.tools", "engram.storage", "engram.cli"))
+    }
     assert not bad, f"{path.name} imports {sorted(bad)}"
 
 

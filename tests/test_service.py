@@ -204,7 +204,9 @@ async def _thirty_turn_session(service: MemoryService) -> list[str]:
     ids = []
     for i in range(30):
         role = Role.USER if i % 2 == 0 else Role.ASSISTANT
-        result = await service.remember("alice", f"Turn {i}: we talked about topic {i % 5}.", session_id="s1", role=role)
+        result = await service.remember(
+            "alice", f"Turn {i}: we talked about topic {i % 5}.", session_id="s1", role=role
+        )
         ids.append(result.id)
     return ids
 

@@ -33,7 +33,9 @@ async def test_the_four_tools_are_listed_with_schemas_and_hints(client: Client) 
 
 
 async def test_remember_and_recall_return_structured_results(client: Client) -> None:
-    stored = ok(await client.call_tool("remember", {"user_id": "alice", "content": "owns a red bicycle", "session_id": "s1"}))
+    stored = ok(
+        await client.call_tool("remember", {"user_id": "alice", "content": "owns a red bicycle", "session_id": "s1"})
+    )
     assert stored["created"] is True and stored["session_turns"] == 1
     again = ok(await client.call_tool("remember", {"user_id": "alice", "content": "owns a red bicycle"}))
     assert again == {"id": stored["id"], "created": False, "session_turns": None}
@@ -133,7 +135,9 @@ async def test_summarize_session_reports_progress(client: Client) -> None:
 
     result = ok(
         await client.call_tool(
-            "summarize_session", {"user_id": "alice", "session_id": "s1", "keep_recent": 4}, progress_callback=on_progress
+            "summarize_session",
+            {"user_id": "alice", "session_id": "s1", "keep_recent": 4},
+            progress_callback=on_progress,
         )
     )
     assert (result["summarized_turns"], result["kept_turns"], result["method"]) == (6, 4, "extractive")
@@ -181,7 +185,11 @@ async def test_resource_errors_say_what_is_wrong(client: Client) -> None:
 
 async def test_layered_context_prompt_assembles_every_layer(client: Client) -> None:
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "Alice is vegetarian"}))
-    ok(await client.call_tool("remember", {"user_id": "alice", "content": "Can you suggest dinner?", "session_id": "s1"}))
+    ok(
+        await client.call_tool(
+            "remember", {"user_id": "alice", "content": "Can you suggest dinner?", "session_id": "s1"}
+        )
+    )
     prompt = await client.get_prompt(
         "layered_context", {"user_id": "alice", "message": "Something vegetarian please", "session_id": "s1"}
     )

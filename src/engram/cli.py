@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -80,7 +81,10 @@ def serve(transport: str) -> None:
     from engram.server.app import build_server
 
     logging.getLogger("engram").info("Engram serving over %s; data in %s", transport, settings.data_dir)
-    build_server(settings).run(transport)
+    build_server(settings).run()
+    # The stores are closed by now. Skipping the final garbage collection of torch's and LanceDB's large heaps
+    # lets the process exit in a fraction of a second, well inside a client's shutdown grace period.
+    gc.freeze()
 
 
 @cli.command()

@@ -24,6 +24,7 @@ class BackgroundService:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         """Begin opening the service; returns at once."""
@@ -33,12 +34,19 @@ class BackgroundService:
 
     def _open(self) -> None:
         try:
-            self._service = self._opener()
+            service = self._opener()
         except BaseException as exc:  # kept and re-raised to every caller of get()
             logger.error("could not open Engram's memory: %s", exc)
             self._error = exc
-        finally:
             self._done.set()
+            return
+        with self._lock:
+            if self._closed:
+                # The server stopped while the model was loading: nobody will use the service.
+                service.close()
+            else:
+                self._service = service
+        self._done.set()
 
     @property
     def ready(self) -> bool:
@@ -57,14 +65,22 @@ class BackgroundService:
             await anyio.to_thread.run_sync(self._done.wait)
         if self._service is not None:
             return self._service
+        if self._closed:
+            raise BackendUnavailable("Engram is shutting down; try again once it has restarted.")
         if isinstance(self._error, EngramError):
             raise self._error
         raise BackendUnavailable(f"Engram's memory could not be opened: {self._error}. See the server log.")
 
     def close(self) -> None:
-        """Wait for a pending open to finish, then close the stores."""
-        if self._thread is not None:
-            self._thread.join()
-        if self._service is not None and not self._closed:
+        """Close the stores; a load still in progress closes them itself when it finishes.
+
+        Never waits for the model: a client that disconnects right after the handshake must see the server
+        exit at once rather than after the load.
+        """
+        with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            self._service.close()
+            service = self._service
+        if service is not None:
+            service.close()

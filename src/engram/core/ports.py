@@ -43,9 +43,7 @@ class LongTermStore(Protocol):
         """Return the user's memories with these ids (missing ones are skipped)."""
         ...
 
-    def search(
-        self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int
-    ) -> list[tuple[Memory, float]]:
+    def search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[tuple[Memory, float]]:
         """Return up to `limit` of the user's memories matching `filters`, by cosine similarity, best first."""
         ...
 

@@ -407,4 +407,3 @@ class MemoryService:
         """Close both stores."""
         self.long_term.close()
         self.sessions.close()
-

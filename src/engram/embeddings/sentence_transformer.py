@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -37,19 +36,27 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        # Progress bars would clutter the server log on every start.
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         torch.set_num_threads(threads)
         path = resolve_model_path(name)
         try:
             self._model = SentenceTransformer(path, device=device)
         except Exception as exc:
-            hint = "a local directory" if Path(path).exists() else "a model already in the local Hugging Face cache"
             raise BackendUnavailable(
-                f"Could not load embedding model '{name}' ({exc}). ENGRAM_EMBEDDING_MODEL must name "
-                f"all-MiniLM-L6-v2 (bundled), {hint}, or 'hash'; Engram never downloads weights."
+                f"Could not load embedding model '{name}' ({exc}). ENGRAM_EMBEDDING_MODEL must be "
+                "all-MiniLM-L6-v2 (bundled), a local model directory, a model already in the local Hugging Face "
+                "cache, or 'hash'; Engram never downloads weights."
             ) from exc
-        dims = self._model.get_sentence_embedding_dimension()
+        # Renamed in sentence-transformers 6; the old name warns.
+        get_dimension = getattr(self._model, "get_embedding_dimension", None)
+        if get_dimension is None:
+            get_dimension = self._model.get_sentence_embedding_dimension
+        dims = get_dimension()
         if dims is None:
             raise BackendUnavailable(f"Embedding model '{name}' does not report its dimensions.")
         self._dimensions = int(dims)

@@ -67,10 +67,10 @@ class LanceLongTermStore:
     def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._directory = directory
-        self._db = lancedb.connect(str(directory))
+        self._db: Any = lancedb.connect(str(directory))
         self._write_lock = threading.Lock()
         self._writes_since_compaction = 0
-        self._table = self._open_or_create(dimensions, model_id)
+        self._table: Any = self._open_or_create(dimensions, model_id)
 
     def _open_or_create(self, dimensions: int, model_id: str) -> Any:
         schema = memory_schema(dimensions, model_id)
@@ -199,4 +199,3 @@ def _to_memory(row: dict[str, Any]) -> Memory:
         links=list(row["links"] or []),
         metadata=json.loads(row["metadata"]) if row["metadata"] else {},
     )
-

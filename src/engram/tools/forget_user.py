@@ -26,7 +26,9 @@ async def approve_forget(
         return EraseConfirmation(erase=True)
     capabilities = ctx.client_capabilities
     if capabilities is not None and capabilities.elicitation is not None:
-        return Elicit(f"Erase every memory Engram holds for user '{user_id}'? This cannot be undone.", EraseConfirmation)
+        return Elicit(
+            f"Erase every memory Engram holds for user '{user_id}'? This cannot be undone.", EraseConfirmation
+        )
     return EraseConfirmation(erase=False)
 
 

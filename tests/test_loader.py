@@ -1,0 +1,80 @@
+"""The background opener: calls wait for the model, failures are explained, shutdown never waits for a load."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engram.config import Settings
+from engram.core.errors import BackendUnavailable, EmbeddingModelMismatch
+from engram.core.loader import BackgroundService
+from engram.core.service import MemoryService
+from engram.embeddings.hashing import HashEmbedder
+from engram.runtime import open_memory
+
+pytestmark = pytest.mark.anyio
+
+
+class ClosingSpy(MemoryService):
+    """A real MemoryService that records whether it was closed."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def _slow_opener(settings: Settings, release: threading.Event, opened: list[ClosingSpy]):  # type: ignore[no-untyped-def]
+    def open_() -> MemoryService:
+        release.wait(10)
+        real = open_memory(settings, HashEmbedder())
+        spy = ClosingSpy(real.embedder, real.long_term, real.sessions, real.policy)
+        opened.append(spy)
+        return spy
+
+    return open_
+
+
+async def test_calls_wait_for_the_service_while_it_loads(settings: Settings) -> None:
+    release, opened = threading.Event(), []
+    loader = BackgroundService(_slow_opener(settings, release, opened))
+    loader.start()
+    assert not loader.ready
+    threading.Timer(0.2, release.set).start()
+    service = await loader.get()
+    assert loader.ready and service is opened[0]
+    loader.close()
+    assert opened[0].closed
+
+
+async def test_close_during_a_load_returns_at_once_and_the_load_cleans_up(settings: Settings) -> None:
+    release, opened = threading.Event(), []
+    loader = BackgroundService(_slow_opener(settings, release, opened))
+    loader.start()
+    started = time.monotonic()
+    loader.close()
+    assert time.monotonic() - started < 0.1
+    release.set()
+    with pytest.raises(BackendUnavailable, match="shutting down"):
+        await loader.get()
+    assert opened and opened[0].closed and not loader.ready
+
+
+async def test_a_failed_open_is_reported_to_every_caller(settings: Settings) -> None:
+    open_memory(settings, HashEmbedder(256)).close()
+    loader = BackgroundService(lambda: open_memory(settings, HashEmbedder(64)))
+    for _ in range(2):
+        with pytest.raises(EmbeddingModelMismatch):
+            await loader.get()
+    assert isinstance(loader.error, EmbeddingModelMismatch)
+
+
+@pytest.mark.slow
+async def test_an_unknown_model_name_fails_with_an_actionable_message(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(data_dir=tmp_path, embedding_model=str(tmp_path / "no-such-model"))
+    loader = BackgroundService(lambda: open_memory(settings))
+    with pytest.raises(BackendUnavailable, match="ENGRAM_EMBEDDING_MODEL"):
+        await loader.get()
