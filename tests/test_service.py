@@ -128,10 +128,14 @@ async def test_hostile_ids_reaching_storage_match_and_delete_nothing(service: Me
     await service.remember("alice", "alice only")
     await service.remember("bob", "bob only")
     vector = service.embedder.embed(["only"])[0]
-    assert service.long_term.search(hostile, vector, RecallFilters(), 10) == []
-    assert service.long_term.search("alice", vector, RecallFilters(tags_any=[hostile], category=hostile), 10) == []
-    assert service.long_term.recent(hostile, 10) == []
-    assert service.long_term.delete_user(hostile) == 0
+    store = service.long_term
+    assert store.vector_search(hostile, vector, RecallFilters(), 10) == []
+    assert store.keyword_search(hostile, "only", RecallFilters(), 10) == []
+    assert store.vector_search("alice", vector, RecallFilters(tags_any=[hostile], category=hostile), 10) == []
+    assert store.recent(hostile, 10) == []
+    assert store.get(hostile, [memory_id("alice", "alice only")]) == []
+    assert store.delete(hostile, [memory_id("alice", "alice only")]) == 0
+    assert store.delete_user(hostile) == 0
     assert service.long_term.count() == 2
 
 
@@ -159,8 +163,9 @@ async def test_filters_narrow_long_term_recall(service: MemoryService) -> None:
 async def test_min_score_drops_weak_matches_and_says_how_many(service: MemoryService) -> None:
     await service.remember("alice", "the quick brown fox")
     await service.remember("alice", "completely unrelated words here")
-    # Hash embeddings: 3 of 4 words shared gives cosine 3/sqrt(12) ~ 0.87; no shared word gives ~0.
-    result = await service.recall("alice", "quick brown fox", top_k=10, min_score=0.8)
+    # Hash embeddings of the indexed text "(date) the quick brown fox": 3 of 7 words shared gives cosine
+    # 3/sqrt(21) ~ 0.65; the other memory shares no word with the query (~0).
+    result = await service.recall("alice", "quick brown fox", top_k=10, min_score=0.5)
     assert [h.memory.content for h in result.memories] == ["the quick brown fox"]
     assert result.dropped_below_min_score == 1
 

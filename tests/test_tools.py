@@ -16,15 +16,16 @@ from tests.helpers import error, ok
 pytestmark = pytest.mark.anyio
 
 
-async def test_the_four_tools_are_listed_with_schemas_and_hints(client: Client) -> None:
+async def test_the_tools_are_listed_with_schemas_and_hints(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"remember", "recall", "summarize_session", "forget_user"}
+    assert set(tools) == {"remember", "recall", "summarize_session", "forget_user", "forget_memory"}
     for tool in tools.values():
         assert tool.description and tool.output_schema is not None
         for name, prop in tool.input_schema["properties"].items():
             assert prop.get("description"), f"{tool.name}.{name} has no description"
     assert tools["recall"].annotations is not None and tools["recall"].annotations.read_only_hint
     assert tools["forget_user"].annotations is not None and tools["forget_user"].annotations.destructive_hint
+    assert tools["forget_memory"].annotations is not None and tools["forget_memory"].annotations.destructive_hint
     assert tools["remember"].annotations is not None and tools["remember"].annotations.idempotent_hint
     assert {"user_id", "session_id", "agent_id", "content"} <= set(tools["remember"].input_schema["properties"])
     assert {"query", "top_k"} <= set(tools["recall"].input_schema["properties"])

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -143,6 +144,45 @@ def stats() -> None:
         }
 
     _echo_json(_with_memory(settings, collect))
+
+
+@cli.command("eval")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON here.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep the ingested store here.")
+@click.option("--conversations", type=int, help="Only the first N conversations.")
+@click.option("--fusion", type=click.Choice(["convex", "rrf", "vector", "keyword"]), help="Override the fusion.")
+@click.option("--keyword-weight", type=float, help="Override ENGRAM_RECALL_KEYWORD_WEIGHT.")
+@click.option("--neighbor-weight", type=float, help="Override ENGRAM_RECALL_NEIGHBOR_WEIGHT.")
+def eval_(
+    path: Path,
+    out: Path | None,
+    data_dir: Path | None,
+    conversations: int | None,
+    fusion: str | None,
+    keyword_weight: float | None,
+    neighbor_weight: float | None,
+) -> None:
+    """Measure retrieval on a benchmark file (LoCoMo format): ingest with remember, ask with recall.
+
+    Runs in a fresh temporary store unless --data-dir is given; your own memories are never touched.
+    """
+    from engram.evaluation import run_evaluation
+
+    settings = _settings()
+    _configure_logging("WARNING")
+    overrides = {
+        "recall_fusion": fusion,
+        "recall_keyword_weight": keyword_weight,
+        "recall_neighbor_weight": neighbor_weight,
+    }
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    with _clean_errors():
+        report, table = run_evaluation(settings, path, data_dir=data_dir, limit=conversations, out=out)
+    click.echo(table)
+    if out:
+        click.echo(f"report written to {out}", err=True)
+    del report
 
 
 def main() -> None:

@@ -35,12 +35,20 @@ class Settings(BaseSettings):
             "weights; `hash` is a fast deterministic embedder without semantic understanding (tests, demos)."
         ),
     )
-    embedding_device: str = Field(default="cpu", description="Torch device for the embedding model.")
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch",
+        description=(
+            "How the sentence-transformers model runs: `torch`, or `onnx` / `onnx-int8` (onnxruntime, no torch when "
+            "serving; exported once into `<data_dir>/models/`). `onnx` gives the same vectors as `torch`; `onnx-int8` "
+            "is faster, its vectors differ slightly without measurably worse recall; all three share a data dir."
+        ),
+    )
+    embedding_device: str = Field(default="cpu", description="Torch device for the embedding model (torch backend).")
     embedding_threads: int = Field(
         default=1,
         ge=1,
         le=64,
-        description="Torch intra-op threads. One avoids spin-waiting on small machines under load.",
+        description="Inference intra-op threads (torch or onnxruntime). One avoids spin-waiting on small machines.",
     )
     working_memory_turns: int = Field(default=20, ge=1, le=1000, description="Turns kept verbatim per session.")
     working_memory_ttl_hours: float = Field(
@@ -62,12 +70,38 @@ class Settings(BaseSettings):
     keep_recent_default: int = Field(
         default=6, ge=0, le=1000, description="Turns `summarize_session` keeps verbatim by default."
     )
+    recall_fusion: Literal["convex", "rrf", "vector", "keyword"] = Field(
+        default="convex",
+        description="How semantic and keyword results are combined: weighted normalised scores (convex), "
+        "reciprocal-rank fusion (rrf), or one method alone.",
+    )
+    recall_keyword_weight: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="Convex fusion: weight of the keyword (BM25) score."
+    )
+    recall_neighbor_weight: float = Field(
+        default=0.4, ge=0.0, le=2.0, description="Share of an adjacent turn's score lent to a turn."
+    )
+    recall_candidates: int = Field(
+        default=50, ge=1, le=1000, description="Candidates each retrieval method contributes before fusion."
+    )
+    recall_recency_weight: float = Field(default=0.0, ge=0.0, le=2.0, description="Bonus for new memories.")
+    recall_recency_half_life_days: float = Field(
+        default=30.0, gt=0.0, description="The recency bonus halves every this many days."
+    )
+    recall_importance_weight: float = Field(
+        default=0.0, ge=0.0, le=2.0, description="Bonus per unit of a memory's importance."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
 
     @property
     def long_term_dir(self) -> Path:
         """Directory of the LanceDB database."""
         return self.data_dir / "lancedb"
+
+    @property
+    def models_dir(self) -> Path:
+        """Directory of the ONNX exports of the embedding model."""
+        return self.data_dir / "models"
 
     @property
     def session_cache_dir(self) -> Path:

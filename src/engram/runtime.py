@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from engram.config import MAX_TOP_K, Settings
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder
+from engram.core.ranking import RankingPolicy
 from engram.core.service import MemoryPolicy, MemoryService, utc_now
 
 
@@ -19,6 +20,19 @@ def policy_from(settings: Settings) -> MemoryPolicy:
         max_top_k=MAX_TOP_K,
         summary_max_chars=settings.summary_max_chars,
         keep_recent_default=settings.keep_recent_default,
+    )
+
+
+def ranking_from(settings: Settings) -> RankingPolicy:
+    """How recall ranks, as Settings configure it."""
+    return RankingPolicy(
+        fusion=settings.recall_fusion,
+        keyword_weight=settings.recall_keyword_weight,
+        neighbor_weight=settings.recall_neighbor_weight,
+        candidates=settings.recall_candidates,
+        recency_weight=settings.recall_recency_weight,
+        recency_half_life_days=settings.recall_recency_half_life_days,
+        importance_weight=settings.recall_importance_weight,
     )
 
 
@@ -42,7 +56,11 @@ def open_memory(
     try:
         if embedder is None:
             embedder = load_embedder(
-                settings.embedding_model, device=settings.embedding_device, threads=settings.embedding_threads
+                settings.embedding_model,
+                device=settings.embedding_device,
+                threads=settings.embedding_threads,
+                backend=settings.embedding_backend,
+                cache_dir=settings.models_dir,
             )
         long_term = LanceLongTermStore(
             settings.long_term_dir, dimensions=embedder.dimensions, model_id=embedder.model_id
@@ -50,7 +68,7 @@ def open_memory(
     except BaseException:
         sessions.close()
         raise
-    return MemoryService(embedder, long_term, sessions, policy_from(settings), clock)
+    return MemoryService(embedder, long_term, sessions, policy_from(settings), clock, ranking_from(settings))
 
 
 def background_memory(settings: Settings, embedder: Embedder | None = None) -> BackgroundService:

@@ -70,6 +70,7 @@ class Memory(BaseModel):
     resolved: bool | None = None
     importance: float | None = Field(default=None, ge=0.0, le=1.0)
     links: list[str] = Field(default_factory=list, description="For a summary: the ids of the turns it replaces.")
+    turn_index: int | None = Field(default=None, description="For a turn: its position in its session, from 0.")
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
 
 
@@ -84,6 +85,7 @@ class Turn(BaseModel):
     content: str
     created_at: datetime
     agent_id: str | None = None
+    speaker: str | None = Field(default=None, description="Name of who said it, when the caller gave one.")
     is_summary: bool = False
 
 
@@ -93,11 +95,23 @@ class WorkingTurn(Turn):
     tier: Literal["working"] = "working"
 
 
+class HitScores(BaseModel):
+    """The scores behind a hit's rank, so a caller can see why it came back."""
+
+    similarity: float = Field(description="Cosine similarity of query and memory, -1..1 (what min_score tests).")
+    keyword: float | None = Field(description="BM25 score of the keyword match, or null if keywords did not match.")
+    vector_rank: int | None = Field(description="Rank in the semantic result list (1 = best), or null.")
+    keyword_rank: int | None = Field(description="Rank in the keyword result list (1 = best), or null.")
+    neighbor_boost: float = Field(description="Added because neighbouring turns of the same session also matched.")
+    fused: float = Field(description="The final ranking score.")
+
+
 class MemoryHit(BaseModel):
     """A long-term memory returned by `recall`, with how well it matched."""
 
     tier: Literal["long_term"] = "long_term"
-    score: float = Field(description="Cosine similarity between query and memory, -1..1 (higher is closer).")
+    score: float = Field(description="The final ranking score (higher is better); see `scores` for its parts.")
+    scores: HitScores
     memory: Memory
 
 
@@ -154,6 +168,14 @@ class ForgetReceipt(BaseModel):
     short_term: int = Field(description="Short-term session records erased.")
     long_term: int = Field(description="Long-term memories erased.")
     finished_at: datetime
+
+
+class MemoryForgotten(BaseModel):
+    """Outcome of `forget_memory`."""
+
+    memory_id: str
+    long_term: int = Field(description="Long-term memories deleted (0 or 1).")
+    session_turns: int = Field(description="Turns removed from the user's session transcripts.")
 
 
 class SessionInfo(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -12,6 +13,24 @@ import numpy.typing as npt
 from engram.core.models import Memory, RecallFilters, SessionInfo, Turn
 
 Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A memory found by one retrieval method, with that method's raw score and the memory's vector."""
+
+    memory: Memory
+    score: float
+    vector: Vectors
+
+
+@dataclass(frozen=True)
+class AppendedTurn:
+    """Where a turn landed in its session."""
+
+    seq: int
+    working_turns: int
+    previous: Turn | None
 
 
 class Embedder(Protocol):
@@ -35,16 +54,27 @@ class Embedder(Protocol):
 class LongTermStore(Protocol):
     """Durable store of memories with vector search; every read and delete is scoped to one user."""
 
-    def add(self, memory: Memory, vector: Vectors) -> bool:
-        """Insert unless a memory with this id exists; return whether it was inserted."""
+    def add(self, memory: Memory, index_text: str, vector: Vectors) -> bool:
+        """Insert unless a memory with this id exists; return whether it was inserted.
+
+        `index_text` is what keyword search matches (content plus context); `vector` embeds the same text.
+        """
         ...
 
     def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
         ...
 
-    def search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[tuple[Memory, float]]:
-        """Return up to `limit` of the user's memories matching `filters`, by cosine similarity, best first."""
+    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
+        ...
+
+    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
+        ...
+
+    def delete(self, user_id: str, ids: Sequence[str]) -> int:
+        """Delete the user's memories with these ids; return how many were deleted."""
         ...
 
     def recent(self, user_id: str, limit: int) -> list[Memory]:
@@ -71,10 +101,11 @@ class LongTermStore(Protocol):
 class SessionStore(Protocol):
     """Working memory (recent turns of a session) and short-term memory (recent sessions of a user)."""
 
-    def append_turn(self, user_id: str, session_id: str, turn: Turn, now: datetime) -> int:
-        """Record a turn in both tiers and refresh their expiry; return the working-memory turn count.
+    def append_turn(self, user_id: str, session_id: str, turn: Turn, now: datetime) -> AppendedTurn:
+        """Record a turn in both tiers and refresh their expiry; say where it landed and what preceded it.
 
-        The turn's `seq` is assigned by the store (its position in the session); the given one is ignored.
+        The turn's `seq` is assigned by the store (its position in the session); the given one is ignored. The
+        same speaker repeating the same content back to back is a retried call and is not appended again.
         """
         ...
 
@@ -92,6 +123,10 @@ class SessionStore(Protocol):
 
     def apply_summary(self, user_id: str, session_id: str, summary: Turn, keep_from_seq: int, now: datetime) -> int:
         """Replace working turns older than `keep_from_seq` by `summary`; return the working turn count."""
+        ...
+
+    def remove_memory(self, user_id: str, memory_id: str) -> int:
+        """Drop every turn (or summary) of the user's sessions that holds `memory_id`; return how many."""
         ...
 
     def sessions(self, user_id: str) -> list[SessionInfo]:

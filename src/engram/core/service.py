@@ -16,6 +16,7 @@ from typing import TypeVar
 import anyio.to_thread
 
 from engram.core.errors import ConfirmationRequired, InvalidInput, NothingToSummarize
+from engram.core.indexing import index_text
 from engram.core.models import (
     ID_PATTERN,
     ID_RULE,
@@ -24,7 +25,7 @@ from engram.core.models import (
     ForgetReceipt,
     Kind,
     Memory,
-    MemoryHit,
+    MemoryForgotten,
     MetadataValue,
     RecallFilters,
     RecallResult,
@@ -38,6 +39,7 @@ from engram.core.models import (
     WorkingTurn,
 )
 from engram.core.ports import Embedder, LongTermStore, SessionStore
+from engram.core.ranking import RankingPolicy, fuse
 from engram.core.summarizer import extractive_summary
 
 logger = logging.getLogger(__name__)
@@ -146,11 +148,13 @@ class MemoryService:
         sessions: SessionStore,
         policy: MemoryPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
+        ranking: RankingPolicy | None = None,
     ) -> None:
         self.embedder = embedder
         self.long_term = long_term
         self.sessions = sessions
         self.policy = policy or MemoryPolicy()
+        self.ranking = ranking or RankingPolicy()
         self._clock = clock
 
     async def _run(self, fn: Callable[[], T]) -> T:
@@ -182,44 +186,67 @@ class MemoryService:
         category: str | None = None,
         metadata: Mapping[str, MetadataValue] | None = None,
         importance: float | None = None,
+        occurred_at: datetime | None = None,
     ) -> RememberResult:
-        """Store `content` for the user in long-term memory (once), and as a turn of the session if given."""
+        """Store `content` for the user in long-term memory (once), and as a turn of the session if given.
+
+        `occurred_at` dates the memory when importing history (default: now). A `speaker` entry in `metadata`
+        names who said it; it is indexed with the content so questions about that person find it.
+        """
         check_id("user_id", user_id)
         _check_optional_id("session_id", session_id)
         _check_optional_id("agent_id", agent_id)
         text = self._check_content("content", content)
         if importance is not None and not (0.0 <= importance <= 1.0):
             raise InvalidInput("importance", f"must be between 0 and 1, got {importance}.")
+        metadata = _check_metadata(metadata)
+        tags, category = _check_tags("tags", tags), _check_label("category", category)
+        speaker_value = metadata.get("speaker")
+        speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
         if session_id is not None and role is None:
             role = Role.USER
-        now = self._clock()
+        when = _as_utc(occurred_at) or self._clock()
+        id_ = memory_id(user_id, text)
+
+        turn_index: int | None = None
+        previous: tuple[str | None, str] | None = None
+        session_turns: int | None = None
+        if session_id is not None:
+            # The turn goes into the session first: its position and the turn it follows are part of what is
+            # indexed. A retry after a failure below is recognised there and not appended twice.
+            turn = Turn(
+                memory_id=id_, seq=0, role=role, content=text, created_at=when, agent_id=agent_id, speaker=speaker
+            )
+            appended = await self._run(partial(self.sessions.append_turn, user_id, session_id, turn, when))
+            turn_index, session_turns = appended.seq, appended.working_turns
+            if appended.previous is not None:
+                before = appended.previous
+                previous = (before.speaker or (before.role.value if before.role else None), before.content)
+
         memory = Memory(
-            id=memory_id(user_id, text),
+            id=id_,
             user_id=user_id,
             agent_id=agent_id,
             session_id=session_id,
             role=role,
             kind=kind or (Kind.TURN if session_id is not None else Kind.FACT),
             content=text,
-            created_at=now,
-            tags=_check_tags("tags", tags),
-            category=_check_label("category", category),
-            metadata=_check_metadata(metadata),
+            created_at=when,
+            tags=tags,
+            category=category,
+            metadata=metadata,
             importance=importance,
+            turn_index=turn_index,
         )
-        created = await self._store(memory)
-        session_turns = None
-        if session_id is not None:
-            turn = Turn(memory_id=memory.id, seq=0, role=role, content=text, created_at=now, agent_id=agent_id)
-            session_turns = await self._run(partial(self.sessions.append_turn, user_id, session_id, turn, now))
+        who = speaker or (role.value if role else None)
+        created = await self._store(memory, index_text(text, when=when, speaker=who, previous=previous))
         return RememberResult(id=memory.id, created=created, session_turns=session_turns)
 
-    async def _store(self, memory: Memory) -> bool:
-        existing = await self._run(partial(self.long_term.get, memory.user_id, [memory.id]))
-        if existing:
-            return False
-        vector = await self._run(partial(self.embedder.embed, [memory.content]))
-        return await self._run(partial(self.long_term.add, memory, vector[0]))
+    async def _store(self, memory: Memory, indexed: str) -> bool:
+        # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
+        # write to save an embedding only on the rare repeat.
+        vector = await self._run(partial(self.embedder.embed, [indexed]))
+        return await self._run(partial(self.long_term.add, memory, indexed, vector[0]))
 
     async def recall(
         self,
@@ -250,10 +277,21 @@ class MemoryService:
         if session_id is not None:
             turns = await self._run(partial(self.sessions.working, user_id, session_id))
             working = [WorkingTurn.model_validate(t.model_dump()) for t in turns]
-        vector = await self._run(partial(self.embedder.embed, [query]))
-        found = await self._run(partial(self.long_term.search, user_id, vector[0], filters, top_k))
-        hits = [MemoryHit(score=round(score, 6), memory=memory) for memory, score in found]
-        kept = hits if min_score is None else [h for h in hits if h.score >= min_score]
+        vector = (await self._run(partial(self.embedder.embed, [query])))[0]
+        ranking = self.ranking
+        limit = max(ranking.candidates, top_k)
+        semantic = (
+            []
+            if ranking.fusion == "keyword"
+            else await self._run(partial(self.long_term.vector_search, user_id, vector, filters, limit))
+        )
+        keyword = (
+            []
+            if ranking.fusion == "vector"
+            else await self._run(partial(self.long_term.keyword_search, user_id, query, filters, limit))
+        )
+        hits = fuse(semantic, keyword, vector, ranking, self._clock())[:top_k]
+        kept = hits if min_score is None else [h for h in hits if h.scores.similarity >= min_score]
         return RecallResult(working=working, memories=kept, dropped_below_min_score=len(hits) - len(kept))
 
     def _check_filters(self, filters: RecallFilters) -> RecallFilters:
@@ -331,7 +369,7 @@ class MemoryService:
             links=replaced,
             metadata={"summarized_turns": len(older), "method": method},
         )
-        await self._store(memory)
+        await self._store(memory, index_text(summary_text, when=now, speaker="summary"))
         summary_turn = Turn(
             memory_id=memory.id, seq=cutoff, role=None, content=summary_text, created_at=now, is_summary=True
         )
@@ -367,6 +405,17 @@ class MemoryService:
             long_term=long_term,
             finished_at=self._clock(),
         )
+
+    async def forget_memory(self, user_id: str, memory_id_: str) -> MemoryForgotten:
+        """Delete one of the user's memories from long-term memory and from the user's session transcripts."""
+        check_id("user_id", user_id)
+        if not re.fullmatch(r"[0-9a-f]{32}", memory_id_):
+            raise InvalidInput("memory_id", f"{memory_id_!r} is not a memory id; expected 32 lowercase hex digits.")
+        deleted = await self._run(partial(self.long_term.delete, user_id, [memory_id_]))
+        removed_turns = await self._run(partial(self.sessions.remove_memory, user_id, memory_id_))
+        if not deleted and not removed_turns:
+            raise InvalidInput("memory_id", f"no memory {memory_id_!r} is held for this user.")
+        return MemoryForgotten(memory_id=memory_id_, long_term=deleted, session_turns=removed_turns)
 
     async def sessions_of(self, user_id: str) -> list[SessionInfo]:
         """The user's recent sessions (short-term memory), most recently active first."""

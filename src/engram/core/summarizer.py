@@ -15,6 +15,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _MMR_LAMBDA = 0.7
 #: Bounds the embedding work for very long sessions.
 _MAX_SENTENCES = 2000
+#: Shorter sentences ("Thanks.", "Sure.") carry no content worth a place in a summary.
+_MIN_WORDS = 4
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ def extractive_summary(turns: Sequence[tuple[str, str]], embedder: Embedder, max
                 continue
             seen.add(key)
             sentences.append(_Sentence(len(sentences), speaker, text))
-    sentences = sentences[-_MAX_SENTENCES:]
+    substantive = [s for s in sentences if len(s.text.split()) >= _MIN_WORDS]
+    sentences = (substantive or sentences)[-_MAX_SENTENCES:]
     if not sentences:
         return ""
 

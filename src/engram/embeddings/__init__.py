@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
+from engram.core.errors import BackendUnavailable
 from engram.core.ports import Embedder
 from engram.embeddings.hashing import HashEmbedder
 
 #: The name that selects the fast deterministic embedder (no semantic understanding).
 HASH_MODEL = "hash"
 
+#: How a sentence-transformers model is run: torch, or an ONNX export of it in fp32 or int8 (no torch at serving).
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 
-def load_embedder(name: str, *, device: str = "cpu", threads: int = 1) -> Embedder:
-    """Return the embedder configured by `name`: `hash`, or a sentence-transformers name or local path."""
+
+def load_embedder(
+    name: str,
+    *,
+    device: str = "cpu",
+    threads: int = 1,
+    backend: EmbeddingBackend = "torch",
+    cache_dir: Path | None = None,
+) -> Embedder:
+    """Return the embedder configured by `name` (`hash`, or a sentence-transformers name or local path) and `backend`.
+
+    The ONNX backends export the model into `cache_dir` on first use (that one time imports torch).
+    """
     if name == HASH_MODEL:
         return HashEmbedder()
-    # Imported here: sentence-transformers pulls in torch, which takes seconds.
-    from engram.embeddings.sentence_transformer import SentenceTransformerEmbedder
+    if backend == "torch":
+        # Imported here: sentence-transformers pulls in torch, which takes seconds.
+        from engram.embeddings.sentence_transformer import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder(name, device=device, threads=threads)
+        return SentenceTransformerEmbedder(name, device=device, threads=threads)
+    if device != "cpu":
+        raise BackendUnavailable(
+            f"The {backend} embedding backend runs on the CPU only; device '{device}' needs torch."
+        )
+    if cache_dir is None:
+        raise ValueError(f"the {backend} embedding backend needs a cache_dir for the exported model")
+    from engram.embeddings.onnx import Precision, load_onnx_embedder
+
+    precision: Precision = "int8" if backend == "onnx-int8" else "fp32"
+    return load_onnx_embedder(name, cache_dir=cache_dir, precision=precision, threads=threads)

@@ -13,11 +13,12 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
+from lancedb.index import FTS
 from lancedb.query import ColumnOrdering
 
 from engram.core.errors import EmbeddingModelMismatch
 from engram.core.models import Kind, Memory, RecallFilters, Role, Sentiment
-from engram.core.ports import Vectors
+from engram.core.ports import Candidate, Vectors
 from engram.storage.filters import memory_filter, quote
 
 logger = logging.getLogger(__name__)
@@ -51,14 +52,19 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
             pa.field("resolved", pa.bool_()),
             pa.field("importance", pa.float32()),
             pa.field("links", pa.list_(pa.string())),
+            pa.field("turn_index", pa.int32()),
             pa.field("metadata", pa.string()),
+            # Content plus the context a question asks about (speaker, date, the turn replied to): what keyword
+            # search matches and the vector embeds, kept apart so the stored content stays verbatim.
+            pa.field("index_text", pa.string(), nullable=False),
             pa.field("vector", pa.list_(pa.float32(), dimensions)),
         ],
         metadata={_META_VERSION: SCHEMA_VERSION.encode(), _META_MODEL: model_id.encode()},
     )
 
 
-_COLUMNS = [f.name for f in memory_schema(1, "x") if f.name != "vector"]
+_COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "index_text"}]
+_FTS_COLUMN = "index_text"
 
 
 class LanceLongTermStore:
@@ -78,7 +84,9 @@ class LanceLongTermStore:
             table = self._db.open_table(TABLE_NAME)
         except ValueError:
             logger.info("creating long-term table in %s (model %s, %d dims)", self._directory, model_id, dimensions)
-            return self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
+            table = self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
+            self._ensure_keyword_index(table)
+            return table
         stored = table.schema
         stored_model = (stored.metadata or {}).get(_META_MODEL, b"").decode()
         stored_dims = stored.field("vector").type.list_size
@@ -89,25 +97,36 @@ class LanceLongTermStore:
                 "configured. Set ENGRAM_EMBEDDING_MODEL back to the original model, or point ENGRAM_DATA_DIR "
                 "at a new directory."
             )
+        self._ensure_keyword_index(table)
         return table
 
-    def add(self, memory: Memory, vector: Vectors) -> bool:
+    @staticmethod
+    def _ensure_keyword_index(table: Any) -> None:
+        # Rows added after the index was built are still searched (unindexed, brute force) until compaction
+        # folds them in, so the index never has to be rebuilt on the write path.
+        if not any(_FTS_COLUMN in index.columns for index in table.list_indices()):
+            table.create_index(_FTS_COLUMN, config=FTS(stem=True, remove_stop_words=True, ascii_folding=True))
+
+    def add(self, memory: Memory, index_text: str, vector: Vectors) -> bool:
         """Insert unless a memory with this id exists; return whether it was inserted."""
-        row = _to_row(memory, vector)
+        row = _to_row(memory, index_text, vector)
         with self._write_lock:
             # merge_insert on the content id makes a retried write a no-op instead of a duplicate.
             result = self._table.merge_insert("id").when_not_matched_insert_all().execute([row])
             self._writes_since_compaction += 1
             if self._writes_since_compaction >= _COMPACT_EVERY:
-                self._compact()
+                self._writes_since_compaction = 0
+                try:
+                    self._table.optimize()
+                except Exception:  # upkeep must never fail a write that already committed
+                    logger.exception("long-term table compaction failed; will retry after more writes")
         return bool(result.num_inserted_rows)
 
-    def _compact(self) -> None:
-        self._writes_since_compaction = 0
-        try:
+    def optimize(self) -> None:
+        """Compact fragments and fold new rows into the indexes (old versions are kept for readers)."""
+        with self._write_lock:
+            self._writes_since_compaction = 0
             self._table.optimize()
-        except Exception:  # upkeep must never fail a write that already committed
-            logger.exception("long-term table compaction failed; will retry after more writes")
 
     def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
@@ -117,16 +136,34 @@ class LanceLongTermStore:
         rows = self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list()
         return [_to_memory(r) for r in rows]
 
-    def search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[tuple[Memory, float]]:
-        """Return up to `limit` of the user's memories matching `filters`, by cosine similarity, best first."""
+    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         query = (
             self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
             .distance_type("cosine")
             .where(memory_filter(user_id, filters), prefilter=True)
-            .select([*_COLUMNS, "_distance"])
+            .select([*_COLUMNS, "vector", "_distance"])
             .limit(limit)
         )
-        return [(_to_memory(r), 1.0 - float(r["_distance"])) for r in query.to_list()]
+        return [_candidate(r, 1.0 - float(r["_distance"])) for r in query.to_list()]
+
+    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
+        query = (
+            self._table.search(text, query_type="fts", fts_columns=_FTS_COLUMN)
+            .where(memory_filter(user_id, filters), prefilter=True)
+            .select([*_COLUMNS, "vector", "_score"])
+            .limit(limit)
+        )
+        return [_candidate(r, float(r["_score"])) for r in query.to_list()]
+
+    def delete(self, user_id: str, ids: Sequence[str]) -> int:
+        """Delete the user's memories with these ids; return how many were deleted."""
+        if not ids:
+            return 0
+        with self._write_lock:
+            result = self._table.delete(f"{memory_filter(user_id)} AND id IN ({', '.join(quote(i) for i in ids)})")
+        return int(result.num_deleted_rows)
 
     def recent(self, user_id: str, limit: int) -> list[Memory]:
         """Return the user's most recently created memories, newest first."""
@@ -160,14 +197,19 @@ class LanceLongTermStore:
         self._db = None
 
 
-def _to_row(memory: Memory, vector: Vectors) -> dict[str, Any]:
+def _to_row(memory: Memory, index_text: str, vector: Vectors) -> dict[str, Any]:
     row = memory.model_dump(mode="python")
+    row["index_text"] = index_text
     row["role"] = memory.role.value if memory.role else None
     row["kind"] = memory.kind.value
     row["sentiment"] = memory.sentiment.value if memory.sentiment else None
     row["metadata"] = json.dumps(memory.metadata, ensure_ascii=False, sort_keys=True)
     row["vector"] = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
     return row
+
+
+def _candidate(row: dict[str, Any], score: float) -> Candidate:
+    return Candidate(memory=_to_memory(row), score=score, vector=np.asarray(row["vector"], dtype=np.float32))
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -197,5 +239,6 @@ def _to_memory(row: dict[str, Any]) -> Memory:
         resolved=row["resolved"],
         importance=None if row["importance"] is None else round(float(row["importance"]), 6),
         links=list(row["links"] or []),
+        turn_index=row["turn_index"],
         metadata=json.loads(row["metadata"]) if row["metadata"] else {},
     )

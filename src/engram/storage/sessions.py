@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import diskcache
 
 from engram.core.models import SessionInfo, Turn
+from engram.core.ports import AppendedTurn
 
 
 def _working_key(user_id: str, session_id: str) -> str:
@@ -49,21 +51,24 @@ class DiskSessionStore:
         # The index must outlive both tiers so erasure and listing can find every session.
         self._index_ttl = max(self._working_ttl, self._short_term_ttl)
 
-    def append_turn(self, user_id: str, session_id: str, turn: Turn, now: datetime) -> int:
-        """Record a turn in both tiers and refresh their expiry; return the working-memory turn count."""
+    def append_turn(self, user_id: str, session_id: str, turn: Turn, now: datetime) -> AppendedTurn:
+        """Record a turn in both tiers and refresh their expiry; say where it landed and what preceded it."""
         wkey, skey, ikey = _working_key(user_id, session_id), _short_term_key(user_id, session_id), _index_key(user_id)
         with self._cache.transact():
             record = self._cache.get(skey) or _new_record(session_id, now)
-            last = record["turns"][-1] if record["turns"] else None
+            turns = record["turns"]
+            last = turns[-1] if turns else None
             if last is not None and last["memory_id"] == turn.memory_id and last["role"] == turn.role:
                 # The same speaker repeating the same content back to back is a retried call, not a new turn.
-                return len(self.working(user_id, session_id))
+                previous = Turn.model_validate(turns[-2]) if len(turns) > 1 else None
+                return AppendedTurn(last["seq"], len(self.working(user_id, session_id)), previous)
+            previous = Turn.model_validate(last) if last is not None else None
             turn = turn.model_copy(update={"seq": record["turn_count"]})
             record["turn_count"] += 1
             record["last_active_at"] = now.isoformat()
             if turn.agent_id and turn.agent_id not in record["agents"]:
                 record["agents"].append(turn.agent_id)
-            record["turns"] = [*record["turns"], turn.model_dump(mode="json")][-self._short_term_turns :]
+            record["turns"] = [*turns, turn.model_dump(mode="json")][-self._short_term_turns :]
             self._cache.set(skey, record, expire=self._short_term_ttl, tag=user_id)
 
             working = self._cache.get(wkey) or {"summary": None, "turns": []}
@@ -74,7 +79,7 @@ class DiskSessionStore:
             if session_id not in index:
                 index.append(session_id)
             self._cache.set(ikey, index, expire=self._index_ttl, tag=user_id)
-        return len(working["turns"]) + (1 if working["summary"] else 0)
+        return AppendedTurn(turn.seq, len(working["turns"]) + (1 if working["summary"] else 0), previous)
 
     def working(self, user_id: str, session_id: str) -> list[Turn]:
         """The session's working memory, oldest first (empty when expired or unknown)."""
@@ -113,6 +118,39 @@ class DiskSessionStore:
                 record["last_active_at"] = now.isoformat()
                 self._cache.set(skey, record, expire=self._short_term_ttl, tag=user_id)
         return len(working["turns"]) + 1
+
+    def remove_memory(self, user_id: str, memory_id: str) -> int:
+        """Drop every turn (or summary) of the user's sessions that holds `memory_id`; return how many."""
+        removed = 0
+        with self._cache.transact():
+            for session_id in self._cache.get(_index_key(user_id)) or []:
+                wkey, skey = _working_key(user_id, session_id), _short_term_key(user_id, session_id)
+                from_working = from_transcript = 0
+                working = self._cache.get(wkey)
+                if working is not None:
+                    kept = [t for t in working["turns"] if t["memory_id"] != memory_id]
+                    summary = working["summary"]
+                    if summary is not None and summary["memory_id"] == memory_id:
+                        summary = None
+                    from_working = len(working["turns"]) - len(kept) + int(summary != working["summary"])
+                    if from_working:
+                        working = {"summary": summary, "turns": kept}
+                        self._cache.set(wkey, working, expire=self._remaining(wkey), tag=user_id)
+                record = self._cache.get(skey)
+                if record is not None:
+                    kept = [t for t in record["turns"] if t["memory_id"] != memory_id]
+                    from_transcript = len(record["turns"]) - len(kept)
+                    if from_transcript:
+                        record["turns"] = kept
+                        self._cache.set(skey, record, expire=self._remaining(skey), tag=user_id)
+                # The same turn usually sits in both tiers: count it once.
+                removed += max(from_working, from_transcript)
+        return removed
+
+    def _remaining(self, key: str) -> float | None:
+        """Seconds until `key` expires, so a rewrite does not extend its life."""
+        _, expire_time = self._cache.get(key, expire_time=True)
+        return None if expire_time is None else max(0.001, expire_time - time.time())
 
     def sessions(self, user_id: str) -> list[SessionInfo]:
         """The user's sessions still in short-term memory, most recently active first."""

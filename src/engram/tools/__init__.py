@@ -7,6 +7,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
+from engram.tools.forget_memory import forget_memory
 from engram.tools.forget_user import forget_user
 from engram.tools.recall import recall
 from engram.tools.remember import remember
@@ -32,6 +33,13 @@ def register_tools(server: MCPServer[Any]) -> None:
         title="Summarize session",
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+        ),
+    )
+    server.add_tool(
+        forget_memory,
+        title="Forget memory",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
         ),
     )
     server.add_tool(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from mcp.server.mcpserver import Context
@@ -37,9 +38,16 @@ async def remember(
     category: Annotated[str | None, Field(max_length=64, description="One category label, e.g. 'preference'.")] = None,
     metadata: Annotated[
         dict[str, MetadataValue] | None,
-        Field(max_length=MAX_METADATA_KEYS, description="Extra key/value pairs (strings, numbers, booleans)."),
+        Field(
+            max_length=MAX_METADATA_KEYS,
+            description="Extra key/value pairs (strings, numbers, booleans). A 'speaker' entry names who said it.",
+        ),
     ] = None,
     importance: Annotated[float | None, Field(ge=0.0, le=1.0, description="How much this matters, 0 to 1.")] = None,
+    occurred_at: Annotated[
+        datetime | None,
+        Field(description="When it happened (ISO 8601), for importing past conversations. Default: now."),
+    ] = None,
 ) -> RememberResult:
     """Save something about the user so it can be recalled in later conversations.
 
@@ -60,4 +68,5 @@ async def remember(
             category=category,
             metadata=metadata,
             importance=importance,
+            occurred_at=occurred_at,
         )

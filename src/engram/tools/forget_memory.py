@@ -1,0 +1,29 @@
+"""The `forget_memory` tool: delete one memory that is wrong or that the user wants gone."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from engram.core.models import MemoryForgotten
+from engram.tools._fields import UserIdArg
+from engram.tools.state import AppState, domain_errors, memory_of
+
+
+async def forget_memory(
+    user_id: UserIdArg,
+    memory_id: Annotated[
+        str, Field(pattern=r"^[0-9a-f]{32}$", description="The id of the memory, as returned by remember or recall.")
+    ],
+    ctx: Context[AppState],
+) -> MemoryForgotten:
+    """Delete one memory of the user: from long-term memory and from their session transcripts.
+
+    Call this when a remembered fact is wrong or outdated, or the user asks you to forget one specific thing.
+    To erase everything about a user, use forget_user instead.
+    """
+    memory = await memory_of(ctx)
+    with domain_errors():
+        return await memory.forget_memory(user_id, memory_id)
