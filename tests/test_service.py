@@ -10,7 +10,7 @@ import pytest
 
 from engram.config import Settings
 from engram.core.errors import ConfirmationRequired, EmbeddingModelMismatch, InvalidInput, NothingToSummarize
-from engram.core.models import Kind, RecallFilters, Role
+from engram.core.models import Kind, RecallFilters, RememberItem, Role
 from engram.core.service import MemoryService, memory_id
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
@@ -285,3 +285,38 @@ async def test_recent_memories_are_newest_first(service: MemoryService) -> None:
     for i in range(3):
         await service.remember("alice", f"memory {i}")
     assert [m.content for m in await service.recent_memories("alice", 2)] == ["memory 2", "memory 1"]
+
+
+async def test_remember_many_stores_a_batch_with_one_embedding_call(service: MemoryService, embedder) -> None:  # type: ignore[no-untyped-def]
+    items = [
+        RememberItem(content="first turn of the import", session_id="old", metadata={"speaker": "Ana"}),
+        RememberItem(content="second turn of the import", session_id="old", role=Role.ASSISTANT),
+        RememberItem(content="a standalone fact", tags=["import"]),
+        RememberItem(content="first turn of the import", session_id="other"),  # same content: stored once
+    ]
+    calls = embedder.calls
+    results = await service.remember_many("alice", items)
+    assert embedder.calls == calls + 1
+    assert [r.created for r in results] == [True, True, True, False]
+    assert results[0].id == results[3].id
+    assert service.long_term.count() == 3
+    turns = service.sessions.working("alice", "old")
+    assert [(t.seq, t.speaker, t.content) for t in turns] == [
+        (0, "Ana", "first turn of the import"),
+        (1, None, "second turn of the import"),
+    ]
+    stored = service.long_term.get("alice", [results[1].id])[0]
+    assert stored.turn_index == 1 and stored.role is Role.ASSISTANT
+    again = await service.remember_many("alice", items[:3])
+    assert [r.created for r in again] == [False, False, False]
+    assert service.long_term.count() == 3
+
+
+async def test_a_bad_item_stores_nothing_and_is_named(service: MemoryService) -> None:
+    items = [RememberItem(content="fine"), RememberItem(content="   ")]
+    with pytest.raises(InvalidInput) as raised:
+        await service.remember_many("alice", items)
+    assert raised.value.field == "items[1].content"
+    assert service.long_term.count() == 0
+    with pytest.raises(InvalidInput, match="1 to 500"):
+        await service.remember_many("alice", [RememberItem(content="x")] * 501)

@@ -78,7 +78,7 @@ async def test_mcp_json_command_remembers_across_processes(tmp_path: Path) -> No
     async with serve(params) as client:
         tools = await client.list_tools()
         assert sorted(tool.name for tool in tools.tools) == sorted(
-            ["remember", "recall", "summarize_session", "forget_user", "forget_memory"]
+            ["remember", "remember_many", "recall", "summarize_session", "forget_user", "forget_memory"]
         )
         resources = await client.list_resources()
         assert [str(resource.uri) for resource in resources.resources] == ["engram://stats"]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_the_tools_are_listed_with_schemas_and_hints(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"remember", "recall", "summarize_session", "forget_user", "forget_memory"}
+    assert set(tools) == {"remember", "remember_many", "recall", "summarize_session", "forget_user", "forget_memory"}
     for tool in tools.values():
         assert tool.description and tool.output_schema is not None
         for name, prop in tool.input_schema["properties"].items():
@@ -205,3 +205,20 @@ async def test_layered_context_prompt_assembles_every_layer(client: Client) -> N
     ]
     assert "Alice is vegetarian" in text and "user: Can you suggest dinner?" in text
     assert text.rstrip().endswith("Something vegetarian please")
+
+
+async def test_remember_many_over_mcp(client: Client) -> None:
+    items = [{"content": f"imported fact {i}", "occurred_at": f"2024-01-0{i + 1}T09:00:00Z"} for i in range(3)]
+    result = ok(await client.call_tool("remember_many", {"user_id": "alice", "items": items}))
+    assert result["created"] == 3 and len(result["results"]) == 3
+    memories = ok(await client.call_tool("recall", {"user_id": "alice", "query": "imported fact", "top_k": 5}))
+    assert sorted(m["memory"]["created_at"][:10] for m in memories["memories"]) == [
+        "2024-01-01",
+        "2024-01-02",
+        "2024-01-03",
+    ]
+    message = error(
+        await client.call_tool("remember_many", {"user_id": "alice", "items": [{"content": "ok"}, {"content": " "}]})
+    )
+    assert "items[1].content" in message
+    assert "at least 1 item" in error(await client.call_tool("remember_many", {"user_id": "alice", "items": []}))

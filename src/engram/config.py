@@ -15,6 +15,7 @@ DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 #: Hard ceilings that no setting may raise: they protect the server's memory and the caller's context.
 MAX_CONTENT_CHARS_CEILING = 100_000
 MAX_TOP_K = 50
+MAX_BATCH = 500
 
 
 def default_data_dir() -> Path:
@@ -102,6 +103,11 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """Directory of the ONNX exports of the embedding model."""
         return self.data_dir / "models"
+
+    @property
+    def query_cache_dir(self) -> Path:
+        """Directory of the query-embedding cache."""
+        return self.data_dir / "cache" / "queries"
 
     @property
     def session_cache_dir(self) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from engram.config import MAX_TOP_K, Settings
+from engram.config import MAX_BATCH, MAX_TOP_K, Settings
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder
 from engram.core.ranking import RankingPolicy
@@ -20,6 +20,7 @@ def policy_from(settings: Settings) -> MemoryPolicy:
         max_top_k=MAX_TOP_K,
         summary_max_chars=settings.summary_max_chars,
         keep_recent_default=settings.keep_recent_default,
+        max_batch=MAX_BATCH,
     )
 
 
@@ -42,6 +43,7 @@ def open_memory(
     """Load the embedder (unless given), open both stores under `settings.data_dir`, and wire the service."""
     from engram.embeddings import load_embedder
     from engram.storage.long_term import LanceLongTermStore
+    from engram.storage.query_cache import DiskQueryCache
     from engram.storage.sessions import DiskSessionStore
 
     # Owner-only when Engram creates it: memories are personal data.
@@ -68,7 +70,15 @@ def open_memory(
     except BaseException:
         sessions.close()
         raise
-    return MemoryService(embedder, long_term, sessions, policy_from(settings), clock, ranking_from(settings))
+    return MemoryService(
+        embedder,
+        long_term,
+        sessions,
+        policy_from(settings),
+        clock,
+        ranking_from(settings),
+        DiskQueryCache(settings.query_cache_dir),
+    )
 
 
 def background_memory(settings: Settings, embedder: Embedder | None = None) -> BackgroundService:

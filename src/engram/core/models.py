@@ -130,6 +130,22 @@ class RecallFilters(BaseModel):
     until: datetime | None = None
 
 
+class RememberItem(BaseModel):
+    """One memory of a batch `remember_many` call (the same fields as `remember`)."""
+
+    content: str = Field(description="The text to remember, verbatim.")
+    session_id: str | None = Field(default=None, description="The conversation it belongs to, if any.")
+    role: Role | None = Field(default=None, description="Who said it (for a turn).")
+    kind: Kind | None = None
+    tags: list[str] = Field(default_factory=list)
+    category: str | None = None
+    metadata: dict[str, MetadataValue] = Field(
+        default_factory=dict, description="Extra key/value pairs; a 'speaker' entry names who said it."
+    )
+    importance: float | None = Field(default=None, ge=0.0, le=1.0)
+    occurred_at: datetime | None = Field(default=None, description="When it happened (ISO 8601). Default: now.")
+
+
 class RememberResult(BaseModel):
     """Outcome of `remember`."""
 

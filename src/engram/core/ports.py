@@ -61,6 +61,10 @@ class LongTermStore(Protocol):
         """
         ...
 
+    def add_many(self, memories: Sequence[Memory], index_texts: Sequence[str], vectors: Vectors) -> set[str]:
+        """Insert, in one commit, those memories whose id is not stored yet; return the ids inserted."""
+        ...
+
     def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
         ...
@@ -95,6 +99,22 @@ class LongTermStore(Protocol):
 
     def close(self) -> None:
         """Release the store."""
+        ...
+
+
+class QueryCache(Protocol):
+    """Remembers query vectors by key (model and text hash), so repeated queries skip the model."""
+
+    def get(self, key: str) -> Vectors | None:
+        """The cached vector for `key`, or None."""
+        ...
+
+    def put(self, key: str, vector: Vectors) -> None:
+        """Remember `vector` for `key`."""
+        ...
+
+    def close(self) -> None:
+        """Release the cache."""
         ...
 
 

@@ -29,6 +29,7 @@ from engram.core.models import (
     MetadataValue,
     RecallFilters,
     RecallResult,
+    RememberItem,
     RememberResult,
     Role,
     SessionInfo,
@@ -38,7 +39,7 @@ from engram.core.models import (
     Turn,
     WorkingTurn,
 )
-from engram.core.ports import Embedder, LongTermStore, SessionStore
+from engram.core.ports import Embedder, LongTermStore, QueryCache, SessionStore, Vectors
 from engram.core.ranking import RankingPolicy, fuse
 from engram.core.summarizer import extractive_summary
 
@@ -64,6 +65,7 @@ class MemoryPolicy:
     summary_max_chars: int = 600
     keep_recent_default: int = 6
     max_keep_recent: int = 1000
+    max_batch: int = 500
 
 
 def utc_now() -> datetime:
@@ -117,18 +119,18 @@ def _check_tags(field: str, tags: Sequence[str] | None) -> list[str]:
     return cleaned
 
 
-def _check_metadata(metadata: Mapping[str, MetadataValue] | None) -> dict[str, MetadataValue]:
+def _check_metadata(metadata: Mapping[str, MetadataValue] | None, field: str = "metadata") -> dict[str, MetadataValue]:
     if not metadata:
         return {}
     if len(metadata) > MAX_METADATA_KEYS:
-        raise InvalidInput("metadata", f"at most {MAX_METADATA_KEYS} keys are accepted, got {len(metadata)}.")
+        raise InvalidInput(field, f"at most {MAX_METADATA_KEYS} keys are accepted, got {len(metadata)}.")
     for key, value in metadata.items():
         if not key or len(key) > MAX_LABEL_CHARS:
-            raise InvalidInput("metadata", f"keys must be 1-{MAX_LABEL_CHARS} characters, got {key!r}.")
+            raise InvalidInput(field, f"keys must be 1-{MAX_LABEL_CHARS} characters, got {key!r}.")
         if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidInput("metadata", f"value of {key!r} must be a finite number.")
+            raise InvalidInput(field, f"value of {key!r} must be a finite number.")
         if isinstance(value, str) and len(value) > MAX_METADATA_VALUE_CHARS:
-            raise InvalidInput("metadata", f"value of {key!r} is over {MAX_METADATA_VALUE_CHARS} characters.")
+            raise InvalidInput(field, f"value of {key!r} is over {MAX_METADATA_VALUE_CHARS} characters.")
     return dict(metadata)
 
 
@@ -136,6 +138,19 @@ def _as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class _Draft:
+    memory: Memory
+    speaker: str | None
+
+
+@dataclass(frozen=True)
+class _Placed:
+    memory: Memory
+    indexed: str
+    session_turns: int | None
 
 
 class MemoryService:
@@ -149,8 +164,10 @@ class MemoryService:
         policy: MemoryPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
         ranking: RankingPolicy | None = None,
+        query_cache: QueryCache | None = None,
     ) -> None:
         self.embedder = embedder
+        self.query_cache = query_cache
         self.long_term = long_term
         self.sessions = sessions
         self.policy = policy or MemoryPolicy()
@@ -193,54 +210,103 @@ class MemoryService:
         `occurred_at` dates the memory when importing history (default: now). A `speaker` entry in `metadata`
         names who said it; it is indexed with the content so questions about that person find it.
         """
-        check_id("user_id", user_id)
-        _check_optional_id("session_id", session_id)
-        _check_optional_id("agent_id", agent_id)
-        text = self._check_content("content", content)
-        if importance is not None and not (0.0 <= importance <= 1.0):
-            raise InvalidInput("importance", f"must be between 0 and 1, got {importance}.")
-        metadata = _check_metadata(metadata)
-        tags, category = _check_tags("tags", tags), _check_label("category", category)
-        speaker_value = metadata.get("speaker")
-        speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
-        if session_id is not None and role is None:
-            role = Role.USER
-        when = _as_utc(occurred_at) or self._clock()
-        id_ = memory_id(user_id, text)
+        # Built without validation: _draft checks every field and names it in its own error.
+        item = RememberItem.model_construct(
+            content=content,
+            session_id=session_id,
+            role=role,
+            kind=kind,
+            tags=list(tags or []),
+            category=category,
+            metadata=dict(metadata or {}),
+            importance=importance,
+            occurred_at=occurred_at,
+        )
+        draft = self._draft(user_id, agent_id, item, "")
+        placed = await self._place(draft)
+        created = await self._store(placed.memory, placed.indexed)
+        return RememberResult(id=placed.memory.id, created=created, session_turns=placed.session_turns)
 
-        turn_index: int | None = None
+    async def remember_many(
+        self, user_id: str, items: Sequence[RememberItem], *, agent_id: str | None = None
+    ) -> list[RememberResult]:
+        """Store several memories in one call: one batched embedding and one write (for importing history).
+
+        Every item is checked before anything is stored, so a bad item stores nothing. Items with a session are
+        appended to it in the given order.
+        """
+        if not 1 <= len(items) <= self.policy.max_batch:
+            raise InvalidInput("items", f"give 1 to {self.policy.max_batch} items, got {len(items)}.")
+        drafts = [self._draft(user_id, agent_id, item, f"items[{i}].") for i, item in enumerate(items)]
+        placed = [await self._place(draft) for draft in drafts]
+        vectors = await self._run(partial(self.embedder.embed, [p.indexed for p in placed]))
+        inserted = await self._run(
+            partial(self.long_term.add_many, [p.memory for p in placed], [p.indexed for p in placed], vectors)
+        )
+        results: list[RememberResult] = []
+        for p in placed:
+            created = p.memory.id in inserted
+            inserted.discard(p.memory.id)  # a repeat inside the batch is not new the second time
+            results.append(RememberResult(id=p.memory.id, created=created, session_turns=p.session_turns))
+        return results
+
+    def _draft(self, user_id: str, agent_id: str | None, item: RememberItem, where: str) -> _Draft:
+        """Check one memory's fields (naming them with `where` as prefix) without touching any store."""
+        check_id("user_id", user_id)
+        _check_optional_id("agent_id", agent_id)
+        _check_optional_id(f"{where}session_id", item.session_id)
+        text = self._check_content(f"{where}content", item.content)
+        if item.importance is not None and not (0.0 <= item.importance <= 1.0):
+            raise InvalidInput(f"{where}importance", f"must be between 0 and 1, got {item.importance}.")
+        metadata = _check_metadata(item.metadata, f"{where}metadata")
+        speaker_value = metadata.get("speaker")
+        role = item.role or (Role.USER if item.session_id is not None else None)
+        when = _as_utc(item.occurred_at) or self._clock()
+        memory = Memory(
+            id=memory_id(user_id, text),
+            user_id=user_id,
+            agent_id=agent_id,
+            session_id=item.session_id,
+            role=role,
+            kind=item.kind or (Kind.TURN if item.session_id is not None else Kind.FACT),
+            content=text,
+            created_at=when,
+            tags=_check_tags(f"{where}tags", item.tags),
+            category=_check_label(f"{where}category", item.category),
+            metadata=metadata,
+            importance=item.importance,
+        )
+        speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
+        return _Draft(memory=memory, speaker=speaker)
+
+    async def _place(self, draft: _Draft) -> _Placed:
+        """Append the memory to its session (if any) and build the text to embed and index."""
+        memory, speaker = draft.memory, draft.speaker
         previous: tuple[str | None, str] | None = None
         session_turns: int | None = None
-        if session_id is not None:
+        if memory.session_id is not None:
             # The turn goes into the session first: its position and the turn it follows are part of what is
             # indexed. A retry after a failure below is recognised there and not appended twice.
             turn = Turn(
-                memory_id=id_, seq=0, role=role, content=text, created_at=when, agent_id=agent_id, speaker=speaker
+                memory_id=memory.id,
+                seq=0,
+                role=memory.role,
+                content=memory.content,
+                created_at=memory.created_at,
+                agent_id=memory.agent_id,
+                speaker=speaker,
             )
-            appended = await self._run(partial(self.sessions.append_turn, user_id, session_id, turn, when))
-            turn_index, session_turns = appended.seq, appended.working_turns
+            appended = await self._run(
+                partial(self.sessions.append_turn, memory.user_id, memory.session_id, turn, memory.created_at)
+            )
+            memory = memory.model_copy(update={"turn_index": appended.seq})
+            session_turns = appended.working_turns
             if appended.previous is not None:
                 before = appended.previous
                 previous = (before.speaker or (before.role.value if before.role else None), before.content)
-
-        memory = Memory(
-            id=id_,
-            user_id=user_id,
-            agent_id=agent_id,
-            session_id=session_id,
-            role=role,
-            kind=kind or (Kind.TURN if session_id is not None else Kind.FACT),
-            content=text,
-            created_at=when,
-            tags=tags,
-            category=category,
-            metadata=metadata,
-            importance=importance,
-            turn_index=turn_index,
-        )
-        who = speaker or (role.value if role else None)
-        created = await self._store(memory, index_text(text, when=when, speaker=who, previous=previous))
-        return RememberResult(id=memory.id, created=created, session_turns=session_turns)
+        who = speaker or (memory.role.value if memory.role else None)
+        indexed = index_text(memory.content, when=memory.created_at, speaker=who, previous=previous)
+        return _Placed(memory=memory, indexed=indexed, session_turns=session_turns)
 
     async def _store(self, memory: Memory, indexed: str) -> bool:
         # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
@@ -277,7 +343,7 @@ class MemoryService:
         if session_id is not None:
             turns = await self._run(partial(self.sessions.working, user_id, session_id))
             working = [WorkingTurn.model_validate(t.model_dump()) for t in turns]
-        vector = (await self._run(partial(self.embedder.embed, [query])))[0]
+        vector = await self._embed_query(query)
         ranking = self.ranking
         limit = max(ranking.candidates, top_k)
         semantic = (
@@ -293,6 +359,19 @@ class MemoryService:
         hits = fuse(semantic, keyword, vector, ranking, self._clock())[:top_k]
         kept = hits if min_score is None else [h for h in hits if h.scores.similarity >= min_score]
         return RecallResult(working=working, memories=kept, dropped_below_min_score=len(hits) - len(kept))
+
+    async def _embed_query(self, query: str) -> Vectors:
+        """The query's vector, from the cache when this model has embedded the same text before."""
+        cache = self.query_cache
+        key = f"{self.embedder.model_id}:{hashlib.sha256(query.encode()).hexdigest()}"
+        if cache is not None:
+            cached = await self._run(partial(cache.get, key))
+            if cached is not None and cached.shape == (self.embedder.dimensions,):
+                return cached
+        vector: Vectors = (await self._run(partial(self.embedder.embed, [query])))[0]
+        if cache is not None:
+            await self._run(partial(cache.put, key, vector))
+        return vector
 
     def _check_filters(self, filters: RecallFilters) -> RecallFilters:
         _check_optional_id("from_agent", filters.agent_id)
@@ -453,6 +532,8 @@ class MemoryService:
         }
 
     def close(self) -> None:
-        """Close both stores."""
+        """Close the stores and the query cache."""
         self.long_term.close()
         self.sessions.close()
+        if self.query_cache is not None:
+            self.query_cache.close()

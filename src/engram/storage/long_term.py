@@ -13,7 +13,7 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS
+from lancedb.index import FTS, Bitmap, BTree
 from lancedb.query import ColumnOrdering
 
 from engram.core.errors import EmbeddingModelMismatch
@@ -85,7 +85,7 @@ class LanceLongTermStore:
         except ValueError:
             logger.info("creating long-term table in %s (model %s, %d dims)", self._directory, model_id, dimensions)
             table = self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
-            self._ensure_keyword_index(table)
+            self._ensure_indexes(table)
             return table
         stored = table.schema
         stored_model = (stored.metadata or {}).get(_META_MODEL, b"").decode()
@@ -97,22 +97,40 @@ class LanceLongTermStore:
                 "configured. Set ENGRAM_EMBEDDING_MODEL back to the original model, or point ENGRAM_DATA_DIR "
                 "at a new directory."
             )
-        self._ensure_keyword_index(table)
+        self._ensure_indexes(table)
         return table
 
     @staticmethod
-    def _ensure_keyword_index(table: Any) -> None:
-        # Rows added after the index was built are still searched (unindexed, brute force) until compaction
-        # folds them in, so the index never has to be rebuilt on the write path.
-        if not any(_FTS_COLUMN in index.columns for index in table.list_indices()):
+    def _ensure_indexes(table: Any) -> None:
+        """Create the scalar and full-text indexes a fresh or older table lacks.
+
+        The id index makes the conditional insert and look-ups by id cheap; the user index makes every
+        per-user prefilter an index probe instead of a scan. Rows added after an index was built are still
+        searched (brute force) until compaction folds them in, so the write path never rebuilds an index.
+        """
+        indexed = {column for index in table.list_indices() for column in index.columns}
+        if "id" not in indexed:
+            table.create_index("id", config=BTree())
+        if "user_id" not in indexed:
+            table.create_index("user_id", config=Bitmap())
+        if _FTS_COLUMN not in indexed:
             table.create_index(_FTS_COLUMN, config=FTS(stem=True, remove_stop_words=True, ascii_folding=True))
 
     def add(self, memory: Memory, index_text: str, vector: Vectors) -> bool:
         """Insert unless a memory with this id exists; return whether it was inserted."""
-        row = _to_row(memory, index_text, vector)
+        return bool(self.add_many([memory], [index_text], np.asarray(vector, dtype=np.float32).reshape(1, -1)))
+
+    def add_many(self, memories: Sequence[Memory], index_texts: Sequence[str], vectors: Vectors) -> set[str]:
+        """Insert, in one commit, those memories whose id is not stored yet; return the ids inserted."""
+        rows: dict[str, dict[str, Any]] = {}
+        for memory, text, vector in zip(memories, index_texts, vectors, strict=True):
+            rows.setdefault(memory.id, _to_row(memory, text, vector))
+        if not rows:
+            return set()
         with self._write_lock:
+            existing = {m.id for m in self.get_any(list(rows))} if len(rows) > 1 else set()
             # merge_insert on the content id makes a retried write a no-op instead of a duplicate.
-            result = self._table.merge_insert("id").when_not_matched_insert_all().execute([row])
+            result = self._table.merge_insert("id").when_not_matched_insert_all().execute(list(rows.values()))
             self._writes_since_compaction += 1
             if self._writes_since_compaction >= _COMPACT_EVERY:
                 self._writes_since_compaction = 0
@@ -120,7 +138,14 @@ class LanceLongTermStore:
                     self._table.optimize()
                 except Exception:  # upkeep must never fail a write that already committed
                     logger.exception("long-term table compaction failed; will retry after more writes")
-        return bool(result.num_inserted_rows)
+        if len(rows) == 1:
+            return set(rows) if result.num_inserted_rows else set()
+        return set(rows) - existing
+
+    def get_any(self, ids: Sequence[str]) -> list[Memory]:
+        """Memories with these ids, whoever they belong to (ids are content-addressed per user)."""
+        where = f"id IN ({', '.join(quote(i) for i in ids)})"
+        return [_to_memory(r) for r in self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list()]
 
     def optimize(self) -> None:
         """Compact fragments and fold new rows into the indexes (old versions are kept for readers)."""

@@ -11,6 +11,7 @@ from engram.tools.forget_memory import forget_memory
 from engram.tools.forget_user import forget_user
 from engram.tools.recall import recall
 from engram.tools.remember import remember
+from engram.tools.remember_many import remember_many
 from engram.tools.summarize_session import summarize_session
 
 
@@ -19,6 +20,13 @@ def register_tools(server: MCPServer[Any]) -> None:
     server.add_tool(
         remember,
         title="Remember",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    server.add_tool(
+        remember_many,
+        title="Remember many",
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
         ),

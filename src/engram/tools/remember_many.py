@@ -1,0 +1,40 @@
+"""The `remember_many` tool: store a batch of memories in one call, e.g. when importing past conversations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
+
+from engram.config import MAX_BATCH as MAX_ITEMS
+from engram.core.models import RememberItem, RememberResult
+from engram.tools._fields import AgentIdArg, UserIdArg
+from engram.tools.state import AppState, domain_errors, memory_of
+
+
+class RememberManyResult(BaseModel):
+    """Outcome of `remember_many`, one result per item in order."""
+
+    results: list[RememberResult]
+    created: int = Field(description="How many items were new.")
+
+
+async def remember_many(
+    user_id: UserIdArg,
+    items: Annotated[
+        list[RememberItem],
+        Field(min_length=1, max_length=MAX_ITEMS, description=f"1 to {MAX_ITEMS} memories, stored in order."),
+    ],
+    ctx: Context[AppState],
+    agent_id: AgentIdArg = None,
+) -> RememberManyResult:
+    """Save many memories of one user in a single call: much faster than calling remember for each.
+
+    Use it to import history (past conversations with their session_id, role, speaker and occurred_at) or
+    several facts at once. If any item is invalid, nothing is stored and the error names the item.
+    """
+    memory = await memory_of(ctx)
+    with domain_errors():
+        results = await memory.remember_many(user_id, items, agent_id=agent_id)
+    return RememberManyResult(results=results, created=sum(r.created for r in results))
