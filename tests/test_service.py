@@ -320,3 +320,64 @@ async def test_a_bad_item_stores_nothing_and_is_named(service: MemoryService) ->
     assert service.long_term.count() == 0
     with pytest.raises(InvalidInput, match="1 to 500"):
         await service.remember_many("alice", [RememberItem(content="x")] * 501)
+
+
+async def test_two_servers_on_one_data_dir_see_each_others_writes(settings: Settings) -> None:
+    first, second = open_memory(settings, HashEmbedder()), open_memory(settings, HashEmbedder())
+    try:
+        written = await first.remember("alice", "tulips in the front garden")
+        assert [h.memory.id for h in (await second.recall("alice", "tulips garden")).memories] == [written.id]
+        again = await second.remember("alice", "tulips in the front garden")
+        assert not again.created and second.long_term.count() == 1  # no duplicate across processes
+        await second.remember("alice", "roses in the back garden")
+        receipt = await first.forget_user("alice", confirm=True)
+        assert receipt.long_term == 2
+        assert (await second.recall("alice", "garden")).memories == []
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda s: s.recall("alice", "tea", filters=RecallFilters(tags_any=["a\x00b"])), "tags"),
+        (lambda s: s.recall("alice", "tea", filters=RecallFilters(category="x\x00")), "category"),
+        (lambda s: s.recall("alice", "tea", filters=RecallFilters(since=datetime(1, 1, 1))), "since"),
+        (lambda s: s.remember("alice", "tea", occurred_at=datetime(1, 1, 1, tzinfo=UTC)), "occurred_at"),
+    ],
+)
+async def test_values_storage_cannot_hold_are_refused_by_name(service: MemoryService, call, field: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInput) as raised:
+        await call(service)
+    assert raised.value.field == field
+
+
+async def test_min_score_is_applied_before_the_top_k_cut(service: MemoryService) -> None:
+    await service.remember("alice", "orchid orchid orchid greenhouse")  # keyword-heavy, semantically weaker
+    await service.remember("alice", "the orchid needs a greenhouse")
+    ranked = (await service.recall("alice", "orchid greenhouse", top_k=2)).memories
+    weakest = min(ranked, key=lambda h: h.scores.similarity)
+    strongest = max(ranked, key=lambda h: h.scores.similarity)
+    threshold = (weakest.scores.similarity + strongest.scores.similarity) / 2
+    result = await service.recall("alice", "orchid greenhouse", top_k=1, min_score=threshold)
+    assert [h.memory.id for h in result.memories] == [strongest.memory.id]
+    assert result.dropped_below_min_score == (1 if ranked[0].memory.id == weakest.memory.id else 0)
+
+
+async def test_extractive_summaries_replace_older_turns_and_do_not_nest_labels(service: MemoryService) -> None:
+    await _thirty_turn_session(service)
+    first = await service.summarize_session("alice", "s1", keep_recent=5)
+    working = service.sessions.working("alice", "s1")
+    assert [t.is_summary for t in working] == [True] + [False] * 5
+    recalled = await service.recall("alice", "topic", top_k=5, filters=RecallFilters(kind=Kind.SUMMARY))
+    assert [h.memory.id for h in recalled.memories] == [first.summary_id]
+    for round_ in range(2):
+        for i in range(3):
+            await service.remember("alice", f"Round {round_} extra turn {i} about topic {i}.", session_id="s1")
+        later = await service.summarize_session("alice", "s1", keep_recent=2)
+        assert not any(line.startswith((": ", "summary:")) for line in later.summary.splitlines()), later.summary
+
+
+def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path, log_level="info").log_level == "INFO"  # type: ignore[arg-type]

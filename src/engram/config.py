@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The name that selects the bundled, offline all-MiniLM-L6-v2 weights.
@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         default=0.0, ge=0.0, le=2.0, description="Bonus per unit of a memory's importance."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def long_term_dir(self) -> Path:

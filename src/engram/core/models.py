@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 #: Accepted shape of every caller-supplied identifier (user, session, agent). Parsing ids at the
 #: boundary is the first defence for storage filters; storage quotes literals as the second.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+:-]{0,127}$"
 ID_RULE = "1-128 characters: letters, digits and _ . @ + : - (starting with a letter or digit)"
 
-Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-MemoryId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+#: Shape of a memory id (content-addressed, see `memory_id`).
+MEMORY_ID_PATTERN = r"^[0-9a-f]{32}$"
+MAX_QUERY_CHARS = 2000
 
 MAX_TAGS = 32
 MAX_METADATA_KEYS = 32

@@ -20,12 +20,15 @@ from engram.core.indexing import index_text
 from engram.core.models import (
     ID_PATTERN,
     ID_RULE,
+    MAX_QUERY_CHARS,
+    MEMORY_ID_PATTERN,
     MAX_METADATA_KEYS,
     MAX_TAGS,
     ForgetReceipt,
     Kind,
     Memory,
     MemoryForgotten,
+    MemoryHit,
     MetadataValue,
     RecallFilters,
     RecallResult,
@@ -52,7 +55,6 @@ _ID = re.compile(ID_PATTERN)
 MAX_TAG_CHARS = 64
 MAX_LABEL_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 1000
-MAX_QUERY_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,15 @@ def _check_optional_id(field: str, value: str | None) -> str | None:
     return None if value is None else check_id(field, value)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _check_label(field: str, value: str | None) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    if not value or len(value) > MAX_LABEL_CHARS:
-        raise InvalidInput(field, f"must be 1-{MAX_LABEL_CHARS} non-blank characters.")
+    if not value or len(value) > MAX_LABEL_CHARS or _CONTROL.search(value):
+        raise InvalidInput(field, f"must be 1-{MAX_LABEL_CHARS} non-blank characters without control characters.")
     return value
 
 
@@ -112,8 +117,11 @@ def _check_tags(field: str, tags: Sequence[str] | None) -> list[str]:
     cleaned: list[str] = []
     for tag in tags:
         tag = tag.strip()
-        if not tag or len(tag) > MAX_TAG_CHARS:
-            raise InvalidInput(field, f"each tag must be 1-{MAX_TAG_CHARS} non-blank characters, got {tag!r}.")
+        if not tag or len(tag) > MAX_TAG_CHARS or _CONTROL.search(tag):
+            raise InvalidInput(
+                field,
+                f"each tag must be 1-{MAX_TAG_CHARS} non-blank characters without control characters, got {tag!r}.",
+            )
         if tag not in cleaned:
             cleaned.append(tag)
     return cleaned
@@ -134,9 +142,12 @@ def _check_metadata(metadata: Mapping[str, MetadataValue] | None, field: str = "
     return dict(metadata)
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
+def _as_utc(field: str, value: datetime | None) -> datetime | None:
+    """`value` in UTC (naive means UTC), refusing dates outside the years 1000-9999 that storage can hold."""
     if value is None:
         return None
+    if not 1000 <= value.year <= 9998:
+        raise InvalidInput(field, f"must be a date between the years 1000 and 9998, got {value.isoformat()}.")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -261,7 +272,7 @@ class MemoryService:
         metadata = _check_metadata(item.metadata, f"{where}metadata")
         speaker_value = metadata.get("speaker")
         role = item.role or (Role.USER if item.session_id is not None else None)
-        when = _as_utc(item.occurred_at) or self._clock()
+        when = _as_utc(f"{where}occurred_at", item.occurred_at) or self._clock()
         memory = Memory(
             id=memory_id(user_id, text),
             user_id=user_id,
@@ -356,9 +367,17 @@ class MemoryService:
             if ranking.fusion == "vector"
             else await self._run(partial(self.long_term.keyword_search, user_id, query, filters, limit))
         )
-        hits = fuse(semantic, keyword, vector, ranking, self._clock())[:top_k]
-        kept = hits if min_score is None else [h for h in hits if h.scores.similarity >= min_score]
-        return RecallResult(working=working, memories=kept, dropped_below_min_score=len(hits) - len(kept))
+        kept: list[MemoryHit] = []
+        dropped = 0
+        # The threshold applies before the cut, so weak hits make room for passing ones further down.
+        for hit in fuse(semantic, keyword, vector, ranking, self._clock()):
+            if len(kept) == top_k:
+                break
+            if min_score is not None and hit.scores.similarity < min_score:
+                dropped += 1
+            else:
+                kept.append(hit)
+        return RecallResult(working=working, memories=kept, dropped_below_min_score=dropped)
 
     async def _embed_query(self, query: str) -> Vectors:
         """The query's vector, from the cache when this model has embedded the same text before."""
@@ -376,7 +395,7 @@ class MemoryService:
     def _check_filters(self, filters: RecallFilters) -> RecallFilters:
         _check_optional_id("from_agent", filters.agent_id)
         _check_optional_id("from_session", filters.session_id)
-        since, until = _as_utc(filters.since), _as_utc(filters.until)
+        since, until = _as_utc("since", filters.since), _as_utc("until", filters.until)
         if since is not None and until is not None and since >= until:
             raise InvalidInput("since", f"must be earlier than 'until' ({since.isoformat()} >= {until.isoformat()}).")
         return filters.model_copy(
@@ -428,7 +447,8 @@ class MemoryService:
             method = "caller"
         else:
             method = "extractive"
-            previous = [("summary", t.content) for t in working if t.is_summary]
+            # Earlier summary lines already carry their speakers ("user: ..."), so they get no label of their own.
+            previous = [("", t.content) for t in working if t.is_summary]
             pieces = previous + [(t.role.value if t.role else "", t.content) for t in older]
             summary_text = await self._run(
                 partial(extractive_summary, pieces, self.embedder, self.policy.summary_max_chars)
@@ -488,7 +508,7 @@ class MemoryService:
     async def forget_memory(self, user_id: str, memory_id_: str) -> MemoryForgotten:
         """Delete one of the user's memories from long-term memory and from the user's session transcripts."""
         check_id("user_id", user_id)
-        if not re.fullmatch(r"[0-9a-f]{32}", memory_id_):
+        if not re.match(MEMORY_ID_PATTERN, memory_id_):
             raise InvalidInput("memory_id", f"{memory_id_!r} is not a memory id; expected 32 lowercase hex digits.")
         deleted = await self._run(partial(self.long_term.delete, user_id, [memory_id_]))
         removed_turns = await self._run(partial(self.sessions.remove_memory, user_id, memory_id_))

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,9 @@ class LanceLongTermStore:
     def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._directory = directory
-        self._db: Any = lancedb.connect(str(directory))
+        # Several servers may share a data directory (Claude Desktop and an IDE each launch one): every read
+        # must see the other processes' commits, or inserts duplicate and deletes miss rows.
+        self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
         self._write_lock = threading.Lock()
         self._writes_since_compaction = 0
         self._table: Any = self._open_or_create(dimensions, model_id)

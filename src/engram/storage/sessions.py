@@ -105,15 +105,18 @@ class DiskSessionStore:
 
     def apply_summary(self, user_id: str, session_id: str, summary: Turn, keep_from_seq: int, now: datetime) -> int:
         """Replace working turns older than `keep_from_seq` by `summary`; return the working turn count."""
-        wkey, skey = _working_key(user_id, session_id), _short_term_key(user_id, session_id)
+        wkey, skey, ikey = _working_key(user_id, session_id), _short_term_key(user_id, session_id), _index_key(user_id)
         with self._cache.transact():
+            # The index must outlive the entries it lists, so it is refreshed with them.
+            self._cache.touch(ikey, expire=self._index_ttl)
             working = self._cache.get(wkey) or {"summary": None, "turns": []}
             working["turns"] = [t for t in working["turns"] if t["seq"] >= keep_from_seq]
             working["summary"] = summary.model_dump(mode="json")
             self._cache.set(wkey, working, expire=self._working_ttl, tag=user_id)
             record = self._cache.get(skey)
             if record is not None:
-                record["summarized_until"] = keep_from_seq
+                # Two summaries racing must not move the marker backwards.
+                record["summarized_until"] = max(record["summarized_until"], keep_from_seq)
                 record["summary"] = summary.content
                 record["last_active_at"] = now.isoformat()
                 self._cache.set(skey, record, expire=self._short_term_ttl, tag=user_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from engram.core.models import MemoryForgotten
+from engram.core.models import MEMORY_ID_PATTERN, MemoryForgotten
 from engram.tools._fields import UserIdArg
 from engram.tools.state import AppState, domain_errors, memory_of
 
@@ -15,7 +15,7 @@ from engram.tools.state import AppState, domain_errors, memory_of
 async def forget_memory(
     user_id: UserIdArg,
     memory_id: Annotated[
-        str, Field(pattern=r"^[0-9a-f]{32}$", description="The id of the memory, as returned by remember or recall.")
+        str, Field(pattern=MEMORY_ID_PATTERN, description="The id of the memory, as returned by remember or recall.")
     ],
     ctx: Context[AppState],
 ) -> MemoryForgotten:

@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from engram.config import MAX_TOP_K
-from engram.core.models import ID_PATTERN, Kind, RecallFilters, RecallResult
+from engram.core.models import ID_PATTERN, MAX_QUERY_CHARS, Kind, RecallFilters, RecallResult
 from engram.tools._fields import OptionalSessionIdArg, UserIdArg
 from engram.tools.state import AppState, domain_errors, memory_of
 
@@ -17,15 +17,26 @@ from engram.tools.state import AppState, domain_errors, memory_of
 async def recall(
     user_id: UserIdArg,
     query: Annotated[
-        str, Field(min_length=1, max_length=2000, description="What you need to know, in natural language.")
+        str,
+        Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What you need to know, in natural language."),
     ],
     ctx: Context[AppState],
     session_id: OptionalSessionIdArg = None,
     top_k: Annotated[
-        int | None, Field(ge=1, le=MAX_TOP_K, description=f"How many long-term memories (default 5, max {MAX_TOP_K}).")
+        int | None,
+        Field(
+            ge=1,
+            le=MAX_TOP_K,
+            description=f"How many long-term memories (server default, normally 5; max {MAX_TOP_K}).",
+        ),
     ] = None,
     min_score: Annotated[
-        float | None, Field(ge=-1.0, le=1.0, description="Leave out memories scoring below this (cosine, -1..1).")
+        float | None,
+        Field(
+            ge=-1.0,
+            le=1.0,
+            description="Leave out memories whose semantic similarity (scores.similarity, cosine -1..1) is below this.",
+        ),
     ] = None,
     from_agent: Annotated[
         str | None, Field(pattern=ID_PATTERN, description="Only memories written by this agent.")
@@ -44,8 +55,10 @@ async def recall(
 
     Call this at the start of a conversation and whenever the user refers to something from the past
     ("as I said", "my usual order"), or when personal context would improve the answer. Returns the current
-    session's recent turns (with session_id) and the long-term memories most relevant to `query`, each with
-    its similarity score; filters narrow the long-term search.
+    session's recent turns (with session_id) and the long-term memories most relevant to `query`, found by
+    meaning and by keywords together. Each memory has a ranking `score` (higher is better, not bounded by 1)
+    and `scores` explaining it, including the cosine `similarity` that min_score tests. Filters narrow the
+    long-term search.
     """
     filters = RecallFilters(
         agent_id=from_agent,

@@ -17,13 +17,15 @@ async def summarize_session(
     session_id: SessionIdArg,
     ctx: Context[AppState],
     keep_recent: Annotated[
-        int | None, Field(ge=0, le=1000, description="How many latest turns stay verbatim (default 6).")
+        int | None,
+        Field(ge=0, le=1000, description="How many latest turns stay verbatim (server default, normally 6)."),
     ] = None,
     summary: Annotated[
         str | None,
         Field(
             min_length=1,
-            description="Your own summary of the older turns. Omit it to let Engram pick the most "
+            description="Your own summary of the older turns. It replaces any earlier summary of this session "
+            "in working memory, so fold the earlier summary into it. Omit it to let Engram pick the most "
             "representative sentences itself.",
         ),
     ] = None,
