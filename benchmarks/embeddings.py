@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import statistics
@@ -38,12 +37,12 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from machine import machine_info  # benchmarks/machine.py (scripts run from this folder)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "embeddings.json"
@@ -251,25 +250,6 @@ def quality(vectors: dict[str, Any], sets: list[dict[str, Any]]) -> dict[str, di
             recalls += [len(set(h) & set(e)) / len(e) for h, e in zip(hits, conv["evidence"], strict=True) if e]
         results[name] = {"overlap_at_10": float(np.mean(overlaps)), "evidence_recall_at_10": float(np.mean(recalls))}
     return results
-
-
-def machine_info() -> dict[str, Any]:
-    """What the numbers depend on."""
-
-    def pkg(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    names = ("engram-mcp", "torch", "sentence-transformers", "transformers", "onnxruntime", "tokenizers", "onnx")
-    return {
-        "cpu_count": os.cpu_count(),
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "packages": {name: pkg(name) for name in names},
-    }
 
 
 def load_average() -> list[float] | None:

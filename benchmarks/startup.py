@@ -20,17 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 import anyio
+from machine import machine_info  # benchmarks/machine.py (scripts run from this folder)
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -84,28 +82,6 @@ async def one_run(command: list[str], model: str, log_path: Path, timeout: float
                 closing = time.perf_counter()
             sample["shutdown"] = time.perf_counter() - closing
     return sample
-
-
-def machine_info() -> dict[str, Any]:
-    """What the numbers depend on."""
-
-    def pkg(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python_version": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "packages": {name: pkg(name) for name in ("engram-mcp", "mcp", "torch", "sentence-transformers", "lancedb")},
-    }
 
 
 def print_table(samples: list[dict[str, float]], medians: dict[str, float]) -> None:
