@@ -20,10 +20,10 @@ from engram.core.indexing import index_text
 from engram.core.models import (
     ID_PATTERN,
     ID_RULE,
-    MAX_QUERY_CHARS,
-    MEMORY_ID_PATTERN,
     MAX_METADATA_KEYS,
+    MAX_QUERY_CHARS,
     MAX_TAGS,
+    MEMORY_ID_PATTERN,
     ForgetReceipt,
     Kind,
     Memory,
