@@ -1,0 +1,177 @@
+"""End-to-end performance over stdio, as an assistant runs Engram: start-up, write throughput, recall latency.
+
+For each store size it spawns `engram serve` on a fresh data directory through a real MCP client and
+measures: spawn -> tools/list, spawn -> first answered recall, single `remember` calls per second, batch
+`remember_many` memories per second, `recall` latency p50/p95/p99 filtered to one of several users, the
+server's peak RSS, and bytes on disk per memory. Prints a table and writes JSON.
+
+Usage: python benchmarks/performance.py [--sizes 10000 100000] [--backend torch|onnx|onnx-int8] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from machine import machine_info  # benchmarks/machine.py (scripts run from this folder)
+from mcp import Client, StdioServerParameters
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCOMO = ROOT.parent / "shared" / "bench" / "locomo10.jsonl"
+USERS = 10
+BATCH = 100
+SINGLE_CALLS = 200
+QUERIES = 200
+
+
+def texts(count: int) -> Iterator[str]:
+    """Distinct, realistic short texts: LoCoMo turns when available (suffixed to stay unique), else synthetic."""
+    base: list[str] = []
+    if LOCOMO.exists():
+        for line in LOCOMO.read_text().splitlines():
+            base += [turn["text"] for turn in json.loads(line)["turns"]]
+    if not base:
+        words = [
+            "order",
+            "refund",
+            "screen",
+            "delivery",
+            "tea",
+            "garden",
+            "violin",
+            "shift",
+            "allergy",
+            "invoice",
+            "meeting",
+            "trip",
+        ]
+        base = [" ".join(random.Random(i).choices(words, k=12)) for i in range(1000)]
+    for i in range(count):
+        yield f"{base[i % len(base)]} (note {i})"
+
+
+def server_pid() -> int | None:
+    """The pid of this process's `engram serve` child (the stdio client does not expose it)."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields[1] == me and b"serve" in cmdline:
+            return int(stat.parent.name)
+    return None
+
+
+def peak_rss_mb(pid: int | None) -> float | None:
+    """Peak resident set size (VmHWM) of a live process, in MiB."""
+    if pid is None:
+        return None
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+async def measure(size: int, backend: str) -> dict[str, Any]:
+    """One fresh server, filled to `size` memories over MCP, then measured."""
+    with tempfile.TemporaryDirectory(prefix="engram-perf-") as scratch:
+        data = Path(scratch) / "data"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+        env |= {"ENGRAM_DATA_DIR": str(data), "ENGRAM_EMBEDDING_BACKEND": backend, "ENGRAM_LOG_LEVEL": "WARNING"}
+        command = Path(sys.executable).with_name("engram")
+        params = StdioServerParameters(command=str(command), args=["serve"], env=env)
+        result: dict[str, Any] = {"size": size, "backend": backend}
+        spawned = time.perf_counter()
+        async with Client(params) as client:
+            await client.list_tools()
+            result["spawn_to_tools_list_s"] = round(time.perf_counter() - spawned, 3)
+            await client.call_tool("recall", {"user_id": "u0", "query": "warm-up"})
+            result["spawn_to_first_recall_s"] = round(time.perf_counter() - spawned, 3)
+            pid = server_pid()
+
+            source = texts(size + SINGLE_CALLS)
+            started = time.perf_counter()
+            for _ in range(SINGLE_CALLS):
+                outcome = await client.call_tool("remember", {"user_id": "u0", "content": next(source)})
+                assert not outcome.is_error, outcome.content
+            result["remember_single_per_s"] = round(SINGLE_CALLS / (time.perf_counter() - started), 1)
+
+            started, stored = time.perf_counter(), SINGLE_CALLS
+            while stored < size:
+                items = [{"content": next(source)} for _ in range(min(BATCH, size - stored))]
+                user = f"u{(stored // BATCH) % USERS}"
+                outcome = await client.call_tool("remember_many", {"user_id": user, "items": items})
+                assert not outcome.is_error, outcome.content
+                stored += len(items)
+            result["remember_batch_per_s"] = round((size - SINGLE_CALLS) / (time.perf_counter() - started), 1)
+
+            queries = list(texts(QUERIES))
+            random.Random(7).shuffle(queries)
+            latencies: list[float] = []
+            for query in queries:
+                started = time.perf_counter()
+                outcome = await client.call_tool("recall", {"user_id": "u3", "query": query[:80], "top_k": 10})
+                latencies.append(time.perf_counter() - started)
+                assert not outcome.is_error, outcome.content
+            result["recall_ms"] = {
+                "p50": round(1000 * statistics.median(latencies), 2),
+                "p95": round(1000 * percentile(latencies, 0.95), 2),
+                "p99": round(1000 * percentile(latencies, 0.99), 2),
+            }
+            result["peak_rss_mb"] = peak_rss_mb(pid)
+        result["bytes_per_memory"] = round(disk_bytes(data) / size)
+        return result
+
+
+def main() -> int:
+    """Run the measurements for each size and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "performance.json")
+    args = parser.parse_args()
+    rows = [anyio.run(measure, size, args.backend) for size in args.sizes]
+    header = (
+        f"{'memories':>9} {'tools/list s':>12} {'1st recall s':>12} {'single/s':>9} {'batch/s':>8} "
+        f"{'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'RSS MB':>7} {'B/memory':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['size']:>9} {r['spawn_to_tools_list_s']:>12.3f} {r['spawn_to_first_recall_s']:>12.3f} "
+            f"{r['remember_single_per_s']:>9.1f} {r['remember_batch_per_s']:>8.1f} {r['recall_ms']['p50']:>7.1f} "
+            f"{r['recall_ms']['p95']:>7.1f} {r['recall_ms']['p99']:>7.1f} {r['peak_rss_mb'] or 0:>7.0f} "
+            f"{r['bytes_per_memory']:>9}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"results": rows, "machine": machine_info(), "finished_at": datetime.now(UTC).isoformat()}
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
