@@ -39,7 +39,7 @@ async def test_remember_and_recall_return_structured_results(client: Client) -> 
     )
     assert stored["created"] is True and stored["session_turns"] == 1
     again = ok(await client.call_tool("remember", {"user_id": "alice", "content": "owns a red bicycle"}))
-    assert again == {"id": stored["id"], "created": False, "session_turns": None}
+    assert again == {"id": stored["id"], "created": False, "session_turns": None, "redacted": {}}
 
     recalled = ok(await client.call_tool("recall", {"user_id": "alice", "query": "red bicycle", "session_id": "s1"}))
     assert [t["tier"] for t in recalled["working"]] == ["working"]
@@ -222,3 +222,12 @@ async def test_remember_many_over_mcp(client: Client) -> None:
     )
     assert "items[1].content" in message
     assert "at least 1 item" in error(await client.call_tool("remember_many", {"user_id": "alice", "items": []}))
+
+
+async def test_remember_reports_what_it_redacted(client: Client) -> None:
+    content = "Reach me at ana.lima@example.org, card 4111 1111 1111 1111."
+    stored = ok(await client.call_tool("remember", {"user_id": "alice", "content": content, "session_id": "s1"}))
+    assert stored["redacted"] == {"email": 1, "card": 1}
+    recalled = ok(await client.call_tool("recall", {"user_id": "alice", "query": "reach me", "session_id": "s1"}))
+    assert recalled["memories"][0]["memory"]["content"] == "Reach me at [EMAIL], card [CARD]."
+    assert recalled["working"][0]["content"] == "Reach me at [EMAIL], card [CARD]."

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     recall_importance_weight: float = Field(
         default=0.0, ge=0.0, le=2.0, description="Bonus per unit of a memory's importance."
     )
+    redaction_policy: dict[str, str] = Field(
+        default_factory=dict,
+        description="What to do with each kind of sensitive content before anything is stored, as JSON, e.g. "
+        '{"ip_address": "keep", "card": "reject"}. Categories: email, phone, card, iban, national_id, '
+        "ip_address, secret; actions: redact (default for all), keep, reject.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
 
     @field_validator("log_level", mode="before")

@@ -9,6 +9,7 @@ from engram.config import MAX_BATCH, MAX_TOP_K, Settings
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder
 from engram.core.ranking import RankingPolicy
+from engram.core.redaction import RedactionPolicy
 from engram.core.service import MemoryPolicy, MemoryService, utc_now
 
 
@@ -21,6 +22,7 @@ def policy_from(settings: Settings) -> MemoryPolicy:
         summary_max_chars=settings.summary_max_chars,
         keep_recent_default=settings.keep_recent_default,
         max_batch=MAX_BATCH,
+        redaction=RedactionPolicy.from_mapping(settings.redaction_policy, field="ENGRAM_REDACTION_POLICY"),
     )
 
 
@@ -46,6 +48,8 @@ def open_memory(
     from engram.storage.query_cache import DiskQueryCache
     from engram.storage.sessions import DiskSessionStore
 
+    # Checked first, so a bad setting fails before any store is opened.
+    policy, ranking = policy_from(settings), ranking_from(settings)
     # Owner-only when Engram creates it: memories are personal data.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sessions = DiskSessionStore(
@@ -74,9 +78,9 @@ def open_memory(
         embedder,
         long_term,
         sessions,
-        policy_from(settings),
+        policy,
         clock,
-        ranking_from(settings),
+        ranking,
         DiskQueryCache(settings.query_cache_dir),
     )
 

@@ -154,6 +154,11 @@ class RememberResult(BaseModel):
     session_turns: int | None = Field(
         default=None, description="Turns now in the session's working memory, when a session was given."
     )
+    redacted: dict[str, int] = Field(
+        default_factory=dict,
+        description="Sensitive details replaced by placeholders before storing, as counts per category "
+        "(email, phone, card, iban, national_id, ip_address, secret); never the values.",
+    )
 
 
 class RecallResult(BaseModel):

@@ -44,6 +44,7 @@ from engram.core.models import (
 )
 from engram.core.ports import Embedder, LongTermStore, QueryCache, SessionStore, Vectors
 from engram.core.ranking import RankingPolicy, fuse
+from engram.core.redaction import DEFAULT_POLICY, RedactionPolicy, SensitiveContentRejected, redact
 from engram.core.summarizer import extractive_summary
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class MemoryPolicy:
     keep_recent_default: int = 6
     max_keep_recent: int = 1000
     max_batch: int = 500
+    redaction: RedactionPolicy = DEFAULT_POLICY
 
 
 def utc_now() -> datetime:
@@ -155,6 +157,7 @@ def _as_utc(field: str, value: datetime | None) -> datetime | None:
 class _Draft:
     memory: Memory
     speaker: str | None
+    redacted: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ class _Placed:
     memory: Memory
     indexed: str
     session_turns: int | None
+    redacted: dict[str, int]
 
 
 class MemoryService:
@@ -188,6 +192,16 @@ class MemoryService:
     async def _run(self, fn: Callable[[], T]) -> T:
         """Run blocking work (embedding, disk I/O) on a worker thread so the event loop keeps serving."""
         return await anyio.to_thread.run_sync(fn)
+
+    def _redact(self, field: str, text: str, counts: dict[str, int]) -> str:
+        """Apply the redaction policy to `text` before it reaches any store; tally what was replaced."""
+        try:
+            result = redact(text, self.policy.redaction)
+        except SensitiveContentRejected as exc:
+            raise InvalidInput(field, str(exc)) from exc
+        for category, count in result.counts.items():
+            counts[category.value] = counts.get(category.value, 0) + count
+        return result.text
 
     def _check_content(self, field: str, content: str) -> str:
         normalized = normalize_content(content)
@@ -236,7 +250,9 @@ class MemoryService:
         draft = self._draft(user_id, agent_id, item, "")
         placed = await self._place(draft)
         created = await self._store(placed.memory, placed.indexed)
-        return RememberResult(id=placed.memory.id, created=created, session_turns=placed.session_turns)
+        return RememberResult(
+            id=placed.memory.id, created=created, session_turns=placed.session_turns, redacted=placed.redacted
+        )
 
     async def remember_many(
         self, user_id: str, items: Sequence[RememberItem], *, agent_id: str | None = None
@@ -258,7 +274,9 @@ class MemoryService:
         for p in placed:
             created = p.memory.id in inserted
             inserted.discard(p.memory.id)  # a repeat inside the batch is not new the second time
-            results.append(RememberResult(id=p.memory.id, created=created, session_turns=p.session_turns))
+            results.append(
+                RememberResult(id=p.memory.id, created=created, session_turns=p.session_turns, redacted=p.redacted)
+            )
         return results
 
     def _draft(self, user_id: str, agent_id: str | None, item: RememberItem, where: str) -> _Draft:
@@ -266,10 +284,14 @@ class MemoryService:
         check_id("user_id", user_id)
         _check_optional_id("agent_id", agent_id)
         _check_optional_id(f"{where}session_id", item.session_id)
-        text = self._check_content(f"{where}content", item.content)
+        redacted: dict[str, int] = {}
+        text = self._redact(f"{where}content", self._check_content(f"{where}content", item.content), redacted)
         if item.importance is not None and not (0.0 <= item.importance <= 1.0):
             raise InvalidInput(f"{where}importance", f"must be between 0 and 1, got {item.importance}.")
-        metadata = _check_metadata(item.metadata, f"{where}metadata")
+        metadata = {
+            key: self._redact(f"{where}metadata", value, redacted) if isinstance(value, str) else value
+            for key, value in _check_metadata(item.metadata, f"{where}metadata").items()
+        }
         speaker_value = metadata.get("speaker")
         role = item.role or (Role.USER if item.session_id is not None else None)
         when = _as_utc(f"{where}occurred_at", item.occurred_at) or self._clock()
@@ -288,7 +310,7 @@ class MemoryService:
             importance=item.importance,
         )
         speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
-        return _Draft(memory=memory, speaker=speaker)
+        return _Draft(memory=memory, speaker=speaker, redacted=redacted)
 
     async def _place(self, draft: _Draft) -> _Placed:
         """Append the memory to its session (if any) and build the text to embed and index."""
@@ -317,7 +339,7 @@ class MemoryService:
                 previous = (before.speaker or (before.role.value if before.role else None), before.content)
         who = speaker or (memory.role.value if memory.role else None)
         indexed = index_text(memory.content, when=memory.created_at, speaker=who, previous=previous)
-        return _Placed(memory=memory, indexed=indexed, session_turns=session_turns)
+        return _Placed(memory=memory, indexed=indexed, session_turns=session_turns, redacted=draft.redacted)
 
     async def _store(self, memory: Memory, indexed: str) -> bool:
         # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
@@ -422,7 +444,7 @@ class MemoryService:
         keep = self.policy.keep_recent_default if keep_recent is None else keep_recent
         if not (0 <= keep <= self.policy.max_keep_recent):
             raise InvalidInput("keep_recent", f"must be between 0 and {self.policy.max_keep_recent}, got {keep}.")
-        summary_text = None if summary is None else self._check_content("summary", summary)
+        summary_text = None if summary is None else self._redact("summary", self._check_content("summary", summary), {})
 
         transcript = await self._run(partial(self.sessions.transcript, user_id, session_id))
         working = await self._run(partial(self.sessions.working, user_id, session_id))
