@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -10,6 +11,9 @@ from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ElicitRequestParams, ElicitResult, TextResourceContents
 
+from engram.config import Settings
+from engram.embeddings.hashing import HashEmbedder
+from engram.server.app import build_server
 from engram.tools.state import AppState
 from tests.helpers import error, ok
 
@@ -231,3 +235,27 @@ async def test_remember_reports_what_it_redacted(client: Client) -> None:
     recalled = ok(await client.call_tool("recall", {"user_id": "alice", "query": "reach me", "session_id": "s1"}))
     assert recalled["memories"][0]["memory"]["content"] == "Reach me at [EMAIL], card [CARD]."
     assert recalled["working"][0]["content"] == "Reach me at [EMAIL], card [CARD]."
+
+
+class _SlowToLoad(HashEmbedder):
+    """A real hash embedder whose loading (the first look at its dimensions) waits for a signal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded = threading.Event()
+
+    @property
+    def dimensions(self) -> int:
+        self.loaded.wait(10)
+        return super().dimensions
+
+
+async def test_the_server_answers_before_the_model_has_loaded(settings: Settings) -> None:
+    embedder = _SlowToLoad()
+    async with Client(build_server(settings, embedder=embedder), raise_exceptions=True) as client:
+        assert len((await client.list_tools()).tools) == 6
+        assert (await _read(client, "engram://stats"))["status"] == "loading"
+        threading.Timer(0.3, embedder.loaded.set).start()
+        # A call that needs the model waits for it instead of failing.
+        ok(await client.call_tool("remember", {"user_id": "alice", "content": "waited for the model"}))
+        assert (await _read(client, "engram://stats"))["status"] == "ready"
