@@ -106,8 +106,8 @@ async def test_a_forgotten_memory_leaves_keyword_results(service: MemoryService,
     assert (result.long_term, result.session_turns) == (1, 1)
     after = await keyword.recall("alice", "zephyrine")
     assert [h.memory.id for h in after.memories] == [kept.id]
-    assert service.sessions.working("alice", "s1") == []
-    transcript = service.sessions.transcript("alice", "s1")
+    assert service.sessions.working(service.user_key("alice"), "s1") == []
+    transcript = service.sessions.transcript(service.user_key("alice"), "s1")
     assert transcript == []
 
 

@@ -35,10 +35,10 @@ async def test_sensitive_details_are_replaced_before_anything_is_stored(tmp_path
             metadata={"note": f"backup address {EMAIL}"},
         )
         assert result.redacted == {"email": 2, "card": 1, "secret": 1}
-        stored = service.long_term.get("alice", [result.id])[0]
+        stored = service.long_term.get(service.user_key("alice"), [result.id])[0]
         assert stored.content == "My email is [EMAIL] and my card is [CARD]; token=[SECRET]"
         assert stored.metadata == {"note": "backup address [EMAIL]"}
-        assert [t.content for t in service.sessions.working("alice", "s1")] == [stored.content]
+        assert [t.content for t in service.sessions.working(service.user_key("alice"), "s1")] == [stored.content]
         hits = (await service.recall("alice", "zoe quartermain example")).memories
         assert all(EMAIL not in h.memory.content for h in hits)
         service.long_term.optimize()  # type: ignore[attr-defined]  # fold rows into the keyword index too
@@ -68,7 +68,7 @@ async def test_a_keeping_policy_stores_the_detail(tmp_path: Path) -> None:
     try:
         result = await service.remember("alice", f"write to {EMAIL}")
         assert result.redacted == {}
-        assert service.long_term.get("alice", [result.id])[0].content == f"write to {EMAIL}"
+        assert service.long_term.get(service.user_key("alice"), [result.id])[0].content == f"write to {EMAIL}"
     finally:
         service.close()
 

@@ -35,7 +35,7 @@ async def test_identical_content_is_stored_once_per_user(service: MemoryService)
     again = await service.remember("alice", "  likes green tea \n")
     other_user = await service.remember("bob", "likes green tea")
     assert first.created and not again.created and other_user.created
-    assert first.id == again.id == memory_id("alice", "likes green tea")
+    assert first.id == again.id == memory_id(service.user_key("alice"), "likes green tea")
     assert other_user.id != first.id
     assert service.long_term.count() == 2
 
@@ -45,7 +45,7 @@ async def test_a_retried_turn_is_not_duplicated_but_a_new_turn_is_appended(servi
     await service.remember("alice", "hello", session_id="s1")  # retry
     await service.remember("alice", "hi there", session_id="s1", role=Role.ASSISTANT)
     await service.remember("alice", "hello", session_id="s1")  # said again, later: a new turn
-    turns = service.sessions.working("alice", "s1")
+    turns = service.sessions.working(service.user_key("alice"), "s1")
     assert [(t.role, t.content, t.seq) for t in turns] == [
         (Role.USER, "hello", 0),
         (Role.ASSISTANT, "hi there", 1),
@@ -64,7 +64,7 @@ async def test_working_memory_keeps_only_the_most_recent_turns(tmp_path: Path) -
         assert [t.content for t in recalled.working] == ["turn number 2", "turn number 3", "turn number 4"]
         assert all(t.tier == "working" for t in recalled.working)
         # Short-term memory still has the whole session.
-        transcript = service.sessions.transcript("alice", "s1")
+        transcript = service.sessions.transcript(service.user_key("alice"), "s1")
         assert transcript is not None and len(transcript) == 5
     finally:
         service.close()
@@ -75,9 +75,9 @@ async def test_working_memory_expires_but_the_session_stays_in_short_term(tmp_pa
     service = open_memory(settings, HashEmbedder())
     try:
         await service.remember("alice", "a passing remark", session_id="s1")
-        assert len(service.sessions.working("alice", "s1")) == 1
+        assert len(service.sessions.working(service.user_key("alice"), "s1")) == 1
         time.sleep(0.7)
-        assert service.sessions.working("alice", "s1") == []
+        assert service.sessions.working(service.user_key("alice"), "s1") == []
         transcript = await service.transcript("alice", "s1")
         assert transcript.tier == "short_term"
         assert [t.content for t in transcript.turns] == ["a passing remark"]
@@ -106,10 +106,10 @@ async def test_users_are_isolated_and_forgetting_one_leaves_the_other(service: M
     receipt = await service.forget_user("alice", confirm=True)
     assert (receipt.long_term, receipt.working, receipt.short_term) == (1, 1, 1)
     assert (await service.recall("alice", "garden")).memories == []
-    assert service.sessions.working("alice", "s1") == []
+    assert service.sessions.working(service.user_key("alice"), "s1") == []
     assert await service.sessions_of("alice") == []
     assert [h.memory.content for h in (await service.recall("bob", "garden")).memories] == ["bob plan for the garden"]
-    assert len(service.sessions.working("bob", "s1")) == 1
+    assert len(service.sessions.working(service.user_key("bob"), "s1")) == 1
 
 
 @pytest.mark.parametrize("hostile", ["x' OR '1'='1", "alice' OR user_id != '", "a'); DROP TABLE memories; --"])
@@ -131,10 +131,13 @@ async def test_hostile_ids_reaching_storage_match_and_delete_nothing(service: Me
     store = service.long_term
     assert store.vector_search(hostile, vector, RecallFilters(), 10) == []
     assert store.keyword_search(hostile, "only", RecallFilters(), 10) == []
-    assert store.vector_search("alice", vector, RecallFilters(tags_any=[hostile], category=hostile), 10) == []
+    assert (
+        store.vector_search(service.user_key("alice"), vector, RecallFilters(tags_any=[hostile], category=hostile), 10)
+        == []
+    )
     assert store.recent(hostile, 10) == []
-    assert store.get(hostile, [memory_id("alice", "alice only")]) == []
-    assert store.delete(hostile, [memory_id("alice", "alice only")]) == 0
+    assert store.get(hostile, [memory_id(service.user_key("alice"), "alice only")]) == []
+    assert store.delete(hostile, [memory_id(service.user_key("alice"), "alice only")]) == 0
     assert store.delete_user(hostile) == 0
     assert service.long_term.count() == 2
 
@@ -225,12 +228,12 @@ async def test_summarize_with_the_callers_summary(service: MemoryService) -> Non
     assert (result.summarized_turns, result.kept_turns) == (25, 5)
     assert result.replaced_ids == ids[:25]
 
-    working = service.sessions.working("alice", "s1")
+    working = service.sessions.working(service.user_key("alice"), "s1")
     assert [t.is_summary for t in working] == [True, False, False, False, False, False]
     assert working[0].content == result.summary
     assert [t.content for t in working[1:]] == [f"Turn {i}: we talked about topic {i % 5}." for i in range(25, 30)]
 
-    stored = service.long_term.get("alice", [result.summary_id])[0]
+    stored = service.long_term.get(service.user_key("alice"), [result.summary_id])[0]
     assert stored.kind is Kind.SUMMARY and stored.links == ids[:25] and stored.session_id == "s1"
     recalled = await service.recall("alice", "went through topics", filters=RecallFilters(kind=Kind.SUMMARY))
     assert [h.memory.id for h in recalled.memories] == [result.summary_id]
@@ -258,7 +261,7 @@ async def test_summaries_roll_forward_and_refuse_when_nothing_is_older(service: 
         await service.remember("alice", f"Later turn {i}.", session_id="s1")
     second = await service.summarize_session("alice", "s1", keep_recent=5, summary="Second part.")
     assert second.summarized_turns == 4  # turns 25..28, not the ones already summarised
-    working = service.sessions.working("alice", "s1")
+    working = service.sessions.working(service.user_key("alice"), "s1")
     assert working[0].content == "Second part." and len(working) == 6
 
 
@@ -300,12 +303,12 @@ async def test_remember_many_stores_a_batch_with_one_embedding_call(service: Mem
     assert [r.created for r in results] == [True, True, True, False]
     assert results[0].id == results[3].id
     assert service.long_term.count() == 3
-    turns = service.sessions.working("alice", "old")
+    turns = service.sessions.working(service.user_key("alice"), "old")
     assert [(t.seq, t.speaker, t.content) for t in turns] == [
         (0, "Ana", "first turn of the import"),
         (1, None, "second turn of the import"),
     ]
-    stored = service.long_term.get("alice", [results[1].id])[0]
+    stored = service.long_term.get(service.user_key("alice"), [results[1].id])[0]
     assert stored.turn_index == 1 and stored.role is Role.ASSISTANT
     again = await service.remember_many("alice", items[:3])
     assert [r.created for r in again] == [False, False, False]
@@ -368,7 +371,7 @@ async def test_min_score_is_applied_before_the_top_k_cut(service: MemoryService)
 async def test_extractive_summaries_replace_older_turns_and_do_not_nest_labels(service: MemoryService) -> None:
     await _thirty_turn_session(service)
     first = await service.summarize_session("alice", "s1", keep_recent=5)
-    working = service.sessions.working("alice", "s1")
+    working = service.sessions.working(service.user_key("alice"), "s1")
     assert [t.is_summary for t in working] == [True] + [False] * 5
     recalled = await service.recall("alice", "topic", top_k=5, filters=RecallFilters(kind=Kind.SUMMARY))
     assert [h.memory.id for h in recalled.memories] == [first.summary_id]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The name that selects the bundled, offline all-MiniLM-L6-v2 weights.
@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     recall_importance_weight: float = Field(
         default=0.0, ge=0.0, le=2.0, description="Bonus per unit of a memory's importance."
     )
+    user_id_key: SecretStr | None = Field(
+        default=None,
+        description="Secret key (at least 16 characters) for pseudonymous user ids. Default: a random key "
+        "generated on first run in <data dir>/user-id.key (owner-only). Losing it orphans every memory.",
+    )
     redaction_policy: dict[str, str] = Field(
         default_factory=dict,
         description="What to do with each kind of sensitive content before anything is stored, as JSON, e.g. "
@@ -114,6 +119,11 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """Directory of the ONNX exports of the embedding model."""
         return self.data_dir / "models"
+
+    @property
+    def user_key_file(self) -> Path:
+        """File holding the generated pseudonym key when none is given in the environment."""
+        return self.data_dir / "user-id.key"
 
     @property
     def query_cache_dir(self) -> Path:

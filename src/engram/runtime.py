@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from engram.config import MAX_BATCH, MAX_TOP_K, Settings
+from engram.core.errors import InvalidInput
+from engram.core.identity import Pseudonymizer
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder
 from engram.core.ranking import RankingPolicy
@@ -39,6 +44,32 @@ def ranking_from(settings: Settings) -> RankingPolicy:
     )
 
 
+def user_id_key(settings: Settings) -> bytes:
+    """The pseudonym key: from ENGRAM_USER_ID_KEY, else from the key file, created owner-only on first run."""
+    if settings.user_id_key is not None:
+        key = settings.user_id_key.get_secret_value().encode()
+        if len(key) < 16:
+            raise InvalidInput("ENGRAM_USER_ID_KEY", "must be at least 16 characters.")
+        return key
+    path = settings.user_key_file
+    try:
+        # O_EXCL: when several servers start at once, exactly one creates the key and the others read it.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):
+            key = path.read_bytes().strip()
+            if key:
+                return key
+            time.sleep(0.02)  # another process is writing it right now
+        raise InvalidInput("ENGRAM_USER_ID_KEY", f"the key file {path} is empty; restore it from a backup.") from None
+    key = secrets.token_hex(32).encode()
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(key)
+        out.flush()
+        os.fsync(out.fileno())
+    return key
+
+
 def open_memory(
     settings: Settings, embedder: Embedder | None = None, clock: Callable[[], datetime] = utc_now
 ) -> MemoryService:
@@ -52,6 +83,7 @@ def open_memory(
     policy, ranking = policy_from(settings), ranking_from(settings)
     # Owner-only when Engram creates it: memories are personal data.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pseudonymize = Pseudonymizer(user_id_key(settings))
     sessions = DiskSessionStore(
         settings.session_cache_dir,
         working_turns=settings.working_memory_turns,
@@ -82,6 +114,7 @@ def open_memory(
         clock,
         ranking,
         DiskQueryCache(settings.query_cache_dir),
+        pseudonymize,
     )
 
 

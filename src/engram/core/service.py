@@ -180,14 +180,20 @@ class MemoryService:
         clock: Callable[[], datetime] = utc_now,
         ranking: RankingPolicy | None = None,
         query_cache: QueryCache | None = None,
+        pseudonymize: Callable[[str], str] | None = None,
     ) -> None:
         self.embedder = embedder
+        self._pseudonymize = pseudonymize or (lambda user_id: user_id)
         self.query_cache = query_cache
         self.long_term = long_term
         self.sessions = sessions
         self.policy = policy or MemoryPolicy()
         self.ranking = ranking or RankingPolicy()
         self._clock = clock
+
+    def user_key(self, user_id: str) -> str:
+        """Check a caller's user id and return the pseudonym the stores know the user by."""
+        return self._pseudonymize(check_id("user_id", user_id))
 
     async def _run(self, fn: Callable[[], T]) -> T:
         """Run blocking work (embedding, disk I/O) on a worker thread so the event loop keeps serving."""
@@ -281,7 +287,7 @@ class MemoryService:
 
     def _draft(self, user_id: str, agent_id: str | None, item: RememberItem, where: str) -> _Draft:
         """Check one memory's fields (naming them with `where` as prefix) without touching any store."""
-        check_id("user_id", user_id)
+        key = self.user_key(user_id)
         _check_optional_id("agent_id", agent_id)
         _check_optional_id(f"{where}session_id", item.session_id)
         redacted: dict[str, int] = {}
@@ -296,8 +302,8 @@ class MemoryService:
         role = item.role or (Role.USER if item.session_id is not None else None)
         when = _as_utc(f"{where}occurred_at", item.occurred_at) or self._clock()
         memory = Memory(
-            id=memory_id(user_id, text),
-            user_id=user_id,
+            id=memory_id(key, text),
+            user_id=key,
             agent_id=agent_id,
             session_id=item.session_id,
             role=role,
@@ -358,7 +364,7 @@ class MemoryService:
         filters: RecallFilters | None = None,
     ) -> RecallResult:
         """Return the session's working memory and the user's long-term memories closest to `query`."""
-        check_id("user_id", user_id)
+        key = self.user_key(user_id)
         _check_optional_id("session_id", session_id)
         query = query.strip()
         if not query:
@@ -374,7 +380,7 @@ class MemoryService:
 
         working: list[WorkingTurn] = []
         if session_id is not None:
-            turns = await self._run(partial(self.sessions.working, user_id, session_id))
+            turns = await self._run(partial(self.sessions.working, key, session_id))
             working = [WorkingTurn.model_validate(t.model_dump()) for t in turns]
         vector = await self._embed_query(query)
         ranking = self.ranking
@@ -382,12 +388,12 @@ class MemoryService:
         semantic = (
             []
             if ranking.fusion == "keyword"
-            else await self._run(partial(self.long_term.vector_search, user_id, vector, filters, limit))
+            else await self._run(partial(self.long_term.vector_search, key, vector, filters, limit))
         )
         keyword = (
             []
             if ranking.fusion == "vector"
-            else await self._run(partial(self.long_term.keyword_search, user_id, query, filters, limit))
+            else await self._run(partial(self.long_term.keyword_search, key, query, filters, limit))
         )
         kept: list[MemoryHit] = []
         dropped = 0
@@ -398,7 +404,7 @@ class MemoryService:
             if min_score is not None and hit.scores.similarity < min_score:
                 dropped += 1
             else:
-                kept.append(hit)
+                kept.append(hit.model_copy(update={"memory": hit.memory.model_copy(update={"user_id": user_id})}))
         return RecallResult(working=working, memories=kept, dropped_below_min_score=dropped)
 
     async def _embed_query(self, query: str) -> Vectors:
@@ -439,21 +445,21 @@ class MemoryService:
         progress: Progress | None = None,
     ) -> SessionSummary:
         """Replace the session's older turns with a summary (the caller's, or an extractive one) kept long-term."""
-        check_id("user_id", user_id)
+        key = self.user_key(user_id)
         check_id("session_id", session_id)
         keep = self.policy.keep_recent_default if keep_recent is None else keep_recent
         if not (0 <= keep <= self.policy.max_keep_recent):
             raise InvalidInput("keep_recent", f"must be between 0 and {self.policy.max_keep_recent}, got {keep}.")
         summary_text = None if summary is None else self._redact("summary", self._check_content("summary", summary), {})
 
-        transcript = await self._run(partial(self.sessions.transcript, user_id, session_id))
-        working = await self._run(partial(self.sessions.working, user_id, session_id))
+        transcript = await self._run(partial(self.sessions.transcript, key, session_id))
+        working = await self._run(partial(self.sessions.working, key, session_id))
         verbatim = transcript if transcript is not None else [t for t in working if not t.is_summary]
         if not verbatim:
             raise InvalidInput(
                 "session_id", f"no turns are stored for session {session_id!r} of this user (unknown or expired)."
             )
-        start = await self._run(partial(self.sessions.summarized_until, user_id, session_id))
+        start = await self._run(partial(self.sessions.summarized_until, key, session_id))
         cutoff = verbatim[-1].seq + 1 - keep
         older = [t for t in verbatim if start <= t.seq < cutoff]
         if not older:
@@ -481,8 +487,8 @@ class MemoryService:
         now = self._clock()
         replaced = list(dict.fromkeys(t.memory_id for t in older))
         memory = Memory(
-            id=memory_id(user_id, summary_text),
-            user_id=user_id,
+            id=memory_id(key, summary_text),
+            user_id=key,
             session_id=session_id,
             kind=Kind.SUMMARY,
             content=summary_text,
@@ -494,7 +500,7 @@ class MemoryService:
         summary_turn = Turn(
             memory_id=memory.id, seq=cutoff, role=None, content=summary_text, created_at=now, is_summary=True
         )
-        await self._run(partial(self.sessions.apply_summary, user_id, session_id, summary_turn, cutoff, now))
+        await self._run(partial(self.sessions.apply_summary, key, session_id, summary_turn, cutoff, now))
         if progress:
             await progress(3, 3, "Session summarised")
         logger.info("summarised %d turns of a session (%s)", len(older), method)
@@ -509,14 +515,14 @@ class MemoryService:
 
     async def forget_user(self, user_id: str, *, confirm: bool) -> ForgetReceipt:
         """Erase everything held for the user in every tier; refuses without `confirm=True`."""
-        check_id("user_id", user_id)
+        key = self.user_key(user_id)
         if not confirm:
             raise ConfirmationRequired(
                 f"forget_user erases every memory of {user_id!r} in every tier and cannot be undone; "
                 "call it again with confirm=true once the user has asked for this."
             )
-        long_term = await self._run(partial(self.long_term.delete_user, user_id))
-        working, short_term = await self._run(partial(self.sessions.forget_user, user_id))
+        long_term = await self._run(partial(self.long_term.delete_user, key))
+        working, short_term = await self._run(partial(self.sessions.forget_user, key))
         logger.info("erased a user: %d long-term, %d working, %d short-term", long_term, working, short_term)
         return ForgetReceipt(
             user_id=user_id,
@@ -529,38 +535,39 @@ class MemoryService:
 
     async def forget_memory(self, user_id: str, memory_id_: str) -> MemoryForgotten:
         """Delete one of the user's memories from long-term memory and from the user's session transcripts."""
-        check_id("user_id", user_id)
+        key = self.user_key(user_id)
         if not re.match(MEMORY_ID_PATTERN, memory_id_):
             raise InvalidInput("memory_id", f"{memory_id_!r} is not a memory id; expected 32 lowercase hex digits.")
-        deleted = await self._run(partial(self.long_term.delete, user_id, [memory_id_]))
-        removed_turns = await self._run(partial(self.sessions.remove_memory, user_id, memory_id_))
+        deleted = await self._run(partial(self.long_term.delete, key, [memory_id_]))
+        removed_turns = await self._run(partial(self.sessions.remove_memory, key, memory_id_))
         if not deleted and not removed_turns:
             raise InvalidInput("memory_id", f"no memory {memory_id_!r} is held for this user.")
         return MemoryForgotten(memory_id=memory_id_, long_term=deleted, session_turns=removed_turns)
 
     async def sessions_of(self, user_id: str) -> list[SessionInfo]:
         """The user's recent sessions (short-term memory), most recently active first."""
-        check_id("user_id", user_id)
-        return await self._run(partial(self.sessions.sessions, user_id))
+        key = self.user_key(user_id)
+        return await self._run(partial(self.sessions.sessions, key))
 
     async def transcript(self, user_id: str, session_id: str) -> SessionTranscript:
         """A session's working memory, or its short-term transcript once working memory has expired."""
-        check_id("user_id", user_id)
+        key = self.user_key(user_id)
         check_id("session_id", session_id)
-        working = await self._run(partial(self.sessions.working, user_id, session_id))
+        working = await self._run(partial(self.sessions.working, key, session_id))
         if working:
             return SessionTranscript(session_id=session_id, tier="working", turns=working)
-        transcript = await self._run(partial(self.sessions.transcript, user_id, session_id))
+        transcript = await self._run(partial(self.sessions.transcript, key, session_id))
         if transcript is None:
             raise InvalidInput("session_id", f"no session {session_id!r} is held for this user (unknown or expired).")
         return SessionTranscript(session_id=session_id, tier="short_term", turns=transcript)
 
     async def recent_memories(self, user_id: str, limit: int = 20) -> list[Memory]:
         """The user's most recently stored long-term memories, newest first."""
-        check_id("user_id", user_id)
+        key = self.user_key(user_id)
         if not (1 <= limit <= 200):
             raise InvalidInput("limit", f"must be between 1 and 200, got {limit}.")
-        return await self._run(partial(self.long_term.recent, user_id, limit))
+        recent = await self._run(partial(self.long_term.recent, key, limit))
+        return [m.model_copy(update={"user_id": user_id}) for m in recent]
 
     async def tier_stats(self) -> dict[str, TierStats]:
         """Items and bytes on disk of the long-term store and of the session cache."""
