@@ -130,6 +130,15 @@ def forget_user(user_id: str, yes: bool) -> None:
 
 
 @cli.command()
+def purge() -> None:
+    """Apply the retention policy now: delete memories past their age limit and expired session entries."""
+    settings = _settings()
+    _configure_logging("WARNING")
+    report = _with_memory(settings, lambda m: m.purge())
+    _echo_json(report.model_dump(mode="json"))
+
+
+@cli.command()
 def stats() -> None:
     """Show counts and sizes per memory tier."""
     settings = _settings()

@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     recall_importance_weight: float = Field(
         default=0.0, ge=0.0, le=2.0, description="Bonus per unit of a memory's importance."
     )
+    retention_days: float | None = Field(
+        default=None, gt=0, description="Long-term memories older than this many days are purged (unset: kept)."
+    )
+    retention_days_by_category: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per-category retention in days, as JSON, e.g. {"chitchat": 30}; overrides retention_days.',
+    )
+    purge_interval_hours: float = Field(
+        default=6.0, gt=0, description="How often a running server applies retention (also once at start)."
+    )
     user_id_key: SecretStr | None = Field(
         default=None,
         description="Secret key (at least 16 characters) for pseudonymous user ids. Default: a random key "

@@ -28,7 +28,18 @@ def policy_from(settings: Settings) -> MemoryPolicy:
         keep_recent_default=settings.keep_recent_default,
         max_batch=MAX_BATCH,
         redaction=RedactionPolicy.from_mapping(settings.redaction_policy, field="ENGRAM_REDACTION_POLICY"),
+        retention=None if settings.retention_days is None else timedelta(days=settings.retention_days),
+        retention_by_category=_retention_by_category(settings.retention_days_by_category),
     )
+
+
+def _retention_by_category(days: dict[str, float]) -> dict[str, timedelta]:
+    for category, value in days.items():
+        if not value > 0:
+            raise InvalidInput(
+                "ENGRAM_RETENTION_DAYS_BY_CATEGORY", f"{category!r} must have a positive number of days."
+            )
+    return {category: timedelta(days=value) for category, value in days.items()}
 
 
 def ranking_from(settings: Settings) -> RankingPolicy:

@@ -199,6 +199,14 @@ class MemoryForgotten(BaseModel):
     session_turns: int = Field(description="Turns removed from the user's session transcripts.")
 
 
+class PurgeReport(BaseModel):
+    """Outcome of a retention purge."""
+
+    long_term: int = Field(description="Long-term memories older than their retention limit, deleted.")
+    expired_session_entries: int = Field(description="Expired working and short-term entries removed.")
+    finished_at: datetime
+
+
 class SessionInfo(BaseModel):
     """A session as listed in short-term memory."""
 

@@ -85,6 +85,10 @@ class LongTermStore(Protocol):
         """Return the user's most recently created memories, newest first."""
         ...
 
+    def delete_older_than(self, cutoff: datetime, category: str | None = None, exclude: Sequence[str] = ()) -> int:
+        """Delete memories of every user created before `cutoff`: of one category, or of all but `exclude`."""
+        ...
+
     def delete_user(self, user_id: str) -> int:
         """Delete every memory of the user; return how many were deleted."""
         ...
@@ -151,6 +155,10 @@ class SessionStore(Protocol):
 
     def sessions(self, user_id: str) -> list[SessionInfo]:
         """The user's sessions still in short-term memory, most recently active first."""
+        ...
+
+    def purge_expired(self) -> int:
+        """Physically remove expired working and short-term entries; return how many."""
         ...
 
     def forget_user(self, user_id: str) -> tuple[int, int]:

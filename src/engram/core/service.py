@@ -8,8 +8,8 @@ import math
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
@@ -30,6 +30,7 @@ from engram.core.models import (
     MemoryForgotten,
     MemoryHit,
     MetadataValue,
+    PurgeReport,
     RecallFilters,
     RecallResult,
     RememberItem,
@@ -69,6 +70,9 @@ class MemoryPolicy:
     keep_recent_default: int = 6
     max_keep_recent: int = 1000
     max_batch: int = 500
+    #: Long-term memories older than this are purged (None: kept until erased); per-category overrides.
+    retention: timedelta | None = None
+    retention_by_category: Mapping[str, timedelta] = field(default_factory=dict)
     redaction: RedactionPolicy = DEFAULT_POLICY
 
 
@@ -568,6 +572,22 @@ class MemoryService:
             raise InvalidInput("limit", f"must be between 1 and 200, got {limit}.")
         recent = await self._run(partial(self.long_term.recent, key, limit))
         return [m.model_copy(update={"user_id": user_id}) for m in recent]
+
+    async def purge(self) -> PurgeReport:
+        """Apply retention: delete long-term memories past their age limit and expired session entries."""
+        now = self._clock()
+        deleted = 0
+        for category, age in self.policy.retention_by_category.items():
+            deleted += await self._run(partial(self.long_term.delete_older_than, now - age, category))
+        if self.policy.retention is not None:
+            exclude = list(self.policy.retention_by_category)
+            deleted += await self._run(
+                partial(self.long_term.delete_older_than, now - self.policy.retention, None, exclude)
+            )
+        expired = await self._run(self.sessions.purge_expired)
+        if deleted or expired:
+            logger.info("retention purge: %d long-term memories, %d expired session entries", deleted, expired)
+        return PurgeReport(long_term=deleted, expired_session_entries=expired, finished_at=self._clock())
 
     async def tier_stats(self) -> dict[str, TierStats]:
         """Items and bytes on disk of the long-term store and of the session cache."""

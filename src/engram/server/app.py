@@ -11,6 +11,8 @@ from mcp.server.mcpserver import MCPServer
 
 from engram import __version__
 from engram.config import Settings
+from engram.core.errors import EngramError
+from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder
 from engram.runtime import background_memory
 from engram.server.prompts import register_prompts
@@ -31,6 +33,18 @@ Engram gives you persistent memory of the people you talk to, across conversatio
 Use the same user_id for the same person every time."""
 
 
+async def _apply_retention(memory: BackgroundService, interval_s: float) -> None:
+    """Purge once the stores are open, then every `interval_s`; a failed purge is logged and retried later."""
+    while True:
+        try:
+            await (await memory.get()).purge()
+        except EngramError as exc:
+            logger.warning("retention purge skipped: %s", exc)
+        except Exception:
+            logger.exception("retention purge failed; retrying at the next interval")
+        await anyio.sleep(interval_s)
+
+
 def build_server(settings: Settings, *, embedder: Embedder | None = None) -> MCPServer[AppState]:
     """Create an Engram MCP server; its memory opens in the background when the server starts."""
     live: list[AppState] = []
@@ -43,7 +57,10 @@ def build_server(settings: Settings, *, embedder: Embedder | None = None) -> MCP
         state = AppState(settings=settings, memory=memory)
         live.append(state)
         try:
-            yield state
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_apply_retention, memory, settings.purge_interval_hours * 3600)
+                yield state
+                tasks.cancel_scope.cancel()
         finally:
             live.remove(state)
             await anyio.to_thread.run_sync(memory.close)

@@ -19,7 +19,7 @@ from lancedb.query import ColumnOrdering
 from engram.core.errors import EmbeddingModelMismatch
 from engram.core.models import Kind, Memory, RecallFilters, Role, Sentiment
 from engram.core.ports import Candidate, Vectors
-from engram.storage.filters import memory_filter, quote
+from engram.storage.filters import memory_filter, quote, timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +203,17 @@ class LanceLongTermStore:
             .to_list()
         )
         return [_to_memory(r) for r in rows]
+
+    def delete_older_than(self, cutoff: datetime, category: str | None = None, exclude: Sequence[str] = ()) -> int:
+        """Delete memories of every user created before `cutoff`: of one category, or of all but `exclude`."""
+        clauses = [f"created_at < {timestamp(cutoff)}"]
+        if category is not None:
+            clauses.append(f"category = {quote(category)}")
+        elif exclude:
+            clauses.append(f"(category IS NULL OR category NOT IN ({', '.join(quote(c) for c in exclude)}))")
+        with self._write_lock:
+            result = self._table.delete(" AND ".join(clauses))
+        return int(result.num_deleted_rows)
 
     def delete_user(self, user_id: str) -> int:
         """Delete every memory of the user; return how many were deleted."""

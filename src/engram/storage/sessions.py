@@ -41,7 +41,13 @@ class DiskSessionStore:
         # JSON, not pickle: nothing read back from disk can execute code. No eviction: memory is never
         # dropped for space, only by expiry or erasure.
         self._cache = diskcache.Cache(
-            str(directory), disk=diskcache.JSONDisk, tag_index=True, eviction_policy="none", size_limit=2**62
+            str(directory),
+            disk=diskcache.JSONDisk,
+            tag_index=True,
+            eviction_policy="none",
+            size_limit=2**62,
+            # Deleted and expired entries are overwritten on disk, not just unlinked from the b-tree.
+            sqlite_secure_delete=1,
         )
         self._directory = directory
         self._working_turns = working_turns
@@ -181,6 +187,12 @@ class DiskSessionStore:
             short_term = sum(1 for s in sessions if _short_term_key(user_id, s) in self._cache)
             self._cache.evict(user_id)
         return working, short_term
+
+    def purge_expired(self) -> int:
+        """Physically remove expired entries: delete their rows, then checkpoint the WAL so no copy lingers."""
+        removed = int(self._cache.expire())
+        self._cache._sql("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL would otherwise keep the old pages
+        return removed
 
     def count(self) -> int:
         """Number of entries in the cache."""
