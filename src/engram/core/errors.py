@@ -27,5 +27,13 @@ class EmbeddingModelMismatch(EngramError):
     """The long-term store was built with a different embedding model than the configured one."""
 
 
+class ErasureBlocked(EngramError):
+    """Something in the store (such as a version tag) would keep erased data; nothing was erased."""
+
+
+class ErasureIncomplete(EngramError):
+    """After erasing, a trace of the erased user was still found on disk."""
+
+
 class BackendUnavailable(EngramError):
     """The stores or the embedding model could not be opened."""

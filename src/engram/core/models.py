@@ -189,6 +189,7 @@ class ForgetReceipt(BaseModel):
     short_term: int = Field(description="Short-term session records erased.")
     long_term: int = Field(description="Long-term memories erased.")
     finished_at: datetime
+    verification: str = Field(description="The check performed after erasing, which found nothing left.")
 
 
 class MemoryForgotten(BaseModel):

@@ -93,6 +93,10 @@ class LongTermStore(Protocol):
         """Delete every memory of the user; return how many were deleted."""
         ...
 
+    def holds_user(self, user_id: str) -> bool:
+        """Whether any trace of the user is left: a row, an older table version, or the key in any file."""
+        ...
+
     def count(self) -> int:
         """Number of memories of all users."""
         ...
@@ -163,6 +167,10 @@ class SessionStore(Protocol):
 
     def forget_user(self, user_id: str) -> tuple[int, int]:
         """Erase every entry of the user; return (working sessions, short-term sessions) erased."""
+        ...
+
+    def holds_user(self, user_id: str) -> bool:
+        """Whether any entry of the user is left."""
         ...
 
     def count(self) -> int:

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import anyio.to_thread
 
-from engram.core.errors import ConfirmationRequired, InvalidInput, NothingToSummarize
+from engram.core.errors import ConfirmationRequired, ErasureIncomplete, InvalidInput, NothingToSummarize
 from engram.core.indexing import index_text
 from engram.core.models import (
     ID_PATTERN,
@@ -527,6 +527,16 @@ class MemoryService:
             )
         long_term = await self._run(partial(self.long_term.delete_user, key))
         working, short_term = await self._run(partial(self.sessions.forget_user, key))
+        left = [
+            tier
+            for tier, store in (("long-term", self.long_term), ("session", self.sessions))
+            if await self._run(partial(store.holds_user, key))
+        ]
+        if left:
+            raise ErasureIncomplete(
+                f"Erasure ran but traces of the user remain in the {' and '.join(left)} store; "
+                "call forget_user again, and check the server log if it persists."
+            )
         logger.info("erased a user: %d long-term, %d working, %d short-term", long_term, working, short_term)
         return ForgetReceipt(
             user_id=user_id,
@@ -535,6 +545,11 @@ class MemoryService:
             short_term=short_term,
             long_term=long_term,
             finished_at=self._clock(),
+            verification=(
+                "no row, older table version, index entry or file byte of the user's pseudonymous id remains in "
+                "long-term memory (compacted, indexes rebuilt, old versions removed); no session-cache entry "
+                "remains (secure delete, write-ahead log truncated)"
+            ),
         )
 
     async def forget_memory(self, user_id: str, memory_id_: str) -> MemoryForgotten:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree
 from lancedb.query import ColumnOrdering
 
-from engram.core.errors import EmbeddingModelMismatch
+from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
 from engram.core.models import Kind, Memory, RecallFilters, Role, Sentiment
 from engram.core.ports import Candidate, Vectors
 from engram.storage.filters import memory_filter, quote, timestamp
@@ -77,6 +78,7 @@ class LanceLongTermStore:
         # must see the other processes' commits, or inserts duplicate and deletes miss rows.
         self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
         self._write_lock = threading.Lock()
+        self._readers = ReadersWriterLock()
         self._writes_since_compaction = 0
         self._table: Any = self._open_or_create(dimensions, model_id)
 
@@ -103,20 +105,22 @@ class LanceLongTermStore:
         return table
 
     @staticmethod
-    def _ensure_indexes(table: Any) -> None:
+    def _ensure_indexes(table: Any, rebuild: bool = False) -> None:
         """Create the scalar and full-text indexes a fresh or older table lacks.
 
         The id index makes the conditional insert and look-ups by id cheap; the user index makes every
         per-user prefilter an index probe instead of a scan. Rows added after an index was built are still
         searched (brute force) until compaction folds them in, so the write path never rebuilds an index.
         """
-        indexed = {column for index in table.list_indices() for column in index.columns}
+        indexed = set() if rebuild else {column for index in table.list_indices() for column in index.columns}
         if "id" not in indexed:
-            table.create_index("id", config=BTree())
+            table.create_index("id", config=BTree(), replace=True)
         if "user_id" not in indexed:
-            table.create_index("user_id", config=Bitmap())
+            table.create_index("user_id", config=Bitmap(), replace=True)
         if _FTS_COLUMN not in indexed:
-            table.create_index(_FTS_COLUMN, config=FTS(stem=True, remove_stop_words=True, ascii_folding=True))
+            table.create_index(
+                _FTS_COLUMN, config=FTS(stem=True, remove_stop_words=True, ascii_folding=True), replace=True
+            )
 
     def add(self, memory: Memory, index_text: str, vector: Vectors) -> bool:
         """Insert unless a memory with this id exists; return whether it was inserted."""
@@ -147,7 +151,9 @@ class LanceLongTermStore:
     def get_any(self, ids: Sequence[str]) -> list[Memory]:
         """Memories with these ids, whoever they belong to (ids are content-addressed per user)."""
         where = f"id IN ({', '.join(quote(i) for i in ids)})"
-        return [_to_memory(r) for r in self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list()]
+        with self._readers.shared():
+            rows = self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list()
+        return [_to_memory(r) for r in rows]
 
     def optimize(self) -> None:
         """Compact fragments and fold new rows into the indexes (old versions are kept for readers)."""
@@ -160,7 +166,8 @@ class LanceLongTermStore:
         if not ids:
             return []
         where = f"{memory_filter(user_id)} AND id IN ({', '.join(quote(i) for i in ids)})"
-        rows = self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list()
+        with self._readers.shared():
+            rows = self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list()
         return [_to_memory(r) for r in rows]
 
     def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
@@ -172,7 +179,9 @@ class LanceLongTermStore:
             .select([*_COLUMNS, "vector", "_distance"])
             .limit(limit)
         )
-        return [_candidate(r, 1.0 - float(r["_distance"])) for r in query.to_list()]
+        with self._readers.shared():
+            rows = query.to_list()
+        return [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
 
     def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
@@ -182,26 +191,27 @@ class LanceLongTermStore:
             .select([*_COLUMNS, "vector", "_score"])
             .limit(limit)
         )
-        return [_candidate(r, float(r["_score"])) for r in query.to_list()]
+        with self._readers.shared():
+            rows = query.to_list()
+        return [_candidate(r, float(r["_score"])) for r in rows]
 
     def delete(self, user_id: str, ids: Sequence[str]) -> int:
         """Delete the user's memories with these ids; return how many were deleted."""
         if not ids:
             return 0
-        with self._write_lock:
-            result = self._table.delete(f"{memory_filter(user_id)} AND id IN ({', '.join(quote(i) for i in ids)})")
-        return int(result.num_deleted_rows)
+        return self._erase(f"{memory_filter(user_id)} AND id IN ({', '.join(quote(i) for i in ids)})")
 
     def recent(self, user_id: str, limit: int) -> list[Memory]:
         """Return the user's most recently created memories, newest first."""
-        rows = (
-            self._table.search()
-            .where(memory_filter(user_id))
-            .order_by([ColumnOrdering(column_name="created_at", ascending=False)])
-            .select(_COLUMNS)
-            .limit(limit)
-            .to_list()
-        )
+        with self._readers.shared():
+            rows = (
+                self._table.search()
+                .where(memory_filter(user_id))
+                .order_by([ColumnOrdering(column_name="created_at", ascending=False)])
+                .select(_COLUMNS)
+                .limit(limit)
+                .to_list()
+            )
         return [_to_memory(r) for r in rows]
 
     def delete_older_than(self, cutoff: datetime, category: str | None = None, exclude: Sequence[str] = ()) -> int:
@@ -211,15 +221,44 @@ class LanceLongTermStore:
             clauses.append(f"category = {quote(category)}")
         elif exclude:
             clauses.append(f"(category IS NULL OR category NOT IN ({', '.join(quote(c) for c in exclude)}))")
-        with self._write_lock:
-            result = self._table.delete(" AND ".join(clauses))
-        return int(result.num_deleted_rows)
+        return self._erase(" AND ".join(clauses))
 
     def delete_user(self, user_id: str) -> int:
         """Delete every memory of the user; return how many were deleted."""
-        with self._write_lock:
-            result = self._table.delete(memory_filter(user_id))
-        return int(result.num_deleted_rows)
+        return self._erase(memory_filter(user_id))
+
+    def _erase(self, where: str) -> int:
+        """Delete matching rows and then every trace of them on disk; return how many rows were deleted.
+
+        A LanceDB delete only hides rows: the data files, older table versions (with the delete's own filter
+        text), and the scalar and full-text indexes keep them. So the deleted rows are compacted out of their
+        fragments, every index is rebuilt from the live rows, and all older versions are removed. Queries of
+        this process wait meanwhile; other processes' queries racing the clean-up may fail once and succeed
+        when retried.
+        """
+        with self._write_lock, self._readers.exclusive():
+            if self._table.tags.list():
+                raise ErasureBlocked(
+                    f"The long-term table in {self._directory} has version tags "
+                    f"({', '.join(sorted(self._table.tags.list()))}); tagged versions would keep erased memories. "
+                    "Delete the tags (lancedb Table.tags.delete) and try again; nothing was erased."
+                )
+            deleted = int(self._table.delete(where).num_deleted_rows)
+            if deleted:
+                dataset = self._table.to_lance()
+                dataset.optimize.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+                self._ensure_indexes(self._table, rebuild=True)
+                self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+                self._writes_since_compaction = 0
+        return deleted
+
+    def holds_user(self, user_id: str) -> bool:
+        """Whether any trace of the user is left: a row, an older table version, or the key in any file."""
+        with self._readers.shared():
+            if self._table.count_rows(memory_filter(user_id)) or len(self._table.list_versions()) > 1:
+                return True
+        needle = user_id.encode()
+        return any(needle in path.read_bytes() for path in self._directory.rglob("*") if path.is_file())
 
     def count(self) -> int:
         """Number of memories of all users."""
@@ -280,3 +319,39 @@ def _to_memory(row: dict[str, Any]) -> Memory:
         turn_index=row["turn_index"],
         metadata=json.loads(row["metadata"]) if row["metadata"] else {},
     )
+
+
+class ReadersWriterLock:
+    """Many concurrent readers, or one writer: erasure removes files that a running query may be reading."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        """Hold the lock as one of many readers."""
+        with self._condition:
+            self._condition.wait_for(lambda: not self._writing)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the lock alone, once every reader has left."""
+        with self._condition:
+            self._condition.wait_for(lambda: not self._writing)
+            self._writing = True
+            self._condition.wait_for(lambda: self._readers == 0)
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writing = False
+                self._condition.notify_all()

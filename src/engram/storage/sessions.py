@@ -186,7 +186,14 @@ class DiskSessionStore:
             working = sum(1 for s in sessions if _working_key(user_id, s) in self._cache)
             short_term = sum(1 for s in sessions if _short_term_key(user_id, s) in self._cache)
             self._cache.evict(user_id)
+        self._cache._sql("PRAGMA wal_checkpoint(TRUNCATE)")  # secure_delete overwrote the pages; drop the WAL too
         return working, short_term
+
+    def holds_user(self, user_id: str) -> bool:
+        """Whether any entry of the user is left (keys and values are compressed, so this decodes every key)."""
+        needles = (f"|{user_id}|", f"idx|{user_id}")
+        tagged = self._cache._sql("SELECT COUNT(*) FROM Cache WHERE tag = ?", (user_id,)).fetchone()[0]
+        return bool(tagged) or any(any(n in str(key) for n in needles) for key in self._cache.iterkeys())
 
     def purge_expired(self) -> int:
         """Physically remove expired entries: delete their rows, then checkpoint the WAL so no copy lingers."""

@@ -1,0 +1,101 @@
+"""Erasure that really erases: after forget_user, no byte of the user remains anywhere in the data directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import diskcache
+import lance
+import pytest
+from mcp import Client
+
+from engram.config import Settings
+from engram.core.errors import ErasureBlocked
+from engram.core.identity import Pseudonymizer
+from engram.core.service import MemoryService
+from engram.embeddings.hashing import HashEmbedder
+from engram.runtime import open_memory, user_id_key
+from engram.server.app import build_server
+from tests.helpers import ok
+
+pytestmark = pytest.mark.anyio
+
+USER_A = "patient.a-7731"
+MARKER = "Quuxtronic"  # a made-up word: any trace of it, raw or as an index token, is A's
+EMAIL = "a.patient@example.net"
+CARD = "4539 1488 0343 6467"
+
+
+def _decoded_texts(settings: Settings) -> str:
+    """Everything the stores hold, decoded: every Lance row of every column, every session-cache key and value."""
+    parts: list[str] = []
+    table = lance.dataset(str(settings.long_term_dir / "memories.lance")).to_table()
+    for column in table.column_names:
+        if column != "vector":
+            parts += [str(v) for v in table.column(column).to_pylist()]
+    with diskcache.Cache(str(settings.session_cache_dir), disk=diskcache.JSONDisk) as cache:
+        for key in cache.iterkeys():
+            parts += [str(key), json.dumps(cache.get(key))]
+    return "\n".join(parts)
+
+
+def _raw_bytes(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+
+
+async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings: Settings) -> None:
+    server = build_server(settings, embedder=HashEmbedder())
+    async with Client(server, raise_exceptions=True) as client:
+        for i in range(12):
+            content = f"{MARKER} dose {i}: reach me at {EMAIL}, card {CARD}"
+            ok(await client.call_tool("remember", {"user_id": USER_A, "content": content, "session_id": "s1"}))
+        for i in range(30):
+            content = f"bob's garden journal entry {i} about tomatoes and basil"
+            ok(await client.call_tool("remember", {"user_id": "bob", "content": content, "session_id": "g"}))
+        ok(await client.call_tool("summarize_session", {"user_id": USER_A, "session_id": "s1", "keep_recent": 2}))
+
+        pseudonym = Pseudonymizer(user_id_key(settings))(USER_A)
+        decoded = _decoded_texts(settings)
+        # Redacted in every stored form before erasure.
+        assert EMAIL not in decoded and CARD not in decoded and "[EMAIL]" in decoded
+        assert EMAIL.encode() not in _raw_bytes(settings.data_dir)
+
+        receipt = ok(await client.call_tool("forget_user", {"user_id": USER_A, "confirm": True}))
+        assert receipt["long_term"] == 13 and receipt["working"] == 1 and receipt["short_term"] == 1
+        assert "no row" in receipt["verification"]
+
+        raw = _raw_bytes(settings.data_dir).lower()
+        decoded = _decoded_texts(settings).lower()
+        for trace in (MARKER.lower(), "quuxtron", USER_A.lower(), pseudonym.lower()):
+            assert trace.encode() not in raw, f"{trace!r} left in a file"
+            assert trace not in decoded, f"{trace!r} left in the stores"
+
+        everything = {"user_id": "bob", "query": "garden journal tomatoes", "top_k": 50}
+        by_meaning = ok(await client.call_tool("recall", everything))
+        assert len(by_meaning["memories"]) == 30  # all of bob's memories survive
+        by_keyword = ok(await client.call_tool("recall", {"user_id": "bob", "query": "entry 17", "top_k": 1}))
+        assert by_keyword["memories"][0]["memory"]["content"].startswith("bob's garden journal entry 17 ")
+        assert by_keyword["memories"][0]["scores"]["keyword"] is not None  # found by the rebuilt keyword index
+
+
+async def test_a_tagged_version_blocks_erasure_loudly(service: MemoryService) -> None:
+    await service.remember("alice", "tagged memory")
+    table = service.long_term._table  # type: ignore[attr-defined]
+    table.tags.create("backup", table.version)
+    with pytest.raises(ErasureBlocked, match="backup"):
+        await service.forget_user("alice", confirm=True)
+    assert service.long_term.count() == 1  # nothing was erased
+
+
+async def test_forget_memory_and_retention_erase_physically_too(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embedding_model="hash")
+    service = open_memory(settings, HashEmbedder())
+    try:
+        gone = await service.remember("alice", f"{MARKER} single memory")
+        await service.remember("alice", "another memory")
+        await service.forget_memory("alice", gone.id)
+        assert b"quuxtron" not in _raw_bytes(settings.long_term_dir).lower()
+        assert MARKER.lower() not in _decoded_texts(settings).lower()
+    finally:
+        service.close()
