@@ -522,7 +522,8 @@ class MemoryService:
         key = self.user_key(user_id)
         if not confirm:
             raise ConfirmationRequired(
-                f"forget_user erases every memory of {user_id!r} in every tier and cannot be undone; "
+                # No user id in the message: tool errors are logged, and logs must not carry raw ids.
+                "forget_user erases every memory of this user in every tier and cannot be undone; "
                 "call it again with confirm=true once the user has asked for this."
             )
         long_term = await self._run(partial(self.long_term.delete_user, key))
