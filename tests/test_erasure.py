@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
+import anyio
 import diskcache
 import lance
 import pytest
@@ -13,6 +15,7 @@ from mcp import Client
 from engram.config import Settings
 from engram.core.errors import ErasureBlocked
 from engram.core.identity import Pseudonymizer
+from engram.core.models import RecallFilters
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory, user_id_key
@@ -99,3 +102,47 @@ async def test_forget_memory_and_retention_erase_physically_too(tmp_path: Path) 
         assert MARKER.lower() not in _decoded_texts(settings).lower()
     finally:
         service.close()
+
+
+def test_readers_of_another_server_keep_working_during_erasure(settings: Settings) -> None:
+    # Two stores on one directory stand for two server processes: separate connections, no shared locks.
+    writer, reader = open_memory(settings, HashEmbedder()), open_memory(settings, HashEmbedder())
+    errors: list[BaseException] = []
+    done = threading.Event()
+    try:
+        for user in range(6):
+            for i in range(15):
+                anyio_run(writer.remember(f"user{user}", f"note {i} of user {user} about {MARKER}"))
+        bob = reader.user_key("user5")
+        vector = reader.embedder.embed(["note about"])[0]
+
+        def read_continuously() -> None:
+            while not done.is_set():
+                try:
+                    assert reader.long_term.vector_search(bob, vector, RecallFilters(), 5)
+                    assert reader.long_term.keyword_search(bob, "note", RecallFilters(), 5)
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+        thread = threading.Thread(target=read_continuously)
+        thread.start()
+        for user in range(5):
+            anyio_run(writer.forget_user(f"user{user}", confirm=True))
+        done.set()
+        thread.join()
+        assert errors == []
+        assert len(reader.long_term.vector_search(bob, vector, RecallFilters(), 50)) == 15
+    finally:
+        done.set()
+        writer.close()
+        reader.close()
+
+
+def anyio_run(coroutine):  # type: ignore[no-untyped-def]
+    """Run one coroutine to completion from synchronous test code."""
+
+    async def runner():  # type: ignore[no-untyped-def]
+        return await coroutine
+
+    return anyio.run(runner)

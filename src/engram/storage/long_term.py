@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lancedb
 import numpy as np
@@ -66,6 +67,8 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
 
 _COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "index_text"}]
 _FTS_COLUMN = "index_text"
+_READ_ATTEMPTS = 4
+T = TypeVar("T")
 
 
 class LanceLongTermStore:
@@ -152,7 +155,7 @@ class LanceLongTermStore:
         """Memories with these ids, whoever they belong to (ids are content-addressed per user)."""
         where = f"id IN ({', '.join(quote(i) for i in ids)})"
         with self._readers.shared():
-            rows = self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list()
+            rows = _read_retrying(lambda: self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list())
         return [_to_memory(r) for r in rows]
 
     def optimize(self) -> None:
@@ -167,7 +170,7 @@ class LanceLongTermStore:
             return []
         where = f"{memory_filter(user_id)} AND id IN ({', '.join(quote(i) for i in ids)})"
         with self._readers.shared():
-            rows = self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list()
+            rows = _read_retrying(lambda: self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list())
         return [_to_memory(r) for r in rows]
 
     def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
@@ -180,7 +183,7 @@ class LanceLongTermStore:
             .limit(limit)
         )
         with self._readers.shared():
-            rows = query.to_list()
+            rows = _read_retrying(query.to_list)
         return [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
 
     def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
@@ -192,7 +195,7 @@ class LanceLongTermStore:
             .limit(limit)
         )
         with self._readers.shared():
-            rows = query.to_list()
+            rows = _read_retrying(query.to_list)
         return [_candidate(r, float(r["_score"])) for r in rows]
 
     def delete(self, user_id: str, ids: Sequence[str]) -> int:
@@ -203,15 +206,15 @@ class LanceLongTermStore:
 
     def recent(self, user_id: str, limit: int) -> list[Memory]:
         """Return the user's most recently created memories, newest first."""
+        query = (
+            self._table.search()
+            .where(memory_filter(user_id))
+            .order_by([ColumnOrdering(column_name="created_at", ascending=False)])
+            .select(_COLUMNS)
+            .limit(limit)
+        )
         with self._readers.shared():
-            rows = (
-                self._table.search()
-                .where(memory_filter(user_id))
-                .order_by([ColumnOrdering(column_name="created_at", ascending=False)])
-                .select(_COLUMNS)
-                .limit(limit)
-                .to_list()
-            )
+            rows = _read_retrying(query.to_list)
         return [_to_memory(r) for r in rows]
 
     def delete_older_than(self, cutoff: datetime, category: str | None = None, exclude: Sequence[str] = ()) -> int:
@@ -319,6 +322,25 @@ def _to_memory(row: dict[str, Any]) -> Memory:
         turn_index=row["turn_index"],
         metadata=json.loads(row["metadata"]) if row["metadata"] else {},
     )
+
+
+def _vanished(exc: BaseException) -> bool:
+    """Whether a read failed because another process's erasure removed a file the read had planned to open."""
+    text = str(exc).lower()
+    return "not found" in text or "no such file" in text or "does not exist" in text
+
+
+def _read_retrying(read: Callable[[], T]) -> T:
+    """Run a read, retrying a few times if files vanished under it (another server's erasure clean-up)."""
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return read()
+        except Exception as exc:
+            if attempt == _READ_ATTEMPTS - 1 or not _vanished(exc):
+                raise
+            logger.info("a read raced another process's clean-up; retrying")
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class ReadersWriterLock:
