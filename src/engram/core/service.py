@@ -47,6 +47,7 @@ from engram.core.ports import Embedder, LongTermStore, QueryCache, SessionStore,
 from engram.core.ranking import RankingPolicy, fuse
 from engram.core.redaction import DEFAULT_POLICY, RedactionPolicy, SensitiveContentRejected, redact
 from engram.core.summarizer import extractive_summary
+from engram.core.timeutil import to_utc
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def _as_utc(field: str, value: datetime | None) -> datetime | None:
         return None
     if not 1000 <= value.year <= 9998:
         raise InvalidInput(field, f"must be a date between the years 1000 and 9998, got {value.isoformat()}.")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return to_utc(value)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from engram.core.models import RecallFilters
+from engram.core.timeutil import to_utc
 
 
 def quote(value: str) -> str:
@@ -22,9 +23,7 @@ def quote_list(values: Sequence[str]) -> str:
 
 def timestamp(value: datetime) -> str:
     """Return `value` as a SQL timestamp literal in UTC (naive datetimes are taken as UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return "timestamp " + quote(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"))
+    return "timestamp " + quote(to_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f"))
 
 
 def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from lancedb.query import ColumnOrdering
 from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
 from engram.core.models import Kind, Memory, RecallFilters, Role, Sentiment
 from engram.core.ports import Candidate, Vectors
+from engram.core.timeutil import to_utc
 from engram.storage.filters import memory_filter, quote, timestamp
 
 logger = logging.getLogger(__name__)
@@ -293,9 +294,7 @@ def _candidate(row: dict[str, Any], score: float) -> Candidate:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None if value is None else to_utc(value)
 
 
 def _to_memory(row: dict[str, Any]) -> Memory:
