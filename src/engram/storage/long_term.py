@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process lock; commits then rely on conflict retries
+    fcntl = None  # type: ignore[assignment]
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -69,6 +75,7 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
 _COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "index_text"}]
 _FTS_COLUMN = "index_text"
 _READ_ATTEMPTS = 4
+_COMMIT_ATTEMPTS = 10
 T = TypeVar("T")
 
 
@@ -82,9 +89,13 @@ class LanceLongTermStore:
         # must see the other processes' commits, or inserts duplicate and deletes miss rows.
         self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
         self._write_lock = threading.Lock()
+        # Servers sharing this directory take turns to write: concurrent LanceDB commits conflict, and two
+        # conditional inserts of the same id racing in two processes could both insert it.
+        self._process_lock = FileLock(directory / ".engram-write.lock")
         self._readers = ReadersWriterLock()
         self._writes_since_compaction = 0
-        self._table: Any = self._open_or_create(dimensions, model_id)
+        with self._process_lock:
+            self._table: Any = self._open_or_create(dimensions, model_id)
 
     def _open_or_create(self, dimensions: int, model_id: str) -> Any:
         schema = memory_schema(dimensions, model_id)
@@ -92,7 +103,7 @@ class LanceLongTermStore:
             table = self._db.open_table(TABLE_NAME)
         except ValueError:
             logger.info("creating long-term table in %s (model %s, %d dims)", self._directory, model_id, dimensions)
-            table = self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
+            table = _retry_on_conflict(lambda: self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True))
             self._ensure_indexes(table)
             return table
         stored = table.schema
@@ -116,15 +127,20 @@ class LanceLongTermStore:
         per-user prefilter an index probe instead of a scan. Rows added after an index was built are still
         searched (brute force) until compaction folds them in, so the write path never rebuilds an index.
         """
-        indexed = set() if rebuild else {column for index in table.list_indices() for column in index.columns}
-        if "id" not in indexed:
-            table.create_index("id", config=BTree(), replace=True)
-        if "user_id" not in indexed:
-            table.create_index("user_id", config=Bitmap(), replace=True)
-        if _FTS_COLUMN not in indexed:
-            table.create_index(
-                _FTS_COLUMN, config=FTS(stem=True, remove_stop_words=True, ascii_folding=True), replace=True
-            )
+        wanted: list[tuple[str, Any]] = [
+            ("id", BTree()),
+            ("user_id", Bitmap()),
+            (_FTS_COLUMN, FTS(stem=True, remove_stop_words=True, ascii_folding=True)),
+        ]
+        for column, config in wanted:
+
+            def create(column: str = column, config: Any = config) -> None:
+                # Checked on every attempt: another server starting at the same moment may have just built it.
+                indexed = {c for index in table.list_indices() for c in index.columns}
+                if rebuild or column not in indexed:
+                    table.create_index(column, config=config, replace=True)
+
+            _retry_on_conflict(create)
 
     def add(self, memory: Memory, index_text: str, vector: Vectors) -> bool:
         """Insert unless a memory with this id exists; return whether it was inserted."""
@@ -137,15 +153,17 @@ class LanceLongTermStore:
             rows.setdefault(memory.id, _to_row(memory, text, vector))
         if not rows:
             return set()
-        with self._write_lock:
+        with self._write_lock, self._process_lock:
             existing = {m.id for m in self.get_any(list(rows))} if len(rows) > 1 else set()
             # merge_insert on the content id makes a retried write a no-op instead of a duplicate.
-            result = self._table.merge_insert("id").when_not_matched_insert_all().execute(list(rows.values()))
+            result = _retry_on_conflict(
+                lambda: self._table.merge_insert("id").when_not_matched_insert_all().execute(list(rows.values()))
+            )
             self._writes_since_compaction += 1
             if self._writes_since_compaction >= _COMPACT_EVERY:
                 self._writes_since_compaction = 0
                 try:
-                    self._table.optimize()
+                    _retry_on_conflict(self._table.optimize)
                 except Exception:  # upkeep must never fail a write that already committed
                     logger.exception("long-term table compaction failed; will retry after more writes")
         if len(rows) == 1:
@@ -161,9 +179,9 @@ class LanceLongTermStore:
 
     def optimize(self) -> None:
         """Compact fragments and fold new rows into the indexes (old versions are kept for readers)."""
-        with self._write_lock:
+        with self._write_lock, self._process_lock:
             self._writes_since_compaction = 0
-            self._table.optimize()
+            _retry_on_conflict(self._table.optimize)
 
     def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
@@ -240,19 +258,24 @@ class LanceLongTermStore:
         this process wait meanwhile; other processes' queries racing the clean-up may fail once and succeed
         when retried.
         """
-        with self._write_lock, self._readers.exclusive():
+        with self._write_lock, self._process_lock, self._readers.exclusive():
             if self._table.tags.list():
                 raise ErasureBlocked(
                     f"The long-term table in {self._directory} has version tags "
                     f"({', '.join(sorted(self._table.tags.list()))}); tagged versions would keep erased memories. "
                     "Delete the tags (lancedb Table.tags.delete) and try again; nothing was erased."
                 )
-            deleted = int(self._table.delete(where).num_deleted_rows)
+            deleted = int(_retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows)
             if deleted:
-                dataset = self._table.to_lance()
-                dataset.optimize.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+                _retry_on_conflict(
+                    lambda: self._table.to_lance().optimize.compact_files(
+                        materialize_deletions=True, materialize_deletions_threshold=0.0
+                    )
+                )
                 self._ensure_indexes(self._table, rebuild=True)
-                self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+                _retry_on_conflict(
+                    lambda: self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+                )
                 self._writes_since_compaction = 0
         return deleted
 
@@ -323,6 +346,19 @@ def _to_memory(row: dict[str, Any]) -> Memory:
     )
 
 
+def _retry_on_conflict(action: Callable[[], T]) -> T:
+    """Run a table commit, retrying with jitter when another process committed first (bounded)."""
+    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == _COMMIT_ATTEMPTS or "conflict" not in str(exc).lower():
+                raise
+            # Servers sharing a directory (desktop app and IDE) collide most at start-up: spread the retries.
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")
+
+
 def _vanished(exc: BaseException) -> bool:
     """Whether a read failed because another process's erasure removed a file the read had planned to open."""
     text = str(exc).lower()
@@ -340,6 +376,25 @@ def _read_retrying(read: Callable[[], T]) -> T:
             logger.info("a read raced another process's clean-up; retrying")
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+class FileLock:
+    """An exclusive advisory lock on a file, held across processes (a no-op where fcntl is missing)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._handle: Any = None
+
+    def __enter__(self) -> None:
+        self._handle = open(self._path, "a+b")
+        if fcntl is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if fcntl is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+        self._handle.close()
+        self._handle = None
 
 
 class ReadersWriterLock:
