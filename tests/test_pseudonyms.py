@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 from pathlib import Path
 
 import lancedb
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from pydantic import SecretStr
 
 from engram.config import Settings
@@ -71,3 +72,14 @@ def test_a_short_key_in_the_environment_is_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", user_id_key=SecretStr("short"))
     with pytest.raises(InvalidInput, match="ENGRAM_USER_ID_KEY"):
         open_memory(settings, HashEmbedder())
+
+
+async def test_logs_never_carry_the_raw_user_id(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    ok(await client.call_tool("remember", {"user_id": RAW_ID, "content": "something to log about"}))
+    with pytest.raises(MCPError):
+        await client.read_resource(f"engram://users/{RAW_ID}/sessions/no-such-session")
+    await client.call_tool("forget_user", {"user_id": RAW_ID})  # refused without confirm: an error is logged
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "no-such-session" in logged  # the failures were logged...
+    assert RAW_ID not in logged  # ...without the user id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
@@ -45,6 +46,22 @@ async def _apply_retention(memory: BackgroundService, interval_s: float) -> None
         await anyio.sleep(interval_s)
 
 
+_USER_IN_URI = re.compile(r"(engram://users/)[^/\s'\"]+")
+
+
+class HideUserIds(logging.Filter):
+    """Masks the user id in resource URIs the SDK logs, so raw user ids never reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _USER_IN_URI.sub(r"\1<user>", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _USER_IN_URI.sub(r"\1<user>", record.msg)
+        return True
+
+
 def build_server(settings: Settings, *, embedder: Embedder | None = None) -> MCPServer[AppState]:
     """Create an Engram MCP server; its memory opens in the background when the server starts."""
     live: list[AppState] = []
@@ -74,6 +91,9 @@ def build_server(settings: Settings, *, embedder: Embedder | None = None) -> MCP
         lifespan=lifespan,
         log_level=settings.log_level,
     )
+    sdk_logger = logging.getLogger("mcp.server.mcpserver.server")
+    if not any(isinstance(f, HideUserIds) for f in sdk_logger.filters):
+        sdk_logger.addFilter(HideUserIds())
     register_tools(server)
     register_resources(server, lambda: live[-1] if live else None)
     register_prompts(server)
