@@ -21,6 +21,11 @@ def quote_list(values: Sequence[str]) -> str:
     return "[" + ", ".join(quote(v) for v in values) + "]"
 
 
+def ids_clause(ids: Sequence[str]) -> str:
+    """`id IN (...)` over quoted ids."""
+    return f"id IN ({', '.join(quote(i) for i in ids)})"
+
+
 def timestamp(value: datetime) -> str:
     """Return `value` as a SQL timestamp literal in UTC (naive datetimes are taken as UTC)."""
     return "timestamp " + quote(to_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f"))

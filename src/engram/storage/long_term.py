@@ -28,7 +28,7 @@ from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
 from engram.core.models import Kind, Memory, RecallFilters, Role, Sentiment
 from engram.core.ports import Candidate, Vectors
 from engram.core.timeutil import to_utc
-from engram.storage.filters import memory_filter, quote, timestamp
+from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -172,9 +172,13 @@ class LanceLongTermStore:
 
     def get_any(self, ids: Sequence[str]) -> list[Memory]:
         """Memories with these ids, whoever they belong to (ids are content-addressed per user)."""
-        where = f"id IN ({', '.join(quote(i) for i in ids)})"
+        return self._select(ids_clause(ids), len(ids))
+
+    def _select(self, where: str, limit: int) -> list[Memory]:
+        """Memories matching a where-clause (no ranking), at most `limit`."""
+        query = self._table.search().where(where).select(_COLUMNS).limit(limit)
         with self._readers.shared():
-            rows = _read_retrying(lambda: self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list())
+            rows = _read_retrying(query.to_list)
         return [_to_memory(r) for r in rows]
 
     def optimize(self) -> None:
@@ -187,10 +191,7 @@ class LanceLongTermStore:
         """Return the user's memories with these ids (missing ones are skipped)."""
         if not ids:
             return []
-        where = f"{memory_filter(user_id)} AND id IN ({', '.join(quote(i) for i in ids)})"
-        with self._readers.shared():
-            rows = _read_retrying(lambda: self._table.search().where(where).select(_COLUMNS).limit(len(ids)).to_list())
-        return [_to_memory(r) for r in rows]
+        return self._select(f"{memory_filter(user_id)} AND {ids_clause(ids)}", len(ids))
 
     def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
@@ -221,7 +222,7 @@ class LanceLongTermStore:
         """Delete the user's memories with these ids; return how many were deleted."""
         if not ids:
             return 0
-        return self._erase(f"{memory_filter(user_id)} AND id IN ({', '.join(quote(i) for i in ids)})")
+        return self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
 
     def recent(self, user_id: str, limit: int) -> list[Memory]:
         """Return the user's most recently created memories, newest first."""
@@ -346,36 +347,38 @@ def _to_memory(row: dict[str, Any]) -> Memory:
     )
 
 
-def _retry_on_conflict(action: Callable[[], T]) -> T:
-    """Run a table commit, retrying with jitter when another process committed first (bounded)."""
-    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+def _retrying(
+    action: Callable[[], T], attempts: int, retryable: Callable[[str], bool], pause: float, note: str | None = None
+) -> T:
+    """Run `action`, retrying up to `attempts` times while its error is `retryable`, pausing longer each time."""
+    for attempt in range(1, attempts + 1):
         try:
             return action()
         except Exception as exc:
-            if attempt == _COMMIT_ATTEMPTS or "conflict" not in str(exc).lower():
+            if attempt == attempts or not retryable(str(exc).lower()):
                 raise
-            # Servers sharing a directory (desktop app and IDE) collide most at start-up: spread the retries.
-            time.sleep(random.uniform(0.01, 0.05) * attempt)
+            if note:
+                logger.info(note)
+            # Jitter spreads out servers that collided at the same moment (most often at a shared start-up).
+            time.sleep(random.uniform(0.2, 1.0) * pause * attempt)
     raise AssertionError("unreachable")
 
 
-def _vanished(exc: BaseException) -> bool:
-    """Whether a read failed because another process's erasure removed a file the read had planned to open."""
-    text = str(exc).lower()
-    return "not found" in text or "no such file" in text or "does not exist" in text
+def _retry_on_conflict(action: Callable[[], T]) -> T:
+    """Run a table commit, retrying when another process committed first (bounded)."""
+    return _retrying(action, _COMMIT_ATTEMPTS, lambda message: "conflict" in message, 0.05)
 
 
 def _read_retrying(read: Callable[[], T]) -> T:
-    """Run a read, retrying a few times if files vanished under it (another server's erasure clean-up)."""
-    for attempt in range(_READ_ATTEMPTS):
-        try:
-            return read()
-        except Exception as exc:
-            if attempt == _READ_ATTEMPTS - 1 or not _vanished(exc):
-                raise
-            logger.info("a read raced another process's clean-up; retrying")
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
+    """Run a read, retrying when another server's erasure clean-up removed a file the read had planned to open."""
+    vanished = ("not found", "no such file", "does not exist")
+    return _retrying(
+        read,
+        _READ_ATTEMPTS,
+        lambda message: any(v in message for v in vanished),
+        0.1,
+        "a read raced another process's clean-up; retrying",
+    )
 
 
 class FileLock:
