@@ -37,3 +37,7 @@ class ErasureIncomplete(EngramError):
 
 class BackendUnavailable(EngramError):
     """The stores or the embedding model could not be opened."""
+
+
+class AccessDenied(EngramError):
+    """The request's credentials do not allow this user, agent or kind of access."""

@@ -8,7 +8,7 @@ from mcp.types import INVALID_PARAMS
 
 from engram.core.errors import EngramError
 from engram.core.models import RecallResult
-from engram.tools.state import AppState
+from engram.tools.state import AppState, caller
 
 SYSTEM_TEXT = (
     "You are an assistant with persistent memory (Engram). Use the memories below when they are relevant, "
@@ -39,6 +39,7 @@ def render_layered_context(message: str, recalled: RecallResult) -> str:
 async def layered_context(user_id: str, message: str, ctx: Context[AppState], session_id: str | None = None) -> str:
     """Build the context for answering `message`: system text, relevant memories, the session so far."""
     try:
+        user_id = caller(user_id, access="read").user_id
         memory = await ctx.request_context.lifespan_context.memory.get()
         recalled = await memory.recall(user_id, message, session_id=session_id or None, top_k=PROMPT_MEMORIES)
     except EngramError as exc:

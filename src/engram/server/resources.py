@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from engram import __version__
 from engram.core.errors import EngramError
 from engram.core.models import Memory, ServerStats, SessionInfo
-from engram.tools.state import AppState
+from engram.tools.state import AppState, caller
 
 _SESSIONS = TypeAdapter(list[SessionInfo])
 _MEMORIES = TypeAdapter(list[Memory])
@@ -22,6 +22,7 @@ RECENT_MEMORIES = 20
 async def session_transcript(user_id: str, session_id: str, ctx: Context[AppState]) -> str:
     """A session's transcript: its working memory, or its short-term record once working memory expired."""
     try:
+        user_id = caller(user_id, access="read").user_id
         memory = await ctx.request_context.lifespan_context.memory.get()
         return (await memory.transcript(user_id, session_id)).model_dump_json(indent=2)
     except EngramError as exc:
@@ -31,6 +32,7 @@ async def session_transcript(user_id: str, session_id: str, ctx: Context[AppStat
 async def recent_sessions(user_id: str, ctx: Context[AppState]) -> str:
     """The user's sessions still in short-term memory, most recently active first."""
     try:
+        user_id = caller(user_id, access="read").user_id
         memory = await ctx.request_context.lifespan_context.memory.get()
         return _SESSIONS.dump_json(await memory.sessions_of(user_id), indent=2).decode()
     except EngramError as exc:
@@ -40,6 +42,7 @@ async def recent_sessions(user_id: str, ctx: Context[AppState]) -> str:
 async def recent_memories(user_id: str, ctx: Context[AppState]) -> str:
     """The user's most recently stored long-term memories, newest first."""
     try:
+        user_id = caller(user_id, access="read").user_id
         memory = await ctx.request_context.lifespan_context.memory.get()
         return _MEMORIES.dump_json(await memory.recent_memories(user_id, RECENT_MEMORIES), indent=2).decode()
     except EngramError as exc:

@@ -9,10 +9,11 @@ from pydantic import Field
 from engram.core.models import ID_PATTERN, ID_RULE
 
 UserIdArg = Annotated[
-    str,
+    str | None,
     Field(
         pattern=ID_PATTERN,
-        description=f"Whose memory this is: a stable id for the person you are talking to ({ID_RULE}).",
+        description="Whose memory this is: a stable id for the person you are talking to "
+        f"({ID_RULE}). Required, except over an authenticated connection, where it defaults to the token's user.",
     ),
 ]
 SessionIdArg = Annotated[

@@ -9,21 +9,23 @@ from pydantic import Field
 
 from engram.core.models import MEMORY_ID_PATTERN, MemoryForgotten
 from engram.tools._fields import UserIdArg
-from engram.tools.state import AppState, domain_errors, memory_of
+from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
 async def forget_memory(
-    user_id: UserIdArg,
     memory_id: Annotated[
         str, Field(pattern=MEMORY_ID_PATTERN, description="The id of the memory, as returned by remember or recall.")
     ],
     ctx: Context[AppState],
+    user_id: UserIdArg = None,
 ) -> MemoryForgotten:
     """Delete one memory of the user: from long-term memory and from their session transcripts.
 
     Call this when a remembered fact is wrong or outdated, or the user asks you to forget one specific thing.
     To erase everything about a user, use forget_user instead.
     """
+    with domain_errors():
+        who = caller(user_id, access="write")
     memory = await memory_of(ctx)
     with domain_errors():
-        return await memory.forget_memory(user_id, memory_id)
+        return await memory.forget_memory(who.user_id, memory_id)

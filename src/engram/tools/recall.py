@@ -11,16 +11,16 @@ from pydantic import Field
 from engram.config import MAX_TOP_K
 from engram.core.models import ID_PATTERN, MAX_QUERY_CHARS, Kind, RecallFilters, RecallResult
 from engram.tools._fields import OptionalSessionIdArg, UserIdArg
-from engram.tools.state import AppState, domain_errors, memory_of
+from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
 async def recall(
-    user_id: UserIdArg,
     query: Annotated[
         str,
         Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What you need to know, in natural language."),
     ],
     ctx: Context[AppState],
+    user_id: UserIdArg = None,
     session_id: OptionalSessionIdArg = None,
     top_k: Annotated[
         int | None,
@@ -60,6 +60,8 @@ async def recall(
     and `scores` explaining it, including the cosine `similarity` that min_score tests. Filters narrow the
     long-term search.
     """
+    with domain_errors():
+        who = caller(user_id, access="read")
     filters = RecallFilters(
         agent_id=from_agent,
         session_id=from_session,
@@ -73,5 +75,5 @@ async def recall(
     memory = await memory_of(ctx)
     with domain_errors():
         return await memory.recall(
-            user_id, query, session_id=session_id, top_k=top_k, min_score=min_score, filters=filters
+            who.user_id, query, session_id=session_id, top_k=top_k, min_score=min_score, filters=filters
         )

@@ -10,11 +10,10 @@ from pydantic import Field
 
 from engram.core.models import MAX_METADATA_KEYS, MAX_TAGS, Kind, MetadataValue, RememberResult, Role
 from engram.tools._fields import AgentIdArg, OptionalSessionIdArg, UserIdArg
-from engram.tools.state import AppState, domain_errors, memory_of
+from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
 async def remember(
-    user_id: UserIdArg,
     content: Annotated[
         str,
         Field(
@@ -24,6 +23,7 @@ async def remember(
         ),
     ],
     ctx: Context[AppState],
+    user_id: UserIdArg = None,
     session_id: OptionalSessionIdArg = None,
     agent_id: AgentIdArg = None,
     role: Annotated[
@@ -55,13 +55,15 @@ async def remember(
     a conversation (pass session_id and role). Storing the same content twice for a user is harmless: it is
     kept once and `created` is false.
     """
+    with domain_errors():
+        who = caller(user_id, agent_id, access="write")
     memory = await memory_of(ctx)
     with domain_errors():
         return await memory.remember(
-            user_id,
+            who.user_id,
             content,
             session_id=session_id,
-            agent_id=agent_id,
+            agent_id=who.agent_id,
             role=role,
             kind=kind,
             tags=tags,

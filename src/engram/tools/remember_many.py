@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from engram.config import MAX_BATCH as MAX_ITEMS
 from engram.core.models import RememberItem, RememberResult
 from engram.tools._fields import AgentIdArg, UserIdArg
-from engram.tools.state import AppState, domain_errors, memory_of
+from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
 class RememberManyResult(BaseModel):
@@ -21,12 +21,12 @@ class RememberManyResult(BaseModel):
 
 
 async def remember_many(
-    user_id: UserIdArg,
     items: Annotated[
         list[RememberItem],
         Field(min_length=1, max_length=MAX_ITEMS, description=f"1 to {MAX_ITEMS} memories, stored in order."),
     ],
     ctx: Context[AppState],
+    user_id: UserIdArg = None,
     agent_id: AgentIdArg = None,
 ) -> RememberManyResult:
     """Save many memories of one user in a single call: much faster than calling remember for each.
@@ -34,7 +34,9 @@ async def remember_many(
     Use it to import history (past conversations with their session_id, role, speaker and occurred_at) or
     several facts at once. If any item is invalid, nothing is stored and the error names the item.
     """
+    with domain_errors():
+        who = caller(user_id, agent_id, access="write")
     memory = await memory_of(ctx)
     with domain_errors():
-        results = await memory.remember_many(user_id, items, agent_id=agent_id)
+        results = await memory.remember_many(who.user_id, items, agent_id=who.agent_id)
     return RememberManyResult(results=results, created=sum(r.created for r in results))

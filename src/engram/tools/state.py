@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
 from engram.config import Settings
-from engram.core.errors import EngramError
+from engram.core.errors import AccessDenied, EngramError
 from engram.core.loader import BackgroundService
 from engram.core.service import MemoryService
 
@@ -21,6 +22,28 @@ class AppState:
 
     settings: Settings
     memory: BackgroundService
+
+
+Access = Literal["read", "write", "admin"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whom a request acts for: the user whose memory it touches and the agent making it."""
+
+    user_id: str
+    agent_id: str | None
+
+
+def caller(user_id: str | None, agent_id: str | None = None, *, access: Access) -> Caller:
+    """Decide whom a request acts for from its arguments and the transport's credentials.
+
+    On stdio the local user is trusted: the arguments say who. Raises AccessDenied (an EngramError) when the
+    request may not act for that user or agent, or lacks the access it needs.
+    """
+    if user_id is None:
+        raise AccessDenied("'user_id' is required: pass the id of the person whose memory this is.")
+    return Caller(user_id=user_id, agent_id=agent_id)
 
 
 async def memory_of(ctx: Context[AppState]) -> MemoryService:

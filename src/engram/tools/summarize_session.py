@@ -9,13 +9,13 @@ from pydantic import Field
 
 from engram.core.models import SessionSummary
 from engram.tools._fields import SessionIdArg, UserIdArg
-from engram.tools.state import AppState, domain_errors, memory_of
+from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
 async def summarize_session(
-    user_id: UserIdArg,
     session_id: SessionIdArg,
     ctx: Context[AppState],
+    user_id: UserIdArg = None,
     keep_recent: Annotated[
         int | None,
         Field(ge=0, le=1000, description="How many latest turns stay verbatim (server default, normally 6)."),
@@ -36,6 +36,8 @@ async def summarize_session(
     result; without it Engram builds an extractive one. The summary is also saved to long-term memory, linked
     to the turns it replaces, so it can be recalled in later sessions.
     """
+    with domain_errors():
+        who = caller(user_id, access="write")
     memory = await memory_of(ctx)
 
     async def progress(done: float, total: float, message: str) -> None:
@@ -43,5 +45,5 @@ async def summarize_session(
 
     with domain_errors():
         return await memory.summarize_session(
-            user_id, session_id, keep_recent=keep_recent, summary=summary, progress=progress
+            who.user_id, session_id, keep_recent=keep_recent, summary=summary, progress=progress
         )
