@@ -135,7 +135,20 @@ async def test_hostile_ids_reaching_storage_match_and_delete_nothing(service: Me
         store.vector_search(service.user_key("alice"), vector, RecallFilters(tags_any=[hostile], category=hostile), 10)
         == []
     )
-    assert store.recent(hostile, 10) == []
+    assert store.list_memories(hostile, RecallFilters(), 10) == []
+    every_field = RecallFilters(
+        viewer_agent=hostile,
+        agents=[hostile],
+        exclude_agents=[hostile],
+        session_id=hostile,
+        tags_all=[hostile],
+        entity=hostile,
+        category=hostile,
+    )
+    alice = service.user_key("alice")
+    assert store.list_memories(alice, every_field, 10) == []
+    assert store.keyword_search(alice, "only", every_field, 10) == []
+    assert store.agent_activity(hostile) == []
     assert store.get(hostile, [memory_id(service.user_key("alice"), "alice only")]) == []
     assert store.delete(hostile, [memory_id(service.user_key("alice"), "alice only")]) == 0
     assert store.delete_user(hostile) == 0
@@ -152,12 +165,12 @@ async def test_filters_narrow_long_term_recall(service: MemoryService) -> None:
         return {h.memory.content for h in hits}
 
     assert await contents() == {"invoice was charged twice", "app crashes on start", "prefers email contact"}
-    assert await contents(agent_id="billing") == {"invoice was charged twice"}
+    assert await contents(agents=["billing"]) == {"invoice was charged twice"}
     assert await contents(session_id="s2") == {"app crashes on start"}
     assert await contents(tags_any=["technical", "nope"]) == {"app crashes on start"}
     assert await contents(category="preference") == {"prefers email contact"}
     assert await contents(kind=Kind.TURN) == {"app crashes on start"}
-    assert await contents(category="issue", agent_id="support") == set()
+    assert await contents(category="issue", agents=["support"]) == set()
     future = datetime.now(UTC) + timedelta(days=1)
     assert await contents(since=future) == set()
     assert len(await contents(until=future)) == 3

@@ -14,10 +14,16 @@ from engram.embeddings.hashing import HashEmbedder
 pytestmark = pytest.mark.anyio
 
 
-def test_the_table_has_id_user_and_keyword_indexes(service: MemoryService) -> None:
+def test_the_table_has_id_user_agent_tag_and_keyword_indexes(service: MemoryService) -> None:
     table = service.long_term._table  # type: ignore[attr-defined]
     indexed = {(tuple(index.columns), index.index_type) for index in table.list_indices()}
-    assert indexed == {(("id",), "BTree"), (("user_id",), "Bitmap"), (("index_text",), "FTS")}
+    assert indexed == {
+        (("id",), "BTree"),
+        (("user_id",), "Bitmap"),
+        (("agent_id",), "Bitmap"),
+        (("tags",), "LabelList"),
+        (("index_text",), "FTS"),
+    }
 
 
 def test_an_insert_is_conditional_on_the_id(service: MemoryService) -> None:

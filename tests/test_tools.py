@@ -22,7 +22,16 @@ pytestmark = pytest.mark.anyio
 
 async def test_the_tools_are_listed_with_schemas_and_hints(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"remember", "remember_many", "recall", "summarize_session", "forget_user", "forget_memory"}
+    assert set(tools) == {
+        "remember",
+        "remember_many",
+        "recall",
+        "list_memories",
+        "update_memory",
+        "summarize_session",
+        "forget_user",
+        "forget_memory",
+    }
     for tool in tools.values():
         assert tool.description and tool.output_schema is not None
         for name, prop in tool.input_schema["properties"].items():
@@ -166,6 +175,7 @@ async def test_resources_show_sessions_memories_and_stats(client: Client) -> Non
         "engram://users/{user_id}/sessions/{session_id}",
         "engram://users/{user_id}/sessions",
         "engram://users/{user_id}/memories",
+        "engram://users/{user_id}/agents",
     }
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "hello there", "session_id": "s1"}))
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "a standalone fact"}))
@@ -255,7 +265,7 @@ class _SlowToLoad(HashEmbedder):
 async def test_the_server_answers_before_the_model_has_loaded(settings: Settings) -> None:
     embedder = _SlowToLoad()
     async with Client(build_server(settings, embedder=embedder), raise_exceptions=True) as client:
-        assert len((await client.list_tools()).tools) == 6
+        assert len((await client.list_tools()).tools) == 8
         assert (await _read(client, "engram://stats"))["status"] == "loading"
         threading.Timer(0.3, embedder.loaded.set).start()
         # A call that needs the model waits for it instead of failing.

@@ -40,6 +40,13 @@ class Kind(StrEnum):
     DOCUMENT = "document"
 
 
+class Visibility(StrEnum):
+    """Which agents of the user may read a memory."""
+
+    SHARED = "shared"
+    PRIVATE = "private"
+
+
 class Sentiment(StrEnum):
     """Coarse sentiment of a memory."""
 
@@ -56,6 +63,10 @@ class Memory(BaseModel):
     id: str = Field(description="Content-addressed id: the same content for the same user has the same id.")
     user_id: str
     agent_id: str | None = None
+    visibility: Visibility = Field(
+        default=Visibility.SHARED,
+        description="'shared' with every agent of the user, or 'private' to the agent that wrote it.",
+    )
     session_id: str | None = None
     role: Role | None = None
     kind: Kind = Kind.FACT
@@ -85,6 +96,7 @@ class Turn(BaseModel):
     content: str
     created_at: datetime
     agent_id: str | None = None
+    visibility: Visibility = Visibility.SHARED
     speaker: str | None = Field(default=None, description="Name of who said it, when the caller gave one.")
     is_summary: bool = False
 
@@ -116,18 +128,37 @@ class MemoryHit(BaseModel):
 
 
 class RecallFilters(BaseModel):
-    """Metadata conditions a long-term memory must meet to be recalled; unset fields do not filter."""
+    """Metadata conditions a memory must meet to be recalled or listed; unset fields do not filter.
+
+    `viewer_agent` is not a choice of the caller's but who is asking: every query sees the user's shared
+    memories plus the private memories of `viewer_agent` only.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    agent_id: str | None = None
+    viewer_agent: str | None = None
+    agents: list[str] = Field(default_factory=list)
+    exclude_agents: list[str] = Field(default_factory=list)
+    shared_only: bool = False
     session_id: str | None = None
     kind: Kind | None = None
     tags_any: list[str] = Field(default_factory=list)
+    tags_all: list[str] = Field(default_factory=list)
+    entity: str | None = None
+    sentiment: Sentiment | None = None
     category: str | None = None
     resolved: bool | None = None
+    min_importance: float | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+    def admits(self, agent_id: str | None, visibility: Visibility) -> bool:
+        """Whether a memory or turn written by `agent_id` with `visibility` passes the agent rules."""
+        if visibility is Visibility.PRIVATE and (self.shared_only or agent_id is None or agent_id != self.viewer_agent):
+            return False
+        if self.agents and agent_id not in self.agents:
+            return False
+        return not (self.exclude_agents and agent_id in self.exclude_agents)
 
 
 class RememberItem(BaseModel):
@@ -139,6 +170,13 @@ class RememberItem(BaseModel):
     kind: Kind | None = None
     tags: list[str] = Field(default_factory=list)
     category: str | None = None
+    entities: list[str] = Field(default_factory=list, description="People, organisations, products... it mentions.")
+    sentiment: Sentiment | None = None
+    resolved: bool | None = None
+    visibility: Visibility = Field(
+        default=Visibility.SHARED,
+        description="'shared' (default) with every agent of the user, or 'private' to the writing agent.",
+    )
     metadata: dict[str, MetadataValue] = Field(
         default_factory=dict, description="Extra key/value pairs; a 'speaker' entry names who said it."
     )
@@ -245,3 +283,27 @@ class ServerStats(BaseModel):
     embedding_dimensions: int | None = None
     long_term: TierStats | None = None
     sessions: TierStats | None = Field(default=None, description="Working and short-term memory (one diskcache).")
+
+
+class AgentActivity(BaseModel):
+    """One agent that wrote memories of a user, with how many it wrote (as far as the asker may see)."""
+
+    agent_id: str | None = Field(description="The agent, or null for memories written without an agent id.")
+    shared: int = Field(description="Its memories shared with every agent of the user.")
+    private: int = Field(description="Its private memories (counted only for the agent itself).")
+    last_written_at: datetime | None = None
+
+
+class MemoryUpdated(BaseModel):
+    """Outcome of `update_memory`."""
+
+    id: str = Field(description="The memory's id now: a new content gets a new content-addressed id.")
+    previous_id: str | None = Field(default=None, description="The id before a content change, else null.")
+    memory: Memory
+
+
+class MemoryPage(BaseModel):
+    """Outcome of `list_memories`: one page of the user's memories, newest first."""
+
+    memories: list[Memory]
+    next_offset: int | None = Field(description="Pass as `offset` for the next page; null when this is the last.")

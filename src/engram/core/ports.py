@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from engram.core.models import Memory, RecallFilters, SessionInfo, Turn
+from engram.core.models import AgentActivity, Memory, RecallFilters, SessionInfo, Turn
 
 Vectors = npt.NDArray[np.float32]
 
@@ -81,8 +81,18 @@ class LongTermStore(Protocol):
         """Delete the user's memories with these ids; return how many were deleted."""
         ...
 
-    def recent(self, user_id: str, limit: int) -> list[Memory]:
-        """Return the user's most recently created memories, newest first."""
+    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+        """The user's memories matching `filters` (agent visibility included), newest first, after `offset`."""
+        ...
+
+    def replace(
+        self, user_id: str, old_id: str, memory: Memory, index_text: str | None = None, vector: Vectors | None = None
+    ) -> bool:
+        """Replace memory `old_id` by `memory` atomically, keeping index text and vector unless given."""
+        ...
+
+    def agent_activity(self, user_id: str) -> list[AgentActivity]:
+        """Per agent that wrote the user's memories: shared and private counts and the latest write."""
         ...
 
     def delete_older_than(self, cutoff: datetime, category: str | None = None, exclude: Sequence[str] = ()) -> int:

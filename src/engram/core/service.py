@@ -24,11 +24,14 @@ from engram.core.models import (
     MAX_QUERY_CHARS,
     MAX_TAGS,
     MEMORY_ID_PATTERN,
+    AgentActivity,
     ForgetReceipt,
     Kind,
     Memory,
     MemoryForgotten,
     MemoryHit,
+    MemoryPage,
+    MemoryUpdated,
     MetadataValue,
     PurgeReport,
     RecallFilters,
@@ -36,11 +39,13 @@ from engram.core.models import (
     RememberItem,
     RememberResult,
     Role,
+    Sentiment,
     SessionInfo,
     SessionSummary,
     SessionTranscript,
     TierStats,
     Turn,
+    Visibility,
     WorkingTurn,
 )
 from engram.core.ports import Embedder, LongTermStore, QueryCache, SessionStore, Vectors
@@ -58,6 +63,11 @@ _ID = re.compile(ID_PATTERN)
 MAX_TAG_CHARS = 64
 MAX_LABEL_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 1000
+#: Agents named in one include or exclude list of a filter.
+MAX_FILTER_AGENTS = 20
+#: `list_memories` pages: at most this many memories per page, and pages reach this far.
+MAX_PAGE = 100
+MAX_OFFSET = 10_000
 
 
 @dataclass(frozen=True)
@@ -123,7 +133,8 @@ def _check_tags(field: str, tags: Sequence[str] | None) -> list[str]:
         raise InvalidInput(field, f"at most {MAX_TAGS} tags are accepted, got {len(tags)}.")
     cleaned: list[str] = []
     for tag in tags:
-        tag = tag.strip()
+        # Tags are labels: "Billing" and "billing" are one tag, so they are stored and matched in lower case.
+        tag = tag.strip().lower()
         if not tag or len(tag) > MAX_TAG_CHARS or _CONTROL.search(tag):
             raise InvalidInput(
                 field,
@@ -131,6 +142,17 @@ def _check_tags(field: str, tags: Sequence[str] | None) -> list[str]:
             )
         if tag not in cleaned:
             cleaned.append(tag)
+    return cleaned
+
+
+def _check_entities(field: str, entities: Sequence[str] | None) -> list[str]:
+    cleaned: list[str] = []
+    for entity in entities or []:
+        label = _check_label(field, entity)
+        if label is not None and label.casefold() not in {e.casefold() for e in cleaned}:
+            cleaned.append(label)
+    if len(cleaned) > MAX_TAGS:
+        raise InvalidInput(field, f"at most {MAX_TAGS} entities are accepted, got {len(cleaned)}.")
     return cleaned
 
 
@@ -156,6 +178,17 @@ def _as_utc(field: str, value: datetime | None) -> datetime | None:
     if not 1000 <= value.year <= 9998:
         raise InvalidInput(field, f"must be a date between the years 1000 and 9998, got {value.isoformat()}.")
     return to_utc(value)
+
+
+def _check_memory_id(value: str) -> str:
+    if not isinstance(value, str) or not re.match(MEMORY_ID_PATTERN, value):
+        raise InvalidInput("memory_id", f"{value!r} is not a memory id; expected 32 lowercase hex digits.")
+    return value
+
+
+def _turn_admitted(filters: RecallFilters, turn: Turn) -> bool:
+    """Whether the asking agent may see a session turn (summaries are shared, like their memory)."""
+    return filters.admits(turn.agent_id, turn.visibility)
 
 
 @dataclass(frozen=True)
@@ -240,6 +273,10 @@ class MemoryService:
         metadata: Mapping[str, MetadataValue] | None = None,
         importance: float | None = None,
         occurred_at: datetime | None = None,
+        visibility: Visibility = Visibility.SHARED,
+        entities: Sequence[str] | None = None,
+        sentiment: Sentiment | None = None,
+        resolved: bool | None = None,
     ) -> RememberResult:
         """Store `content` for the user in long-term memory (once), and as a turn of the session if given.
 
@@ -257,6 +294,10 @@ class MemoryService:
             metadata=dict(metadata or {}),
             importance=importance,
             occurred_at=occurred_at,
+            visibility=visibility,
+            entities=list(entities or []),
+            sentiment=sentiment,
+            resolved=resolved,
         )
         draft = self._draft(user_id, agent_id, item, "")
         placed = await self._place(draft)
@@ -295,6 +336,11 @@ class MemoryService:
         key = self.user_key(user_id)
         _check_optional_id("agent_id", agent_id)
         _check_optional_id(f"{where}session_id", item.session_id)
+        visibility = Visibility(item.visibility)
+        if visibility is Visibility.PRIVATE and agent_id is None:
+            raise InvalidInput(
+                f"{where}visibility", "'private' keeps a memory to the agent that wrote it: pass agent_id as well."
+            )
         redacted: dict[str, int] = {}
         text = self._redact(f"{where}content", self._check_content(f"{where}content", item.content), redacted)
         if item.importance is not None and not (0.0 <= item.importance <= 1.0):
@@ -310,6 +356,7 @@ class MemoryService:
             id=memory_id(key, text),
             user_id=key,
             agent_id=agent_id,
+            visibility=visibility,
             session_id=item.session_id,
             role=role,
             kind=item.kind or (Kind.TURN if item.session_id is not None else Kind.FACT),
@@ -317,6 +364,9 @@ class MemoryService:
             created_at=when,
             tags=_check_tags(f"{where}tags", item.tags),
             category=_check_label(f"{where}category", item.category),
+            entities=_check_entities(f"{where}entities", item.entities),
+            sentiment=None if item.sentiment is None else Sentiment(item.sentiment),
+            resolved=item.resolved,
             metadata=metadata,
             importance=item.importance,
         )
@@ -338,6 +388,7 @@ class MemoryService:
                 content=memory.content,
                 created_at=memory.created_at,
                 agent_id=memory.agent_id,
+                visibility=memory.visibility,
                 speaker=speaker,
             )
             appended = await self._run(
@@ -367,8 +418,12 @@ class MemoryService:
         top_k: int | None = None,
         min_score: float | None = None,
         filters: RecallFilters | None = None,
+        agent_id: str | None = None,
     ) -> RecallResult:
-        """Return the session's working memory and the user's long-term memories closest to `query`."""
+        """Return the session's working memory and the user's long-term memories closest to `query`.
+
+        `agent_id` is the agent asking: it sees the user's shared memories and its own private ones only.
+        """
         key = self.user_key(user_id)
         _check_optional_id("session_id", session_id)
         query = query.strip()
@@ -381,12 +436,12 @@ class MemoryService:
             raise InvalidInput("top_k", f"must be between 1 and {self.policy.max_top_k}, got {top_k}.")
         if min_score is not None and not (-1.0 <= min_score <= 1.0):
             raise InvalidInput("min_score", f"must be between -1 and 1, got {min_score}.")
-        filters = self._check_filters(filters or RecallFilters())
+        filters = self._check_filters(filters or RecallFilters(), agent_id)
 
         working: list[WorkingTurn] = []
         if session_id is not None:
             turns = await self._run(partial(self.sessions.working, key, session_id))
-            working = [WorkingTurn.model_validate(t.model_dump()) for t in turns]
+            working = [WorkingTurn.model_validate(t.model_dump()) for t in turns if _turn_admitted(filters, t)]
         vector = await self._embed_query(query)
         ranking = self.ranking
         limit = max(ranking.candidates, top_k)
@@ -425,9 +480,17 @@ class MemoryService:
             await self._run(partial(cache.put, key, vector))
         return vector
 
-    def _check_filters(self, filters: RecallFilters) -> RecallFilters:
-        _check_optional_id("from_agent", filters.agent_id)
+    def _check_filters(self, filters: RecallFilters, viewer: str | None) -> RecallFilters:
+        """Check caller-chosen filter values (naming the tool argument) and set who is asking."""
+        _check_optional_id("agent_id", viewer)
+        for name, agents in (("from_agents", filters.agents), ("exclude_agents", filters.exclude_agents)):
+            if len(agents) > MAX_FILTER_AGENTS:
+                raise InvalidInput(name, f"at most {MAX_FILTER_AGENTS} agents are accepted, got {len(agents)}.")
+            for agent in agents:
+                check_id(name, agent)
         _check_optional_id("from_session", filters.session_id)
+        if filters.min_importance is not None and not (0.0 <= filters.min_importance <= 1.0):
+            raise InvalidInput("min_importance", f"must be between 0 and 1, got {filters.min_importance}.")
         since, until = _as_utc("since", filters.since), _as_utc("until", filters.until)
         if since is not None and until is not None and since >= until:
             raise InvalidInput("since", f"must be earlier than 'until' ({since.isoformat()} >= {until.isoformat()}).")
@@ -436,7 +499,10 @@ class MemoryService:
                 "since": since,
                 "until": until,
                 "tags_any": _check_tags("tags", filters.tags_any),
+                "tags_all": _check_tags("tags_all", filters.tags_all),
+                "entity": _check_label("entity", filters.entity),
                 "category": _check_label("category", filters.category),
+                "viewer_agent": viewer,
             }
         )
 
@@ -448,10 +514,15 @@ class MemoryService:
         keep_recent: int | None = None,
         summary: str | None = None,
         progress: Progress | None = None,
+        agent_id: str | None = None,
     ) -> SessionSummary:
-        """Replace the session's older turns with a summary (the caller's, or an extractive one) kept long-term."""
+        """Replace the session's older turns with a summary (the caller's, or an extractive one) kept long-term.
+
+        Only turns the asking `agent_id` may see are summarised; if any of them is private to it, so is the summary.
+        """
         key = self.user_key(user_id)
         check_id("session_id", session_id)
+        visible = RecallFilters(viewer_agent=_check_optional_id("agent_id", agent_id))
         keep = self.policy.keep_recent_default if keep_recent is None else keep_recent
         if not (0 <= keep <= self.policy.max_keep_recent):
             raise InvalidInput("keep_recent", f"must be between 0 and {self.policy.max_keep_recent}, got {keep}.")
@@ -482,7 +553,9 @@ class MemoryService:
             method = "extractive"
             # Earlier summary lines already carry their speakers ("user: ..."), so they get no label of their own.
             previous = [("", t.content) for t in working if t.is_summary]
-            pieces = previous + [(t.role.value if t.role else "", t.content) for t in older]
+            pieces = previous + [
+                (t.role.value if t.role else "", t.content) for t in older if _turn_admitted(visible, t)
+            ]
             summary_text = await self._run(
                 partial(extractive_summary, pieces, self.embedder, self.policy.summary_max_chars)
             )
@@ -491,9 +564,12 @@ class MemoryService:
 
         now = self._clock()
         replaced = list(dict.fromkeys(t.memory_id for t in older))
+        private = any(t.visibility is Visibility.PRIVATE for t in older if _turn_admitted(visible, t))
         memory = Memory(
             id=memory_id(key, summary_text),
             user_id=key,
+            agent_id=agent_id,
+            visibility=Visibility.PRIVATE if private else Visibility.SHARED,
             session_id=session_id,
             kind=Kind.SUMMARY,
             content=summary_text,
@@ -503,7 +579,14 @@ class MemoryService:
         )
         await self._store(memory, index_text(summary_text, when=now, speaker="summary"))
         summary_turn = Turn(
-            memory_id=memory.id, seq=cutoff, role=None, content=summary_text, created_at=now, is_summary=True
+            memory_id=memory.id,
+            seq=cutoff,
+            role=None,
+            content=summary_text,
+            created_at=now,
+            agent_id=agent_id,
+            visibility=memory.visibility,
+            is_summary=True,
         )
         await self._run(partial(self.sessions.apply_summary, key, session_id, summary_turn, cutoff, now))
         if progress:
@@ -554,11 +637,14 @@ class MemoryService:
             ),
         )
 
-    async def forget_memory(self, user_id: str, memory_id_: str) -> MemoryForgotten:
-        """Delete one of the user's memories from long-term memory and from the user's session transcripts."""
+    async def forget_memory(self, user_id: str, memory_id_: str, *, agent_id: str | None = None) -> MemoryForgotten:
+        """Delete one of the user's memories from long-term memory and from the user's session transcripts.
+
+        Another agent's private memory is treated as absent: an agent cannot delete what it may not see.
+        """
         key = self.user_key(user_id)
-        if not re.match(MEMORY_ID_PATTERN, memory_id_):
-            raise InvalidInput("memory_id", f"{memory_id_!r} is not a memory id; expected 32 lowercase hex digits.")
+        _check_memory_id(memory_id_)
+        await self._visible_memory(key, memory_id_, agent_id, required=False)
         deleted = await self._run(partial(self.long_term.delete, key, [memory_id_]))
         removed_turns = await self._run(partial(self.sessions.remove_memory, key, memory_id_))
         if not deleted and not removed_turns:
@@ -570,25 +656,143 @@ class MemoryService:
         key = self.user_key(user_id)
         return await self._run(partial(self.sessions.sessions, key))
 
-    async def transcript(self, user_id: str, session_id: str) -> SessionTranscript:
-        """A session's working memory, or its short-term transcript once working memory has expired."""
+    async def transcript(self, user_id: str, session_id: str, *, agent_id: str | None = None) -> SessionTranscript:
+        """A session's working memory, or its short-term transcript once working memory has expired.
+
+        Turns private to another agent than `agent_id` are left out.
+        """
         key = self.user_key(user_id)
         check_id("session_id", session_id)
+        visible = RecallFilters(viewer_agent=_check_optional_id("agent_id", agent_id))
         working = await self._run(partial(self.sessions.working, key, session_id))
         if working:
-            return SessionTranscript(session_id=session_id, tier="working", turns=working)
+            turns = [t for t in working if _turn_admitted(visible, t)]
+            return SessionTranscript(session_id=session_id, tier="working", turns=turns)
         transcript = await self._run(partial(self.sessions.transcript, key, session_id))
         if transcript is None:
             raise InvalidInput("session_id", f"no session {session_id!r} is held for this user (unknown or expired).")
-        return SessionTranscript(session_id=session_id, tier="short_term", turns=transcript)
+        turns = [t for t in transcript if _turn_admitted(visible, t)]
+        return SessionTranscript(session_id=session_id, tier="short_term", turns=turns)
 
-    async def recent_memories(self, user_id: str, limit: int = 20) -> list[Memory]:
-        """The user's most recently stored long-term memories, newest first."""
+    async def recent_memories(self, user_id: str, limit: int = 20, *, agent_id: str | None = None) -> list[Memory]:
+        """The user's most recently stored long-term memories that `agent_id` may see, newest first."""
+        return (await self.list_memories(user_id, limit=limit, agent_id=agent_id)).memories
+
+    async def list_memories(
+        self,
+        user_id: str,
+        *,
+        filters: RecallFilters | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        agent_id: str | None = None,
+    ) -> MemoryPage:
+        """A page of the user's memories matching `filters`, newest first, as the asking `agent_id` may see them."""
         key = self.user_key(user_id)
-        if not (1 <= limit <= 200):
-            raise InvalidInput("limit", f"must be between 1 and 200, got {limit}.")
-        recent = await self._run(partial(self.long_term.recent, key, limit))
-        return [m.model_copy(update={"user_id": user_id}) for m in recent]
+        if not (1 <= limit <= MAX_PAGE):
+            raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}, got {limit}.")
+        if not (0 <= offset <= MAX_OFFSET):
+            raise InvalidInput(
+                "offset", f"must be between 0 and {MAX_OFFSET}, got {offset}; narrow the filters instead."
+            )
+        checked = self._check_filters(filters or RecallFilters(), agent_id)
+        # One extra row tells whether another page follows without a separate count.
+        rows = await self._run(partial(self.long_term.list_memories, key, checked, limit + 1, offset))
+        memories = [m.model_copy(update={"user_id": user_id}) for m in rows[:limit]]
+        return MemoryPage(memories=memories, next_offset=offset + limit if len(rows) > limit else None)
+
+    async def agents_of(self, user_id: str, *, agent_id: str | None = None) -> list[AgentActivity]:
+        """The agents that wrote the user's memories, with counts; other agents' private memories count as 0."""
+        key = self.user_key(user_id)
+        viewer = _check_optional_id("agent_id", agent_id)
+        activity = await self._run(partial(self.long_term.agent_activity, key))
+        return [
+            a if a.agent_id == viewer or not a.private else a.model_copy(update={"private": 0})
+            for a in activity
+            if a.agent_id == viewer or a.shared
+        ]
+
+    async def _visible_memory(
+        self, key: str, memory_id_: str, agent_id: str | None, *, required: bool
+    ) -> Memory | None:
+        """The user's memory `memory_id_` if the asking agent may see it; else None, or InvalidInput if `required`."""
+        found = await self._run(partial(self.long_term.get, key, [memory_id_]))
+        visible = RecallFilters(viewer_agent=_check_optional_id("agent_id", agent_id))
+        if not found or not visible.admits(found[0].agent_id, found[0].visibility):
+            # Another agent's private memory gets the same answer as a missing one: its existence is private too.
+            if required or found:
+                raise InvalidInput("memory_id", f"no memory {memory_id_!r} is held for this user.")
+            return None
+        return found[0]
+
+    async def update_memory(
+        self,
+        user_id: str,
+        memory_id_: str,
+        *,
+        agent_id: str | None = None,
+        content: str | None = None,
+        tags: Sequence[str] | None = None,
+        category: str | None = None,
+        importance: float | None = None,
+        resolved: bool | None = None,
+        visibility: Visibility | None = None,
+    ) -> MemoryUpdated:
+        """Change a memory's metadata or content, keeping created_at and setting updated_at.
+
+        A new content is redacted, re-embedded and re-indexed, and gets its content-addressed id (returned, with
+        the old one). Unset arguments leave the field as it is; an empty tag list clears the tags.
+        """
+        key = self.user_key(user_id)
+        _check_memory_id(memory_id_)
+        if all(v is None for v in (content, tags, category, importance, resolved, visibility)):
+            raise InvalidInput(
+                "update", "nothing to change: give content, tags, category, importance, resolved or visibility."
+            )
+        current = await self._visible_memory(key, memory_id_, agent_id, required=True)
+        assert current is not None
+        changes: dict[str, object] = {"updated_at": self._clock()}
+        if tags is not None:
+            changes["tags"] = _check_tags("tags", tags)
+        if category is not None:
+            changes["category"] = _check_label("category", category)
+        if importance is not None:
+            if not (0.0 <= importance <= 1.0):
+                raise InvalidInput("importance", f"must be between 0 and 1, got {importance}.")
+            changes["importance"] = importance
+        if resolved is not None:
+            changes["resolved"] = resolved
+        if visibility is not None:
+            visibility = Visibility(visibility)
+            if visibility != current.visibility and (current.agent_id is None or current.agent_id != agent_id):
+                raise InvalidInput(
+                    "visibility", "only the agent that wrote a memory can change its visibility (pass its agent_id)."
+                )
+            changes["visibility"] = visibility
+        indexed: str | None = None
+        vector: Vectors | None = None
+        if content is not None:
+            text = self._redact("content", self._check_content("content", content), {})
+            new_id = memory_id(key, text)
+            clash: list[Memory] = (
+                [] if new_id == current.id else await self._run(partial(self.long_term.get, key, [new_id]))
+            )
+            if clash:
+                raise InvalidInput(
+                    "content", f"the same content is already stored as memory {new_id!r}; forget this one instead."
+                )
+            changes.update(id=new_id, content=text)
+            speaker = current.metadata.get("speaker")
+            who = speaker if isinstance(speaker, str) else (current.role.value if current.role else None)
+            indexed = index_text(text, when=current.created_at, speaker=who)
+            vector = (await self._run(partial(self.embedder.embed, [indexed])))[0]
+        updated = current.model_copy(update=changes)
+        if not await self._run(partial(self.long_term.replace, key, current.id, updated, indexed, vector)):
+            raise InvalidInput("memory_id", f"no memory {memory_id_!r} is held for this user.")
+        previous = current.id if updated.id != current.id else None
+        return MemoryUpdated(
+            id=updated.id, previous_id=previous, memory=updated.model_copy(update={"user_id": user_id})
+        )
 
     async def purge(self) -> PurgeReport:
         """Apply retention: delete long-term memories past their age limit and expired session entries."""

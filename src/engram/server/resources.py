@@ -11,20 +11,22 @@ from pydantic import TypeAdapter
 
 from engram import __version__
 from engram.core.errors import EngramError
-from engram.core.models import Memory, ServerStats, SessionInfo
+from engram.core.models import AgentActivity, Memory, ServerStats, SessionInfo
 from engram.tools.state import AppState, caller
 
 _SESSIONS = TypeAdapter(list[SessionInfo])
 _MEMORIES = TypeAdapter(list[Memory])
+_AGENTS = TypeAdapter(list[AgentActivity])
 RECENT_MEMORIES = 20
 
 
 async def session_transcript(user_id: str, session_id: str, ctx: Context[AppState]) -> str:
     """A session's transcript: its working memory, or its short-term record once working memory expired."""
     try:
-        user_id = caller(user_id, access="read").user_id
+        who = caller(user_id, access="read")
         memory = await ctx.request_context.lifespan_context.memory.get()
-        return (await memory.transcript(user_id, session_id)).model_dump_json(indent=2)
+        transcript = await memory.transcript(who.user_id, session_id, agent_id=who.agent_id)
+        return transcript.model_dump_json(indent=2)
     except EngramError as exc:
         raise ResourceError(str(exc)) from exc
 
@@ -42,9 +44,20 @@ async def recent_sessions(user_id: str, ctx: Context[AppState]) -> str:
 async def recent_memories(user_id: str, ctx: Context[AppState]) -> str:
     """The user's most recently stored long-term memories, newest first."""
     try:
-        user_id = caller(user_id, access="read").user_id
+        who = caller(user_id, access="read")
         memory = await ctx.request_context.lifespan_context.memory.get()
-        return _MEMORIES.dump_json(await memory.recent_memories(user_id, RECENT_MEMORIES), indent=2).decode()
+        recent = await memory.recent_memories(who.user_id, RECENT_MEMORIES, agent_id=who.agent_id)
+        return _MEMORIES.dump_json(recent, indent=2).decode()
+    except EngramError as exc:
+        raise ResourceError(str(exc)) from exc
+
+
+async def memory_agents(user_id: str, ctx: Context[AppState]) -> str:
+    """The agents that wrote the user's memories, with shared and private counts (own private ones only)."""
+    try:
+        who = caller(user_id, access="read")
+        memory = await ctx.request_context.lifespan_context.memory.get()
+        return _AGENTS.dump_json(await memory.agents_of(who.user_id, agent_id=who.agent_id), indent=2).decode()
     except EngramError as exc:
         raise ResourceError(str(exc)) from exc
 
@@ -103,6 +116,12 @@ def register_resources(server: MCPServer[AppState], current: Callable[[], AppSta
         title="Recent long-term memories",
         mime_type="application/json",
     )(recent_memories)
+    server.resource(
+        "engram://users/{user_id}/agents",
+        name="memory_agents",
+        title="Agents that wrote memories",
+        mime_type="application/json",
+    )(memory_agents)
     server.resource("engram://stats", name="stats", title="Server stats", mime_type="application/json")(
         stats_resource(current)
     )

@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS, Bitmap, BTree
+from lancedb.index import FTS, Bitmap, BTree, LabelList
 from lancedb.query import ColumnOrdering
 
 from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
-from engram.core.models import Kind, Memory, RecallFilters, Role, Sentiment
+from engram.core.models import AgentActivity, Kind, Memory, RecallFilters, Role, Sentiment, Visibility
 from engram.core.ports import Candidate, Vectors
 from engram.core.timeutil import to_utc
 from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
@@ -33,7 +33,7 @@ from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
 logger = logging.getLogger(__name__)
 
 TABLE_NAME = "memories"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _META_VERSION = b"engram.schema_version"
 _META_MODEL = b"engram.embedding_model"
 #: Single-row appends fragment a Lance table; compacting after this many writes keeps scans fast.
@@ -47,6 +47,7 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
             pa.field("id", pa.string(), nullable=False),
             pa.field("user_id", pa.string(), nullable=False),
             pa.field("agent_id", pa.string()),
+            pa.field("visibility", pa.string(), nullable=False),
             pa.field("session_id", pa.string()),
             pa.field("role", pa.string()),
             pa.field("kind", pa.string(), nullable=False),
@@ -56,6 +57,8 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
             pa.field("tags", pa.list_(pa.string())),
             pa.field("category", pa.string()),
             pa.field("entities", pa.list_(pa.string())),
+            # Case-folded entities: what an `entity` filter matches, whatever case the caller writes.
+            pa.field("entity_keys", pa.list_(pa.string())),
             pa.field("sentiment", pa.string()),
             pa.field("sentiment_score", pa.float32()),
             pa.field("resolved", pa.bool_()),
@@ -72,7 +75,9 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
     )
 
 
-_COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "index_text"}]
+_COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "index_text", "entity_keys"}]
+#: Columns added after schema version 1, with the SQL value that existing rows get.
+_ADDED_COLUMNS = {"visibility": "'shared'", "entity_keys": "arrow_cast(NULL, 'List(Utf8)')"}
 _FTS_COLUMN = "index_text"
 _READ_ATTEMPTS = 4
 _COMMIT_ATTEMPTS = 10
@@ -116,6 +121,10 @@ class LanceLongTermStore:
                 "configured. Set ENGRAM_EMBEDDING_MODEL back to the original model, or point ENGRAM_DATA_DIR "
                 "at a new directory."
             )
+        missing = {name: value for name, value in _ADDED_COLUMNS.items() if name not in stored.names}
+        if missing:
+            logger.info("upgrading the long-term table: adding columns %s", ", ".join(missing))
+            _retry_on_conflict(lambda: table.add_columns(missing))
         self._ensure_indexes(table)
         return table
 
@@ -130,6 +139,8 @@ class LanceLongTermStore:
         wanted: list[tuple[str, Any]] = [
             ("id", BTree()),
             ("user_id", Bitmap()),
+            ("agent_id", Bitmap()),
+            ("tags", LabelList()),
             (_FTS_COLUMN, FTS(stem=True, remove_stop_words=True, ascii_folding=True)),
         ]
         for column, config in wanted:
@@ -224,18 +235,71 @@ class LanceLongTermStore:
             return 0
         return self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
 
-    def recent(self, user_id: str, limit: int) -> list[Memory]:
-        """Return the user's most recently created memories, newest first."""
+    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+        """The user's memories matching `filters`, newest first, skipping `offset` of them."""
         query = (
             self._table.search()
-            .where(memory_filter(user_id))
-            .order_by([ColumnOrdering(column_name="created_at", ascending=False)])
+            .where(memory_filter(user_id, filters))
+            .order_by(
+                [
+                    ColumnOrdering(column_name="created_at", ascending=False),
+                    ColumnOrdering(column_name="id", ascending=True),
+                ]
+            )
             .select(_COLUMNS)
+            .offset(offset)
             .limit(limit)
         )
         with self._readers.shared():
             rows = _read_retrying(query.to_list)
         return [_to_memory(r) for r in rows]
+
+    def replace(
+        self, user_id: str, old_id: str, memory: Memory, index_text: str | None = None, vector: Vectors | None = None
+    ) -> bool:
+        """Replace the user's memory `old_id` by `memory` in one commit (keeping its index text and vector unless
+        given); a changed id removes the old row in the same commit. Return False if `old_id` is not held."""
+        where = f"{memory_filter(user_id)} AND {ids_clause([old_id])}"
+        with self._write_lock, self._process_lock:
+            query = self._table.search().where(where).select(["index_text", "vector"]).limit(1)
+            with self._readers.shared():
+                rows = _read_retrying(query.to_list)
+            if not rows:
+                return False
+            text = rows[0]["index_text"] if index_text is None else index_text
+            row = _to_row(memory, text, rows[0]["vector"] if vector is None else vector)
+
+            def merge() -> Any:
+                builder = self._table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+                if memory.id != old_id:
+                    builder = builder.when_not_matched_by_source_delete(where)
+                return builder.execute([row])
+
+            _retry_on_conflict(merge)
+            self._writes_since_compaction += 1
+        return True
+
+    def agent_activity(self, user_id: str) -> list[AgentActivity]:
+        """Per agent that wrote the user's memories: shared and private counts and the latest write."""
+        query = (
+            self._table.search()
+            .where(memory_filter(user_id))
+            .select(["agent_id", "visibility", "created_at"])
+            .limit(None)
+        )
+        with self._readers.shared():
+            rows = _read_retrying(query.to_list)
+        activity: dict[str | None, dict[str, Any]] = {}
+        for row in rows:
+            entry = activity.setdefault(row["agent_id"], {"shared": 0, "private": 0, "last": None})
+            entry[row["visibility"]] += 1
+            created = _utc(row["created_at"])
+            if entry["last"] is None or (created is not None and created > entry["last"]):
+                entry["last"] = created
+        return [
+            AgentActivity(agent_id=agent, shared=e["shared"], private=e["private"], last_written_at=e["last"])
+            for agent, e in sorted(activity.items(), key=lambda item: (item[0] is None, item[0] or ""))
+        ]
 
     def delete_older_than(self, cutoff: datetime, category: str | None = None, exclude: Sequence[str] = ()) -> int:
         """Delete memories of every user created before `cutoff`: of one category, or of all but `exclude`."""
@@ -306,6 +370,8 @@ def _to_row(memory: Memory, index_text: str, vector: Vectors) -> dict[str, Any]:
     row = memory.model_dump(mode="python")
     row["index_text"] = index_text
     row["role"] = memory.role.value if memory.role else None
+    row["visibility"] = memory.visibility.value
+    row["entity_keys"] = sorted({entity.casefold() for entity in memory.entities})
     row["kind"] = memory.kind.value
     row["sentiment"] = memory.sentiment.value if memory.sentiment else None
     row["metadata"] = json.dumps(memory.metadata, ensure_ascii=False, sort_keys=True)
@@ -328,6 +394,7 @@ def _to_memory(row: dict[str, Any]) -> Memory:
         id=row["id"],
         user_id=row["user_id"],
         agent_id=row["agent_id"],
+        visibility=Visibility(row["visibility"]),
         session_id=row["session_id"],
         role=Role(row["role"]) if row["role"] else None,
         kind=Kind(row["kind"]),

@@ -9,10 +9,12 @@ from mcp.types import ToolAnnotations
 
 from engram.tools.forget_memory import forget_memory
 from engram.tools.forget_user import forget_user
+from engram.tools.list_memories import list_memories
 from engram.tools.recall import recall
 from engram.tools.remember import remember
 from engram.tools.remember_many import remember_many
 from engram.tools.summarize_session import summarize_session
+from engram.tools.update_memory import update_memory
 
 
 def register_tools(server: MCPServer[Any]) -> None:
@@ -35,6 +37,18 @@ def register_tools(server: MCPServer[Any]) -> None:
         recall,
         title="Recall",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+    )
+    server.add_tool(
+        list_memories,
+        title="List memories",
+        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+    )
+    server.add_tool(
+        update_memory,
+        title="Update memory",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
     )
     server.add_tool(
         summarize_session,

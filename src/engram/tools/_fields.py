@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from engram.core.models import ID_PATTERN, ID_RULE
+from engram.core.models import ID_PATTERN, ID_RULE, MEMORY_ID_PATTERN
 
 UserIdArg = Annotated[
     str | None,
@@ -30,4 +30,19 @@ OptionalSessionIdArg = Annotated[
 AgentIdArg = Annotated[
     str | None,
     Field(pattern=ID_PATTERN, description=f"Which assistant or agent is writing ({ID_RULE}); optional."),
+]
+AgentIdsArg = Annotated[
+    list[Annotated[str, Field(pattern=ID_PATTERN)]] | None,
+    Field(max_length=20, description="Agent ids (at most 20)."),
+]
+ViewerAgentArg = Annotated[
+    str | None,
+    Field(
+        pattern=ID_PATTERN,
+        description="Which assistant or agent is asking: it sees the user's shared memories and its own private "
+        "ones (another agent's private memories are never returned).",
+    ),
+]
+MemoryIdArg = Annotated[
+    str, Field(pattern=MEMORY_ID_PATTERN, description="The id of the memory, as returned by remember or recall.")
 ]

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from mcp.server.mcpserver import Context
-from pydantic import Field
 
-from engram.core.models import MEMORY_ID_PATTERN, MemoryForgotten
-from engram.tools._fields import UserIdArg
+from engram.core.models import MemoryForgotten
+from engram.tools._fields import MemoryIdArg, UserIdArg, ViewerAgentArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
 async def forget_memory(
-    memory_id: Annotated[
-        str, Field(pattern=MEMORY_ID_PATTERN, description="The id of the memory, as returned by remember or recall.")
-    ],
+    memory_id: MemoryIdArg,
     ctx: Context[AppState],
     user_id: UserIdArg = None,
+    agent_id: ViewerAgentArg = None,
 ) -> MemoryForgotten:
     """Delete one memory of the user: from long-term memory and from their session transcripts.
 
@@ -25,7 +21,7 @@ async def forget_memory(
     To erase everything about a user, use forget_user instead.
     """
     with domain_errors():
-        who = caller(user_id, access="write")
+        who = caller(user_id, agent_id, access="write")
     memory = await memory_of(ctx)
     with domain_errors():
-        return await memory.forget_memory(who.user_id, memory_id)
+        return await memory.forget_memory(who.user_id, memory_id, agent_id=who.agent_id)

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from engram.config import MAX_TOP_K
-from engram.core.models import ID_PATTERN, MAX_QUERY_CHARS, Kind, RecallFilters, RecallResult
-from engram.tools._fields import OptionalSessionIdArg, UserIdArg
+from engram.core.models import MAX_QUERY_CHARS, RecallResult
+from engram.tools._fields import OptionalSessionIdArg, UserIdArg, ViewerAgentArg
+from engram.tools._filters import (
+    CategoryArg,
+    EntityArg,
+    ExcludeAgentsArg,
+    FromAgentsArg,
+    FromSessionArg,
+    KindArg,
+    MinImportanceArg,
+    ResolvedArg,
+    SentimentArg,
+    SharedOnlyArg,
+    SinceArg,
+    TagsAllArg,
+    TagsAnyArg,
+    UntilArg,
+    build_filters,
+)
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
@@ -38,18 +54,21 @@ async def recall(
             description="Leave out memories whose semantic similarity (scores.similarity, cosine -1..1) is below this.",
         ),
     ] = None,
-    from_agent: Annotated[
-        str | None, Field(pattern=ID_PATTERN, description="Only memories written by this agent.")
-    ] = None,
-    from_session: Annotated[
-        str | None, Field(pattern=ID_PATTERN, description="Only memories from this session.")
-    ] = None,
-    tags: Annotated[list[str] | None, Field(description="Only memories with at least one of these tags.")] = None,
-    category: Annotated[str | None, Field(max_length=64, description="Only memories in this category.")] = None,
-    kind: Annotated[Kind | None, Field(description="Only memories of this kind.")] = None,
-    resolved: Annotated[bool | None, Field(description="Only memories marked resolved (true) or not (false).")] = None,
-    since: Annotated[datetime | None, Field(description="Only memories created at or after (ISO 8601).")] = None,
-    until: Annotated[datetime | None, Field(description="Only memories created before (ISO 8601).")] = None,
+    agent_id: ViewerAgentArg = None,
+    from_agents: FromAgentsArg = None,
+    exclude_agents: ExcludeAgentsArg = None,
+    shared_only: SharedOnlyArg = False,
+    from_session: FromSessionArg = None,
+    tags: TagsAnyArg = None,
+    tags_all: TagsAllArg = None,
+    entity: EntityArg = None,
+    sentiment: SentimentArg = None,
+    category: CategoryArg = None,
+    kind: KindArg = None,
+    resolved: ResolvedArg = None,
+    min_importance: MinImportanceArg = None,
+    since: SinceArg = None,
+    until: UntilArg = None,
 ) -> RecallResult:
     """Look up what you know about the user before answering.
 
@@ -58,22 +77,34 @@ async def recall(
     session's recent turns (with session_id) and the long-term memories most relevant to `query`, found by
     meaning and by keywords together. Each memory has a ranking `score` (higher is better, not bounded by 1)
     and `scores` explaining it, including the cosine `similarity` that min_score tests. Filters narrow the
-    long-term search.
+    long-term search; pass agent_id to say which agent is asking (it then also sees its own private memories).
     """
     with domain_errors():
-        who = caller(user_id, access="read")
-    filters = RecallFilters(
-        agent_id=from_agent,
-        session_id=from_session,
-        kind=kind,
-        tags_any=tags or [],
+        who = caller(user_id, agent_id, access="read")
+    filters = build_filters(
+        from_agents=from_agents,
+        exclude_agents=exclude_agents,
+        shared_only=shared_only,
+        from_session=from_session,
+        tags=tags,
+        tags_all=tags_all,
+        entity=entity,
+        sentiment=sentiment,
         category=category,
+        kind=kind,
         resolved=resolved,
+        min_importance=min_importance,
         since=since,
         until=until,
     )
     memory = await memory_of(ctx)
     with domain_errors():
         return await memory.recall(
-            who.user_id, query, session_id=session_id, top_k=top_k, min_score=min_score, filters=filters
+            who.user_id,
+            query,
+            session_id=session_id,
+            top_k=top_k,
+            min_score=min_score,
+            filters=filters,
+            agent_id=who.agent_id,
         )

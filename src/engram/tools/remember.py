@@ -8,7 +8,16 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from engram.core.models import MAX_METADATA_KEYS, MAX_TAGS, Kind, MetadataValue, RememberResult, Role
+from engram.core.models import (
+    MAX_METADATA_KEYS,
+    MAX_TAGS,
+    Kind,
+    MetadataValue,
+    RememberResult,
+    Role,
+    Sentiment,
+    Visibility,
+)
 from engram.tools._fields import AgentIdArg, OptionalSessionIdArg, UserIdArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
@@ -48,6 +57,21 @@ async def remember(
         datetime | None,
         Field(description="When it happened (ISO 8601), for importing past conversations. Default: now."),
     ] = None,
+    entities: Annotated[
+        list[str] | None,
+        Field(max_length=MAX_TAGS, description="People, organisations, products, places it mentions (optional)."),
+    ] = None,
+    sentiment: Annotated[Sentiment | None, Field(description="Its sentiment, if you know it (optional).")] = None,
+    resolved: Annotated[
+        bool | None, Field(description="For an issue or request: whether it is resolved (update later).")
+    ] = None,
+    visibility: Annotated[
+        Visibility,
+        Field(
+            description="'shared' (default): every agent of this user may recall it; 'private': only the agent "
+            "given as agent_id."
+        ),
+    ] = Visibility.SHARED,
 ) -> RememberResult:
     """Save something about the user so it can be recalled in later conversations.
 
@@ -71,4 +95,8 @@ async def remember(
             metadata=metadata,
             importance=importance,
             occurred_at=occurred_at,
+            visibility=visibility,
+            entities=entities,
+            sentiment=sentiment,
+            resolved=resolved,
         )

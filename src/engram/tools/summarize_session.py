@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from engram.core.models import SessionSummary
-from engram.tools._fields import SessionIdArg, UserIdArg
+from engram.tools._fields import SessionIdArg, UserIdArg, ViewerAgentArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
@@ -16,6 +16,7 @@ async def summarize_session(
     session_id: SessionIdArg,
     ctx: Context[AppState],
     user_id: UserIdArg = None,
+    agent_id: ViewerAgentArg = None,
     keep_recent: Annotated[
         int | None,
         Field(ge=0, le=1000, description="How many latest turns stay verbatim (server default, normally 6)."),
@@ -37,7 +38,7 @@ async def summarize_session(
     to the turns it replaces, so it can be recalled in later sessions.
     """
     with domain_errors():
-        who = caller(user_id, access="write")
+        who = caller(user_id, agent_id, access="write")
     memory = await memory_of(ctx)
 
     async def progress(done: float, total: float, message: str) -> None:
@@ -45,5 +46,5 @@ async def summarize_session(
 
     with domain_errors():
         return await memory.summarize_session(
-            who.user_id, session_id, keep_recent=keep_recent, summary=summary, progress=progress
+            who.user_id, session_id, keep_recent=keep_recent, summary=summary, progress=progress, agent_id=who.agent_id
         )
