@@ -17,8 +17,7 @@ DEFAULT_CATEGORIES: dict[str, str] = {
     "my pets, my job",
     "billing": "billing and payments: an invoice, a charge, a refund, the price, VAT, a subscription fee, "
     "a credit card",
-    "technical_issue": "a technical problem: the app crashes, an error message, it does not work, a bug, "
-    "fails to load",
+    "technical_issue": "a technical problem: the app crashes, an error message, it does not work, a bug, fails to load",
     "account": "my account: login, password reset, sign in, username, email address, locked out, delete account",
     "order_delivery": "an order and its delivery: shipping, parcel, package, tracking number, arrived late, "
     "return an item",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ _YEAR = re.compile(r"\b(?:in|since|from|until|by|of|during)\s+((?:19|20)\d\d)\b"
 #: A month name alone is a date only when unambiguous: "May" and abbreviations need a day or a year.
 _BARE_AMBIGUOUS_MONTH = re.compile(rf"^(?:May|(?:{_MONTH_ABBREVIATIONS})\.?)$")
 
-_TOKEN = re.compile(r"\w+(?:[&'’.\-]\w+)*|[^\w\s]")
+_TOKEN = re.compile(r"\w+(?:[&'\u2019.\-]\w+)*|[^\w\s]")
 _SENTENCE_END = {".", "!", "?", ":", ";", "\n"}
 _HONORIFICS = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir", "madam"}
 _GREETINGS = {"hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "regards"}
@@ -122,7 +121,7 @@ class _Token:
     @property
     def capitalised(self) -> bool:
         first = self.text[0]
-        pronoun = self.text == "I" or self.text.startswith(("I'", "I’"))
+        pronoun = self.text == "I" or self.text.startswith(("I'", "I\u2019"))
         return (first.isupper() and not pronoun) or bool(_CAMEL.match(self.text))
 
 
@@ -239,7 +238,7 @@ class EntityRecognizer:
             return None
         before = [t.lower for t in tokens[max(0, start - 2) : start] if t.text not in {",", "."}]
         after = tokens[end].lower if end < len(tokens) else ""
-        surface = re.sub(r"['’]s$", "", text[tokens[start].start : tokens[end - 1].end])
+        surface = re.sub(r"['\u2019]s$", "", text[tokens[start].start : tokens[end - 1].end])
         first, last = tokens[start], tokens[end - 1]
         honorific = honorific or (bool(before) and before[-1] in _HONORIFICS)
         cue = before[-1] if before else ""
