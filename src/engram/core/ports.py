@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from engram.core.models import AgentActivity, Memory, RecallFilters, SessionInfo, Turn
+from engram.core.models import AgentActivity, Memory, RecallFilters, Sentiment, SessionInfo, Turn
 
 Vectors = npt.NDArray[np.float32]
 
@@ -193,4 +193,27 @@ class SessionStore(Protocol):
 
     def close(self) -> None:
         """Release the cache."""
+        ...
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    """Metadata found in one memory's text: keyword tags, sentiment, named entities and a category."""
+
+    tags: list[str] = field(default_factory=list)
+    sentiment: Sentiment | None = None
+    #: The analyser's polarity, -1 (most negative) to 1 (most positive).
+    sentiment_score: float | None = None
+    #: Surface forms, in order of first mention; `entity_types` gives each one's type (person, place, ...).
+    entities: list[str] = field(default_factory=list)
+    entity_types: dict[str, str] = field(default_factory=dict)
+    #: The closest label of the configured set, or None when no label is clearly close enough.
+    category: str | None = None
+
+
+class Enricher(Protocol):
+    """Extracts metadata from memories on write; `enrich` may block and is called from a worker thread."""
+
+    def enrich(self, texts: Sequence[str], vectors: Vectors) -> list[Enrichment]:
+        """One Enrichment per text; `vectors` are the texts' normalised embeddings, already computed."""
         ...

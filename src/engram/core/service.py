@@ -48,7 +48,7 @@ from engram.core.models import (
     Visibility,
     WorkingTurn,
 )
-from engram.core.ports import Embedder, LongTermStore, QueryCache, SessionStore, Vectors
+from engram.core.ports import Embedder, Enricher, Enrichment, LongTermStore, QueryCache, SessionStore, Vectors
 from engram.core.ranking import RankingPolicy, fuse
 from engram.core.redaction import DEFAULT_POLICY, RedactionPolicy, SensitiveContentRejected, redact
 from engram.core.summarizer import extractive_summary
@@ -191,6 +191,25 @@ def _turn_admitted(filters: RecallFilters, turn: Turn) -> bool:
     return filters.admits(turn.agent_id, turn.visibility)
 
 
+def _with_enrichment(memory: Memory, found: Enrichment) -> Memory:
+    """`memory` with extracted metadata in the fields it leaves empty: what the caller supplied always wins.
+
+    Tags are not merged: a caller who tags a memory has chosen its tags, and extracted ones would blur them.
+    """
+    update: dict[str, object] = {}
+    if not memory.tags and found.tags:
+        update["tags"] = list(found.tags)[:MAX_TAGS]
+    if memory.category is None and found.category is not None:
+        update["category"] = found.category
+    if not memory.entities and found.entities:
+        update["entities"] = list(found.entities)
+    if memory.sentiment is None and found.sentiment is not None:
+        update["sentiment"] = found.sentiment
+        if found.sentiment_score is not None:
+            update["sentiment_score"] = min(1.0, max(-1.0, found.sentiment_score))
+    return memory.model_copy(update=update) if update else memory
+
+
 @dataclass(frozen=True)
 class _Draft:
     memory: Memory
@@ -219,8 +238,10 @@ class MemoryService:
         ranking: RankingPolicy | None = None,
         query_cache: QueryCache | None = None,
         pseudonymize: Callable[[str], str] | None = None,
+        enricher: Enricher | None = None,
     ) -> None:
         self.embedder = embedder
+        self.enricher = enricher
         self._pseudonymize = pseudonymize or (lambda user_id: user_id)
         self.query_cache = query_cache
         self.long_term = long_term
@@ -319,9 +340,8 @@ class MemoryService:
         drafts = [self._draft(user_id, agent_id, item, f"items[{i}].") for i, item in enumerate(items)]
         placed = [await self._place(draft) for draft in drafts]
         vectors = await self._run(partial(self.embedder.embed, [p.indexed for p in placed]))
-        inserted = await self._run(
-            partial(self.long_term.add_many, [p.memory for p in placed], [p.indexed for p in placed], vectors)
-        )
+        memories = await self._enriched([p.memory for p in placed], vectors)
+        inserted = await self._run(partial(self.long_term.add_many, memories, [p.indexed for p in placed], vectors))
         results: list[RememberResult] = []
         for p in placed:
             created = p.memory.id in inserted
@@ -407,7 +427,20 @@ class MemoryService:
         # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
         # write to save an embedding only on the rare repeat.
         vector = await self._run(partial(self.embedder.embed, [indexed]))
+        (memory,) = await self._enriched([memory], vector)
         return await self._run(partial(self.long_term.add, memory, indexed, vector[0]))
+
+    async def _enriched(self, memories: Sequence[Memory], vectors: Vectors) -> list[Memory]:
+        """The memories with the metadata their caller left empty filled in by the enricher, if there is one."""
+        if self.enricher is None:
+            return list(memories)
+        try:
+            found = await self._run(partial(self.enricher.enrich, [m.content for m in memories], vectors))
+        except Exception:
+            # Extraction is a bonus: a failure in it must not cost the caller the memory itself.
+            logger.warning("metadata extraction failed; storing without it", exc_info=True)
+            return list(memories)
+        return [_with_enrichment(m, e) for m, e in zip(memories, found, strict=True)]
 
     async def recall(
         self,

@@ -1,0 +1,47 @@
+"""Keyword tags: YAKE keyphrases of a text, normalised to a few short lowercase labels."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any
+
+#: Tags extracted per memory; a handful keeps them useful as filters rather than a bag of words.
+MAX_EXTRACTED_TAGS = 4
+MAX_TAG_WORDS = 2
+MAX_TAG_CHARS = 64
+_WORD = re.compile(r"[a-z0-9]+(?:['&+.][a-z0-9]+)*")
+_PLACEHOLDER = re.compile(r"\[[A-Z_]+\]")  # redaction placeholders such as [EMAIL] are not topics
+
+
+class KeywordTagger:
+    """Picks the most salient keyphrases of a text with YAKE (statistical, single-document, no model)."""
+
+    def __init__(self, max_tags: int = MAX_EXTRACTED_TAGS) -> None:
+        import yake
+
+        self.max_tags = max_tags
+        # Asked for more candidates than kept: filtering below drops some.
+        self._extractor: Any = yake.KeywordExtractor(lan="en", n=MAX_TAG_WORDS, top=max_tags * 3, dedup_lim=0.7)
+
+    def tags(self, text: str, exclude: Collection[str] = ()) -> list[str]:
+        """Up to `max_tags` labels such as `refund` or `billing-address`, most salient first.
+
+        Words in `exclude` (lower case; e.g. the names and dates the text mentions) never appear in tags.
+        """
+        text = _PLACEHOLDER.sub(" ", text)
+        if not text.strip():
+            return []
+        found: list[str] = []
+        for phrase, _score in self._extractor.extract_keywords(text):
+            words = _WORD.findall(phrase.lower())
+            if not words or all(w.isdigit() or len(w) < 3 for w in words) or any(w in exclude for w in words):
+                continue
+            tag = "-".join(words)[:MAX_TAG_CHARS]
+            # A single word already inside a kept phrase (or a phrase containing a kept word) adds nothing new.
+            if any(tag in kept.split("-") or set(kept.split("-")) <= set(words) for kept in found):
+                continue
+            found.append(tag)
+            if len(found) == self.max_tags:
+                break
+        return found
