@@ -84,9 +84,10 @@ def spawn(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     model: str = "hash",
+    port: int | None = None,
 ) -> RunningServer:
     """Start `engram serve` on a free port and wait until /healthz answers (200 with `wait_ready`, else any)."""
-    port = free_port()
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{transport}-{port}.log"
     full_env = {key: value for key, value in os.environ.items() if not key.startswith("ENGRAM_")}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import ipaddress
 import logging
 import signal
+import socket
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -14,8 +16,10 @@ from urllib.parse import urlsplit
 
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from prometheus_client import Gauge
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -44,6 +48,26 @@ HEALTH_PATH = "/healthz"
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
+class InFlight:
+    """MCP server middleware counting the requests being handled, so that shutdown can wait for them."""
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.count = 0
+        self._gauge = gauge
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Count a request while it runs (notifications are not counted)."""
+        if ctx.request_id is None:
+            return await call_next(ctx)
+        self.count += 1
+        self._gauge.set(self.count)
+        try:
+            return await call_next(ctx)
+        finally:
+            self.count -= 1
+            self._gauge.set(self.count)
+
+
 @dataclass(frozen=True)
 class HttpServer:
     """A built HTTP app and the parts tests and the CLI look at."""
@@ -53,6 +77,7 @@ class HttpServer:
     lifecycle: Lifecycle
     metrics: PrometheusMetrics
     verifier: EngramTokenVerifier
+    in_flight: InFlight
     endpoint: str
 
 
@@ -136,7 +161,8 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
         validate_token_resource=False,
     )
     server = build_server(settings, lifecycle=lifecycle, token_verifier=verifier, auth=auth)
-    server.middleware.append(ToolCallMetrics(metrics, server))
+    in_flight = InFlight(metrics.in_flight)
+    server.middleware.extend([in_flight, ToolCallMetrics(metrics, server)])
 
     async def healthz(_: Request) -> Response:
         """Whether the model is loaded and the stores are open (503 while loading, after a failure, or stopping)."""
@@ -190,7 +216,13 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
     )
     app.router.lifespan_context = _holding(lifecycle, app.router.lifespan_context)
     return HttpServer(
-        app=app, server=server, lifecycle=lifecycle, metrics=metrics, verifier=verifier, endpoint=endpoint
+        app=app,
+        server=server,
+        lifecycle=lifecycle,
+        metrics=metrics,
+        verifier=verifier,
+        in_flight=in_flight,
+        endpoint=endpoint,
     )
 
 
@@ -207,15 +239,44 @@ def _holding(
     return lifespan
 
 
+#: After the last in-flight request finished, how long its response gets to leave before event streams end.
+FLUSH_S = 0.3
+
+
 def serve_http(settings: Settings, transport: HttpTransport) -> None:
-    """Run the HTTP server until SIGTERM/SIGINT; in-flight calls get `shutdown_grace_seconds` to finish."""
+    """Run the HTTP server until SIGTERM/SIGINT; in-flight calls get `shutdown_grace_seconds` to finish.
+
+    On the signal: no new connections; requests being handled run to completion and their responses are sent;
+    then the event streams (SSE) end, the connections close, and the lifespan closes the stores.
+    """
     import uvicorn
+    from sse_starlette.sse import AppStatus
+
+    # sse-starlette ends every event stream as soon as uvicorn is told to stop, which cuts off the response
+    # of a call still running (streamable HTTP answers over such a stream too). Engram ends them itself, once
+    # the calls in flight are done.
+    AppStatus.enable_automatic_graceful_drain = False
 
     class GracefulServer(uvicorn.Server):
-        """Uvicorn, minus re-raising the stop signal after its graceful shutdown: a clean stop exits with 0."""
+        """Uvicorn that drains in-flight MCP calls before ending streams, and exits with 0 after a clean stop."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            drain = asyncio.create_task(self._end_streams_when_idle())
+            try:
+                await super().shutdown(sockets)
+            finally:
+                drain.cancel()
+                AppStatus.should_exit = True
+
+        async def _end_streams_when_idle(self) -> None:
+            while built.in_flight.count > 0:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(FLUSH_S)
+            AppStatus.should_exit = True
 
         @contextmanager
         def capture_signals(self) -> Generator[None, None, None]:
+            # Unlike uvicorn's own, the stop signal is not raised again afterwards: a clean stop exits with 0.
             handled = (signal.SIGINT, signal.SIGTERM)
             previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
             try:

@@ -87,6 +87,7 @@ class PrometheusMetrics:
         )
         self.tier_items = Gauge("engram_tier_items", "Items held per memory tier.", ["tier"], registry=registry)
         self.tier_bytes = Gauge("engram_tier_bytes", "Bytes on disk per memory tier.", ["tier"], registry=registry)
+        self.in_flight = Gauge("engram_requests_in_flight", "MCP requests being handled now.", registry=registry)
         self.ready = Gauge("engram_ready", "1 once the model is loaded and the stores are open.", registry=registry)
         self.info = Gauge(
             "engram_build_info", "Engram's version and embedding model.", ["version", "embedding_model"],
