@@ -41,7 +41,10 @@ def test_the_rules_see_imports() -> None:
 
 @pytest.mark.parametrize("path", _modules(SRC / "core"), ids=lambda p: p.name)
 def test_core_imports_no_transport_engine_or_adapter(path: Path) -> None:
-    forbidden = {"mcp", "click", "starlette", "uvicorn", "torch", "sentence_transformers", *STORAGE_ENGINES}
+    forbidden = {
+        "mcp", "click", "starlette", "uvicorn", "torch", "sentence_transformers", "prometheus_client", "jwt",
+        *STORAGE_ENGINES,
+    }  # fmt: skip
     bad = {n for n in _imports(path) if _top(n) in forbidden}
     bad |= {
         n
@@ -50,6 +53,13 @@ def test_core_imports_no_transport_engine_or_adapter(path: Path) -> None:
             ("engram.server", "engram.tools", "engram.storage", "engram.cli", "engram.enrichment", "engram.embeddings")
         )
     }
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", [SRC / "auth" / "principal.py", SRC / "auth" / "tokens.py"], ids=lambda p: p.name)
+def test_token_rules_and_store_are_transport_free(path: Path) -> None:
+    # The MCP adapter of the tokens is auth/verifier.py; the rules and the store stay usable by the CLI alone.
+    bad = {n for n in _imports(path) if _top(n) in {"mcp", "starlette", "uvicorn", "click", *STORAGE_ENGINES}}
     assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
@@ -73,7 +83,7 @@ def test_only_composition_roots_build_settings(path: Path) -> None:
 def test_server_start_path_does_not_import_torch_or_lancedb() -> None:
     code = (
         "import sys\n"
-        "import engram.cli, engram.server.app\n"
+        "import engram.cli, engram.server.app, engram.server.http\n"
         "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'lancedb', 'transformers') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -74,15 +74,33 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--transport", type=click.Choice(["stdio"]), default="stdio", show_default=True)
-def serve(transport: str) -> None:
-    """Run the MCP server (stdio: for Claude Desktop, Cursor, VS Code, Claude Code)."""
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "streamable-http", "sse"]),
+    default="stdio",
+    show_default=True,
+    help="stdio for a local assistant; streamable-http (or the older sse) for remote clients, with bearer tokens.",
+)
+@click.option("--host", help="HTTP bind address [default: ENGRAM_HOST, else 127.0.0.1].")
+@click.option("--port", type=click.IntRange(1, 65535), help="HTTP port [default: ENGRAM_PORT, else 8765].")
+def serve(transport: str, host: str | None, port: int | None) -> None:
+    """Run the MCP server (stdio: for Claude Desktop, Cursor, VS Code, Claude Code; HTTP: for remote agents)."""
     settings = _settings()
     _configure_logging(settings.log_level)
-    from engram.server.app import build_server
+    if transport == "stdio":
+        if host is not None or port is not None:
+            raise click.UsageError("--host and --port apply to the HTTP transports (streamable-http, sse) only.")
+        from engram.server.app import build_server
 
-    logging.getLogger("engram").info("Engram serving over %s; data in %s", transport, settings.data_dir)
-    build_server(settings).run()
+        logging.getLogger("engram").info("Engram serving over stdio; data in %s", settings.data_dir)
+        build_server(settings).run()
+    else:
+        from engram.server.http import serve_http
+
+        overrides = {"host": host, "port": port}
+        settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        with _clean_errors():
+            serve_http(settings, "sse" if transport == "sse" else "streamable-http")
     # The stores are closed by now. Skipping the final garbage collection of torch's and LanceDB's large heaps
     # lets the process exit in a fraction of a second, well inside a client's shutdown grace period.
     gc.freeze()
@@ -192,6 +210,125 @@ def eval_(
     if out:
         click.echo(f"report written to {out}", err=True)
     del report
+
+
+@cli.group()
+def token() -> None:
+    """Manage the bearer tokens of the HTTP transports (only their hashes are stored)."""
+
+
+@token.command("create")
+@click.option("--user", "users", multiple=True, help="A user id the token may act for (repeatable).")
+@click.option("--agent", help="The agent id the token acts as (its writes are attributed to it).")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["read", "write", "admin", "metrics"]),
+    help="read, write, admin (any user, everything) or metrics (/metrics only); repeatable.",
+)
+@click.option("--name", help="A note saying what the token is for.")
+@click.option("--expires-days", type=click.FloatRange(min=0, min_open=True), help="Expire after this many days.")
+@click.option("--env", "for_env", is_flag=True, help="Do not store it; print the record for ENGRAM_TOKENS instead.")
+def token_create(
+    users: tuple[str, ...],
+    agent: str | None,
+    scopes: tuple[str, ...],
+    name: str | None,
+    expires_days: float | None,
+    for_env: bool,
+) -> None:
+    """Create a token and print its secret once (it is not stored and cannot be shown again)."""
+    from datetime import UTC, datetime, timedelta
+
+    from engram.auth.tokens import TokenFile
+
+    settings = _settings()
+    expires_at = None if expires_days is None else datetime.now(UTC) + timedelta(days=expires_days)
+    with _clean_errors():
+        if for_env:
+            record, secret = _unstored_token(users, agent, scopes, name, expires_at)
+        else:
+            record, secret = TokenFile(settings.token_file).create(
+                users=users, scopes=scopes, agent=agent, name=name, expires_at=expires_at
+            )
+    click.echo(secret)
+    if for_env:
+        click.echo(json.dumps([record.model_dump(mode="json", exclude_none=True)]))
+        click.echo("Add the record (second line) to ENGRAM_TOKENS; the secret (first line) is shown once.", err=True)
+    else:
+        click.echo(f"Token {record.id} stored in {settings.token_file}; the secret above is shown once.", err=True)
+
+
+def _unstored_token(
+    users: tuple[str, ...], agent: str | None, scopes: tuple[str, ...], name: str | None, expires_at: object
+) -> tuple[Any, str]:
+    """A token record and secret that go nowhere but the terminal (for ENGRAM_TOKENS)."""
+    import secrets
+    from datetime import UTC, datetime
+
+    from engram.auth.tokens import TokenRecord, hash_secret, new_secret
+    from engram.core.errors import InvalidInput
+
+    secret = new_secret()
+    try:
+        record = TokenRecord.model_validate(
+            {
+                "id": "tok_" + secrets.token_hex(6),
+                "hash": hash_secret(secret),
+                "users": list(dict.fromkeys(users)),
+                "agent": agent,
+                "scopes": sorted(set(scopes)),
+                "name": name,
+                "created_at": datetime.now(UTC),
+                "expires_at": expires_at,
+            }
+        )
+    except ValidationError as exc:
+        raise InvalidInput("token", exc.errors()[0]["msg"]) from exc
+    return record, secret
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_list(as_json: bool) -> None:
+    """List the tokens (never their secrets): the file's, then those from ENGRAM_TOKENS."""
+    from engram.auth.tokens import TokenFile, parse_env_tokens
+
+    settings = _settings()
+    with _clean_errors():
+        sources = [("file", r) for r in TokenFile(settings.token_file).read()]
+        sources += [("env", r) for r in parse_env_tokens(settings.tokens)]
+    if as_json:
+        _echo_json([{"source": src, **r.model_dump(mode="json", exclude={"hash"})} for src, r in sources])
+        return
+    if not sources:
+        click.echo("no tokens", err=True)
+        return
+    for src, r in sources:
+        expires = f" expires {r.expires_at:%Y-%m-%d %H:%M}Z" if r.expires_at else ""
+        agent = f" agent={r.agent}" if r.agent else ""
+        label = f"  ({r.name})" if r.name else ""
+        click.echo(
+            f"{r.id}  [{src}] scopes={','.join(r.scopes)} users={','.join(r.users) or '-'}{agent}{expires}{label}"
+        )
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke the token TOKEN_ID; a running server refuses it from its next request on."""
+    from engram.auth.tokens import TokenFile
+
+    settings = _settings()
+    with _clean_errors():
+        removed = TokenFile(settings.token_file).revoke(token_id)
+    if not removed:
+        raise click.ClickException(
+            f"no token {token_id!r} in {settings.token_file} (ENGRAM_TOKENS entries are removed there)"
+        )
+    click.echo(f"revoked {token_id}", err=True)
 
 
 def main() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engram.enrichment.categories import MIN_SIMILARITY
 
@@ -18,6 +19,8 @@ DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 MAX_CONTENT_CHARS_CEILING = 100_000
 MAX_TOP_K = 50
 MAX_BATCH = 500
+#: Port of the HTTP transports unless ENGRAM_PORT or --port says otherwise.
+DEFAULT_PORT = 8765
 
 
 def default_data_dir() -> Path:
@@ -133,6 +136,63 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
 
+    # The HTTP transports (streamable-http, sse); stdio ignores all of these.
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address the HTTP transports bind to.")
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535, description="Port of the HTTP transports.")
+    public_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="The server's URL as clients reach it (scheme://host[:port], e.g. behind a proxy); its host is "
+        "allowed in Host headers and it names this resource in the OAuth metadata. Default: http://<host>:<port>.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra Host header values accepted (comma-separated or JSON); a name without a port accepts "
+        "any port. Loopback names are always accepted.",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra Origin header values accepted from browsers (comma-separated or JSON), e.g. "
+        "https://app.example.com. Requests without an Origin header are not affected.",
+    )
+    tokens_file: Path | None = Field(
+        default=None,
+        description="File of bearer-token hashes (`engram token` manages it). Default: <data dir>/tokens.json.",
+    )
+    tokens: str | None = Field(
+        default=None,
+        description="More token records as JSON (a list, as `engram token create --env` prints), hashes only.",
+    )
+    jwt_public_key_file: Path | None = Field(
+        default=None, description="PEM public key (RSA, EC or Ed25519) that signs accepted JWT bearer tokens."
+    )
+    jwt_jwks_file: Path | None = Field(default=None, description="JWKS file of the keys that sign accepted JWTs.")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of accepted JWTs (unset: not checked).")
+    jwt_audience: str | None = Field(
+        default=None, description="Required `aud` of accepted JWTs. Default: this server's MCP endpoint URL."
+    )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without a token (default: a token with `metrics` or `admin`)."
+    )
+    metrics_per_user: bool = Field(
+        default=False, description="Add per-user series (labelled by pseudonym, never the user id) to /metrics."
+    )
+    metrics_max_users: int = Field(
+        default=100, ge=1, le=10_000, description="Users with their own series; later users share the label `other`."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="On SIGTERM/SIGINT, how long in-flight HTTP calls may take to finish."
+    )
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
@@ -157,6 +217,11 @@ class Settings(BaseSettings):
     def query_cache_dir(self) -> Path:
         """Directory of the query-embedding cache."""
         return self.data_dir / "cache" / "queries"
+
+    @property
+    def token_file(self) -> Path:
+        """The bearer-token hash file: ENGRAM_TOKENS_FILE, else tokens.json in the data directory."""
+        return self.tokens_file if self.tokens_file is not None else self.data_dir / "tokens.json"
 
     @property
     def session_cache_dir(self) -> Path:

@@ -12,7 +12,7 @@ from engram.config import MAX_BATCH, MAX_TOP_K, Settings
 from engram.core.errors import InvalidInput
 from engram.core.identity import Pseudonymizer
 from engram.core.loader import BackgroundService
-from engram.core.ports import Embedder
+from engram.core.ports import Embedder, MemoryMetrics
 from engram.core.ranking import RankingPolicy
 from engram.core.redaction import RedactionPolicy
 from engram.core.service import MemoryPolicy, MemoryService, utc_now
@@ -82,10 +82,17 @@ def user_id_key(settings: Settings) -> bytes:
 
 
 def open_memory(
-    settings: Settings, embedder: Embedder | None = None, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    embedder: Embedder | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    metrics: MemoryMetrics | None = None,
 ) -> MemoryService:
-    """Load the embedder (unless given), open both stores under `settings.data_dir`, and wire the service."""
+    """Load the embedder (unless given), open both stores under `settings.data_dir`, and wire the service.
+
+    With `metrics`, the service reports to it and every embedding call is timed.
+    """
     from engram.embeddings import load_embedder
+    from engram.embeddings.measured import MeasuredEmbedder
     from engram.storage.long_term import LanceLongTermStore
     from engram.storage.query_cache import DiskQueryCache
     from engram.storage.sessions import DiskSessionStore
@@ -123,6 +130,8 @@ def open_memory(
     except BaseException:
         sessions.close()
         raise
+    if metrics is not None:
+        embedder = MeasuredEmbedder(embedder, metrics)
     return MemoryService(
         embedder,
         long_term,
@@ -133,6 +142,7 @@ def open_memory(
         DiskQueryCache(settings.query_cache_dir),
         pseudonymize,
         enricher,
+        metrics,
     )
 
 
@@ -145,6 +155,8 @@ def _categories(settings: Settings) -> dict[str, str]:
     return {} if settings.embedding_model == "hash" else labels
 
 
-def background_memory(settings: Settings, embedder: Embedder | None = None) -> BackgroundService:
-    """A BackgroundService that opens `open_memory(settings, embedder)` off the caller's thread."""
-    return BackgroundService(lambda: open_memory(settings, embedder))
+def background_memory(
+    settings: Settings, embedder: Embedder | None = None, metrics: MemoryMetrics | None = None
+) -> BackgroundService:
+    """A BackgroundService that opens `open_memory(settings, embedder, metrics=metrics)` off the caller's thread."""
+    return BackgroundService(lambda: open_memory(settings, embedder, metrics=metrics))

@@ -54,6 +54,11 @@ class BackgroundService:
         return self._service is not None
 
     @property
+    def closed(self) -> bool:
+        """True once `close()` was called: the stores are closed or closing."""
+        return self._closed
+
+    @property
     def error(self) -> BaseException | None:
         """Why opening failed, if it did."""
         return self._error

@@ -217,3 +217,46 @@ class Enricher(Protocol):
     def enrich(self, texts: Sequence[str], vectors: Vectors) -> list[Enrichment]:
         """One Enrichment per text; `vectors` are the texts' normalised embeddings, already computed."""
         ...
+
+
+class MemoryMetrics(Protocol):
+    """Where the service reports how its work went; the HTTP server exports it, the default drops it.
+
+    `user_key` is always the pseudonym, never a caller's user id; an exporter may ignore it (the default).
+    """
+
+    def observe_recall_tier(self, tier: str, seconds: float) -> None:
+        """Time one recall spent on one tier (`working`, `long_term`)."""
+        ...
+
+    def observe_recall_results(
+        self, user_key: str, scores: Sequence[float], similarities: Sequence[float], dropped: int
+    ) -> None:
+        """The ranking scores and cosine similarities of the hits a recall returned, and how many min_score dropped."""
+        ...
+
+    def observe_embedding(self, texts: int, seconds: float) -> None:
+        """One call of the embedding model: how many texts, how long."""
+        ...
+
+    def observe_write(self, user_key: str, memories: int, created: int) -> None:
+        """A remember call: memories written and how many of them were new."""
+        ...
+
+
+class NoMetrics:
+    """The MemoryMetrics of a service nobody observes (stdio, CLI, tests)."""
+
+    def observe_recall_tier(self, tier: str, seconds: float) -> None:
+        """Ignored."""
+
+    def observe_recall_results(
+        self, user_key: str, scores: Sequence[float], similarities: Sequence[float], dropped: int
+    ) -> None:
+        """Ignored."""
+
+    def observe_embedding(self, texts: int, seconds: float) -> None:
+        """Ignored."""
+
+    def observe_write(self, user_key: str, memories: int, created: int) -> None:
+        """Ignored."""

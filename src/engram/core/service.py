@@ -6,6 +6,7 @@ import hashlib
 import logging
 import math
 import re
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +49,17 @@ from engram.core.models import (
     Visibility,
     WorkingTurn,
 )
-from engram.core.ports import Embedder, Enricher, Enrichment, LongTermStore, QueryCache, SessionStore, Vectors
+from engram.core.ports import (
+    Embedder,
+    Enricher,
+    Enrichment,
+    LongTermStore,
+    MemoryMetrics,
+    NoMetrics,
+    QueryCache,
+    SessionStore,
+    Vectors,
+)
 from engram.core.ranking import RankingPolicy, fuse
 from engram.core.redaction import DEFAULT_POLICY, RedactionPolicy, SensitiveContentRejected, redact
 from engram.core.summarizer import extractive_summary
@@ -239,9 +250,11 @@ class MemoryService:
         query_cache: QueryCache | None = None,
         pseudonymize: Callable[[str], str] | None = None,
         enricher: Enricher | None = None,
+        metrics: MemoryMetrics | None = None,
     ) -> None:
         self.embedder = embedder
         self.enricher = enricher
+        self.metrics: MemoryMetrics = metrics or NoMetrics()
         self._pseudonymize = pseudonymize or (lambda user_id: user_id)
         self.query_cache = query_cache
         self.long_term = long_term
@@ -323,6 +336,7 @@ class MemoryService:
         draft = self._draft(user_id, agent_id, item, "")
         placed = await self._place(draft)
         created = await self._store(placed.memory, placed.indexed)
+        self.metrics.observe_write(placed.memory.user_id, 1, int(created))
         return RememberResult(
             id=placed.memory.id, created=created, session_turns=placed.session_turns, redacted=placed.redacted
         )
@@ -342,6 +356,7 @@ class MemoryService:
         vectors = await self._run(partial(self.embedder.embed, [p.indexed for p in placed]))
         memories = await self._enriched([p.memory for p in placed], vectors)
         inserted = await self._run(partial(self.long_term.add_many, memories, [p.indexed for p in placed], vectors))
+        self.metrics.observe_write(self.user_key(user_id), len(placed), len(inserted))
         results: list[RememberResult] = []
         for p in placed:
             created = p.memory.id in inserted
@@ -473,8 +488,11 @@ class MemoryService:
 
         working: list[WorkingTurn] = []
         if session_id is not None:
+            started = time.perf_counter()
             turns = await self._run(partial(self.sessions.working, key, session_id))
             working = [WorkingTurn.model_validate(t.model_dump()) for t in turns if _turn_admitted(filters, t)]
+            self.metrics.observe_recall_tier("working", time.perf_counter() - started)
+        started = time.perf_counter()
         vector = await self._embed_query(query)
         ranking = self.ranking
         limit = max(ranking.candidates, top_k)
@@ -498,6 +516,10 @@ class MemoryService:
                 dropped += 1
             else:
                 kept.append(hit.model_copy(update={"memory": hit.memory.model_copy(update={"user_id": user_id})}))
+        self.metrics.observe_recall_tier("long_term", time.perf_counter() - started)
+        self.metrics.observe_recall_results(
+            key, [hit.score for hit in kept], [hit.scores.similarity for hit in kept], dropped
+        )
         return RecallResult(working=working, memories=kept, dropped_below_min_score=dropped)
 
     async def _embed_query(self, query: str) -> Vectors:

@@ -8,13 +8,15 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 
 from engram import __version__
 from engram.config import Settings
 from engram.core.errors import EngramError
 from engram.core.loader import BackgroundService
-from engram.core.ports import Embedder
+from engram.core.ports import Embedder, MemoryMetrics
 from engram.runtime import background_memory
 from engram.server.prompts import register_prompts
 from engram.server.resources import register_resources
@@ -62,39 +64,94 @@ class HideUserIds(logging.Filter):
         return True
 
 
-def build_server(settings: Settings, *, embedder: Embedder | None = None) -> MCPServer[AppState]:
-    """Create an Engram MCP server; its memory opens in the background when the server starts."""
-    live: list[AppState] = []
+class Lifecycle:
+    """Opens Engram's memory when a server starts and closes it when it stops.
+
+    Stdio enters `lifespan` once per connection (one connection per process). The HTTP server instead `hold`s
+    the memory for the whole process, and every MCP connection's lifespan borrows it: the SSE transport enters
+    the lifespan once per client connection, which must not load the model and open the stores again.
+    """
+
+    def __init__(
+        self, settings: Settings, embedder: Embedder | None = None, metrics: MemoryMetrics | None = None
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._metrics = metrics
+        self._live: list[AppState] = []
+        self._held: AppState | None = None
+
+    def current(self) -> AppState | None:
+        """The running server's state, if it is running."""
+        return self._live[-1] if self._live else None
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState, None]:
-        memory = background_memory(settings, embedder)
+    async def _running(self) -> AsyncGenerator[AppState, None]:
+        settings = self.settings
+        memory = background_memory(settings, self._embedder, self._metrics)
         # Start loading now but do not wait: `initialize` and `tools/list` must answer while the model loads.
         memory.start()
         state = AppState(settings=settings, memory=memory)
-        live.append(state)
+        self._live.append(state)
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_apply_retention, memory, settings.purge_interval_hours * 3600)
                 yield state
                 tasks.cancel_scope.cancel()
         finally:
-            live.remove(state)
+            self._live.remove(state)
             await anyio.to_thread.run_sync(memory.close)
             logger.info("Engram stopped; stores closed")
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncGenerator[AppState, None]:
+        """Open the memory for as long as the block runs; connections started meanwhile share it."""
+        async with self._running() as state:
+            self._held = state
+            try:
+                yield state
+            finally:
+                self._held = None
+
+    @asynccontextmanager
+    async def lifespan(self, _: MCPServer[AppState]) -> AsyncGenerator[AppState, None]:
+        """The MCP server's lifespan: the held memory if there is one, else memory opened for this run."""
+        if self._held is not None:
+            yield self._held
+            return
+        async with self._running() as state:
+            yield state
+
+
+def build_server(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    lifecycle: Lifecycle | None = None,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+) -> MCPServer[AppState]:
+    """Create an Engram MCP server; its memory opens in the background when the server starts.
+
+    `lifecycle` (which then supplies the embedder) lets an HTTP app share the memory across connections;
+    `token_verifier` and `auth` go together and make the HTTP transports require bearer tokens.
+    """
+    lifecycle = lifecycle or Lifecycle(settings, embedder)
 
     server: MCPServer[AppState] = MCPServer(
         "engram",
         title="Engram memory",
         version=__version__,
         instructions=INSTRUCTIONS,
-        lifespan=lifespan,
+        lifespan=lifecycle.lifespan,
         log_level=settings.log_level,
+        token_verifier=token_verifier,
+        auth=auth,
     )
     sdk_logger = logging.getLogger("mcp.server.mcpserver.server")
     if not any(isinstance(f, HideUserIds) for f in sdk_logger.filters):
         sdk_logger.addFilter(HideUserIds())
     register_tools(server)
-    register_resources(server, lambda: live[-1] if live else None)
+    register_resources(server, lifecycle.current)
     register_prompts(server)
     return server

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from engram import __version__
 from engram.core.errors import EngramError
 from engram.core.models import AgentActivity, Memory, ServerStats, SessionInfo
-from engram.tools.state import AppState, caller
+from engram.tools.state import AppState, authorize, caller
 
 _SESSIONS = TypeAdapter(list[SessionInfo])
 _MEMORIES = TypeAdapter(list[Memory])
@@ -67,6 +67,10 @@ def stats_resource(current: Callable[[], AppState | None]) -> Callable[[], Any]:
 
     async def server_stats() -> str:
         """Counts and sizes per tier, the embedding model, and the data directory."""
+        try:
+            authorize("read")
+        except EngramError as exc:
+            raise ResourceError(str(exc)) from exc
         state = current()
         if state is None:
             raise ResourceError("The server is not running.")

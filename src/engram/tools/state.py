@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
+from engram.auth.principal import Access, Principal
+from engram.auth.verifier import principal_of
 from engram.config import Settings
 from engram.core.errors import AccessDenied, EngramError
 from engram.core.loader import BackgroundService
@@ -24,7 +26,7 @@ class AppState:
     memory: BackgroundService
 
 
-Access = Literal["read", "write", "admin"]
+__all__ = ["Access", "AppState", "Caller", "authorize", "caller", "domain_errors", "memory_of"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,31 @@ class Caller:
 def caller(user_id: str | None, agent_id: str | None = None, *, access: Access) -> Caller:
     """Decide whom a request acts for from its arguments and the transport's credentials.
 
-    On stdio the local user is trusted: the arguments say who. Raises AccessDenied (an EngramError) when the
-    request may not act for that user or agent, or lacks the access it needs.
+    On stdio (and in-process) the local user is trusted: the arguments say who. Over authenticated HTTP the
+    token decides: an omitted user_id is the token's user, a user_id the token may not act for is refused, the
+    token's agent (if it has one) is the agent, and the token must carry the scope `access` needs. Raises
+    AccessDenied (an EngramError) when the request may not act for that user or agent, or lacks the access.
     """
-    if user_id is None:
-        raise AccessDenied("'user_id' is required: pass the id of the person whose memory this is.")
-    return Caller(user_id=user_id, agent_id=agent_id)
+    principal = _principal()
+    if principal is None:
+        if user_id is None:
+            raise AccessDenied("'user_id' is required: pass the id of the person whose memory this is.")
+        return Caller(user_id=user_id, agent_id=agent_id)
+    user, agent = principal.acting_for(user_id, agent_id, access)
+    return Caller(user_id=user, agent_id=agent)
+
+
+def authorize(access: Access) -> None:
+    """Check that the request may have `access` at all (for handlers that act for no particular user)."""
+    principal = _principal()
+    if principal is not None and not principal.allows(access):
+        raise AccessDenied(f"This token lacks the '{access}' scope this needs.")
+
+
+def _principal() -> Principal | None:
+    """The principal of the request's bearer token; None when the transport has none (stdio, in-process)."""
+    token = get_access_token()
+    return None if token is None else principal_of(token)
 
 
 async def memory_of(ctx: Context[AppState]) -> MemoryService:
