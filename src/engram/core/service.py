@@ -451,9 +451,10 @@ class MemoryService:
             return list(memories)
         try:
             found = await self._run(partial(self.enricher.enrich, [m.content for m in memories], vectors))
-        except Exception:
-            # Extraction is a bonus: a failure in it must not cost the caller the memory itself.
-            logger.warning("metadata extraction failed; storing without it", exc_info=True)
+        except Exception as exc:
+            # Extraction is a bonus: a failure in it must not cost the caller the memory itself. Only the error's
+            # type is logged: a library's message or traceback may quote the memory's text.
+            logger.warning("metadata extraction failed (%s); storing without it", type(exc).__name__)
             return list(memories)
         return [_with_enrichment(m, e) for m, e in zip(memories, found, strict=True)]
 
