@@ -22,7 +22,17 @@ pytestmark = pytest.mark.anyio
 
 async def test_the_tools_are_listed_with_schemas_and_hints(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"remember", "remember_many", "recall", "summarize_session", "forget_user", "forget_memory"}
+    assert set(tools) == {
+        "remember",
+        "remember_many",
+        "recall",
+        "summarize_session",
+        "forget_user",
+        "forget_memory",
+        "ingest_files",
+        "ingest_text",
+        "forget_source",
+    }
     for tool in tools.values():
         assert tool.description and tool.output_schema is not None
         for name, prop in tool.input_schema["properties"].items():
@@ -105,6 +115,7 @@ async def test_forget_user_erases_every_tier_and_leaves_others(client: Client) -
         "working": [],
         "memories": [],
         "dropped_below_min_score": 0,
+        "knowledge": [],
     }
     bob = ok(await client.call_tool("recall", {"user_id": "bob", "query": "jazz", "session_id": "s1"}))
     assert len(bob["working"]) == 1 and bob["memories"][0]["memory"]["content"] == "bob likes jazz"

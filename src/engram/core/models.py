@@ -274,3 +274,4 @@ class ServerStats(BaseModel):
     embedding_dimensions: int | None = None
     long_term: TierStats | None = None
     sessions: TierStats | None = Field(default=None, description="Working and short-term memory (one diskcache).")
+    knowledge: TierStats | None = Field(default=None, description="Knowledge memory: chunks of ingested documents.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 from typing import Any
 
@@ -12,6 +13,8 @@ from engram.core.errors import UnreadableDocument
 from engram.core.knowledge_models import Block, ParsedDocument
 
 _BLANK_LINES = re.compile(r"\n\s*\n")
+# pypdf logs every repair it attempts on a damaged file; the ingest report already names the files it skipped.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 def _outline(reader: PdfReader) -> dict[int, list[tuple[int, str]]]:

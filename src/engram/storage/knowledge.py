@@ -184,10 +184,12 @@ class LanceKnowledgeStore:
         return self._erase(_sources_clause(owner, sources)) if sources else 0
 
     def delete_owner(self, owner: str) -> int:
-        """Erase every chunk of the owner; return how many."""
-        return self._erase(f"owner = {quote(owner)}")
+        """Erase every chunk of the owner, and every older table version even when none is left; return how many."""
+        # Older versions might hold chunks the owner removed earlier: they go too, so the check that nothing of the
+        # owner is left (which counts versions) can pass.
+        return self._erase(f"owner = {quote(owner)}", always_clean=True)
 
-    def _erase(self, where: str) -> int:
+    def _erase(self, where: str, always_clean: bool = False) -> int:
         """Delete matching rows and every trace of them on disk (see LanceLongTermStore._erase for why)."""
         with self._write_lock, self._process_lock, self._readers.exclusive():
             if self._table.tags.list():
@@ -196,7 +198,9 @@ class LanceKnowledgeStore:
                     f"({', '.join(sorted(self._table.tags.list()))}); tagged versions would keep erased chunks. "
                     "Delete the tags and try again; nothing was erased."
                 )
-            deleted = int(_retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows)
+            # A delete commits its filter text (the owner key) even when it matches nothing: skip it then.
+            matching = int(self._table.count_rows(where))
+            deleted = int(_retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows) if matching else 0
             if deleted:
                 _retry_on_conflict(
                     lambda: self._table.to_lance().optimize.compact_files(
@@ -204,6 +208,7 @@ class LanceKnowledgeStore:
                     )
                 )
                 self._ensure_indexes(self._table, rebuild=True)
+            if deleted or always_clean:
                 _retry_on_conflict(
                     lambda: self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
                 )

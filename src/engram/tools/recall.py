@@ -10,6 +10,7 @@ from pydantic import Field
 
 from engram.config import MAX_TOP_K
 from engram.core.models import ID_PATTERN, MAX_QUERY_CHARS, Kind, RecallFilters, RecallResult
+from engram.core.service import RecallScope
 from engram.tools._fields import OptionalSessionIdArg, UserIdArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
@@ -50,6 +51,13 @@ async def recall(
     resolved: Annotated[bool | None, Field(description="Only memories marked resolved (true) or not (false).")] = None,
     since: Annotated[datetime | None, Field(description="Only memories created at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Field(description="Only memories created before (ISO 8601).")] = None,
+    scope: Annotated[
+        RecallScope,
+        Field(
+            description="'memories' (what the user said and did), 'knowledge' (ingested documents, with "
+            "citations; filters do not apply) or 'both' (default)."
+        ),
+    ] = "both",
 ) -> RecallResult:
     """Look up what you know about the user before answering.
 
@@ -58,7 +66,8 @@ async def recall(
     session's recent turns (with session_id) and the long-term memories most relevant to `query`, found by
     meaning and by keywords together. Each memory has a ranking `score` (higher is better, not bounded by 1)
     and `scores` explaining it, including the cosine `similarity` that min_score tests. Filters narrow the
-    long-term search.
+    long-term search. Passages of ingested documents come back in `knowledge`, each with its `citation`
+    (source, title, heading path, chunk position): cite it when you use it.
     """
     with domain_errors():
         who = caller(user_id, access="read")
@@ -75,5 +84,5 @@ async def recall(
     memory = await memory_of(ctx)
     with domain_errors():
         return await memory.recall(
-            who.user_id, query, session_id=session_id, top_k=top_k, min_score=min_score, filters=filters
+            who.user_id, query, session_id=session_id, top_k=top_k, min_score=min_score, filters=filters, scope=scope
         )
