@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,8 @@ pytestmark = pytest.mark.anyio
 
 def _rows(settings: Settings) -> list[dict[str, Any]]:
     table = lance.dataset(str(settings.knowledge_dir / "knowledge.lance")).to_table()
-    return [r for r in table.drop_columns(["vector"]).to_pylist()]
+    rows: list[dict[str, Any]] = table.drop_columns(["vector"]).to_pylist()
+    return rows
 
 
 @pytest.fixture
@@ -95,7 +98,7 @@ def test_chunks_follow_sections_stay_in_budget_and_overlap() -> None:
     assert chunks[-1].heading_path == ["Doc", "Part B"] and chunks[-1].content == "Only one paragraph here."
     part_a = [c for c in chunks if c.heading_path == ["Doc", "Part A"]]
     assert len(part_a) >= 4
-    for first, second in zip(part_a, part_a[1:], strict=False):
+    for first, second in itertools.pairwise(part_a):
         last_sentence = first.content.split(". ")[-1].rstrip(".")
         assert last_sentence in second.content  # the next chunk repeats the previous one's last sentence
     # Every sentence is somewhere: nothing is lost between chunks.
@@ -336,8 +339,6 @@ async def test_mcp_ingest_is_confined_to_roots_reports_progress_and_is_listed(tm
         resource = await client.read_resource("engram://users/alice/knowledge")
         content = resource.contents[0]
         assert isinstance(content, TextResourceContents)
-        import json
-
         listed = {s["source"]: s for s in json.loads(content.text)}
         assert set(listed) == {*(str(p) for p in files.values()), "notes/standup.md"}
         assert listed["notes/standup.md"]["chunks"] == 1 and listed["notes/standup.md"]["ingested_at"]
@@ -363,3 +364,35 @@ async def test_global_knowledge_over_mcp_is_shared(client: Client) -> None:
     for user in ("alice", "bob"):
         hits = ok(await client.call_tool("recall", {"user_id": user, "query": "badges worn"}))["knowledge"]
         assert hits[0]["citation"]["scope"] == "global"
+
+
+def test_cli_ingest_lists_and_removes_sources(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from engram.cli import cli
+
+    files = write_folder(tmp_path / "docs")
+    (tmp_path / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    env = {"ENGRAM_DATA_DIR": str(tmp_path / "data"), "ENGRAM_EMBEDDING_MODEL": "hash"}
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, list(args), env=env)
+
+    first = run("ingest", str(tmp_path / "docs"))
+    assert first.exit_code == 1  # a file failed: reported, the rest ingested
+    assert "failed   " in first.stderr and "broken.pdf" in first.stderr
+    assert all("added" in first.stdout and str(p) in first.stdout for p in files.values())
+    assert "5 files: 4 ingested, 0 unchanged" in first.stderr
+    second = run("ingest", str(tmp_path / "docs"), "--exclude", "broken.*")
+    assert second.exit_code == 0 and "4 files: 0 ingested, 4 unchanged" in second.stderr
+
+    listed = run("sources", "--json")
+    assert {s["source"] for s in json.loads(listed.stdout)} == {str(p) for p in files.values()}
+    recalled = run("recall", "carol", "meal allowance on business trips", "--scope", "knowledge")
+    assert recalled.exit_code == 0 and "expenses.html" in recalled.stdout.splitlines()[0]
+    removed = run("forget-source", str(files["expenses"]))
+    assert removed.exit_code == 0 and '"scope": "global"' in removed.stdout
+    assert str(files["expenses"]) not in run("sources").stdout
+    mine = run("ingest", str(files["wifi"]), "--user", "carol")
+    assert mine.exit_code == 0
+    assert "user" in run("sources", "--user", "carol").stdout and "user " not in run("sources").stdout

@@ -177,6 +177,7 @@ async def test_resources_show_sessions_memories_and_stats(client: Client) -> Non
         "engram://users/{user_id}/sessions/{session_id}",
         "engram://users/{user_id}/sessions",
         "engram://users/{user_id}/memories",
+        "engram://users/{user_id}/knowledge",
     }
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "hello there", "session_id": "s1"}))
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "a standalone fact"}))
@@ -266,7 +267,7 @@ class _SlowToLoad(HashEmbedder):
 async def test_the_server_answers_before_the_model_has_loaded(settings: Settings) -> None:
     embedder = _SlowToLoad()
     async with Client(build_server(settings, embedder=embedder), raise_exceptions=True) as client:
-        assert len((await client.list_tools()).tools) == 6
+        assert len((await client.list_tools()).tools) == 9
         assert (await _read(client, "engram://stats"))["status"] == "loading"
         threading.Timer(0.3, embedder.loaded.set).start()
         # A call that needs the model waits for it instead of failing.

@@ -120,7 +120,7 @@ def recall(user_id: str, query: str, top_k: int | None, scope: str) -> None:
         where = " > ".join(k.citation.heading_path) or k.citation.title
         click.echo(f"{k.score:6.3f}  [{k.citation.source} | {where} | chunk {k.citation.position + 1}]  {k.content}")
     if not result.memories and not result.knowledge:
-        click.echo("nothing found", err=True)
+        click.echo("no memories found", err=True)
 
 
 @cli.command()
