@@ -86,7 +86,9 @@ async def test_folder_ingest_recall_cites_each_file_and_reingest_is_incremental(
         }
         renamed = (await memory.recall("dana", QUESTIONS["wifi"][0])).knowledge[0]
         assert renamed.citation.source == str(files["wifi"]) and "Northwind-Visitors" in renamed.content
-        assert all("Northwind-Guest" not in h.content for h in (await memory.recall("dana", "Northwind-Guest")).knowledge)
+        assert all(
+            "Northwind-Guest" not in h.content for h in (await memory.recall("dana", "Northwind-Guest")).knowledge
+        )
 
         # Deleting a file and re-ingesting the folder removes its chunks.
         files["expenses"].unlink()
