@@ -581,8 +581,8 @@ class MemoryService:
             finished_at=self._clock(),
             verification=(
                 "no row, older table version, index entry or file byte of the user's pseudonymous id remains in "
-                "long-term memory (compacted, indexes rebuilt, old versions removed); no session-cache entry "
-                "remains (secure delete, write-ahead log truncated)"
+                "long-term or knowledge memory (compacted, indexes rebuilt, old versions removed); no "
+                "session-cache entry remains (secure delete, write-ahead log truncated)"
             ),
         )
 
