@@ -10,7 +10,7 @@ from typing import Any
 import lance
 import pytest
 from mcp import Client
-from mcp.types import TextResourceContents
+from mcp.types import TextContent, TextResourceContents
 
 from engram.config import Settings
 from engram.core.errors import InvalidInput
@@ -364,6 +364,12 @@ async def test_global_knowledge_over_mcp_is_shared(client: Client) -> None:
     for user in ("alice", "bob"):
         hits = ok(await client.call_tool("recall", {"user_id": user, "query": "badges worn"}))["knowledge"]
         assert hits[0]["citation"]["scope"] == "global"
+    prompt = await client.get_prompt("layered_context", {"user_id": "alice", "message": "Do I need my badge?"})
+    content = prompt.messages[0].content
+    assert isinstance(content, TextContent)
+    assert (
+        "## Relevant knowledge" in content.text and "- [policy (policy, chunk 1/1)] Badges must be worn" in content.text
+    )
 
 
 def test_cli_ingest_lists_and_removes_sources(tmp_path: Path) -> None:
