@@ -78,7 +78,17 @@ async def test_mcp_json_command_remembers_across_processes(tmp_path: Path) -> No
     async with serve(params) as client:
         tools = await client.list_tools()
         assert sorted(tool.name for tool in tools.tools) == sorted(
-            ["remember", "remember_many", "recall", "summarize_session", "forget_user", "forget_memory"]
+            [
+                "remember",
+                "remember_many",
+                "recall",
+                "summarize_session",
+                "forget_user",
+                "forget_memory",
+                "ingest_files",
+                "ingest_text",
+                "forget_source",
+            ]
         )
         resources = await client.list_resources()
         assert [str(resource.uri) for resource in resources.resources] == ["engram://stats"]
@@ -88,6 +98,7 @@ async def test_mcp_json_command_remembers_across_processes(tmp_path: Path) -> No
                 "engram://users/{user_id}/sessions/{session_id}",
                 "engram://users/{user_id}/sessions",
                 "engram://users/{user_id}/memories",
+                "engram://users/{user_id}/knowledge",
             ]
         )
 
