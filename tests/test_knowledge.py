@@ -299,6 +299,9 @@ async def test_mcp_ingest_is_confined_to_roots_reports_progress_and_is_listed(tm
             await client.call_tool("ingest_files", {"user_id": "alice", "paths": [str(tmp_path / "secret.md")]})
         )
         assert "outside the folders" in outside
+        assert "not a file or folder" in error(
+            await client.call_tool("ingest_files", {"user_id": "alice", "paths": [str(root) + "\x00x"]})
+        )
         sneaky = str(root / ".." / "secret.md")
         assert "outside the folders" in error(
             await client.call_tool("ingest_files", {"user_id": "alice", "paths": [sneaky]})

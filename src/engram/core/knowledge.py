@@ -281,6 +281,8 @@ class KnowledgeService:
         problems: list[FileProblem] = []
         accepted = ", ".join(sorted(SUFFIX_FORMATS))
         for raw in paths:
+            if "\x00" in str(raw) or not str(raw).strip():
+                raise InvalidInput("paths", f"{str(raw)!r} is not a file or folder path.")
             path = Path(raw).expanduser().absolute()
             resolved = path.resolve()
             if confined and not _under(resolved, roots):
