@@ -11,6 +11,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "engram"
 STORAGE_ENGINES = {"lancedb", "diskcache", "pyarrow", "lance"}
+DOCUMENT_PARSERS = {"pypdf", "markdown_it"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -50,7 +51,15 @@ def test_core_imports_no_transport_engine_or_adapter(path: Path) -> None:
         n
         for n in _imports(path)
         if n.startswith(
-            ("engram.server", "engram.tools", "engram.storage", "engram.cli", "engram.enrichment", "engram.embeddings")
+            (
+                "engram.server",
+                "engram.tools",
+                "engram.storage",
+                "engram.cli",
+                "engram.enrichment",
+                "engram.embeddings",
+                "engram.ingest",
+            )
         )
     }
     assert not bad, f"{path.name} imports {sorted(bad)}"
@@ -72,6 +81,21 @@ def test_only_storage_imports_storage_engines(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", _modules(SRC), ids=lambda p: str(p.relative_to(SRC)))
+def test_only_the_ingest_adapters_import_document_parsers(path: Path) -> None:
+    if path.is_relative_to(SRC / "ingest"):
+        bad = {
+            n
+            for n in _imports(path)
+            if _top(n) in {"mcp", "click", *STORAGE_ENGINES}
+            or n.startswith(("engram.server", "engram.tools", "engram.storage"))
+        }
+        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+        return
+    bad = {n for n in _imports(path) if _top(n) in DOCUMENT_PARSERS}
+    assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", _modules(SRC), ids=lambda p: str(p.relative_to(SRC)))
 def test_only_composition_roots_build_settings(path: Path) -> None:
     source = path.read_text()
     if path.name in {"cli.py", "config.py"}:
@@ -84,7 +108,8 @@ def test_server_start_path_does_not_import_torch_or_lancedb() -> None:
     code = (
         "import sys\n"
         "import engram.cli, engram.server.app, engram.server.http\n"
-        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'lancedb', 'transformers') if m in sys.modules)\n"
+        "heavy = ('torch', 'sentence_transformers', 'lancedb', 'transformers', 'pypdf')\n"
+        "heavy = sorted(m for m in heavy if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

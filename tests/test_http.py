@@ -31,6 +31,9 @@ ALL_TOOLS = sorted(
         "summarize_session",
         "forget_memory",
         "forget_user",
+        "ingest_files",
+        "ingest_text",
+        "forget_source",
     ]
 )
 ALL_TEMPLATES = sorted(
@@ -39,6 +42,7 @@ ALL_TEMPLATES = sorted(
         "engram://users/{user_id}/sessions",
         "engram://users/{user_id}/memories",
         "engram://users/{user_id}/agents",
+        "engram://users/{user_id}/knowledge",
     ]
 )
 

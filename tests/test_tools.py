@@ -31,6 +31,9 @@ async def test_the_tools_are_listed_with_schemas_and_hints(client: Client) -> No
         "summarize_session",
         "forget_user",
         "forget_memory",
+        "ingest_files",
+        "ingest_text",
+        "forget_source",
     }
     for tool in tools.values():
         assert tool.description and tool.output_schema is not None
@@ -114,6 +117,7 @@ async def test_forget_user_erases_every_tier_and_leaves_others(client: Client) -
         "working": [],
         "memories": [],
         "dropped_below_min_score": 0,
+        "knowledge": [],
     }
     bob = ok(await client.call_tool("recall", {"user_id": "bob", "query": "jazz", "session_id": "s1"}))
     assert len(bob["working"]) == 1 and bob["memories"][0]["memory"]["content"] == "bob likes jazz"
@@ -176,6 +180,7 @@ async def test_resources_show_sessions_memories_and_stats(client: Client) -> Non
         "engram://users/{user_id}/sessions",
         "engram://users/{user_id}/memories",
         "engram://users/{user_id}/agents",
+        "engram://users/{user_id}/knowledge",
     }
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "hello there", "session_id": "s1"}))
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "a standalone fact"}))
@@ -265,7 +270,7 @@ class _SlowToLoad(HashEmbedder):
 async def test_the_server_answers_before_the_model_has_loaded(settings: Settings) -> None:
     embedder = _SlowToLoad()
     async with Client(build_server(settings, embedder=embedder), raise_exceptions=True) as client:
-        assert len((await client.list_tools()).tools) == 8
+        assert len((await client.list_tools()).tools) == 11
         assert (await _read(client, "engram://stats"))["status"] == "loading"
         threading.Timer(0.3, embedder.loaded.set).start()
         # A call that needs the model waits for it instead of failing.

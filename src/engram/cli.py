@@ -16,7 +16,9 @@ from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from engram.config import Settings
-    from engram.core.service import MemoryService
+    from engram.core.knowledge import KnowledgeService
+    from engram.core.knowledge_models import IngestReport, KnowledgeSource, SourceRemoved
+    from engram.core.service import MemoryService, RecallScope
 
 T = TypeVar("T")
 
@@ -123,15 +125,116 @@ def remember(user_id: str, content: str, session_id: str | None, tags: tuple[str
 @click.argument("user_id")
 @click.argument("query")
 @click.option("--top-k", type=int, default=None, help="How many memories.")
-def recall(user_id: str, query: str, top_k: int | None) -> None:
-    """Show USER_ID's memories most relevant to QUERY."""
+@click.option("--scope", type=click.Choice(["memories", "knowledge", "both"]), default="both", show_default=True)
+def recall(user_id: str, query: str, top_k: int | None, scope: str) -> None:
+    """Show USER_ID's memories and knowledge most relevant to QUERY."""
     settings = _settings()
     _configure_logging("WARNING")
-    result = _with_memory(settings, lambda m: m.recall(user_id, query, top_k=top_k))
+    chosen: RecallScope = "memories" if scope == "memories" else "knowledge" if scope == "knowledge" else "both"
+    result = _with_memory(settings, lambda m: m.recall(user_id, query, top_k=top_k, scope=chosen))
     for hit in result.memories:
         click.echo(f"{hit.score:6.3f}  {hit.memory.created_at:%Y-%m-%d}  {hit.memory.content}")
-    if not result.memories:
+    for k in result.knowledge:
+        where = " > ".join(k.citation.heading_path) or k.citation.title
+        click.echo(f"{k.score:6.3f}  [{k.citation.source} | {where} | chunk {k.citation.position + 1}]  {k.content}")
+    if not result.memories and not result.knowledge:
         click.echo("no memories found", err=True)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--include", multiple=True, help="Only files matching this glob, e.g. '*.md' (repeatable).")
+@click.option("--exclude", multiple=True, help="Leave out files matching this glob (repeatable).")
+@click.option("--user", "user_id", help="Knowledge of this user only (default: global, seen by every user).")
+def ingest(paths: tuple[Path, ...], include: tuple[str, ...], exclude: tuple[str, ...], user_id: str | None) -> None:
+    """Add documents (Markdown, text, HTML, PDF) in PATHS to knowledge memory; folders are searched recursively.
+
+    Unchanged files are skipped, changed ones replaced, and files deleted from an ingested folder removed.
+    Interrupting is safe: run the same command again to finish.
+    """
+    from engram.core.knowledge_models import GLOBAL_OWNER
+
+    settings = _settings()
+    _configure_logging("WARNING")
+
+    async def run(memory: MemoryService) -> IngestReport:
+        knowledge = _knowledge(memory)
+        owner = GLOBAL_OWNER if user_id is None else memory.user_key(user_id)
+        with click.progressbar(length=1, label="ingesting", file=sys.stderr, show_pos=True) as bar:
+
+            async def progress(done: float, total: float, message: str) -> None:
+                bar.length = int(total)
+                bar.update(int(done) - bar.pos)
+
+            return await knowledge.ingest_paths(
+                owner, list(paths), include=list(include), exclude=list(exclude), progress=progress
+            )
+
+    report = _with_memory(settings, run)
+    for item in report.changed:
+        click.echo(f"{item.status:8} {item.chunks:5} chunks  {item.source}")
+    for problem in report.failed:
+        click.echo(f"failed   {problem.source}: {problem.reason}", err=True)
+    for source in report.empty:
+        click.echo(f"empty    {source} (no text found)", err=True)
+    for source in report.removed:
+        click.echo(f"removed  {source}")
+    click.echo(
+        f"{report.files_seen} files: {len(report.changed)} ingested, {report.unchanged} unchanged, "
+        f"{len(report.removed)} removed, {len(report.failed)} failed; {report.chunks_written} chunks written "
+        f"({report.chunks_embedded} embedded) in {report.seconds:.1f} s",
+        err=True,
+    )
+    if report.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--user", "user_id", help="Also this user's own sources (default: global sources only).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sources(user_id: str | None, as_json: bool) -> None:
+    """List knowledge sources with their chunk counts and ingest times."""
+    settings = _settings()
+    _configure_logging("WARNING")
+
+    async def run(memory: MemoryService) -> list[KnowledgeSource]:
+        return await _knowledge(memory).sources(None if user_id is None else memory.user_key(user_id))
+
+    listed = _with_memory(settings, run)
+    if as_json:
+        _echo_json([s.model_dump(mode="json") for s in listed])
+        return
+    for s in listed:
+        click.echo(f"{s.scope:6} {s.chunks:5} chunks  {s.ingested_at:%Y-%m-%d %H:%M}  {s.source}")
+    if not listed:
+        click.echo("no knowledge sources", err=True)
+
+
+@cli.command("forget-source")
+@click.argument("source")
+@click.option("--user", "user_id", help="A source of this user (default: a global source).")
+def forget_source(source: str, user_id: str | None) -> None:
+    """Remove SOURCE (a path as listed by `engram sources`) from knowledge memory."""
+    from engram.core.knowledge_models import GLOBAL_OWNER
+
+    settings = _settings()
+    _configure_logging("WARNING")
+    # A path given relative to here names the same source as its absolute form used at ingest.
+    candidate = Path(source).expanduser()
+    if not candidate.is_absolute():
+        source = str(candidate.resolve())
+
+    async def run(memory: MemoryService) -> SourceRemoved:
+        owner = GLOBAL_OWNER if user_id is None else memory.user_key(user_id)
+        return await _knowledge(memory).remove_source(owner, source)
+
+    _echo_json(_with_memory(settings, run).model_dump(mode="json"))
+
+
+def _knowledge(memory: MemoryService) -> KnowledgeService:
+    if memory.knowledge is None:
+        raise click.ClickException("knowledge memory is not available")
+    return memory.knowledge
 
 
 @cli.command("forget-user")

@@ -134,6 +134,23 @@ class Settings(BaseSettings):
         le=1.0,
         description="Cosine similarity a memory needs to its closest category description to get that category.",
     )
+    knowledge_roots: list[Path] = Field(
+        default_factory=list,
+        description='Folders under which MCP clients may name files to ingest, as JSON, e.g. ["/srv/docs"]. '
+        "Empty (default): the ingest_files tool refuses every path; the CLI is not limited.",
+    )
+    knowledge_chunk_tokens: int = Field(
+        default=200, ge=32, le=1000, description="Token budget of a knowledge chunk (estimated; the model reads 256)."
+    )
+    knowledge_chunk_overlap: int = Field(
+        default=40, ge=0, le=500, description="Tokens a chunk repeats from the previous one in the same section."
+    )
+    knowledge_max_file_mb: float = Field(
+        default=20.0, gt=0, le=1000, description="Larger files are skipped (and reported) by an ingest."
+    )
+    knowledge_max_files: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Most files one ingest takes (more: refused, nothing done)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
 
     # The HTTP transports (streamable-http, sse); stdio ignores all of these.
@@ -202,6 +219,11 @@ class Settings(BaseSettings):
     def long_term_dir(self) -> Path:
         """Directory of the LanceDB database."""
         return self.data_dir / "lancedb"
+
+    @property
+    def knowledge_dir(self) -> Path:
+        """Directory of the knowledge-memory LanceDB database (separate from long-term memory's)."""
+        return self.data_dir / "knowledge"
 
     @property
     def models_dir(self) -> Path:

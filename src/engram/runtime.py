@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from engram.config import MAX_BATCH, MAX_TOP_K, Settings
 from engram.core.errors import InvalidInput
 from engram.core.identity import Pseudonymizer
+from engram.core.knowledge import KnowledgePolicy, KnowledgeService
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder, MemoryMetrics
 from engram.core.ranking import RankingPolicy
@@ -40,6 +41,19 @@ def _retention_by_category(days: dict[str, float]) -> dict[str, timedelta]:
                 "ENGRAM_RETENTION_DAYS_BY_CATEGORY", f"{category!r} must have a positive number of days."
             )
     return {category: timedelta(days=value) for category, value in days.items()}
+
+
+def knowledge_policy_from(settings: Settings) -> KnowledgePolicy:
+    """Chunking and ingest limits of knowledge memory, as Settings configure them."""
+    if settings.knowledge_chunk_overlap >= settings.knowledge_chunk_tokens:
+        raise InvalidInput("ENGRAM_KNOWLEDGE_CHUNK_OVERLAP", "must be smaller than ENGRAM_KNOWLEDGE_CHUNK_TOKENS.")
+    return KnowledgePolicy(
+        chunk_tokens=settings.knowledge_chunk_tokens,
+        chunk_overlap=settings.knowledge_chunk_overlap,
+        max_file_bytes=int(settings.knowledge_max_file_mb * 1024 * 1024),
+        max_files=settings.knowledge_max_files,
+        roots=tuple(settings.knowledge_roots),
+    )
 
 
 def ranking_from(settings: Settings) -> RankingPolicy:
@@ -93,6 +107,8 @@ def open_memory(
     """
     from engram.embeddings import load_embedder
     from engram.embeddings.measured import MeasuredEmbedder
+    from engram.ingest import parse_document
+    from engram.storage.knowledge import LanceKnowledgeStore
     from engram.storage.long_term import LanceLongTermStore
     from engram.storage.query_cache import DiskQueryCache
     from engram.storage.sessions import DiskSessionStore
@@ -100,6 +116,7 @@ def open_memory(
     # Checked first, so a bad setting fails before any store is opened.
     policy, ranking = policy_from(settings), ranking_from(settings)
     categories = _categories(settings)
+    knowledge_policy = knowledge_policy_from(settings)
     # Owner-only when Engram creates it: memories are personal data.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     pseudonymize = Pseudonymizer(user_id_key(settings))
@@ -127,11 +144,15 @@ def open_memory(
         long_term = LanceLongTermStore(
             settings.long_term_dir, dimensions=embedder.dimensions, model_id=embedder.model_id
         )
+        knowledge_store = LanceKnowledgeStore(
+            settings.knowledge_dir, dimensions=embedder.dimensions, model_id=embedder.model_id
+        )
     except BaseException:
         sessions.close()
         raise
     if metrics is not None:
         embedder = MeasuredEmbedder(embedder, metrics)
+    knowledge = KnowledgeService(embedder, knowledge_store, parse_document, knowledge_policy, ranking, clock)
     return MemoryService(
         embedder,
         long_term,
@@ -143,6 +164,7 @@ def open_memory(
         pseudonymize,
         enricher,
         metrics,
+        knowledge,
     )
 
 

@@ -41,3 +41,7 @@ class BackendUnavailable(EngramError):
 
 class AccessDenied(EngramError):
     """The request's credentials do not allow this user, agent or kind of access."""
+
+
+class UnreadableDocument(EngramError):
+    """A document could not be read or parsed (malformed, encrypted, binary, or no text in it)."""

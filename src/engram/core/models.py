@@ -127,6 +127,31 @@ class MemoryHit(BaseModel):
     memory: Memory
 
 
+class Citation(BaseModel):
+    """Where a knowledge chunk comes from, so an answer can cite it."""
+
+    source: str = Field(description="The file path (or the name given to an ingested text) the chunk comes from.")
+    title: str = Field(description="The document's title.")
+    heading_path: list[str] = Field(description="The headings above the chunk, outermost first.")
+    position: int = Field(description="The chunk's position in its source, from 0.")
+    chunks: int = Field(description="How many chunks the source has.")
+    page: int | None = Field(default=None, description="For a PDF: the page the chunk starts on, from 1.")
+    scope: Literal["global", "user"] = Field(
+        description="Whether the source is shared by every user or the user's own."
+    )
+    ingested_at: datetime
+
+
+class KnowledgeHit(BaseModel):
+    """A chunk of an ingested document returned by `recall`, with its citation and how well it matched."""
+
+    tier: Literal["knowledge"] = "knowledge"
+    score: float = Field(description="The final ranking score (higher is better); see `scores` for its parts.")
+    scores: HitScores
+    content: str
+    citation: Citation
+
+
 class RecallFilters(BaseModel):
     """Metadata conditions a memory must meet to be recalled or listed; unset fields do not filter.
 
@@ -205,6 +230,9 @@ class RecallResult(BaseModel):
     working: list[WorkingTurn] = Field(description="The session's recent turns, oldest first (empty without session).")
     memories: list[MemoryHit] = Field(description="Long-term memories, best match first.")
     dropped_below_min_score: int = Field(description="Matches left out because they scored under min_score.")
+    knowledge: list[KnowledgeHit] = Field(
+        default_factory=list, description="Chunks of ingested documents (knowledge memory), best match first."
+    )
 
 
 class SessionSummary(BaseModel):
@@ -226,6 +254,7 @@ class ForgetReceipt(BaseModel):
     working: int = Field(description="Working-memory sessions erased.")
     short_term: int = Field(description="Short-term session records erased.")
     long_term: int = Field(description="Long-term memories erased.")
+    knowledge: int = Field(default=0, description="Chunks of the user's own knowledge sources erased.")
     finished_at: datetime
     verification: str = Field(description="The check performed after erasing, which found nothing left.")
 
@@ -283,6 +312,7 @@ class ServerStats(BaseModel):
     embedding_dimensions: int | None = None
     long_term: TierStats | None = None
     sessions: TierStats | None = Field(default=None, description="Working and short-term memory (one diskcache).")
+    knowledge: TierStats | None = Field(default=None, description="Knowledge memory: chunks of ingested documents.")
 
 
 class AgentActivity(BaseModel):

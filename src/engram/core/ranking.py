@@ -36,19 +36,39 @@ class RankingPolicy:
     candidates: int = 50
 
 
-def _normalised(candidates: Sequence[Candidate]) -> dict[str, float]:
+def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:
     """Min-max normalise raw scores within one result list, so BM25 and cosine become comparable (0..1)."""
-    if not candidates:
+    if not scored:
         return {}
-    scores = [c.score for c in candidates]
+    scores = [score for _, score in scored]
     low, high = min(scores), max(scores)
     if high <= low:
-        return {c.memory.id: 1.0 for c in candidates}
-    return {c.memory.id: (c.score - low) / (high - low) for c in candidates}
+        return {item: 1.0 for item, _ in scored}
+    return {item: (score - low) / (high - low) for item, score in scored}
 
 
-def _reciprocal_ranks(candidates: Sequence[Candidate], k: int) -> dict[str, float]:
-    return {c.memory.id: 1.0 / (k + rank) for rank, c in enumerate(candidates, start=1)}
+def _reciprocal_ranks(scored: Sequence[tuple[str, float]], k: int) -> dict[str, float]:
+    return {item: 1.0 / (k + rank) for rank, (item, _) in enumerate(scored, start=1)}
+
+
+def fused_scores(
+    semantic: Sequence[tuple[str, float]], keyword: Sequence[tuple[str, float]], policy: RankingPolicy
+) -> dict[str, float]:
+    """The fused score of every item in either list of (id, raw score), best first, as the policy combines them.
+
+    Shared by long-term and knowledge recall, so both rank the same way.
+    """
+    items = dict.fromkeys(item for item, _ in [*semantic, *keyword])
+    if policy.fusion == "convex":
+        dense, sparse = _normalised(semantic), _normalised(keyword)
+        w = policy.keyword_weight
+        return {i: w * sparse.get(i, 0.0) + (1 - w) * dense.get(i, 0.0) for i in items}
+    if policy.fusion == "rrf":
+        dense, sparse = _reciprocal_ranks(semantic, policy.rrf_k), _reciprocal_ranks(keyword, policy.rrf_k)
+        return {i: dense.get(i, 0.0) + sparse.get(i, 0.0) for i in items}
+    if policy.fusion == "vector":
+        return dict(semantic)
+    return dict(keyword)
 
 
 def fuse(
@@ -65,18 +85,7 @@ def fuse(
     vector_rank = {c.memory.id: rank for rank, c in enumerate(semantic, start=1)}
     keyword_rank = {c.memory.id: rank for rank, c in enumerate(keyword, start=1)}
     keyword_score = {c.memory.id: c.score for c in keyword}
-
-    if policy.fusion == "convex":
-        dense, sparse = _normalised(semantic), _normalised(keyword)
-        w = policy.keyword_weight
-        base = {i: w * sparse.get(i, 0.0) + (1 - w) * dense.get(i, 0.0) for i in by_id}
-    elif policy.fusion == "rrf":
-        dense, sparse = _reciprocal_ranks(semantic, policy.rrf_k), _reciprocal_ranks(keyword, policy.rrf_k)
-        base = {i: dense.get(i, 0.0) + sparse.get(i, 0.0) for i in by_id}
-    elif policy.fusion == "vector":
-        base = {c.memory.id: c.score for c in semantic}
-    else:
-        base = {c.memory.id: c.score for c in keyword}
+    base = fused_scores([(c.memory.id, c.score) for c in semantic], [(c.memory.id, c.score) for c in keyword], policy)
 
     # Turns next to a strong match are often the answer to it (a question and its reply): lend them part of
     # the best neighbour's score. Only candidates count, so this needs no extra query.

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio.to_thread
 
@@ -28,6 +28,7 @@ from engram.core.models import (
     AgentActivity,
     ForgetReceipt,
     Kind,
+    KnowledgeHit,
     Memory,
     MemoryForgotten,
     MemoryHit,
@@ -65,7 +66,11 @@ from engram.core.redaction import DEFAULT_POLICY, RedactionPolicy, SensitiveCont
 from engram.core.summarizer import extractive_summary
 from engram.core.timeutil import to_utc
 
+if TYPE_CHECKING:
+    from engram.core.knowledge import KnowledgeService
+
 logger = logging.getLogger(__name__)
+RecallScope = Literal["memories", "knowledge", "both"]
 
 T = TypeVar("T")
 Progress = Callable[[float, float, str], Awaitable[None]]
@@ -251,10 +256,13 @@ class MemoryService:
         pseudonymize: Callable[[str], str] | None = None,
         enricher: Enricher | None = None,
         metrics: MemoryMetrics | None = None,
+        knowledge: KnowledgeService | None = None,
     ) -> None:
         self.embedder = embedder
         self.enricher = enricher
         self.metrics: MemoryMetrics = metrics or NoMetrics()
+        #: Knowledge memory (ingested documents), when the composition root provides it.
+        self.knowledge = knowledge
         self._pseudonymize = pseudonymize or (lambda user_id: user_id)
         self.query_cache = query_cache
         self.long_term = long_term
@@ -468,10 +476,12 @@ class MemoryService:
         min_score: float | None = None,
         filters: RecallFilters | None = None,
         agent_id: str | None = None,
+        scope: RecallScope = "both",
     ) -> RecallResult:
         """Return the session's working memory and the user's long-term memories closest to `query`.
 
         `agent_id` is the agent asking: it sees the user's shared memories and its own private ones only.
+        `scope` chooses personal memory (working and long-term), knowledge (ingested documents) or both.
         """
         key = self.user_key(user_id)
         _check_optional_id("session_id", session_id)
@@ -486,6 +496,9 @@ class MemoryService:
         if min_score is not None and not (-1.0 <= min_score <= 1.0):
             raise InvalidInput("min_score", f"must be between -1 and 1, got {min_score}.")
         filters = self._check_filters(filters or RecallFilters(), agent_id)
+        if scope == "knowledge":
+            found, dropped = await self._knowledge_hits(key, query, await self._embed_query(query), top_k, min_score)
+            return RecallResult(working=[], memories=[], knowledge=found, dropped_below_min_score=dropped)
 
         working: list[WorkingTurn] = []
         if session_id is not None:
@@ -521,7 +534,20 @@ class MemoryService:
         self.metrics.observe_recall_results(
             key, [hit.score for hit in kept], [hit.scores.similarity for hit in kept], dropped
         )
-        return RecallResult(working=working, memories=kept, dropped_below_min_score=dropped)
+        found, dropped_knowledge = (
+            await self._knowledge_hits(key, query, vector, top_k, min_score) if scope == "both" else ([], 0)
+        )
+        return RecallResult(
+            working=working, memories=kept, knowledge=found, dropped_below_min_score=dropped + dropped_knowledge
+        )
+
+    async def _knowledge_hits(
+        self, key: str, query: str, vector: Vectors, top_k: int, min_score: float | None
+    ) -> tuple[list[KnowledgeHit], int]:
+        """Global and the user's own knowledge chunks matching the query (none without knowledge memory)."""
+        if self.knowledge is None:
+            return [], 0
+        return await self.knowledge.search(key, query, vector, top_k, min_score)
 
     async def _embed_query(self, query: str) -> Vectors:
         """The query's vector, from the cache when this model has embedded the same text before."""
@@ -668,11 +694,14 @@ class MemoryService:
             )
         long_term = await self._run(partial(self.long_term.delete_user, key))
         working, short_term = await self._run(partial(self.sessions.forget_user, key))
+        knowledge = 0 if self.knowledge is None else await self.knowledge.forget_owner(key)
         left = [
             tier
             for tier, store in (("long-term", self.long_term), ("session", self.sessions))
             if await self._run(partial(store.holds_user, key))
         ]
+        if self.knowledge is not None and await self.knowledge.holds_owner(key):
+            left.append("knowledge")
         if left:
             raise ErasureIncomplete(
                 f"Erasure ran but traces of the user remain in the {' and '.join(left)} store; "
@@ -685,11 +714,12 @@ class MemoryService:
             working=working,
             short_term=short_term,
             long_term=long_term,
+            knowledge=knowledge,
             finished_at=self._clock(),
             verification=(
                 "no row, older table version, index entry or file byte of the user's pseudonymous id remains in "
-                "long-term memory (compacted, indexes rebuilt, old versions removed); no session-cache entry "
-                "remains (secure delete, write-ahead log truncated)"
+                "long-term or knowledge memory (compacted, indexes rebuilt, old versions removed); no "
+                "session-cache entry remains (secure delete, write-ahead log truncated)"
             ),
         )
 
@@ -875,10 +905,22 @@ class MemoryService:
             "sessions": TierStats(
                 items=await self._run(self.sessions.count), bytes_on_disk=await self._run(self.sessions.bytes_on_disk)
             ),
+            **(
+                {}
+                if self.knowledge is None
+                else {
+                    "knowledge": TierStats(
+                        items=await self._run(self.knowledge.store.count),
+                        bytes_on_disk=await self._run(self.knowledge.store.bytes_on_disk),
+                    )
+                }
+            ),
         }
 
     def close(self) -> None:
         """Close the stores and the query cache."""
+        if self.knowledge is not None:
+            self.knowledge.close()
         self.long_term.close()
         self.sessions.close()
         if self.query_cache is not None:

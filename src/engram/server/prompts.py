@@ -7,7 +7,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import INVALID_PARAMS
 
 from engram.core.errors import EngramError
-from engram.core.models import RecallResult
+from engram.core.models import Citation, RecallResult
 from engram.tools.state import AppState, caller
 
 SYSTEM_TEXT = (
@@ -18,6 +18,13 @@ SYSTEM_TEXT = (
 PROMPT_MEMORIES = 5
 
 
+def _cite(citation: Citation) -> str:
+    """A short citation: title, heading path, source, and page or chunk position."""
+    where = " > ".join([citation.title, *[h for h in citation.heading_path if h != citation.title]])
+    place = f"p. {citation.page}" if citation.page else f"chunk {citation.position + 1}/{citation.chunks}"
+    return f"{where} ({citation.source}, {place})"
+
+
 def render_layered_context(message: str, recalled: RecallResult) -> str:
     """Lay out system text, long-term memories, the session's working memory and the new message."""
     sections = [f"## System\n{SYSTEM_TEXT}"]
@@ -26,6 +33,9 @@ def render_layered_context(message: str, recalled: RecallResult) -> str:
         sections.append("## Relevant long-term memories\n" + "\n".join(lines))
     else:
         sections.append("## Relevant long-term memories\n(none yet)")
+    if recalled.knowledge:
+        lines = [f"- [{_cite(hit.citation)}] {hit.content}" for hit in recalled.knowledge]
+        sections.append("## Relevant knowledge (cite the source in brackets when you use it)\n" + "\n".join(lines))
     if recalled.working:
         lines = [
             f"- [summary of earlier turns] {t.content}" if t.is_summary else f"- {t.role or 'user'}: {t.content}"

@@ -1,4 +1,4 @@
-"""Read-only MCP resources: session transcripts, recent sessions, recent memories and server stats."""
+"""Read-only MCP resources: session transcripts, recent sessions and memories, knowledge sources, server stats."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pydantic import TypeAdapter
 
 from engram import __version__
 from engram.core.errors import EngramError
+from engram.core.knowledge_models import KnowledgeSource
 from engram.core.models import AgentActivity, Memory, ServerStats, SessionInfo
 from engram.tools.state import AppState, authorize, caller
 
 _SESSIONS = TypeAdapter(list[SessionInfo])
 _MEMORIES = TypeAdapter(list[Memory])
 _AGENTS = TypeAdapter(list[AgentActivity])
+_SOURCES = TypeAdapter(list[KnowledgeSource])
 RECENT_MEMORIES = 20
 
 
@@ -62,6 +64,18 @@ async def memory_agents(user_id: str, ctx: Context[AppState]) -> str:
         raise ResourceError(str(exc)) from exc
 
 
+async def knowledge_sources(user_id: str, ctx: Context[AppState]) -> str:
+    """The knowledge sources the user's recall searches (global and the user's own), with chunk counts."""
+    try:
+        user_id = caller(user_id, access="read").user_id
+        memory = await ctx.request_context.lifespan_context.memory.get()
+        if memory.knowledge is None:
+            raise ResourceError("Knowledge memory is not available on this server.")
+        return _SOURCES.dump_json(await memory.knowledge.sources(memory.user_key(user_id)), indent=2).decode()
+    except EngramError as exc:
+        raise ResourceError(str(exc)) from exc
+
+
 def stats_resource(current: Callable[[], AppState | None]) -> Callable[[], Any]:
     """Build the server-stats resource; static resources get no Context, so it reads the live state."""
 
@@ -93,6 +107,7 @@ def stats_resource(current: Callable[[], AppState | None]) -> Callable[[], Any]:
                     "embedding_dimensions": memory.embedder.dimensions,
                     "long_term": tiers["long_term"],
                     "sessions": tiers["sessions"],
+                    "knowledge": tiers.get("knowledge"),
                 }
             )
         return stats.model_dump_json(indent=2)
@@ -126,6 +141,12 @@ def register_resources(server: MCPServer[AppState], current: Callable[[], AppSta
         title="Agents that wrote memories",
         mime_type="application/json",
     )(memory_agents)
+    server.resource(
+        "engram://users/{user_id}/knowledge",
+        name="knowledge_sources",
+        title="Knowledge sources",
+        mime_type="application/json",
+    )(knowledge_sources)
     server.resource("engram://stats", name="stats", title="Server stats", mime_type="application/json")(
         stats_resource(current)
     )

@@ -8,7 +8,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
 from engram.tools.forget_memory import forget_memory
+from engram.tools.forget_source import forget_source
 from engram.tools.forget_user import forget_user
+from engram.tools.ingest import ingest_files, ingest_text
 from engram.tools.list_memories import list_memories
 from engram.tools.recall import recall
 from engram.tools.remember import remember
@@ -69,5 +71,26 @@ def register_tools(server: MCPServer[Any]) -> None:
         title="Forget user",
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    server.add_tool(
+        ingest_files,
+        title="Ingest files",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    server.add_tool(
+        ingest_text,
+        title="Ingest text",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    server.add_tool(
+        forget_source,
+        title="Forget knowledge source",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
         ),
     )

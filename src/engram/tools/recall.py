@@ -9,6 +9,7 @@ from pydantic import Field
 
 from engram.config import MAX_TOP_K
 from engram.core.models import MAX_QUERY_CHARS, RecallResult
+from engram.core.service import RecallScope
 from engram.tools._fields import OptionalSessionIdArg, UserIdArg, ViewerAgentArg
 from engram.tools._filters import (
     CategoryArg,
@@ -69,6 +70,13 @@ async def recall(
     min_importance: MinImportanceArg = None,
     since: SinceArg = None,
     until: UntilArg = None,
+    scope: Annotated[
+        RecallScope,
+        Field(
+            description="'memories' (what the user said and did), 'knowledge' (ingested documents, with "
+            "citations; filters do not apply) or 'both' (default)."
+        ),
+    ] = "both",
 ) -> RecallResult:
     """Look up what you know about the user before answering.
 
@@ -78,6 +86,8 @@ async def recall(
     meaning and by keywords together. Each memory has a ranking `score` (higher is better, not bounded by 1)
     and `scores` explaining it, including the cosine `similarity` that min_score tests. Filters narrow the
     long-term search; pass agent_id to say which agent is asking (it then also sees its own private memories).
+    Passages of ingested documents come back in `knowledge`, each with its `citation` (source, title, heading
+    path, chunk position): cite it when you use it.
     """
     with domain_errors():
         who = caller(user_id, agent_id, access="read")
@@ -107,4 +117,5 @@ async def recall(
             min_score=min_score,
             filters=filters,
             agent_id=who.agent_id,
+            scope=scope,
         )

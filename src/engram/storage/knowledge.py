@@ -1,0 +1,305 @@
+"""LanceDB-backed knowledge memory: one table of document chunks with their embeddings, searched per owner."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.index import FTS, Bitmap, BTree
+
+from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
+from engram.core.knowledge_models import ChunkCandidate, KnowledgeChunk, Origin, StoredSource
+from engram.core.ports import Vectors
+from engram.core.timeutil import to_utc
+from engram.storage.filters import quote
+
+# The long-term store's cross-process write lock, commit-conflict retries and readers/writer lock; knowledge uses
+# the same discipline on its own table and lock file.
+from engram.storage.long_term import FileLock, ReadersWriterLock, _read_retrying, _retry_on_conflict
+
+logger = logging.getLogger(__name__)
+
+TABLE_NAME = "knowledge"
+SCHEMA_VERSION = "1"
+_META_VERSION = b"engram.schema_version"
+_META_MODEL = b"engram.embedding_model"
+_FTS_COLUMN = "index_text"
+_SOURCE_COLUMNS = ["owner", "source", "origin", "title", "source_hash", "chunks", "ingested_at"]
+
+
+def knowledge_schema(dimensions: int, model_id: str) -> pa.Schema:
+    """The Arrow schema of the knowledge table, stamped with the schema version and embedding model."""
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            # "*" for knowledge shared by every user, else the user's pseudonymous key.
+            pa.field("owner", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("origin", pa.string(), nullable=False),
+            pa.field("title", pa.string(), nullable=False),
+            pa.field("heading_path", pa.list_(pa.string())),
+            pa.field("position", pa.int32(), nullable=False),
+            pa.field("chunks", pa.int32(), nullable=False),
+            pa.field("page", pa.int32()),
+            pa.field("content", pa.string(), nullable=False),
+            pa.field("index_text", pa.string(), nullable=False),
+            # Every chunk carries its source's hash: it commits with the chunks, so a file whose chunks did not
+            # commit is not recorded as ingested and the next ingest redoes it.
+            pa.field("source_hash", pa.string(), nullable=False),
+            pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("vector", pa.list_(pa.float32(), dimensions)),
+        ],
+        metadata={_META_VERSION: SCHEMA_VERSION.encode(), _META_MODEL: model_id.encode()},
+    )
+
+
+_COLUMNS = [f.name for f in knowledge_schema(1, "x") if f.name != "vector"]
+
+
+def _owners_clause(owners: Sequence[str]) -> str:
+    return f"owner IN ({', '.join(quote(o) for o in owners)})"
+
+
+def _sources_clause(owner: str, sources: Sequence[str]) -> str:
+    return f"owner = {quote(owner)} AND source IN ({', '.join(quote(s) for s in sources)})"
+
+
+class LanceKnowledgeStore:
+    """Knowledge chunks in a LanceDB table in their own directory; every query names the owners it may see."""
+
+    def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._directory = directory
+        # Other servers on the same data directory may ingest too: every read must see their commits.
+        self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
+        self._write_lock = threading.Lock()
+        self._process_lock = FileLock(directory / ".engram-write.lock")
+        self._readers = ReadersWriterLock()
+        with self._process_lock:
+            self._table: Any = self._open_or_create(dimensions, model_id)
+
+    def _open_or_create(self, dimensions: int, model_id: str) -> Any:
+        schema = knowledge_schema(dimensions, model_id)
+        try:
+            table = self._db.open_table(TABLE_NAME)
+        except ValueError:
+            logger.info("creating knowledge table in %s (model %s, %d dims)", self._directory, model_id, dimensions)
+            table = _retry_on_conflict(lambda: self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True))
+            self._ensure_indexes(table)
+            return table
+        stored = table.schema
+        stored_model = (stored.metadata or {}).get(_META_MODEL, b"").decode()
+        stored_dims = stored.field("vector").type.list_size
+        if stored_model != model_id or stored_dims != dimensions:
+            raise EmbeddingModelMismatch(
+                f"The knowledge memory in {self._directory} was built with embedding model '{stored_model}' "
+                f"({stored_dims} dimensions), but '{model_id}' ({dimensions} dimensions) is configured. Set "
+                "ENGRAM_EMBEDDING_MODEL back, or point ENGRAM_DATA_DIR at a new directory."
+            )
+        self._ensure_indexes(table)
+        return table
+
+    @staticmethod
+    def _ensure_indexes(table: Any, rebuild: bool = False) -> None:
+        """Create the id, owner, source and full-text indexes a fresh table lacks (or rebuild them all)."""
+        wanted: list[tuple[str, Any]] = [
+            ("id", BTree()),
+            ("owner", Bitmap()),
+            ("source", BTree()),
+            (_FTS_COLUMN, FTS(stem=True, remove_stop_words=True, ascii_folding=True)),
+        ]
+        for column, config in wanted:
+
+            def create(column: str = column, config: Any = config) -> None:
+                indexed = {c for index in table.list_indices() for c in index.columns}
+                if rebuild or column not in indexed:
+                    table.create_index(column, config=config, replace=True)
+
+            _retry_on_conflict(create)
+
+    def _read(self, query: Any) -> list[dict[str, Any]]:
+        with self._readers.shared():
+            rows: list[dict[str, Any]] = _read_retrying(query.to_list)
+        return rows
+
+    def sources(self, owners: Sequence[str]) -> list[StoredSource]:
+        """Every source of these owners, with its hash and chunk count."""
+        query = self._table.search().where(_owners_clause(owners)).select(_SOURCE_COLUMNS).limit(None)
+        with self._readers.shared():
+            table = _read_retrying(query.to_arrow)
+        found: dict[tuple[str, str], StoredSource] = {}
+        for row in table.to_pylist():
+            key = (row["owner"], row["source"])
+            if key not in found:
+                found[key] = StoredSource(
+                    owner=row["owner"],
+                    source=row["source"],
+                    origin=_origin(row["origin"]),
+                    title=row["title"],
+                    source_hash=row["source_hash"],
+                    chunks=int(row["chunks"]),
+                    ingested_at=to_utc(row["ingested_at"]),
+                )
+        return list(found.values())
+
+    def vectors_of(self, owner: str, sources: Sequence[str]) -> dict[str, Vectors]:
+        """The stored vectors of these sources' chunks, keyed by the chunk's index text."""
+        if not sources:
+            return {}
+        query = self._table.search().where(_sources_clause(owner, sources)).select(["index_text", "vector"]).limit(None)
+        return {r["index_text"]: np.asarray(r["vector"], dtype=np.float32) for r in self._read(query)}
+
+    def replace_sources(
+        self, owner: str, sources: Sequence[str], chunks: Sequence[KnowledgeChunk], vectors: Vectors
+    ) -> None:
+        """Make `chunks` the whole content of `sources` of this owner, in one commit.
+
+        One merge-insert on the chunk id updates chunks that stayed, inserts new ones and deletes the sources'
+        chunks that are no longer produced; readers see the sources entirely before or entirely after.
+        """
+        rows = [_to_row(c, v) for c, v in zip(chunks, vectors, strict=True)]
+        if not rows:
+            return
+        condition = _sources_clause(owner, sources)
+        with self._write_lock, self._process_lock:
+            _retry_on_conflict(
+                lambda: (
+                    self._table.merge_insert("id")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .when_not_matched_by_source_delete(condition)
+                    .execute(rows)
+                )
+            )
+
+    def remove_sources(self, owner: str, sources: Sequence[str]) -> int:
+        """Erase every chunk of these sources of this owner; return how many chunks were erased."""
+        return self._erase(_sources_clause(owner, sources)) if sources else 0
+
+    def delete_owner(self, owner: str) -> int:
+        """Erase every chunk of the owner, and every older table version even when none is left; return how many."""
+        # Older versions might hold chunks the owner removed earlier: they go too, so the check that nothing of the
+        # owner is left (which counts versions) can pass.
+        return self._erase(f"owner = {quote(owner)}", always_clean=True)
+
+    def _erase(self, where: str, always_clean: bool = False) -> int:
+        """Delete matching rows and every trace of them on disk (see LanceLongTermStore._erase for why)."""
+        with self._write_lock, self._process_lock, self._readers.exclusive():
+            if self._table.tags.list():
+                raise ErasureBlocked(
+                    f"The knowledge table in {self._directory} has version tags "
+                    f"({', '.join(sorted(self._table.tags.list()))}); tagged versions would keep erased chunks. "
+                    "Delete the tags and try again; nothing was erased."
+                )
+            # A delete commits its filter text (the owner key) even when it matches nothing: skip it then.
+            matching = int(self._table.count_rows(where))
+            deleted = int(_retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows) if matching else 0
+            if deleted:
+                _retry_on_conflict(
+                    lambda: self._table.to_lance().optimize.compact_files(
+                        materialize_deletions=True, materialize_deletions_threshold=0.0
+                    )
+                )
+                self._ensure_indexes(self._table, rebuild=True)
+            if deleted or always_clean:
+                _retry_on_conflict(
+                    lambda: self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+                )
+        return deleted
+
+    def vector_search(self, owners: Sequence[str], vector: Vectors, limit: int) -> list[ChunkCandidate]:
+        """Up to `limit` chunks of these owners by cosine similarity (the score), best first."""
+        query = (
+            self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
+            .distance_type("cosine")
+            .where(_owners_clause(owners), prefilter=True)
+            .select([*_COLUMNS, "vector", "_distance"])
+            .limit(limit)
+        )
+        return [_candidate(r, 1.0 - float(r["_distance"])) for r in self._read(query)]
+
+    def keyword_search(self, owners: Sequence[str], text: str, limit: int) -> list[ChunkCandidate]:
+        """Up to `limit` chunks of these owners by BM25 over the index text, best first."""
+        query = (
+            self._table.search(text, query_type="fts", fts_columns=_FTS_COLUMN)
+            .where(_owners_clause(owners), prefilter=True)
+            .select([*_COLUMNS, "vector", "_score"])
+            .limit(limit)
+        )
+        return [_candidate(r, float(r["_score"])) for r in self._read(query)]
+
+    def holds_owner(self, owner: str) -> bool:
+        """Whether any trace of the owner is left: a row, an older table version, or the key in any file."""
+        with self._readers.shared():
+            if self._table.count_rows(f"owner = {quote(owner)}") or len(self._table.list_versions()) > 1:
+                return True
+        needle = owner.encode()
+        return any(needle in path.read_bytes() for path in self._directory.rglob("*") if path.is_file())
+
+    def optimize(self) -> None:
+        """Compact fragments and fold new rows into the indexes (old versions are kept for readers)."""
+        with self._write_lock, self._process_lock:
+            _retry_on_conflict(self._table.optimize)
+
+    def count(self) -> int:
+        """Number of chunks of all owners."""
+        return int(self._table.count_rows())
+
+    def bytes_on_disk(self) -> int:
+        """Size of the store's files."""
+        return sum(p.stat().st_size for p in self._directory.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        """Release the store."""
+        self._table = None
+        self._db = None
+
+
+def _origin(value: str) -> Origin:
+    return "text" if value == "text" else "file"
+
+
+def _to_row(chunk: KnowledgeChunk, vector: Vectors) -> dict[str, Any]:
+    return {
+        "id": chunk.id,
+        "owner": chunk.owner,
+        "source": chunk.source,
+        "origin": chunk.origin,
+        "title": chunk.title,
+        "heading_path": list(chunk.heading_path),
+        "position": chunk.position,
+        "chunks": chunk.chunks,
+        "page": chunk.page,
+        "content": chunk.content,
+        "index_text": chunk.index_text,
+        "source_hash": chunk.source_hash,
+        "ingested_at": chunk.ingested_at,
+        "vector": np.asarray(vector, dtype=np.float32).reshape(-1).tolist(),
+    }
+
+
+def _candidate(row: dict[str, Any], score: float) -> ChunkCandidate:
+    ingested: datetime = to_utc(row["ingested_at"])
+    chunk = KnowledgeChunk(
+        id=row["id"],
+        owner=row["owner"],
+        source=row["source"],
+        origin=_origin(row["origin"]),
+        title=row["title"],
+        heading_path=list(row["heading_path"] or []),
+        position=int(row["position"]),
+        chunks=int(row["chunks"]),
+        page=row["page"],
+        content=row["content"],
+        index_text=row["index_text"],
+        source_hash=row["source_hash"],
+        ingested_at=ingested,
+    )
+    return ChunkCandidate(chunk=chunk, score=score, vector=np.asarray(row["vector"], dtype=np.float32))

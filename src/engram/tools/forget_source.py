@@ -1,0 +1,40 @@
+"""The `forget_source` tool: remove one ingested document from knowledge memory."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from engram.core.knowledge_models import SourceRemoved
+from engram.tools._fields import UserIdArg
+from engram.tools.ingest import ScopeArg, knowledge_of, owner_for
+from engram.tools.state import AppState, caller, domain_errors, memory_of
+
+
+async def forget_source(
+    source: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=4096,
+            description="The source to remove, exactly as listed by the engram://users/{user_id}/knowledge "
+            "resource (a file path or the name given to ingest_text).",
+        ),
+    ],
+    ctx: Context[AppState],
+    user_id: UserIdArg = None,
+    scope: ScopeArg = "user",
+) -> SourceRemoved:
+    """Remove a document from knowledge memory: every chunk of it is erased and recall no longer cites it.
+
+    Call this when the user says a document is obsolete or should not be used any more. Global sources need
+    administrator access. The file itself is not touched.
+    """
+    with domain_errors():
+        who = caller(user_id, access="admin" if scope == "global" else "write")
+    memory = await memory_of(ctx)
+    knowledge = knowledge_of(memory)
+    with domain_errors():
+        return await knowledge.remove_source(owner_for(memory, who, scope), source)

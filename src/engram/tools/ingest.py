@@ -1,0 +1,116 @@
+"""Knowledge ingest tools: `ingest_files` (paths under the operator's roots) and `ingest_text` (a document as text)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from engram.core.knowledge import MAX_SOURCE_NAME_CHARS, KnowledgeService
+from engram.core.knowledge_models import GLOBAL_OWNER, DocumentFormat, IngestReport, Scope
+from engram.core.service import MemoryService
+from engram.tools._fields import UserIdArg
+from engram.tools.state import AppState, Caller, caller, domain_errors, memory_of
+
+ScopeArg = Annotated[
+    Scope,
+    Field(
+        description="'user' (default): knowledge only this user sees; 'global': knowledge every user of this "
+        "server sees (needs administrator access)."
+    ),
+]
+
+
+def knowledge_of(memory: MemoryService) -> KnowledgeService:
+    """The knowledge service, or a tool error when this server runs without knowledge memory."""
+    if memory.knowledge is None:
+        raise ToolError("Knowledge memory is not available on this server.")
+    return memory.knowledge
+
+
+def owner_for(memory: MemoryService, who: Caller, scope: Scope) -> str:
+    """The owner key knowledge is stored under: the shared global owner, or the user's pseudonym."""
+    return GLOBAL_OWNER if scope == "global" else memory.user_key(who.user_id)
+
+
+async def ingest_files(
+    paths: Annotated[
+        list[str],
+        Field(
+            min_length=1,
+            max_length=100,
+            description="Files or folders on the server to ingest (folders recursively). They must lie under a "
+            "folder the operator allowed (ENGRAM_KNOWLEDGE_ROOTS).",
+        ),
+    ],
+    ctx: Context[AppState],
+    user_id: UserIdArg = None,
+    scope: ScopeArg = "user",
+    include: Annotated[
+        list[str] | None, Field(description="Only files matching one of these globs (e.g. '*.md', 'policies/*').")
+    ] = None,
+    exclude: Annotated[list[str] | None, Field(description="Leave out files matching one of these globs.")] = None,
+) -> IngestReport:
+    """Add documents (Markdown, text, HTML, PDF) from the server's allowed folders to knowledge memory.
+
+    Call this when the user asks you to learn from, index or keep up to date a folder of notes, procedures or
+    policies on the server. Unchanged files are skipped; changed files have their chunks replaced; files
+    deleted from a folder are removed from knowledge. Files that cannot be read are listed in `failed` and the
+    rest is ingested. Afterwards `recall` finds the documents' passages with their citations. Reports progress.
+    To add a document you have as text, use ingest_text instead.
+    """
+    with domain_errors():
+        who = caller(user_id, access="admin" if scope == "global" else "write")
+    memory = await memory_of(ctx)
+    knowledge = knowledge_of(memory)
+
+    async def progress(done: float, total: float, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    with domain_errors():
+        return await knowledge.ingest_paths(
+            owner_for(memory, who, scope),
+            paths,
+            include=include or [],
+            exclude=exclude or [],
+            confined=True,
+            progress=progress,
+        )
+
+
+async def ingest_text(
+    source: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_SOURCE_NAME_CHARS,
+            description="A stable name for the document (e.g. 'handbook/leave-policy.md'); ingesting the same "
+            "name again replaces its earlier version.",
+        ),
+    ],
+    text: Annotated[str, Field(min_length=1, description="The document's full text.")],
+    ctx: Context[AppState],
+    user_id: UserIdArg = None,
+    scope: ScopeArg = "user",
+    format: Annotated[
+        DocumentFormat,
+        Field(description="How to read `text`: 'markdown' (default), 'text' or 'html' (PDF only as a file)."),
+    ] = DocumentFormat.MARKDOWN,
+    title: Annotated[
+        str | None, Field(max_length=300, description="The document's title (default: its first heading).")
+    ] = None,
+) -> IngestReport:
+    """Add one document, sent as text, to knowledge memory so `recall` can cite it later.
+
+    Use this for procedures, policies or reference notes the user gives you or asks you to keep. The document
+    is split by its headings and paragraphs; sending the same `source` again replaces the earlier version
+    (unchanged text is skipped).
+    """
+    with domain_errors():
+        who = caller(user_id, access="admin" if scope == "global" else "write")
+    memory = await memory_of(ctx)
+    knowledge = knowledge_of(memory)
+    with domain_errors():
+        return await knowledge.ingest_text(owner_for(memory, who, scope), source, text, format, title)
