@@ -43,6 +43,21 @@ def real_embedder() -> Embedder:
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
 
 
+@pytest.fixture(scope="session")
+def onnx_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models directory holding the bundled model's ONNX export (fp32 and int8), made once per test session.
+
+    Made the way a server makes it: by the exporter in a child process (~20-40 s). Tests and stdio servers that use
+    an ONNX backend point ENGRAM_MODELS_DIR (Settings.models_dir) here instead of exporting again.
+    """
+    from engram.embeddings.onnx_cache import run_export
+
+    models = tmp_path_factory.mktemp("models")
+    report = run_export("all-MiniLM-L6-v2", models)
+    assert report["exported"] is True
+    return models
+
+
 @pytest.fixture
 def service(settings: Settings, embedder: HashEmbedder) -> MemoryService:
     memory = open_memory(settings, embedder)

@@ -109,7 +109,7 @@ def open_memory(
                 device=settings.embedding_device,
                 threads=settings.embedding_threads,
                 backend=settings.embedding_backend,
-                cache_dir=settings.models_dir,
+                cache_dir=settings.model_cache_dir,
             )
         long_term = LanceLongTermStore(
             settings.long_term_dir, dimensions=embedder.dimensions, model_id=embedder.model_id
