@@ -3,6 +3,7 @@ whole (a damaged entry is detected and made again), and no torch in the serving 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from engram.embeddings.onnx import (
 )
 from engram.embeddings.onnx_cache import (
     FILES,
+    FINGERPRINT_MEMO,
     MANIFEST,
     CacheEntry,
     cache_entry,
@@ -41,6 +43,7 @@ from engram.embeddings.onnx_cache import (
 from engram.embeddings.pipeline import model_fingerprint, read_pipeline
 from engram.embeddings.sentence_transformer import resolve_model_path
 from engram.runtime import open_memory
+from engram.storage.query_cache import DiskQueryCache
 
 BUNDLED = "all-MiniLM-L6-v2"
 HEAVY = ("torch", "transformers", "sentence_transformers", "onnx", "onnxscript")
@@ -163,6 +166,21 @@ def test_a_changed_model_gets_a_new_cache_key(tmp_path: Path) -> None:
     (model / "model.safetensors").write_bytes(b"weights-v1")
     (model / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 8, "pooling_mode": "cls"}))
     assert model_fingerprint(read_pipeline(model)) != before
+
+
+def test_the_remembered_fingerprint_follows_the_files(tmp_path: Path) -> None:
+    model = _fake_model(tmp_path / "m", {"embedding_dimension": 8})
+    cache = tmp_path / "cache"
+    first = cache_entry(str(model), cache).fingerprint
+    assert first == model_fingerprint(read_pipeline(model))
+    memo = cache / FINGERPRINT_MEMO
+    stamp = memo.stat().st_mtime_ns
+    assert cache_entry(str(model), cache).fingerprint == first and memo.stat().st_mtime_ns == stamp  # reused
+    (model / "model.safetensors").write_bytes(b"weights-v2")  # same size, new content
+    second = cache_entry(str(model), cache).fingerprint
+    assert second != first and second == model_fingerprint(read_pipeline(model))
+    memo.write_text("{ not json")
+    assert cache_entry(str(model), cache).fingerprint == second  # a damaged memo is recomputed
 
 
 def test_cache_entries_are_named_by_model_id_and_content_hash(tmp_path: Path) -> None:
@@ -347,7 +365,9 @@ def test_second_load_uses_the_cache(onnx_models_dir: Path) -> None:
     # The exporter itself, asked again, finds the entry intact and does nothing.
     assert run_export(BUNDLED, onnx_models_dir, timeout=120)["exported"] is False
     assert {"dir": _stamps(onnx_models_dir), "entry": _stamps(entry.path)} == before
-    assert sorted(p.name for p in onnx_models_dir.iterdir()) == sorted([entry.path.name, entry.lock_path.name])
+    assert sorted(p.name for p in onnx_models_dir.iterdir()) == sorted(
+        [entry.path.name, entry.lock_path.name, FINGERPRINT_MEMO]
+    )
 
 
 @pytest.mark.slow
@@ -362,18 +382,24 @@ async def test_a_data_dir_built_with_torch_is_served_by_both_onnx_backends(
         await service.remember("alice", "My brother Tom is a carpenter in Leeds.")
     finally:
         service.close()
+    query = "what seafood should she avoid?"
     for backend in ("onnx", "onnx-int8"):
         settings = Settings(data_dir=tmp_path, embedding_backend=backend, models_dir=onnx_models_dir)
         service = open_memory(settings)
         try:
             assert service.embedder.model_id == BUNDLED
-            result = await service.recall("alice", "what seafood should she avoid?")
+            result = await service.recall("alice", query)
             assert result.memories[0].memory.content == "I am allergic to shellfish."
-            # The repeated query is answered from the query cache (diskcache), not the model.
-            again = await service.recall("alice", "what seafood should she avoid?")
-            assert [hit.memory.id for hit in again.memories] == [hit.memory.id for hit in result.memories]
+            query_vector = service.embedder.embed([query])[0]
         finally:
             service.close()
+        # The query vector went to the query cache (diskcache) under the model id, so a repeat skips the model.
+        cache = DiskQueryCache(settings.query_cache_dir)
+        try:
+            cached = cache.get(f"{BUNDLED}:{hashlib.sha256(query.encode()).hexdigest()}")
+        finally:
+            cache.close()
+        assert cached is not None and float(cached @ query_vector) > 0.97
     assert not (tmp_path / "models").exists(), "ENGRAM_MODELS_DIR was given: nothing is exported under the data dir"
 
 
@@ -444,7 +470,26 @@ def test_a_damaged_or_half_written_cache_is_exported_again_once(
 
     assert entry_problem(entry, ("fp32", "int8")) is None
     assert not stale.exists(), "the killed export's staging directory was not cleaned up"
-    assert sorted(p.name for p in models.iterdir()) == sorted([entry.path.name, entry.lock_path.name])
+    assert sorted(p.name for p in models.iterdir()) == sorted([entry.path.name, entry.lock_path.name, FINGERPRINT_MEMO])
     reloaded = load_onnx_embedder(BUNDLED, models_dir=models, precision="int8")
     # A fresh export quantises afresh: close to the session's int8 model, not necessarily bit-identical.
     assert _cosines(reloaded.embed(SENTENCES), onnx_int8.embed(SENTENCES)).min() > 0.99
+
+
+def test_only_the_exporter_and_the_torch_backend_import_torch() -> None:
+    # The serving modules may not even import the exporter: it would drag torch into the server.
+    source_dir = Path(__file__).resolve().parent.parent / "src" / "engram"
+    heavy = {"torch", "transformers", "sentence_transformers", "onnx", "onnxscript", "engram.embeddings.onnx_export"}
+    allowed = {"embeddings/sentence_transformer.py", "embeddings/onnx_export.py"}
+    offenders, seen = {}, {}
+    for path in sorted(source_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        found = {n for n in names if n in heavy or n.split(".")[0] in heavy - {"engram.embeddings.onnx_export"}}
+        relative = path.relative_to(source_dir).as_posix()
+        seen[relative] = found
+        if found and relative not in allowed:
+            offenders[relative] = sorted(found)
+    assert offenders == {}
+    assert "torch" in seen["embeddings/onnx_export.py"]  # the rule sees imports inside functions

@@ -5,6 +5,7 @@ Layout under the models directory (`<data dir>/models/` or `ENGRAM_MODELS_DIR`):
     all-MiniLM-L6-v2-<content hash>/   model.onnx, model.int8.onnx, manifest.json (sizes and SHA-256 of both)
     .all-MiniLM-L6-v2-<content hash>.lock      held by the one process exporting that model
     .tmp-all-MiniLM-L6-v2-<content hash>-*/    an export in progress (or left by a killed one)
+    .fingerprints.json                          content hash of each model dir, keyed by its files' stat data
 
 An export is written into a temporary directory and renamed into place once complete, so readers see either no
 entry or a whole one. The export itself runs in a separate process (`python -m engram.embeddings.onnx_export`),
@@ -33,8 +34,8 @@ from engram.embeddings.pipeline import (
     Pipeline,
     base_model_id,
     local_model_dir,
-    model_fingerprint,
     read_pipeline,
+    remembered_fingerprint,
 )
 from engram.embeddings.threads import native_thread_env
 
@@ -45,6 +46,8 @@ Precision = Literal["fp32", "int8"]
 #: The file of each precision inside an entry; an export always produces both.
 FILES: dict[Precision, str] = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 MANIFEST = "manifest.json"
+#: Remembers each model's content hash with its files' stat data, so a start does not hash the weights again.
+FINGERPRINT_MEMO = ".fingerprints.json"
 #: The exporter's last stderr line starts with this when it fails on purpose; the rest is the message.
 ERROR_PREFIX = "engram-export-error: "
 #: Time allowed for a whole export (about 20-40 s on 2 busy cores; a slow disk or a big model takes longer).
@@ -85,7 +88,7 @@ def cache_entry(name: str, models_dir: Path) -> CacheEntry:
     """The cache entry of model `name` (bundled name or local directory): `<model id>-<content hash>`."""
     pipeline = read_pipeline(local_model_dir(name))
     model_id = base_model_id(name)
-    fingerprint = model_fingerprint(pipeline)
+    fingerprint = remembered_fingerprint(pipeline, models_dir / FINGERPRINT_MEMO)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("._-")[-80:] or "model"
     return CacheEntry(models_dir, f"{slug}-{fingerprint}", pipeline, fingerprint, model_id)
 
