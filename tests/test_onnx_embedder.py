@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from engram.cli import cli
 from engram.config import Settings
 from engram.core.errors import BackendUnavailable
 from engram.core.ports import Embedder
@@ -152,6 +154,13 @@ def test_the_exporter_process_reports_a_specific_error(tmp_path: Path) -> None:
         run_export(str(not_a_model), tmp_path / "models", timeout=120)
     assert "ENGRAM_EMBEDDING_BACKEND=torch" in str(failed.value)
     assert "Traceback" not in str(failed.value)
+
+
+def test_an_export_that_takes_too_long_is_stopped(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailable, match=r"did not finish within 0.5 s and was stopped") as slow:
+        run_export(BUNDLED, tmp_path / "models", timeout=0.5)
+    assert "engram prepare" in str(slow.value)
+    assert not list((tmp_path / "models").glob("all-MiniLM-L6-v2-*")), "a stopped export published an entry"
 
 
 def test_a_changed_model_gets_a_new_cache_key(tmp_path: Path) -> None:
@@ -493,3 +502,24 @@ def test_only_the_exporter_and_the_torch_backend_import_torch() -> None:
             offenders[relative] = sorted(found)
     assert offenders == {}
     assert "torch" in seen["embeddings/onnx_export.py"]  # the rule sees imports inside functions
+
+
+def test_prepare_explains_what_it_cannot_do(tmp_path: Path) -> None:
+    env = {"ENGRAM_DATA_DIR": str(tmp_path / "data"), "ENGRAM_MODELS_DIR": str(tmp_path / "models")}
+    missing = CliRunner().invoke(cli, ["prepare"], env={**env, "ENGRAM_EMBEDDING_MODEL": str(tmp_path / "nope")})
+    assert missing.exit_code == 1 and "ENGRAM_EMBEDDING_MODEL" in missing.stderr
+    for setting in ({"ENGRAM_EMBEDDING_MODEL": "hash"}, {"ENGRAM_EMBEDDING_BACKEND": "torch"}):
+        nothing = CliRunner().invoke(cli, ["prepare"], env={**env, **setting})
+        assert nothing.exit_code == 0 and "nothing to prepare" in nothing.stderr
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.slow
+def test_prepare_keeps_an_intact_export(tmp_path: Path, onnx_models_dir: Path) -> None:
+    entry = cache_entry(BUNDLED, onnx_models_dir)
+    before = _stamps(entry.path)
+    env = {"ENGRAM_DATA_DIR": str(tmp_path), "ENGRAM_MODELS_DIR": str(onnx_models_dir)}
+    result = CliRunner().invoke(cli, ["prepare"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{BUNDLED} (already exported): {entry.path}"
+    assert _stamps(entry.path) == before

@@ -22,7 +22,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,47 +200,69 @@ def run_export(
 ) -> dict[str, Any]:
     """Export model `name` into `models_dir` in a child process, unless an intact export is there already.
 
-    Returns the exporter's report (`path`, `exported`, `seconds`). The child's log goes to this process's stderr
-    when `show_log`, else it is captured and its tail quoted if the export fails. stdin is closed and stdout
+    Returns the exporter's report (`path`, `exported`, `seconds`). The child's log is copied to this process's
+    stderr when `show_log`; either way its tail is quoted if the export fails. stdin is closed and stdout
     captured: on a stdio server both carry the MCP protocol.
     """
     command = export_command(name, models_dir, threads=threads)
     started = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=export_environment(threads),
+        text=True,
+    )
+    log: deque[str] = deque(maxlen=40)
+    relay = threading.Thread(target=_relay_log, args=(process, log, show_log), name="engram-export-log", daemon=True)
+    relay.start()
     try:
-        result = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=None if show_log else subprocess.PIPE,
-            env=export_environment(threads),
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        # The child writes one short line on stdout, at the end: waiting before reading it cannot deadlock.
+        returncode = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
         raise BackendUnavailable(
-            f"The ONNX export of '{name}' did not finish within {timeout:.0f} s and was stopped. Run `engram "
+            f"The ONNX export of '{name}' did not finish within {timeout:g} s and was stopped. Run `engram "
             "prepare` to export it with its log on screen, or use ENGRAM_EMBEDDING_BACKEND=torch."
         ) from exc
-    if result.returncode != 0:
-        raise BackendUnavailable(_failure_message(name, models_dir, result.returncode, result.stderr))
-    lines = result.stdout.strip().splitlines()
+    finally:
+        relay.join(timeout=5)
+    assert process.stdout is not None
+    stdout = process.stdout.read()
+    process.stdout.close()
+    if returncode != 0:
+        raise BackendUnavailable(_failure_message(name, models_dir, returncode, list(log)))
+    lines = stdout.strip().splitlines()
     try:
         report: dict[str, Any] = json.loads(lines[-1])
     except (IndexError, ValueError) as exc:
-        raise BackendUnavailable(f"The ONNX exporter of '{name}' printed no report: {result.stdout[-500:]!r}") from exc
+        raise BackendUnavailable(f"The ONNX exporter of '{name}' printed no report: {stdout[-500:]!r}") from exc
     if report.get("exported"):
         logger.info("exported %s to ONNX in %.1f s: %s", name, time.perf_counter() - started, report.get("path"))
     return report
 
 
-def _failure_message(name: str, models_dir: Path, returncode: int, stderr: str | None) -> str:
+def _relay_log(process: subprocess.Popen[str], tail: deque[str], show: bool) -> None:
+    """Keep the last lines of the exporter's log, and copy them all to our stderr when `show`."""
+    assert process.stderr is not None
+    with process.stderr:
+        for line in process.stderr:
+            tail.append(line.rstrip("\n"))
+            if show:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+
+def _failure_message(name: str, models_dir: Path, returncode: int, lines: list[str]) -> str:
     """The exporter's own error line if it gave one, else its exit status and the tail of its log."""
-    lines = (stderr or "").strip().splitlines()
     own = [line.removeprefix(ERROR_PREFIX) for line in lines if line.startswith(ERROR_PREFIX)]
     if own:
         return own[-1]
-    tail = "\n".join(lines[-15:]) if lines else "(its log went to the terminal above)"
+    tail = "\n".join(lines[-15:]) if lines else "(it wrote no log)"
     return (
         f"The ONNX export of '{name}' into {models_dir} failed (exit status {returncode}). Run `engram prepare` to "
         f"retry with the full log, or use ENGRAM_EMBEDDING_BACKEND=torch. Last lines of the exporter's log:\n{tail}"
