@@ -7,7 +7,9 @@ from spawn is taken at four points:
 * ``tools_list``: the first ``tools/list`` answered (target: under 1 s; the embedding model loads in a
   background thread, so listing must not wait for it);
 * ``first_recall``: the first ``recall`` answered (this one waits for the model; target: under 2.5 s);
-* ``shutdown``: time from closing the client until the process is gone (not counted from spawn).
+* ``shutdown``: time from closing the client until the process is gone (not counted from spawn);
+* ``cpu_tools_list`` / ``cpu_first_recall``: CPU seconds the server had used at those two points (from
+  ``/proc/<pid>/stat``): the work done, which a busy machine does not inflate the way it inflates wall time.
 
 Just before shutdown the server's peak resident memory (``VmHWM`` in ``/proc/<pid>/status``, Linux; target:
 under 400 MB) is read, and whether a torch library is mapped into it (``/proc/<pid>/maps``).
@@ -46,7 +48,7 @@ DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "startup.json"
 DEFAULT_MODEL = "all-MiniLM-L6-v2"  # the bundled model, as engram.config.DEFAULT_EMBEDDING_MODEL
 DEFAULT_BACKEND = "onnx-int8"  # as engram.config.Settings.embedding_backend
 TARGETS = {"tools_list": 1.0, "first_recall": 2.5, "peak_rss_mb": 400.0}
-METRICS = ("initialize", "tools_list", "first_recall", "shutdown", "peak_rss_mb")
+METRICS = ("initialize", "tools_list", "first_recall", "shutdown", "peak_rss_mb", "cpu_tools_list", "cpu_first_recall")
 
 
 def engram_command(*args: str) -> list[str]:
@@ -86,6 +88,15 @@ def spawned_server() -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) the process has used so far: on a busy machine, a measure of the work done that
+    other jobs do not inflate the way they inflate wall time (NaN off Linux)."""
+    if pid is None:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_of(pid: int | None) -> tuple[float, bool | None]:
     """Peak RSS in MB (VmHWM) of `pid`, and whether a torch library is mapped into it (NaN/None off Linux)."""
     if pid is None:
@@ -120,13 +131,16 @@ async def one_run(
                 sample["initialize"] = time.perf_counter() - start
                 listed = await client.list_tools()
                 sample["tools_list"] = time.perf_counter() - start
+                server = spawned_server()
+                sample["cpu_tools_list"] = cpu_seconds(server)
                 if not listed.tools:
                     raise RuntimeError("tools/list returned no tools")
                 result = await client.call_tool("recall", {"user_id": "bench", "query": "what does she like to eat?"})
                 sample["first_recall"] = time.perf_counter() - start
                 if result.is_error:
                     raise RuntimeError(f"recall failed: {result.content}")
-                sample["peak_rss_mb"], torch_loaded = memory_of(spawned_server())
+                sample["cpu_first_recall"] = cpu_seconds(server)
+                sample["peak_rss_mb"], torch_loaded = memory_of(server)
                 closing = time.perf_counter()
             sample["shutdown"] = time.perf_counter() - closing
     return sample, torch_loaded
@@ -211,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             "first_recall": "spawn -> first recall answered (waits for the embedding model)",
             "shutdown": "client close -> server process gone",
             "peak_rss_mb": "the server's peak resident memory (VmHWM) after the first recall",
+            "cpu_tools_list": "CPU seconds (user + system, all threads) the server had used when tools/list returned",
+            "cpu_first_recall": "CPU seconds the server had used when the first recall returned",
             "torch_loaded": "a libtorch library was mapped into the server process",
         },
         "prepare_s": prepare_s,

@@ -113,6 +113,9 @@ def prepare() -> None:
         return
     from engram.embeddings.onnx_cache import run_export
 
+    if settings.models_dir is None:
+        # Created owner-only here, as the server creates it: prepare may be the first to make the data directory.
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _clean_errors():
         report = run_export(
             settings.embedding_model, settings.model_cache_dir, threads=settings.embedding_threads, show_log=True
