@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0 1>&2
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 1>&2
+	@echo "engram: exporting the embedding model to ONNX once (engram prepare), so the server starts fast" >&2
+	@$(BIN)/engram prepare 1>&2 || echo "engram: warning: engram prepare failed (see above); the server will retry the export on its first start" >&2
 	@touch $@
 
 install: $(STAMP)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,35 @@ def real_embedder() -> Embedder:
     from engram.embeddings.sentence_transformer import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def shared_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test session's one models directory (ONNX exports); empty until something exports into it."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_models_dir_per_session(shared_models_dir: Path) -> Iterator[None]:
+    """Point ENGRAM_MODELS_DIR at the shared directory, so a test that builds Settings with the default (ONNX)
+    backend, such as an in-process `engram eval`, reuses the session's export instead of exporting into its own
+    fresh data directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ENGRAM_MODELS_DIR", str(shared_models_dir))
+        yield
+
+
+@pytest.fixture(scope="session")
+def onnx_models_dir(shared_models_dir: Path) -> Path:
+    """The shared models directory holding the bundled model's ONNX export (fp32 and int8), made once per session.
+
+    Made the way a server makes it: by the exporter in a child process (~20-40 s), unless a test already caused
+    that lazily. Stdio servers get it as ENGRAM_MODELS_DIR too.
+    """
+    from engram.embeddings.onnx_cache import run_export
+
+    run_export("all-MiniLM-L6-v2", shared_models_dir)
+    return shared_models_dir
 
 
 @pytest.fixture

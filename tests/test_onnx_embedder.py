@@ -1,19 +1,23 @@
-"""The ONNX embedding backend: same vectors as sentence-transformers, cached atomic export, no torch when serving."""
+"""The ONNX embedding backend: same vectors as sentence-transformers, an export made in a child process and cached
+whole (a damaged entry is detected and made again), and no torch in the serving process."""
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from engram.cli import cli
 from engram.config import Settings
 from engram.core.errors import BackendUnavailable
 from engram.core.ports import Embedder
@@ -22,18 +26,26 @@ from engram.embeddings.onnx import (
     BATCH_SIZE,
     MAX_BATCH_TOKENS,
     OnnxEmbedder,
-    _atomic_file,
     _batches,
-    cache_paths,
-    export_onnx,
     load_onnx_embedder,
-    model_fingerprint,
     onnx_model_id,
     pool,
-    read_pipeline,
 )
+from engram.embeddings.onnx_cache import (
+    FILES,
+    FINGERPRINT_MEMO,
+    MANIFEST,
+    CacheEntry,
+    cache_entry,
+    ensure_export,
+    entry_problem,
+    run_export,
+    write_manifest,
+)
+from engram.embeddings.pipeline import model_fingerprint, read_pipeline
 from engram.embeddings.sentence_transformer import resolve_model_path
 from engram.runtime import open_memory
+from engram.storage.query_cache import DiskQueryCache
 
 BUNDLED = "all-MiniLM-L6-v2"
 HEAVY = ("torch", "transformers", "sentence_transformers", "onnx", "onnxscript")
@@ -121,8 +133,34 @@ def test_unsupported_models_are_refused_with_a_pointer_to_torch(tmp_path: Path) 
     weighted = _fake_model(tmp_path / "weighted", {"embedding_dimension": 8, "pooling_mode": "weightedmean"})
     with pytest.raises(BackendUnavailable, match="weightedmean"):
         read_pipeline(weighted)
-    with pytest.raises(BackendUnavailable, match="local sentence-transformers directory"):
-        export_onnx("some-org/not-a-local-model", tmp_path / "cache")
+
+
+def test_a_missing_model_is_named_before_anything_is_exported(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    with pytest.raises(BackendUnavailable, match="ENGRAM_EMBEDDING_MODEL") as missing:
+        load_embedder(str(tmp_path / "no-such-model"), backend="onnx-int8", cache_dir=models)
+    assert f"no model directory at {tmp_path / 'no-such-model'}" in str(missing.value)
+    with pytest.raises(BackendUnavailable, match="ENGRAM_EMBEDDING_BACKEND=torch") as hub_name:
+        load_embedder("some-org/not-a-local-model", backend="onnx", cache_dir=models)
+    assert "never downloads" in str(hub_name.value)
+    assert not models.exists(), "nothing may be created for a model that does not exist"
+
+
+def test_the_exporter_process_reports_a_specific_error(tmp_path: Path) -> None:
+    # Through the real child process: its message, not a traceback or a bare exit status, reaches the caller.
+    not_a_model = tmp_path / "empty-dir"
+    not_a_model.mkdir()
+    with pytest.raises(BackendUnavailable, match=r"no modules\.json") as failed:
+        run_export(str(not_a_model), tmp_path / "models", timeout=120)
+    assert "ENGRAM_EMBEDDING_BACKEND=torch" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
+
+
+def test_an_export_that_takes_too_long_is_stopped(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailable, match=r"did not finish within 0.5 s and was stopped") as slow:
+        run_export(BUNDLED, tmp_path / "models", timeout=0.5)
+    assert "engram prepare" in str(slow.value)
+    assert not list((tmp_path / "models").glob("all-MiniLM-L6-v2-*")), "a stopped export published an entry"
 
 
 def test_a_changed_model_gets_a_new_cache_key(tmp_path: Path) -> None:
@@ -137,28 +175,80 @@ def test_a_changed_model_gets_a_new_cache_key(tmp_path: Path) -> None:
     (model / "model.safetensors").write_bytes(b"weights-v1")
     (model / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 8, "pooling_mode": "cls"}))
     assert model_fingerprint(read_pipeline(model)) != before
-    fp32, int8 = cache_paths(read_pipeline(model), "/some/local path", tmp_path / "cache")
-    assert fp32.parent == tmp_path / "cache" and "/" not in fp32.name and " " not in fp32.name
-    assert int8.name == fp32.name.removesuffix(".onnx") + ".int8.onnx"
 
 
-def test_atomic_file_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
-    dest = tmp_path / "m.onnx"
-    with pytest.raises(RuntimeError), _atomic_file(dest) as tmp:
-        tmp.write_bytes(b"half a model")
-        raise RuntimeError("killed mid-export")
-    assert list(tmp_path.iterdir()) == []
-    with _atomic_file(dest) as tmp:
-        assert not dest.exists()  # readers never see a partial file under the final name
-        tmp.write_bytes(b"a whole model")
-    assert dest.read_bytes() == b"a whole model" and list(tmp_path.iterdir()) == [dest]
+def test_the_remembered_fingerprint_follows_the_files(tmp_path: Path) -> None:
+    model = _fake_model(tmp_path / "m", {"embedding_dimension": 8})
+    cache = tmp_path / "cache"
+    first = cache_entry(str(model), cache).fingerprint
+    assert first == model_fingerprint(read_pipeline(model))
+    memo = cache / FINGERPRINT_MEMO
+    stamp = memo.stat().st_mtime_ns
+    assert cache_entry(str(model), cache).fingerprint == first and memo.stat().st_mtime_ns == stamp  # reused
+    (model / "model.safetensors").write_bytes(b"weights-v2")  # same size, new content
+    second = cache_entry(str(model), cache).fingerprint
+    assert second != first and second == model_fingerprint(read_pipeline(model))
+    memo.write_text("{ not json")
+    assert cache_entry(str(model), cache).fingerprint == second  # a damaged memo is recomputed
+
+
+def test_cache_entries_are_named_by_model_id_and_content_hash(tmp_path: Path) -> None:
+    model = _fake_model(tmp_path / "my model", {"embedding_dimension": 8})
+    entry = cache_entry(str(model), tmp_path / "cache")
+    assert entry.path.parent == tmp_path / "cache"
+    assert entry.path.name.endswith(f"-{entry.fingerprint}") and len(entry.fingerprint) == 16
+    assert "/" not in entry.path.name and " " not in entry.path.name
+    assert entry.model_id == str(model)  # a local path is its own id, as with torch
+    bundled = cache_entry(BUNDLED, tmp_path / "cache")
+    assert bundled.path.name.startswith("all-MiniLM-L6-v2-") and bundled.model_id == BUNDLED
+
+
+def _fake_entry(tmp_path: Path) -> tuple[CacheEntry, Path]:
+    """A complete-looking cache entry of a fake model (the files are not real ONNX graphs)."""
+    entry = cache_entry(str(_fake_model(tmp_path / "m", {"embedding_dimension": 8})), tmp_path / "cache")
+    entry.path.mkdir(parents=True)
+    for precision, name in FILES.items():
+        (entry.path / name).write_bytes(f"{precision} graph ".encode() * 100)
+    write_manifest(entry.path, entry, {"created_at": "now"})
+    return entry, entry.path
+
+
+def test_a_damaged_entry_is_detected(tmp_path: Path) -> None:
+    entry, path = _fake_entry(tmp_path)
+    assert entry_problem(entry, ("fp32", "int8")) is None
+
+    int8 = path / FILES["int8"]
+    whole = int8.read_bytes()
+    int8.write_bytes(whole[:-7])  # truncated, as by a full disk or a partial copy
+    assert "bytes" in str(entry_problem(entry, ("int8",)))
+    assert entry_problem(entry, ("fp32",)) is None  # each precision on its own
+    int8.write_bytes(whole[:-1] + b"X")  # same size, one byte changed
+    assert "SHA-256" in str(entry_problem(entry, ("int8",)))
+    int8.write_bytes(whole)
+    assert entry_problem(entry, ("int8",)) is None
+
+    manifest = json.loads((path / MANIFEST).read_text())
+    (path / MANIFEST).write_text(json.dumps({**manifest, "format": 1}))
+    assert "format" in str(entry_problem(entry, ("fp32",)))
+    (path / MANIFEST).write_text(json.dumps({**manifest, "fingerprint": "0" * 16}))
+    assert "another model" in str(entry_problem(entry, ("fp32",)))
+    (path / MANIFEST).write_text("{ half a manif")
+    assert "unreadable manifest" in str(entry_problem(entry, ("fp32",)))
+    (path / MANIFEST).unlink()
+    assert "no manifest" in str(entry_problem(entry, ("fp32",)))
+    shutil.rmtree(path)
+    assert entry_problem(entry, ("fp32",)) == "not exported yet"
 
 
 def test_backend_setting_and_load_embedder_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings(data_dir=tmp_path).embedding_backend == "torch"
-    assert Settings(data_dir=tmp_path).models_dir == tmp_path / "models"
-    monkeypatch.setenv("ENGRAM_EMBEDDING_BACKEND", "onnx-int8")
+    monkeypatch.delenv("ENGRAM_EMBEDDING_BACKEND", raising=False)
+    monkeypatch.delenv("ENGRAM_MODELS_DIR", raising=False)
     assert Settings(data_dir=tmp_path).embedding_backend == "onnx-int8"
+    assert Settings(data_dir=tmp_path).model_cache_dir == tmp_path / "models"
+    monkeypatch.setenv("ENGRAM_MODELS_DIR", str(tmp_path / "shared-models"))
+    monkeypatch.setenv("ENGRAM_EMBEDDING_BACKEND", "onnx")
+    assert Settings(data_dir=tmp_path).model_cache_dir == tmp_path / "shared-models"
+    assert Settings(data_dir=tmp_path).embedding_backend == "onnx"
     with pytest.raises(ValueError, match="cache_dir"):
         load_embedder(BUNDLED, backend="onnx")
     with pytest.raises(BackendUnavailable, match="CPU only"):
@@ -168,25 +258,33 @@ def test_backend_setting_and_load_embedder_arguments(tmp_path: Path, monkeypatch
     assert onnx_model_id("/models/mine", "int8") == "/models/mine"  # a local path is its own id, as with torch
 
 
-# ---- slow: the real model, exported once per session -------------------------------------------------------
+def test_embeddings_package_and_thread_caps_import_before_numpy() -> None:
+    # The CLI caps native thread pools before numpy loads OpenBLAS; that only works if nothing on the way
+    # imports numpy.
+    code = (
+        "import sys, os\n"
+        "import engram.cli\n"
+        "from engram.embeddings.threads import cap_native_threads\n"
+        "assert 'numpy' not in sys.modules, 'numpy was imported too early'\n"
+        "cap_native_threads(1)\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.split() == ["1", "1"]
+
+
+# ---- slow: the real model, exported once per session (conftest.onnx_models_dir) ----------------------------
 
 
 @pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models directory holding the fp32 and int8 exports of the bundled model (exported once, ~20 s)."""
-    cache = tmp_path_factory.mktemp("models")
-    export_onnx(BUNDLED, cache, precision="int8")  # exports fp32 first, then quantises it
-    return cache
+def onnx_fp32(onnx_models_dir: Path) -> OnnxEmbedder:
+    return load_onnx_embedder(BUNDLED, models_dir=onnx_models_dir, precision="fp32")
 
 
 @pytest.fixture(scope="session")
-def onnx_fp32(onnx_cache: Path) -> OnnxEmbedder:
-    return load_onnx_embedder(BUNDLED, cache_dir=onnx_cache, precision="fp32")
-
-
-@pytest.fixture(scope="session")
-def onnx_int8(onnx_cache: Path) -> OnnxEmbedder:
-    return load_onnx_embedder(BUNDLED, cache_dir=onnx_cache, precision="int8")
+def onnx_int8(onnx_models_dir: Path) -> OnnxEmbedder:
+    return load_onnx_embedder(BUNDLED, models_dir=onnx_models_dir, precision="int8")
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -212,6 +310,17 @@ def test_int8_is_close_to_sentence_transformers(onnx_int8: OnnxEmbedder, real_em
     assert cosines.mean() > 0.975 and cosines.min() > 0.93
     # Close enough to share the model id (see onnx_model_id): fp32-built memories stay readable with int8.
     assert onnx_int8.model_id == real_embedder.model_id == BUNDLED
+
+
+@pytest.mark.slow
+def test_the_export_records_its_checks(onnx_models_dir: Path) -> None:
+    entry = cache_entry(BUNDLED, onnx_models_dir)
+    manifest = json.loads((entry.path / MANIFEST).read_text())
+    assert manifest["fp32_min_cosine_vs_sentence_transformers"] > 0.9999
+    assert manifest["int8_min_cosine_vs_fp32"] > 0.9
+    assert manifest["model_id"] == BUNDLED and "torch" in manifest["versions"]
+    for name in FILES.values():
+        assert manifest["files"][name]["sha256"] == hashlib.sha256((entry.path / name).read_bytes()).hexdigest()
 
 
 @pytest.mark.slow
@@ -251,21 +360,29 @@ def test_embed_is_safe_from_several_threads(onnx_fp32: OnnxEmbedder) -> None:
         assert np.allclose(results[t], expected[t], atol=1e-5)
 
 
+def _stamps(directory: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(directory.iterdir())}
+
+
 @pytest.mark.slow
-def test_second_load_uses_the_cache(onnx_cache: Path) -> None:
-    fp32 = export_onnx(BUNDLED, onnx_cache, precision="fp32").path
-    int8 = export_onnx(BUNDLED, onnx_cache, precision="int8").path
-    stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (fp32, int8)}
-    load_onnx_embedder(BUNDLED, cache_dir=onnx_cache, precision="fp32")
-    load_onnx_embedder(BUNDLED, cache_dir=onnx_cache, precision="int8")
-    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (fp32, int8)} == stamps
-    assert sorted(p.suffix for p in onnx_cache.iterdir()) == [".lock", ".onnx", ".onnx"]  # no temp files
+def test_second_load_uses_the_cache(onnx_models_dir: Path) -> None:
+    entry = cache_entry(BUNDLED, onnx_models_dir)
+    before = {"dir": _stamps(onnx_models_dir), "entry": _stamps(entry.path)}
+    for precision in ("fp32", "int8"):
+        load_onnx_embedder(BUNDLED, models_dir=onnx_models_dir, precision=precision)
+    assert ensure_export(BUNDLED, onnx_models_dir, "int8").path == entry.path
+    # The exporter itself, asked again, finds the entry intact and does nothing.
+    assert run_export(BUNDLED, onnx_models_dir, timeout=120)["exported"] is False
+    assert {"dir": _stamps(onnx_models_dir), "entry": _stamps(entry.path)} == before
+    assert sorted(p.name for p in onnx_models_dir.iterdir()) == sorted(
+        [entry.path.name, entry.lock_path.name, FINGERPRINT_MEMO]
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_data_dir_built_with_torch_is_served_by_both_onnx_backends(
-    tmp_path: Path, onnx_cache: Path, real_embedder: Embedder
+    tmp_path: Path, onnx_models_dir: Path, real_embedder: Embedder
 ) -> None:
     service = open_memory(Settings(data_dir=tmp_path), real_embedder)
     try:
@@ -274,84 +391,135 @@ async def test_a_data_dir_built_with_torch_is_served_by_both_onnx_backends(
         await service.remember("alice", "My brother Tom is a carpenter in Leeds.")
     finally:
         service.close()
-    # Reuse the session's exports (hard links: no copy, no second export) under <data_dir>/models/.
-    (tmp_path / "models").mkdir()
-    for exported in onnx_cache.glob("*.onnx"):
-        os.link(exported, tmp_path / "models" / exported.name)
+    query = "what seafood should she avoid?"
     for backend in ("onnx", "onnx-int8"):
-        service = open_memory(Settings(data_dir=tmp_path, embedding_backend=backend))
+        settings = Settings(data_dir=tmp_path, embedding_backend=backend, models_dir=onnx_models_dir)
+        service = open_memory(settings)
         try:
             assert service.embedder.model_id == BUNDLED
-            result = await service.recall("alice", "what seafood should she avoid?")
+            result = await service.recall("alice", query)
             assert result.memories[0].memory.content == "I am allergic to shellfish."
+            query_vector = service.embedder.embed([query])[0]
         finally:
             service.close()
+        # The query vector went to the query cache (diskcache) under the model id, so a repeat skips the model.
+        cache = DiskQueryCache(settings.query_cache_dir)
+        try:
+            cached = cache.get(f"{BUNDLED}:{hashlib.sha256(query.encode()).hexdigest()}")
+        finally:
+            cache.close()
+        assert cached is not None and float(cached @ query_vector) > 0.97
+    assert not (tmp_path / "models").exists(), "ENGRAM_MODELS_DIR was given: nothing is exported under the data dir"
 
 
 _SERVE = f"""
-import json, sys
+import json, logging, sys
 from pathlib import Path
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 from engram.embeddings import load_embedder
 embedder = load_embedder("all-MiniLM-L6-v2", backend=sys.argv[1], cache_dir=Path(sys.argv[2]))
 vectors = embedder.embed(["I can't eat peanuts", "She has a nut allergy"])
 heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
-print(json.dumps({{"heavy": heavy, "model_id": embedder.model_id, "shape": list(vectors.shape)}}))
+print(json.dumps({{"heavy": heavy, "model_id": embedder.model_id, "vectors": vectors.tolist()}}))
 """
+
+
+def _serve(backend: str, models_dir: Path) -> subprocess.Popen[str]:
+    # -W error: the serving path must not warn either (the server's tests run with warnings as errors).
+    return subprocess.Popen(
+        [sys.executable, "-W", "error", "-c", _SERVE, backend, str(models_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
-def test_serving_a_cached_export_never_imports_torch(onnx_cache: Path, backend: str) -> None:
-    # -W error: the serving path must not warn either (the server's tests run with warnings as errors).
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", _SERVE, backend, str(onnx_cache)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    report = json.loads(result.stdout)
+def test_serving_a_cached_export_never_imports_torch(onnx_models_dir: Path, backend: str) -> None:
+    process = _serve(backend, onnx_models_dir)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    report = json.loads(out)
     assert report["heavy"] == [], f"imported when serving: {report['heavy']}"
-    assert report["shape"] == [2, 384]
+    assert np.asarray(report["vectors"]).shape == (2, 384)
     assert report["model_id"] == BUNDLED
-
-
-_EXPORT = """
-import logging, sys
-from pathlib import Path
-logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-from engram.embeddings.onnx import export_onnx
-print(export_onnx("all-MiniLM-L6-v2", Path(sys.argv[1]), precision="fp32").path)
-"""
-
-
-def _spawn_export(cache: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _EXPORT, str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    assert "exported" not in err  # the session's export was used as it is
 
 
 @pytest.mark.slow
-def test_export_survives_a_kill_and_concurrent_exporters(tmp_path: Path, onnx_fp32: OnnxEmbedder) -> None:
-    cache = tmp_path / "models"
-    victim = _spawn_export(cache)
-    deadline = time.monotonic() + 180
-    while not list(cache.glob("*.tmp")) and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list(cache.glob("*.tmp")), "the export never started writing"
-    time.sleep(0.5)  # let it get some way into the write
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.communicate()
-    assert not list(cache.glob("*.onnx")), "a killed export left a model under its final name"
+def test_a_damaged_or_half_written_cache_is_exported_again_once(
+    tmp_path: Path, onnx_models_dir: Path, onnx_int8: OnnxEmbedder
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    good = cache_entry(BUNDLED, onnx_models_dir)
+    entry = cache_entry(BUNDLED, models)
+    # What a killed export leaves: a half-written staging directory (never under the entry's own name)...
+    stale = models / f"{entry.temp_prefix}killed"
+    stale.mkdir()
+    (stale / FILES["fp32"]).write_bytes((good.path / FILES["fp32"]).read_bytes()[:1_000_000])
+    # ...and an entry damaged afterwards: fp32 and the manifest intact (hard links), int8 truncated.
+    entry.path.mkdir()
+    for name in (FILES["fp32"], MANIFEST):
+        os.link(good.path / name, entry.path / name)
+    (entry.path / FILES["int8"]).write_bytes((good.path / FILES["int8"]).read_bytes()[:-4096])
+    assert "bytes" in str(entry_problem(entry, ("int8",)))
 
-    # Two processes at once after the crash: one exports, the other waits for it; both get a whole model.
-    racers = [_spawn_export(cache), _spawn_export(cache)]
-    outputs = [racer.communicate(timeout=300) for racer in racers]
-    assert [racer.returncode for racer in racers] == [0, 0], [err[-2000:] for _, err in outputs]
-    assert sum(err.count("engram.embeddings.onnx: exporting") for _, err in outputs) == 1
-    paths = {out.strip() for out, _ in outputs}
-    assert len(paths) == 1
-    assert not list(cache.glob("*.tmp")), "the crashed export's temp file was not cleaned up"
-    reloaded = load_onnx_embedder(BUNDLED, cache_dir=cache)
-    assert Path(paths.pop()) == export_onnx(BUNDLED, cache).path
-    assert np.allclose(reloaded.embed(SENTENCES), onnx_fp32.embed(SENTENCES), atol=1e-5)
+    # Two servers start at once on the damaged cache: both notice, one re-exports (in its child process),
+    # the other waits for it and reuses the result; neither imports torch itself.
+    racers = [_serve("onnx-int8", models), _serve("onnx-int8", models)]
+    outputs = [racer.communicate(timeout=600) for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0], [err[-3000:] for _, err in outputs]
+    reports = [json.loads(out) for out, _ in outputs]
+    assert [report["heavy"] for report in reports] == [[], []]
+    assert all("is unusable" in err for _, err in outputs)
+    assert sum(err.count("exported all-MiniLM-L6-v2 to ONNX in") for _, err in outputs) == 1
+    assert np.allclose(reports[0]["vectors"], reports[1]["vectors"], atol=1e-6)
+
+    assert entry_problem(entry, ("fp32", "int8")) is None
+    assert not stale.exists(), "the killed export's staging directory was not cleaned up"
+    assert sorted(p.name for p in models.iterdir()) == sorted([entry.path.name, entry.lock_path.name, FINGERPRINT_MEMO])
+    reloaded = load_onnx_embedder(BUNDLED, models_dir=models, precision="int8")
+    # A fresh export quantises afresh: close to the session's int8 model, not necessarily bit-identical.
+    assert _cosines(reloaded.embed(SENTENCES), onnx_int8.embed(SENTENCES)).min() > 0.99
+
+
+def test_only_the_exporter_and_the_torch_backend_import_torch() -> None:
+    # The serving modules may not even import the exporter: it would drag torch into the server.
+    source_dir = Path(__file__).resolve().parent.parent / "src" / "engram"
+    heavy = {"torch", "transformers", "sentence_transformers", "onnx", "onnxscript", "engram.embeddings.onnx_export"}
+    allowed = {"embeddings/sentence_transformer.py", "embeddings/onnx_export.py"}
+    offenders, seen = {}, {}
+    for path in sorted(source_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        found = {n for n in names if n in heavy or n.split(".")[0] in heavy - {"engram.embeddings.onnx_export"}}
+        relative = path.relative_to(source_dir).as_posix()
+        seen[relative] = found
+        if found and relative not in allowed:
+            offenders[relative] = sorted(found)
+    assert offenders == {}
+    assert "torch" in seen["embeddings/onnx_export.py"]  # the rule sees imports inside functions
+
+
+def test_prepare_explains_what_it_cannot_do(tmp_path: Path) -> None:
+    env = {"ENGRAM_DATA_DIR": str(tmp_path / "data"), "ENGRAM_MODELS_DIR": str(tmp_path / "models")}
+    missing = CliRunner().invoke(cli, ["prepare"], env={**env, "ENGRAM_EMBEDDING_MODEL": str(tmp_path / "nope")})
+    assert missing.exit_code == 1 and "ENGRAM_EMBEDDING_MODEL" in missing.stderr
+    for setting in ({"ENGRAM_EMBEDDING_MODEL": "hash"}, {"ENGRAM_EMBEDDING_BACKEND": "torch"}):
+        nothing = CliRunner().invoke(cli, ["prepare"], env={**env, **setting})
+        assert nothing.exit_code == 0 and "nothing to prepare" in nothing.stderr
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.slow
+def test_prepare_keeps_an_intact_export(tmp_path: Path, onnx_models_dir: Path) -> None:
+    entry = cache_entry(BUNDLED, onnx_models_dir)
+    before = _stamps(entry.path)
+    env = {"ENGRAM_DATA_DIR": str(tmp_path), "ENGRAM_MODELS_DIR": str(onnx_models_dir)}
+    result = CliRunner().invoke(cli, ["prepare"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{BUNDLED} (already exported): {entry.path}"
+    assert _stamps(entry.path) == before

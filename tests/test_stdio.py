@@ -1,14 +1,16 @@
 """End to end over stdio: the exact command from mcp.json, run as a real subprocess.
 
-Each process start loads torch and the embedding model (several seconds), so the file spawns only
-three servers: two with the real model (write, then read back in a fresh process) and one with the
-fast `hash` embedder for the bad-input checks, which exercise validation rather than semantics.
+The file spawns three servers: two with the real model on the default backend (write, then read back
+in a fresh process) and one with the fast `hash` embedder for the bad-input checks, which exercise
+validation rather than semantics. The real-model servers share the test session's ONNX export
+(ENGRAM_MODELS_DIR) instead of exporting the model again into their fresh data directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -65,15 +67,29 @@ async def serve(params: StdioServerParameters) -> AsyncIterator[Client]:
             yield client
 
 
+def spawned_servers() -> list[int]:
+    """Pids of the `engram serve` processes this test process has spawned and that are still running (Linux)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        if parent == os.getpid() and b"serve" in command:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def top_content(recalled: dict[str, Any]) -> str:
     memories = recalled["memories"]
     assert memories, f"recall returned no memories: {recalled}"
     return memories[0]["memory"]["content"]
 
 
-async def test_mcp_json_command_remembers_across_processes(tmp_path: Path) -> None:
+async def test_mcp_json_command_remembers_across_processes(tmp_path: Path, onnx_models_dir: Path) -> None:
     data_dir = tmp_path / "data"
-    params = mcp_json_launch(data_dir)
+    params = mcp_json_launch(data_dir, ENGRAM_MODELS_DIR=str(onnx_models_dir))
 
     async with serve(params) as client:
         tools = await client.list_tools()
@@ -116,6 +132,14 @@ async def test_mcp_json_command_remembers_across_processes(tmp_path: Path) -> No
         assert stats["status"] == "ready"
         assert stats["embedding_model"] == "all-MiniLM-L6-v2"
         assert stats["long_term"]["items"] == len(FACTS)
+
+        if sys.platform == "linux":
+            # The default backend serves the model without torch: no torch library is mapped in the server.
+            (pid,) = spawned_servers()
+            libraries = Path(f"/proc/{pid}/maps").read_text()
+            assert "onnxruntime" in libraries, "this is not the process that embeds"
+            assert "libtorch" not in libraries, "the server process loaded torch"
+    assert not (data_dir / "models").exists(), "the model was exported again instead of using ENGRAM_MODELS_DIR"
 
 
 async def test_bad_input_does_not_kill_the_server(tmp_path: Path) -> None:

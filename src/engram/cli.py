@@ -65,6 +65,13 @@ def _with_memory(settings: Settings, action: Callable[[MemoryService], Awaitable
         return anyio.run(run)
 
 
+def _cap_native_threads(settings: Settings) -> None:
+    """Size the OpenMP/BLAS pools before numpy or an inference library loads (see engram.embeddings.threads)."""
+    from engram.embeddings.threads import cap_native_threads
+
+    cap_native_threads(settings.embedding_threads)
+
+
 def _echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
@@ -89,6 +96,7 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
     """Run the MCP server (stdio: for Claude Desktop, Cursor, VS Code, Claude Code; HTTP: for remote agents)."""
     settings = _settings()
     _configure_logging(settings.log_level)
+    _cap_native_threads(settings)
     if transport == "stdio":
         if host is not None or port is not None:
             raise click.UsageError("--host and --port apply to the HTTP transports (streamable-http, sse) only.")
@@ -106,6 +114,34 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
     # The stores are closed by now. Skipping the final garbage collection of torch's and LanceDB's large heaps
     # lets the process exit in a fraction of a second, well inside a client's shutdown grace period.
     gc.freeze()
+
+
+@cli.command()
+def prepare() -> None:
+    """Export the embedding model to ONNX now, so that the first server start is fast (`make install` runs it).
+
+    Exports the configured model (ENGRAM_EMBEDDING_MODEL) into the models directory (ENGRAM_MODELS_DIR, else
+    <data dir>/models) in a child process, with its log on stderr; an intact export already there is kept.
+    """
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    from engram.embeddings import HASH_MODEL
+
+    if settings.embedding_model == HASH_MODEL or settings.embedding_backend == "torch":
+        what = "the hash embedder" if settings.embedding_model == HASH_MODEL else "the torch backend"
+        click.echo(f"nothing to prepare: {what} needs no export", err=True)
+        return
+    from engram.embeddings.onnx_cache import run_export
+
+    if settings.models_dir is None:
+        # Created owner-only here, as the server creates it: prepare may be the first to make the data directory.
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _clean_errors():
+        report = run_export(
+            settings.embedding_model, settings.model_cache_dir, threads=settings.embedding_threads, show_log=True
+        )
+    state = f"exported in {report['seconds']:.1f} s" if report.get("exported") else "already exported"
+    click.echo(f"{settings.embedding_model} ({state}): {report['path']}")
 
 
 @cli.command()
@@ -297,10 +333,11 @@ def eval_(
 
     Runs in a fresh temporary store unless --data-dir is given; your own memories are never touched.
     """
-    from engram.evaluation import run_evaluation
-
     settings = _settings()
     _configure_logging("WARNING")
+    _cap_native_threads(settings)
+    from engram.evaluation import run_evaluation
+
     overrides = {
         "recall_fusion": fusion,
         "recall_keyword_weight": keyword_weight,

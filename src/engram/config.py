@@ -42,11 +42,12 @@ class Settings(BaseSettings):
         ),
     )
     embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        default="torch",
+        default="onnx-int8",
         description=(
-            "How the sentence-transformers model runs: `torch`, or `onnx` / `onnx-int8` (onnxruntime, no torch when "
-            "serving; exported once into `<data_dir>/models/`). `onnx` gives the same vectors as `torch`; `onnx-int8` "
-            "is faster, its vectors differ slightly without measurably worse recall; all three share a data dir."
+            "How the sentence-transformers model runs: `onnx-int8` (default) or `onnx` (onnxruntime, int8-quantised "
+            "or fp32; no torch in the server; exported once into the models directory, in a child process), or "
+            "`torch`. `onnx` gives the same vectors as `torch`; `onnx-int8`'s differ slightly without measurably "
+            "worse recall (README: Embedding backends); all three share a data dir."
         ),
     )
     embedding_device: str = Field(default="cpu", description="Torch device for the embedding model (torch backend).")
@@ -54,7 +55,13 @@ class Settings(BaseSettings):
         default=1,
         ge=1,
         le=64,
-        description="Inference intra-op threads (torch or onnxruntime). One avoids spin-waiting on small machines.",
+        description="Inference threads (onnxruntime intra-op, torch, and the OpenMP/BLAS pools of the server). One "
+        "avoids spin-waiting on small machines under load.",
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Where ONNX exports of the embedding model are cached (default `<data_dir>/models`). Point several "
+        "data directories at one to export once.",
     )
     working_memory_turns: int = Field(default=20, ge=1, le=1000, description="Turns kept verbatim per session.")
     working_memory_ttl_hours: float = Field(
@@ -226,9 +233,9 @@ class Settings(BaseSettings):
         return self.data_dir / "knowledge"
 
     @property
-    def models_dir(self) -> Path:
-        """Directory of the ONNX exports of the embedding model."""
-        return self.data_dir / "models"
+    def model_cache_dir(self) -> Path:
+        """Directory of the ONNX exports of the embedding model: ENGRAM_MODELS_DIR, else under the data dir."""
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
 
     @property
     def user_key_file(self) -> Path:

@@ -134,7 +134,7 @@ def open_memory(
                 device=settings.embedding_device,
                 threads=settings.embedding_threads,
                 backend=settings.embedding_backend,
-                cache_dir=settings.models_dir,
+                cache_dir=settings.model_cache_dir,
             )
         enricher = None
         if settings.enrichment:

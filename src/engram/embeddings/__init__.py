@@ -1,13 +1,18 @@
-"""Embedding models behind the core's `Embedder` port."""
+"""Embedding models behind the core's `Embedder` port.
+
+Nothing heavy is imported here (not even numpy): `engram.embeddings.threads` must be importable before the native
+libraries load.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from engram.core.errors import BackendUnavailable
-from engram.core.ports import Embedder
-from engram.embeddings.hashing import HashEmbedder
+
+if TYPE_CHECKING:
+    from engram.core.ports import Embedder
 
 #: The name that selects the fast deterministic embedder (no semantic understanding).
 HASH_MODEL = "hash"
@@ -26,9 +31,12 @@ def load_embedder(
 ) -> Embedder:
     """Return the embedder configured by `name` (`hash`, or a sentence-transformers name or local path) and `backend`.
 
-    The ONNX backends export the model into `cache_dir` on first use (that one time imports torch).
+    The ONNX backends read the export from `cache_dir` (the models directory); if it is missing or damaged they
+    export the model there first, in a child process (the only place torch is imported for them).
     """
     if name == HASH_MODEL:
+        from engram.embeddings.hashing import HashEmbedder
+
         return HashEmbedder()
     if backend == "torch":
         # Imported here: sentence-transformers pulls in torch, which takes seconds.
@@ -37,11 +45,13 @@ def load_embedder(
         return SentenceTransformerEmbedder(name, device=device, threads=threads)
     if device != "cpu":
         raise BackendUnavailable(
-            f"The {backend} embedding backend runs on the CPU only; device '{device}' needs torch."
+            f"The {backend} embedding backend runs on the CPU only; device '{device}' needs "
+            "ENGRAM_EMBEDDING_BACKEND=torch."
         )
     if cache_dir is None:
         raise ValueError(f"the {backend} embedding backend needs a cache_dir for the exported model")
-    from engram.embeddings.onnx import Precision, load_onnx_embedder
+    from engram.embeddings.onnx import load_onnx_embedder
 
-    precision: Precision = "int8" if backend == "onnx-int8" else "fp32"
-    return load_onnx_embedder(name, cache_dir=cache_dir, precision=precision, threads=threads)
+    return load_onnx_embedder(
+        name, models_dir=cache_dir, precision="int8" if backend == "onnx-int8" else "fp32", threads=threads
+    )

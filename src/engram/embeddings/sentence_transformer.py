@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -42,7 +43,10 @@ class SentenceTransformerEmbedder:
         # Progress bars would clutter the server log on every start.
         transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
+        # Few threads: torch's default pools spin on every core, which on a small busy machine costs 10-100x.
         torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # only allowed once, before any inter-op work in this process
+            torch.set_num_interop_threads(1)
         path = resolve_model_path(name)
         try:
             self._model = SentenceTransformer(path, device=device)
