@@ -86,9 +86,12 @@ def open_memory(
 ) -> MemoryService:
     """Load the embedder (unless given), open both stores under `settings.data_dir`, and wire the service."""
     from engram.embeddings import load_embedder
+    from engram.storage.journal import WriteJournal
+    from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.long_term import LanceLongTermStore
     from engram.storage.query_cache import DiskQueryCache
     from engram.storage.sessions import DiskSessionStore
+    from engram.storage.upkeep import Upkeep, UpkeepPolicy
 
     # Checked first, so a bad setting fails before any store is opened.
     policy, ranking = policy_from(settings), ranking_from(settings)
@@ -111,9 +114,17 @@ def open_memory(
                 backend=settings.embedding_backend,
                 cache_dir=settings.models_dir,
             )
-        long_term = LanceLongTermStore(
-            settings.long_term_dir, dimensions=embedder.dimensions, model_id=embedder.model_id
+        table = LanceLongTermStore(settings.long_term_dir, dimensions=embedder.dimensions, model_id=embedder.model_id)
+        upkeep = Upkeep(
+            table,
+            UpkeepPolicy(
+                interval_s=settings.upkeep_interval_seconds,
+                keep_versions_for=timedelta(seconds=settings.version_retention_seconds),
+            ),
         )
+        # Writes are acknowledged from a durable journal and reach the table in batches (see storage/journaled.py).
+        journal = WriteJournal(settings.long_term_dir / "journal.sqlite")
+        long_term = JournaledLongTermStore(table, journal, upkeep=upkeep)
     except BaseException:
         sessions.close()
         raise
