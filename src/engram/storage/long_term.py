@@ -529,15 +529,14 @@ def _table_files(root: Path) -> set[str]:
 
 def _fsync_new(root: Path, before: set[str]) -> None:
     """Flush to disk the files a commit added, and the directories that list them."""
-    added = _table_files(root) - before
-    for name in added:
-        descriptor = os.open(root / name, os.O_RDONLY)
+    # A concurrent compaction (upkeep runs outside the write lock) adds files too, some of them temporary and gone
+    # a moment later: syncing its files is harmless, and a vanished one is not ours.
+    added = {name for name in _table_files(root) - before if not name.split("/", 1)[1].startswith(".")}
+    for path in [*(root / name for name in added), *{root / name.split("/", 1)[0] for name in added}]:
         try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    for sub in {name.split("/", 1)[0] for name in added}:
-        descriptor = os.open(root / sub, os.O_RDONLY)
+            descriptor = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
         try:
             os.fsync(descriptor)
         finally:
