@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import numpy as np
 from machine import machine_info  # benchmarks/machine.py (scripts run from this folder)
 

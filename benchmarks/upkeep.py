@@ -90,7 +90,8 @@ async def write_through_mcp(data: Path, args: argparse.Namespace) -> dict[str, A
             outcome = await client.call_tool("remember", {"user_id": user, "content": content})
             assert not outcome.is_error, outcome.content
             if i % 5 == 4:
-                await client.call_tool("recall", {"user_id": user, "query": content[:40]})
+                outcome = await client.call_tool("recall", {"user_id": user, "query": content[:40]})
+                assert not outcome.is_error, outcome.content
             if i % 100 == 99:
                 now = table_files(data / "lancedb")
                 peak = {k: max(v, peak.get(k, 0)) for k, v in now.items()}

@@ -108,6 +108,8 @@ class JournaledLongTermStore:
                 self._waiting = 0
             try:
                 self.catch_up()
+                # Off the request path: keeps the journal's log small and its moved entries' copies short-lived.
+                self._journal.scrub()
             except Exception:  # the writes stay journalled; the next flush or read retries them
                 logger.exception("moving journalled writes into the long-term table failed; will retry")
                 time.sleep(1.0)
