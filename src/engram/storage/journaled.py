@@ -19,6 +19,9 @@ from engram.storage.upkeep import Upkeep
 
 logger = logging.getLogger(__name__)
 
+#: With nothing of its own waiting, the flusher still looks for other processes' waiting writes this often.
+_IDLE_CHECK_S = 5.0
+
 
 class JournaledLongTermStore:
     """The LongTermStore port over a LanceDB store, with writes acknowledged from a durable journal.
@@ -101,8 +104,10 @@ class JournaledLongTermStore:
         while True:
             with self._signal:
                 while not self._stopping and not self._due():
-                    due_at = self._first_waiting_at + self._flush_delay_s
-                    self._signal.wait(None if self._waiting == 0 else due_at - time.monotonic())
+                    if self._waiting:
+                        self._signal.wait(self._first_waiting_at + self._flush_delay_s - time.monotonic())
+                    elif not self._signal.wait(_IDLE_CHECK_S) and self._journal.has_pending():
+                        break  # left by a server that was killed, while the live ones only write
                 if self._stopping:
                     return
                 self._waiting = 0
