@@ -295,10 +295,11 @@ class LanceLongTermStore:
         _retry_on_conflict(lambda: self._table.to_lance().optimize.optimize_indices())
         self._ensure_vector_index()
 
-    def _ensure_vector_index(self) -> None:
-        if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS:
-            return
-        if any(index.columns == ["vector"] for index in self._table.list_indices()):
+    def _has_vector_index(self) -> bool:
+        return any(index.columns == ["vector"] for index in self._table.list_indices())
+
+    def _ensure_vector_index(self, rebuild: bool = False) -> None:
+        if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS or (self._has_vector_index() and not rebuild):
             return
         logger.info("building the vector index (%d rows)", self._table.count_rows())
         _retry_on_conflict(
@@ -410,6 +411,8 @@ class LanceLongTermStore:
                     )
                 )
                 self._ensure_indexes(self._table, rebuild=True)
+                if self._has_vector_index():  # it holds (quantised) vectors of the deleted rows too
+                    self._ensure_vector_index(rebuild=True)
                 _retry_on_conflict(
                     lambda: self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
                 )
