@@ -412,7 +412,12 @@ class LanceLongTermStore:
                 )
                 self._ensure_indexes(self._table, rebuild=True)
                 if self._has_vector_index():  # it holds (quantised) vectors of the deleted rows too
-                    self._ensure_vector_index(rebuild=True)
+                    if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS:
+                        for index in self._table.list_indices():
+                            if index.columns == ["vector"]:
+                                _retry_on_conflict(lambda name=index.name: self._table.drop_index(name))
+                    else:
+                        self._ensure_vector_index(rebuild=True)
                 _retry_on_conflict(
                     lambda: self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
                 )
