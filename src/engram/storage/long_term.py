@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -413,9 +414,8 @@ class LanceLongTermStore:
                 self._ensure_indexes(self._table, rebuild=True)
                 if self._has_vector_index():  # it holds (quantised) vectors of the deleted rows too
                     if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS:
-                        for index in self._table.list_indices():
-                            if index.columns == ["vector"]:
-                                _retry_on_conflict(lambda name=index.name: self._table.drop_index(name))
+                        for name in [i.name for i in self._table.list_indices() if i.columns == ["vector"]]:
+                            _retry_on_conflict(partial(self._table.drop_index, name))
                     else:
                         self._ensure_vector_index(rebuild=True)
                 _retry_on_conflict(
