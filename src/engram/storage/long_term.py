@@ -336,7 +336,7 @@ class LanceLongTermStore:
             self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
             .distance_type("cosine")
             # Used only once upkeep has built the ANN index; exact search ignores them.
-            .ef(_ANN_EF)
+            .ef(max(_ANN_EF, limit))  # HNSW needs ef >= k
             .refine_factor(_ANN_REFINE)
             .where(memory_filter(user_id, filters), prefilter=True)
             .select([*_COLUMNS, "vector", "_distance"])
