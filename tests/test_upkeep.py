@@ -13,6 +13,7 @@ import pytest
 
 from engram.core.models import Memory, RecallFilters
 from engram.embeddings.hashing import HashEmbedder
+from engram.storage import long_term
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.long_term import FileLock, LanceLongTermStore
@@ -123,3 +124,32 @@ def test_upkeep_skips_a_healthy_table(tmp_path: Path, rows: int) -> None:
     assert upkeep.run_once() is False
     assert upkeep.run_once(force=True) is True
     table.close()
+
+
+def test_past_the_threshold_upkeep_builds_a_vector_index_that_filtered_search_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(long_term, "VECTOR_INDEX_MIN_ROWS", 1000)
+    embedder = HashEmbedder()
+    table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
+    try:
+        contents = [f"entry {i} of user {i % 4} about tea, trains and tomatoes" for i in range(1200)]
+        vectors = np.asarray(embedder.embed(contents), dtype=np.float32)
+        now = datetime.now(UTC)
+        memories = [
+            Memory(id=f"{i:032x}", user_id=f"user{i % 4}", content=c, created_at=now) for i, c in enumerate(contents)
+        ]
+        table.add_many(memories, contents, vectors)
+        assert table.upkeep(timedelta(0))
+        assert any(index.columns == ["vector"] for index in table._table.list_indices())
+        # More candidates than the index's default search breadth, prefiltered to one user.
+        hits = table.vector_search("user1", vectors[5], RecallFilters(), 150)
+        assert len(hits) == 150 and {h.memory.user_id for h in hits} == {"user1"}
+        assert hits[0].memory.content == contents[5]
+        # Erasure below the threshold drops the index (it held the erased vectors).
+        assert table.delete_user("user1") == 300
+        assert not any(index.columns == ["vector"] for index in table._table.list_indices())
+        exact = table.vector_search("user2", vectors[6], RecallFilters(), 5)
+        assert contents[6] in [h.memory.content for h in exact] and {h.memory.user_id for h in exact} == {"user2"}
+    finally:
+        table.close()

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS, Bitmap, BTree
+from lancedb.index import FTS, Bitmap, BTree, HnswSq
 from lancedb.query import ColumnOrdering
 
 from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
@@ -308,9 +308,7 @@ class LanceLongTermStore:
             return
         logger.info("building the vector index (%d rows)", self._table.count_rows())
         _retry_on_conflict(
-            lambda: self._table.create_index(
-                metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ", replace=True
-            )
+            lambda: self._table.create_index("vector", config=HnswSq(distance_type="cosine"), replace=True)
         )
 
     def _remove_versions_superseded_before(self, cutoff: datetime) -> None:
@@ -336,7 +334,7 @@ class LanceLongTermStore:
             self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
             .distance_type("cosine")
             # Used only once upkeep has built the ANN index; exact search ignores them.
-            .ef(max(_ANN_EF, limit))  # HNSW needs ef >= k
+            .ef(max(_ANN_EF, limit * _ANN_REFINE))  # HNSW needs ef >= the candidates it hands to the refine step
             .refine_factor(_ANN_REFINE)
             .where(memory_filter(user_id, filters), prefilter=True)
             .select([*_COLUMNS, "vector", "_distance"])
