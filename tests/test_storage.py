@@ -1,15 +1,19 @@
-"""Storage details the service relies on: indexes, the query cache, and id-conditional inserts."""
+"""Storage details the service relies on: indexes, the query cache, id-conditional inserts, the write journal."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engram.core.models import Memory
+from engram.core.models import Memory, RecallFilters
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
+from engram.storage.journal import WriteJournal
+from engram.storage.journaled import JournaledLongTermStore
+from engram.storage.long_term import LanceLongTermStore
 
 pytestmark = pytest.mark.anyio
 
@@ -44,3 +48,73 @@ async def test_a_repeated_query_skips_the_model(service: MemoryService, embedder
     assert [h.memory.id for h in first.memories] == [h.memory.id for h in second.memories]
     await service.recall("alice", "a different query")
     assert embedder.calls == calls + 2
+
+
+def _memory(i: int, user: str = "alice") -> Memory:
+    return Memory(id=f"{i:032x}", user_id=user, content=f"memory {i}", created_at=datetime.now(UTC))
+
+
+def _unit(dimensions: int) -> np.ndarray:
+    return np.ones((1, dimensions), dtype=np.float32) / np.sqrt(dimensions)
+
+
+def _journaled(directory: Path, dimensions: int) -> JournaledLongTermStore:
+    # Never flushed in the background: what reaches the table is what the test makes reach it.
+    store = LanceLongTermStore(directory, dimensions=dimensions, model_id="hash")
+    return JournaledLongTermStore(store, WriteJournal(directory / "journal.sqlite"), flush_delay_s=3600)
+
+
+def test_an_acknowledged_write_waits_in_the_journal_and_a_new_open_replays_it(tmp_path: Path) -> None:
+    first = _journaled(tmp_path, 8)
+    assert first.add(_memory(1), "memory 1", _unit(8)[0]) is True
+    assert first.store.count() == 0  # acknowledged, not yet in the table
+    # A second opener (another process, or a restart after a crash) moves it in before anything else.
+    second = _journaled(tmp_path, 8)
+    assert second.store.count() == 1
+    assert first.add(_memory(1), "memory 1", _unit(8)[0]) is False  # stored already: not created again
+    assert [m.id for m in second.get("alice", [_memory(1).id])] == [_memory(1).id]
+    first.close()
+    second.close()
+    assert LanceLongTermStore(tmp_path, dimensions=8, model_id="hash").count() == 1
+
+
+def test_a_read_sees_every_acknowledged_write(tmp_path: Path) -> None:
+    store = _journaled(tmp_path, 8)
+    try:
+        created = store.add_many(
+            [_memory(i) for i in range(5)], [f"memory {i}" for i in range(5)], _unit(8).repeat(5, 0)
+        )
+        assert len(created) == 5
+        assert store.add(_memory(2), "memory 2", _unit(8)[0]) is False  # still waiting: a repeat all the same
+        assert {m.id for m in store.list_memories("alice", RecallFilters(), 10)} == {_memory(i).id for i in range(5)}
+        assert store.count() == 5
+    finally:
+        store.close()
+
+
+def test_a_memory_erased_and_remembered_again_is_created_again(tmp_path: Path) -> None:
+    store = _journaled(tmp_path, 8)
+    try:
+        assert store.add(_memory(1), "memory 1", _unit(8)[0]) is True
+        assert store.delete("alice", [_memory(1).id]) == 1
+        assert store.add(_memory(1), "memory 1", _unit(8)[0]) is True
+        assert store.count() == 1
+        journal_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite*"))
+        assert journal_bytes  # the journal exists; the erased rows were overwritten in it
+    finally:
+        store.close()
+
+
+def test_erasure_overwrites_waiting_writes_in_the_journal_files(tmp_path: Path) -> None:
+    store = _journaled(tmp_path, 8)
+    try:
+        marker = Memory(id="f" * 32, user_id="u-erased", content="Zorblatt secret", created_at=datetime.now(UTC))
+        store.add(marker, "Zorblatt secret", _unit(8)[0])
+        store.add(_memory(2, user="bob"), "memory 2", _unit(8)[0])
+        assert b"Zorblatt" in b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite*"))
+        assert store.delete_user("u-erased") == 1
+        assert b"Zorblatt" not in b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite*"))
+        assert not store.holds_user("u-erased")
+        assert store.count() == 1
+    finally:
+        store.close()

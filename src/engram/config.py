@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     purge_interval_hours: float = Field(
         default=6.0, gt=0, description="How often a running server applies retention (also once at start)."
     )
+    upkeep_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often a running server checks whether the long-term table needs compaction and index "
+        "upkeep (also right after a burst of writes).",
+    )
+    version_retention_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        description="How long upkeep keeps a superseded table version, so queries other processes started on it "
+        "finish before its files are removed.",
+    )
     user_id_key: SecretStr | None = Field(
         default=None,
         description="Secret key (at least 16 characters) for pseudonymous user ids. Default: a random key "

@@ -1,0 +1,225 @@
+"""Fast durable writes: acknowledge once journalled, move to LanceDB in batches, and let every read catch up first."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from engram.core.models import AgentActivity, Memory, RecallFilters
+from engram.core.ports import Candidate, Vectors
+from engram.storage.journal import WriteJournal
+from engram.storage.long_term import LanceLongTermStore
+from engram.storage.upkeep import Upkeep
+
+logger = logging.getLogger(__name__)
+
+#: With nothing of its own waiting, the flusher still looks for other processes' waiting writes this often.
+_IDLE_CHECK_S = 5.0
+
+
+class JournaledLongTermStore:
+    """The LongTermStore port over a LanceDB store, with writes acknowledged from a durable journal.
+
+    A write is acknowledged once it is fsync'd in the journal (a few ms) instead of after a LanceDB commit (tens of
+    ms, and one fragment per write). A background thread moves journalled writes into the table in batches: when
+    `batch_rows` are waiting or `flush_delay_s` after the first one. Every read, count and erasure first moves
+    whatever is waiting (from any process), so a caller always reads its own writes. Opening replays what a
+    crashed process left; ids are content-addressed and the insert is conditional on them, so a replay is a no-op
+    for rows that had already made it.
+    """
+
+    def __init__(
+        self,
+        store: LanceLongTermStore,
+        journal: WriteJournal,
+        *,
+        batch_rows: int = 500,
+        flush_delay_s: float = 0.5,
+        upkeep: Upkeep | None = None,
+    ) -> None:
+        self.store = store
+        self._journal = journal
+        self._batch_rows = batch_rows
+        self._flush_delay_s = flush_delay_s
+        self._upkeep = upkeep
+        self._waiting = 0  # writes this process journalled since its last flush
+        self._first_waiting_at = 0.0
+        self._signal = threading.Condition()
+        self._stopping = False
+        self.catch_up()  # whatever a previous process acknowledged but did not move
+        if not journal.knows_any() and store.count():
+            journal.reset_known(store.all_ids())  # a table written before the journal existed
+        self._flusher = threading.Thread(target=self._flush_loop, name="engram-journal-flush", daemon=True)
+        self._flusher.start()
+        if upkeep is not None:
+            upkeep.start()
+
+    # -- writes ---------------------------------------------------------------------------------------------------
+
+    def add(self, memory: Memory, index_text: str, vector: Vectors) -> bool:
+        """Insert unless a memory with this id exists; return whether it was inserted."""
+        return bool(self.add_many([memory], [index_text], np.asarray(vector, dtype=np.float32).reshape(1, -1)))
+
+    def add_many(self, memories: Sequence[Memory], index_texts: Sequence[str], vectors: Vectors) -> set[str]:
+        """Durably journal the memories whose id is neither stored nor waiting; return those ids."""
+        created, seen = self._journal.append(memories, index_texts, vectors)
+        if seen:
+            # Rare (a repeat of a stored memory): only these need the table. An id erased since comes back.
+            missing = seen - self.store.existing_ids(sorted(seen))
+            if missing:
+                chosen = [i for i, m in enumerate(memories) if m.id in missing]
+                again, _ = self._journal.append(
+                    [memories[i] for i in chosen], [index_texts[i] for i in chosen], vectors[chosen], force=True
+                )
+                created |= again
+        if created:
+            with self._signal:
+                if self._waiting == 0:
+                    self._first_waiting_at = time.monotonic()
+                self._waiting += len(created)
+                self._signal.notify_all()
+        return created
+
+    def catch_up(self) -> int:
+        """Move every waiting write (of any process) into the table now; return how many moved."""
+        moved = 0
+        while True:
+            if not self._journal.has_pending():
+                break
+            count = self.store.absorb(self._journal, self._batch_rows)
+            moved += count
+            if count < self._batch_rows:
+                break
+        if moved and self._upkeep is not None:
+            self._upkeep.notify()
+        return moved
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._signal:
+                while not self._stopping and not self._due():
+                    if self._waiting:
+                        self._signal.wait(self._first_waiting_at + self._flush_delay_s - time.monotonic())
+                    elif not self._signal.wait(_IDLE_CHECK_S) and self._journal.has_pending():
+                        break  # left by a server that was killed, while the live ones only write
+                if self._stopping:
+                    return
+                self._waiting = 0
+            try:
+                self.catch_up()
+                # Off the request path: keeps the journal's log small and its moved entries' copies short-lived.
+                self._journal.scrub()
+            except Exception:  # the writes stay journalled; the next flush or read retries them
+                logger.exception("moving journalled writes into the long-term table failed; will retry")
+                time.sleep(1.0)
+
+    def _due(self) -> bool:
+        if self._waiting == 0:
+            return False
+        return self._waiting >= self._batch_rows or time.monotonic() >= self._first_waiting_at + self._flush_delay_s
+
+    # -- reads: each one first catches up, so it sees every acknowledged write ------------------------------------
+
+    def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
+        """Return the user's memories with these ids (missing ones are skipped)."""
+        self.catch_up()
+        return self.store.get(user_id, ids)
+
+    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
+        self.catch_up()
+        return self.store.vector_search(user_id, vector, filters, limit)
+
+    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
+        self.catch_up()
+        return self.store.keyword_search(user_id, text, filters, limit)
+
+    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+        """The user's memories matching `filters` (agent visibility included), newest first, after `offset`."""
+        self.catch_up()
+        return self.store.list_memories(user_id, filters, limit, offset)
+
+    def agent_activity(self, user_id: str) -> list[AgentActivity]:
+        """Per agent that wrote the user's memories: shared and private counts and the latest write."""
+        self.catch_up()
+        return self.store.agent_activity(user_id)
+
+    def replace(
+        self, user_id: str, old_id: str, memory: Memory, index_text: str | None = None, vector: Vectors | None = None
+    ) -> bool:
+        """Replace memory `old_id` by `memory` atomically (after moving waiting writes, which may include it)."""
+        self.catch_up()
+        return self.store.replace(user_id, old_id, memory, index_text, vector)
+
+    def count(self) -> int:
+        """Number of memories of all users."""
+        self.catch_up()
+        return self.store.count()
+
+    def bytes_on_disk(self) -> int:
+        """Size of the store's files (the journal lives in the same directory)."""
+        return self.store.bytes_on_disk()
+
+    # -- erasure: waiting writes are moved first, so they are erased with the rest; then the journal is scrubbed --
+
+    def delete(self, user_id: str, ids: Sequence[str]) -> int:
+        """Delete the user's memories with these ids; return how many were deleted."""
+        self.catch_up()
+        deleted = self.store.delete(user_id, ids)
+        self._scrub()
+        return deleted
+
+    def delete_older_than(self, cutoff: datetime, category: str | None = None, exclude: Sequence[str] = ()) -> int:
+        """Delete memories of every user created before `cutoff`: of one category, or of all but `exclude`."""
+        self.catch_up()
+        deleted = self.store.delete_older_than(cutoff, category, exclude)
+        self._scrub()
+        return deleted
+
+    def delete_user(self, user_id: str) -> int:
+        """Delete every memory of the user; return how many were deleted."""
+        self.catch_up()
+        deleted = self.store.delete_user(user_id)
+        self._scrub()
+        return deleted
+
+    def _scrub(self) -> None:
+        # The erased ids must not count as seen, and nothing of them may stay in the journal's files.
+        self._journal.reset_known(self.store.all_ids())
+        # Moved entries were overwritten in the journal file (secure_delete), but the write-ahead log still holds
+        # copies of their pages until it is checkpointed and truncated.
+        if not self._journal.scrub():
+            logger.warning("the write journal's log could not be truncated yet (another process is reading it)")
+
+    def holds_user(self, user_id: str) -> bool:
+        """Whether any trace of the user is left: a row, an older table version, or the key in any file."""
+        self.catch_up()
+        return self.store.holds_user(user_id)
+
+    def close(self) -> None:
+        """Stop the background threads, move what is waiting, and release the journal and the table."""
+        with self._signal:
+            self._stopping = True
+            self._signal.notify_all()
+        self._flusher.join()
+        if self._upkeep is not None:
+            self._upkeep.stop()
+        try:
+            self.catch_up()
+        except Exception:  # still journalled: the next open replays it
+            logger.exception("could not move journalled writes at shutdown; they will be replayed at the next start")
+        self._journal.close()
+        self.store.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Maintenance and inspection (optimize, health, upkeep) go to the LanceDB store itself.
+        if name == "store":
+            raise AttributeError(name)
+        return getattr(self.store, name)
