@@ -283,3 +283,23 @@ def test_default_labels_embed_once_at_construction() -> None:
     vectors = np.zeros((2, 256), dtype=np.float32)
     enricher.enrich(["one text", "another text"], vectors)
     assert len(calls) == 1 and calls[0] >= 5  # the label descriptions, in one batch; none per memory
+
+
+def test_a_deferred_enricher_is_built_once_on_warm_up_or_first_use() -> None:
+    from engram.enrichment.deferred import DeferredEnricher
+
+    builds: list[int] = []
+
+    def build() -> _FailingEnricher:
+        builds.append(1)
+        return _FailingEnricher()
+
+    deferred = DeferredEnricher(build)
+    assert builds == []
+    deferred.warm_up()
+    deferred.warm_up()
+    assert builds == [1]
+    lazy = DeferredEnricher(build)
+    with pytest.raises(RuntimeError, match="extractor bug"):
+        lazy.enrich(["hello"], np.zeros((1, 4), dtype=np.float32))
+    assert builds == [1, 1]

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from engram.config import Settings
     from engram.core.knowledge import KnowledgeService
     from engram.core.knowledge_models import IngestReport, KnowledgeSource, SourceRemoved
-    from engram.core.service import MemoryService, RecallScope
+    from engram.core.models import RecallScope
+    from engram.core.service import MemoryService
 
 T = TypeVar("T")
 

@@ -10,8 +10,6 @@ import platformdirs
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engram.enrichment.categories import MIN_SIMILARITY
-
 #: The name that selects the bundled, offline all-MiniLM-L6-v2 weights.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
@@ -148,7 +146,7 @@ class Settings(BaseSettings):
         'refunds"}; unset: the built-in set; {}: no categories.',
     )
     category_min_similarity: float = Field(
-        default=MIN_SIMILARITY,
+        default=0.2,  # engram.enrichment.categories.MIN_SIMILARITY; not imported: numpy would slow the handshake
         ge=-1.0,
         le=1.0,
         description="Cosine similarity a memory needs to its closest category description to get that category.",

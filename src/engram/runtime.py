@@ -142,8 +142,12 @@ def open_memory(
         enricher = None
         if settings.enrichment:
             from engram.enrichment import MetadataEnricher
+            from engram.enrichment.deferred import DeferredEnricher
 
-            enricher = MetadataEnricher(embedder, categories, min_similarity=settings.category_min_similarity)
+            model = embedder
+            enricher = DeferredEnricher(
+                lambda: MetadataEnricher(model, categories, min_similarity=settings.category_min_similarity)
+            )
         table = LanceLongTermStore(settings.long_term_dir, dimensions=embedder.dimensions, model_id=embedder.model_id)
         upkeep = Upkeep(
             table,

@@ -23,6 +23,7 @@ from engram.core.errors import InvalidInput, UnreadableDocument
 from engram.core.knowledge_chunking import CHUNKER_VERSION, chunk_document
 from engram.core.knowledge_models import (
     GLOBAL_OWNER,
+    MAX_SOURCE_NAME_CHARS,
     SUFFIX_FORMATS,
     ChunkCandidate,
     ChunkDraft,
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Progress = Callable[[float, float, str], Awaitable[None]]
 
-MAX_SOURCE_NAME_CHARS = 300
 MAX_GLOBS = 32
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -6,14 +6,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from engram.core.ports import Vectors
+if TYPE_CHECKING:
+    # Annotations only: numpy must not load while a server answers its handshake.
+    from engram.core.ports import Vectors
+
 
 #: Owner of knowledge shared by every user of the server; it cannot be a user key (ids start with a letter or
 #: digit, pseudonyms with "u-").
+#: Longest accepted knowledge source name.
+MAX_SOURCE_NAME_CHARS = 300
 GLOBAL_OWNER = "*"
 
 Scope = Literal["global", "user"]

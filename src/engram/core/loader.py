@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
 from engram.core.errors import BackendUnavailable, EngramError
-from engram.core.service import MemoryService
+
+if TYPE_CHECKING:
+    # Annotations only: the service pulls in numpy, which the handshake does not need.
+    from engram.core.service import MemoryService
+
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,11 @@ class BackgroundService:
             else:
                 self._service = service
         self._done.set()
+        if self._service is not None:
+            try:
+                service.warm_up()
+            except Exception:  # optional parts build again on first use, and report there
+                logger.warning("warming up optional parts failed; they will be built on first use", exc_info=True)
 
     @property
     def ready(self) -> bool:

@@ -18,6 +18,11 @@ MEMORY_ID_PATTERN = r"^[0-9a-f]{32}$"
 MAX_QUERY_CHARS = 2000
 
 MAX_TAGS = 32
+#: `list_memories` pages: at most this many memories per page, and pages reach this far.
+MAX_PAGE = 100
+MAX_OFFSET = 10_000
+#: Which memory `recall` searches: personal memory (working and long-term), knowledge, or both.
+RecallScope = Literal["memories", "knowledge", "both"]
 MAX_METADATA_KEYS = 32
 MetadataValue = str | int | float | bool | None
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio.to_thread
 
@@ -22,6 +22,8 @@ from engram.core.models import (
     ID_PATTERN,
     ID_RULE,
     MAX_METADATA_KEYS,
+    MAX_OFFSET,
+    MAX_PAGE,
     MAX_QUERY_CHARS,
     MAX_TAGS,
     MEMORY_ID_PATTERN,
@@ -38,6 +40,7 @@ from engram.core.models import (
     PurgeReport,
     RecallFilters,
     RecallResult,
+    RecallScope,
     RememberItem,
     RememberResult,
     Role,
@@ -70,7 +73,6 @@ if TYPE_CHECKING:
     from engram.core.knowledge import KnowledgeService
 
 logger = logging.getLogger(__name__)
-RecallScope = Literal["memories", "knowledge", "both"]
 
 T = TypeVar("T")
 Progress = Callable[[float, float, str], Awaitable[None]]
@@ -81,9 +83,6 @@ MAX_LABEL_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 1000
 #: Agents named in one include or exclude list of a filter.
 MAX_FILTER_AGENTS = 20
-#: `list_memories` pages: at most this many memories per page, and pages reach this far.
-MAX_PAGE = 100
-MAX_OFFSET = 10_000
 
 
 @dataclass(frozen=True)
@@ -916,6 +915,12 @@ class MemoryService:
                 }
             ),
         }
+
+    def warm_up(self) -> None:
+        """Build what may wait until the service answers (the metadata extractors); blocking, off the request path."""
+        warm = getattr(self.enricher, "warm_up", None)
+        if callable(warm):
+            warm()
 
     def close(self) -> None:
         """Close the stores and the query cache."""

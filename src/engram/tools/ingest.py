@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from engram.core.knowledge import MAX_SOURCE_NAME_CHARS, KnowledgeService
-from engram.core.knowledge_models import GLOBAL_OWNER, DocumentFormat, IngestReport, Scope
-from engram.core.service import MemoryService
+from engram.core.knowledge_models import GLOBAL_OWNER, MAX_SOURCE_NAME_CHARS, DocumentFormat, IngestReport, Scope
 from engram.tools._fields import UserIdArg
 from engram.tools.state import AppState, Caller, caller, domain_errors, memory_of
+
+if TYPE_CHECKING:
+    from engram.core.knowledge import KnowledgeService
+    from engram.core.service import MemoryService
 
 ScopeArg = Annotated[
     Scope,

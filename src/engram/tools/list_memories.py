@@ -7,8 +7,7 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from engram.core.models import MemoryPage
-from engram.core.service import MAX_OFFSET, MAX_PAGE
+from engram.core.models import MAX_OFFSET, MAX_PAGE, MemoryPage
 from engram.tools._fields import UserIdArg, ViewerAgentArg
 from engram.tools._filters import (
     CategoryArg,

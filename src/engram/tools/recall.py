@@ -8,8 +8,7 @@ from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from engram.config import MAX_TOP_K
-from engram.core.models import MAX_QUERY_CHARS, RecallResult
-from engram.core.service import RecallScope
+from engram.core.models import MAX_QUERY_CHARS, RecallResult, RecallScope
 from engram.tools._fields import OptionalSessionIdArg, UserIdArg, ViewerAgentArg
 from engram.tools._filters import (
     CategoryArg,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
@@ -15,7 +16,10 @@ from engram.auth.verifier import principal_of
 from engram.config import Settings
 from engram.core.errors import AccessDenied, EngramError
 from engram.core.loader import BackgroundService
-from engram.core.service import MemoryService
+
+if TYPE_CHECKING:
+    # Annotations only: the service pulls in numpy, which the handshake does not need.
+    from engram.core.service import MemoryService
 
 
 @dataclass(frozen=True)
