@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -108,7 +107,7 @@ def prepared_models(backend: str, model: str) -> Path | None:
     cache = ROOT / "benchmarks" / "results" / ".models"
     from engram.embeddings.onnx import load_onnx_embedder
 
-    load_onnx_embedder(model, cache_dir=cache, precision="int8" if backend == "onnx-int8" else "fp32")
+    load_onnx_embedder(model, models_dir=cache, precision="int8" if backend == "onnx-int8" else "fp32")
     return cache
 
 
@@ -116,13 +115,13 @@ async def measure(size: int, args: argparse.Namespace, models: Path | None) -> d
     """One fresh server, filled to `size` memories over MCP, then measured."""
     with tempfile.TemporaryDirectory(prefix="engram-perf-") as scratch:
         data = Path(scratch) / "data"
-        if models is not None:
-            shutil.copytree(models, data / "models")
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
         env |= {
             "ENGRAM_DATA_DIR": str(data),
             "ENGRAM_EMBEDDING_BACKEND": args.backend,
             "ENGRAM_EMBEDDING_MODEL": args.model,
+            # The export is shared (ENGRAM_MODELS_DIR), so the data directory holds only memories.
+            **({"ENGRAM_MODELS_DIR": str(models)} if models is not None else {}),
             "ENGRAM_LOG_LEVEL": "WARNING",
             "HF_HUB_OFFLINE": "1",
         }
@@ -172,9 +171,7 @@ async def measure(size: int, args: argparse.Namespace, models: Path | None) -> d
                 "p99": round(1000 * percentile(latencies, 0.99), 2),
             }
             result["peak_rss_mb"] = peak_rss_mb(pid)
-        stored_bytes = (
-            disk_bytes(data) - disk_bytes(data / "models") if (data / "models").exists() else disk_bytes(data)
-        )
+        stored_bytes = disk_bytes(data)
         result["bytes_per_memory"] = round(stored_bytes / size)
         return result
 
@@ -183,7 +180,7 @@ def main() -> int:
     """Run the measurements for each size and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--backend", default="onnx", choices=["torch", "onnx", "onnx-int8"])
+    parser.add_argument("--backend", default="onnx-int8", choices=["torch", "onnx", "onnx-int8"])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="embedding model; `hash` measures the store alone")
     parser.add_argument("--command", default=str(Path(sys.executable).with_name("engram")), help="engram executable")
     parser.add_argument("--single-calls", type=int, default=SINGLE_CALLS)
