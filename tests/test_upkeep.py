@@ -16,7 +16,8 @@ from engram.embeddings.hashing import HashEmbedder
 from engram.storage import long_term
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
-from engram.storage.long_term import FileLock, LanceLongTermStore
+from engram.storage.lance_support import FileLock
+from engram.storage.long_term import LanceLongTermStore
 from engram.storage.upkeep import Upkeep, UpkeepPolicy
 
 WRITES = 150

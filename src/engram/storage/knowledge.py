@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree
 
-from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
+from engram.core.errors import ErasureBlocked
 from engram.core.knowledge_models import ChunkCandidate, KnowledgeChunk, Origin, StoredSource
 from engram.core.ports import Vectors
 from engram.core.timeutil import to_utc
@@ -22,14 +22,20 @@ from engram.storage.filters import quote
 
 # The long-term store's cross-process write lock, commit-conflict retries and readers/writer lock; knowledge uses
 # the same discipline on its own table and lock file.
-from engram.storage.long_term import FileLock, ReadersWriterLock, _read_retrying, _retry_on_conflict
+from engram.storage.lance_support import (
+    META_MODEL,
+    FileLock,
+    ReadersWriterLock,
+    open_checked_table,
+    read_retrying,
+    retry_on_conflict,
+)
 
 logger = logging.getLogger(__name__)
 
 TABLE_NAME = "knowledge"
 SCHEMA_VERSION = "1"
 _META_VERSION = b"engram.schema_version"
-_META_MODEL = b"engram.embedding_model"
 _FTS_COLUMN = "index_text"
 _SOURCE_COLUMNS = ["owner", "source", "origin", "title", "source_hash", "chunks", "ingested_at"]
 
@@ -56,7 +62,7 @@ def knowledge_schema(dimensions: int, model_id: str) -> pa.Schema:
             pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
             pa.field("vector", pa.list_(pa.float32(), dimensions)),
         ],
-        metadata={_META_VERSION: SCHEMA_VERSION.encode(), _META_MODEL: model_id.encode()},
+        metadata={_META_VERSION: SCHEMA_VERSION.encode(), META_MODEL: model_id.encode()},
     )
 
 
@@ -86,23 +92,9 @@ class LanceKnowledgeStore:
             self._table: Any = self._open_or_create(dimensions, model_id)
 
     def _open_or_create(self, dimensions: int, model_id: str) -> Any:
-        schema = knowledge_schema(dimensions, model_id)
-        try:
-            table = self._db.open_table(TABLE_NAME)
-        except ValueError:
-            logger.info("creating knowledge table in %s (model %s, %d dims)", self._directory, model_id, dimensions)
-            table = _retry_on_conflict(lambda: self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True))
-            self._ensure_indexes(table)
-            return table
-        stored = table.schema
-        stored_model = (stored.metadata or {}).get(_META_MODEL, b"").decode()
-        stored_dims = stored.field("vector").type.list_size
-        if stored_model != model_id or stored_dims != dimensions:
-            raise EmbeddingModelMismatch(
-                f"The knowledge memory in {self._directory} was built with embedding model '{stored_model}' "
-                f"({stored_dims} dimensions), but '{model_id}' ({dimensions} dimensions) is configured. Set "
-                "ENGRAM_EMBEDDING_MODEL back, or point ENGRAM_DATA_DIR at a new directory."
-            )
+        table, _ = open_checked_table(
+            self._db, TABLE_NAME, knowledge_schema(dimensions, model_id), self._directory, "knowledge memory"
+        )
         self._ensure_indexes(table)
         return table
 
@@ -122,18 +114,18 @@ class LanceKnowledgeStore:
                 if rebuild or column not in indexed:
                     table.create_index(column, config=config, replace=True)
 
-            _retry_on_conflict(create)
+            retry_on_conflict(create)
 
     def _read(self, query: Any) -> list[dict[str, Any]]:
         with self._readers.shared():
-            rows: list[dict[str, Any]] = _read_retrying(query.to_list)
+            rows: list[dict[str, Any]] = read_retrying(query.to_list)
         return rows
 
     def sources(self, owners: Sequence[str]) -> list[StoredSource]:
         """Every source of these owners, with its hash and chunk count."""
         query = self._table.search().where(_owners_clause(owners)).select(_SOURCE_COLUMNS).limit(None)
         with self._readers.shared():
-            table = _read_retrying(query.to_arrow)
+            table = read_retrying(query.to_arrow)
         found: dict[tuple[str, str], StoredSource] = {}
         for row in table.to_pylist():
             key = (row["owner"], row["source"])
@@ -169,7 +161,7 @@ class LanceKnowledgeStore:
             return
         condition = _sources_clause(owner, sources)
         with self._write_lock, self._process_lock:
-            _retry_on_conflict(
+            retry_on_conflict(
                 lambda: (
                     self._table.merge_insert("id")
                     .when_matched_update_all()
@@ -200,16 +192,16 @@ class LanceKnowledgeStore:
                 )
             # A delete commits its filter text (the owner key) even when it matches nothing: skip it then.
             matching = int(self._table.count_rows(where))
-            deleted = int(_retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows) if matching else 0
+            deleted = int(retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows) if matching else 0
             if deleted:
-                _retry_on_conflict(
+                retry_on_conflict(
                     lambda: self._table.to_lance().optimize.compact_files(
                         materialize_deletions=True, materialize_deletions_threshold=0.0
                     )
                 )
                 self._ensure_indexes(self._table, rebuild=True)
             if deleted or always_clean:
-                _retry_on_conflict(
+                retry_on_conflict(
                     lambda: self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
                 )
         return deleted
@@ -246,7 +238,7 @@ class LanceKnowledgeStore:
     def optimize(self) -> None:
         """Compact fragments and fold new rows into the indexes (old versions are kept for readers)."""
         with self._write_lock, self._process_lock:
-            _retry_on_conflict(self._table.optimize)
+            retry_on_conflict(self._table.optimize)
 
     def count(self) -> int:
         """Number of chunks of all owners."""

@@ -6,16 +6,13 @@ import itertools
 import json
 import logging
 import os
-import random
 
 try:
     import fcntl
 except ImportError:  # Windows: no cross-process lock; commits then rely on conflict retries
     fcntl = None  # type: ignore[assignment]
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -28,19 +25,26 @@ import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
 from lancedb.query import ColumnOrdering
 
-from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
+from engram.core.errors import ErasureBlocked
 from engram.core.models import AgentActivity, Kind, Memory, RecallFilters, Role, Sentiment, Visibility
 from engram.core.ports import Candidate, Vectors
 from engram.core.timeutil import to_utc
 from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
 from engram.storage.journal import WriteJournal
+from engram.storage.lance_support import (
+    META_MODEL,
+    FileLock,
+    ReadersWriterLock,
+    open_checked_table,
+    read_retrying,
+    retry_on_conflict,
+)
 
 logger = logging.getLogger(__name__)
 
 TABLE_NAME = "memories"
 SCHEMA_VERSION = "2"
 _META_VERSION = b"engram.schema_version"
-_META_MODEL = b"engram.embedding_model"
 #: Compaction merges small fragments up to this many rows and leaves bigger ones alone, so upkeep rewrites
 #: recent data rather than the whole table every time.
 _FRAGMENT_ROWS = 20_000
@@ -81,7 +85,7 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
             pa.field("index_text", pa.string(), nullable=False),
             pa.field("vector", pa.list_(pa.float32(), dimensions)),
         ],
-        metadata={_META_VERSION: SCHEMA_VERSION.encode(), _META_MODEL: model_id.encode()},
+        metadata={_META_VERSION: SCHEMA_VERSION.encode(), META_MODEL: model_id.encode()},
     )
 
 
@@ -89,8 +93,6 @@ _COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "i
 #: Columns added after schema version 1, with the SQL value that existing rows get.
 _ADDED_COLUMNS = {"visibility": "'shared'", "entity_keys": "arrow_cast(NULL, 'List(Utf8)')"}
 _FTS_COLUMN = "index_text"
-_READ_ATTEMPTS = 4
-_COMMIT_ATTEMPTS = 10
 T = TypeVar("T")
 
 
@@ -127,28 +129,14 @@ class LanceLongTermStore:
             self._table: Any = self._open_or_create(dimensions, model_id)
 
     def _open_or_create(self, dimensions: int, model_id: str) -> Any:
-        schema = memory_schema(dimensions, model_id)
-        try:
-            table = self._db.open_table(TABLE_NAME)
-        except ValueError:
-            logger.info("creating long-term table in %s (model %s, %d dims)", self._directory, model_id, dimensions)
-            table = _retry_on_conflict(lambda: self._db.create_table(TABLE_NAME, schema=schema, exist_ok=True))
-            self._ensure_indexes(table)
-            return table
-        stored = table.schema
-        stored_model = (stored.metadata or {}).get(_META_MODEL, b"").decode()
-        stored_dims = stored.field("vector").type.list_size
-        if stored_model != model_id or stored_dims != dimensions:
-            raise EmbeddingModelMismatch(
-                f"The long-term memory in {self._directory} was built with embedding model "
-                f"'{stored_model}' ({stored_dims} dimensions), but '{model_id}' ({dimensions} dimensions) is "
-                "configured. Set ENGRAM_EMBEDDING_MODEL back to the original model, or point ENGRAM_DATA_DIR "
-                "at a new directory."
-            )
-        missing = {name: value for name, value in _ADDED_COLUMNS.items() if name not in stored.names}
-        if missing:
-            logger.info("upgrading the long-term table: adding columns %s", ", ".join(missing))
-            _retry_on_conflict(lambda: table.add_columns(missing))
+        table, created = open_checked_table(
+            self._db, TABLE_NAME, memory_schema(dimensions, model_id), self._directory, "long-term memory"
+        )
+        if not created:
+            missing = {name: value for name, value in _ADDED_COLUMNS.items() if name not in table.schema.names}
+            if missing:
+                logger.info("upgrading the long-term table: adding columns %s", ", ".join(missing))
+                retry_on_conflict(lambda: table.add_columns(missing))
         self._ensure_indexes(table)
         return table
 
@@ -175,7 +163,7 @@ class LanceLongTermStore:
                 if rebuild or column not in indexed:
                     table.create_index(column, config=config, replace=True)
 
-            _retry_on_conflict(create)
+            retry_on_conflict(create)
 
     def add(self, memory: Memory, index_text: str, vector: Vectors) -> bool:
         """Insert unless a memory with this id exists; return whether it was inserted."""
@@ -198,7 +186,7 @@ class LanceLongTermStore:
     def _insert_locked(self, rows: list[dict[str, Any]]) -> Any:
         """One conditional-insert commit (caller holds the write locks)."""
         # merge_insert on the content id makes a retried write a no-op instead of a duplicate.
-        result = _retry_on_conflict(lambda: self._table.merge_insert("id").when_not_matched_insert_all().execute(rows))
+        result = retry_on_conflict(lambda: self._table.merge_insert("id").when_not_matched_insert_all().execute(rows))
         self._commits += 1
         return result
 
@@ -208,13 +196,13 @@ class LanceLongTermStore:
             return set()
         query = self._table.search().where(ids_clause(ids)).select(["id"]).limit(len(ids))
         with self._readers.shared():
-            rows = _read_retrying(query.to_list)
+            rows = read_retrying(query.to_list)
         return {r["id"] for r in rows}
 
     def all_ids(self) -> list[str]:
         """The id of every stored memory."""
         with self._readers.shared():
-            ids = _read_retrying(lambda: self._table.to_lance().to_table(columns=["id"]).column("id").to_pylist())
+            ids = read_retrying(lambda: self._table.to_lance().to_table(columns=["id"]).column("id").to_pylist())
         return [str(i) for i in ids]
 
     def absorb(self, journal: WriteJournal, batch: int) -> int:
@@ -254,7 +242,7 @@ class LanceLongTermStore:
         """Memories matching a where-clause (no ranking), at most `limit`."""
         query = self._table.search().where(where).select(_COLUMNS).limit(limit)
         with self._readers.shared():
-            rows = _read_retrying(query.to_list)
+            rows = read_retrying(query.to_list)
         return [_to_memory(r) for r in rows]
 
     def optimize(self) -> None:
@@ -302,12 +290,12 @@ class LanceLongTermStore:
 
     def _compact_and_reindex(self) -> None:
         # The dataset handle is taken per attempt: a conflict means another process committed a newer version.
-        _retry_on_conflict(
+        retry_on_conflict(
             lambda: self._table.to_lance().optimize.compact_files(
                 target_rows_per_fragment=_FRAGMENT_ROWS, num_threads=1
             )
         )
-        _retry_on_conflict(lambda: self._table.to_lance().optimize.optimize_indices())
+        retry_on_conflict(lambda: self._table.to_lance().optimize.optimize_indices())
         self._ensure_vector_index()
 
     def _has_vector_index(self) -> bool:
@@ -317,7 +305,7 @@ class LanceLongTermStore:
         if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS or (self._has_vector_index() and not rebuild):
             return
         logger.info("building the vector index (%d rows)", self._table.count_rows())
-        _retry_on_conflict(
+        retry_on_conflict(
             lambda: self._table.create_index("vector", config=HnswSq(distance_type="cosine"), replace=True)
         )
 
@@ -330,7 +318,7 @@ class LanceLongTermStore:
             if newer["timestamp"].astimezone(UTC) < cutoff
         ]
         if doomed:
-            _retry_on_conflict(lambda: self._table.to_lance().cleanup_old_versions(versions=doomed))
+            retry_on_conflict(lambda: self._table.to_lance().cleanup_old_versions(versions=doomed))
 
     def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
@@ -352,7 +340,7 @@ class LanceLongTermStore:
             .limit(limit)
         )
         with self._readers.shared():
-            rows = _read_retrying(query.to_list)
+            rows = read_retrying(query.to_list)
         return [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
 
     def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
@@ -364,7 +352,7 @@ class LanceLongTermStore:
             .limit(limit)
         )
         with self._readers.shared():
-            rows = _read_retrying(query.to_list)
+            rows = read_retrying(query.to_list)
         return [_candidate(r, float(r["_score"])) for r in rows]
 
     def delete(self, user_id: str, ids: Sequence[str]) -> int:
@@ -389,7 +377,7 @@ class LanceLongTermStore:
             .limit(limit)
         )
         with self._readers.shared():
-            rows = _read_retrying(query.to_list)
+            rows = read_retrying(query.to_list)
         return [_to_memory(r) for r in rows]
 
     def replace(
@@ -401,7 +389,7 @@ class LanceLongTermStore:
         with self._write_lock, self._process_lock:
             query = self._table.search().where(where).select(["index_text", "vector"]).limit(1)
             with self._readers.shared():
-                rows = _read_retrying(query.to_list)
+                rows = read_retrying(query.to_list)
             if not rows:
                 return False
             text = rows[0]["index_text"] if index_text is None else index_text
@@ -413,7 +401,7 @@ class LanceLongTermStore:
                     builder = builder.when_not_matched_by_source_delete(where)
                 return builder.execute([row])
 
-            _retry_on_conflict(merge)
+            retry_on_conflict(merge)
             self._commits += 1
         return True
 
@@ -426,7 +414,7 @@ class LanceLongTermStore:
             .limit(None)
         )
         with self._readers.shared():
-            rows = _read_retrying(query.to_list)
+            rows = read_retrying(query.to_list)
         activity: dict[str | None, dict[str, Any]] = {}
         for row in rows:
             entry = activity.setdefault(row["agent_id"], {"shared": 0, "private": 0, "last": None})
@@ -470,9 +458,9 @@ class LanceLongTermStore:
                     f"({', '.join(sorted(self._table.tags.list()))}); tagged versions would keep erased memories. "
                     "Delete the tags (lancedb Table.tags.delete) and try again; nothing was erased."
                 )
-            deleted = int(_retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows)
+            deleted = int(retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows)
             if deleted:
-                _retry_on_conflict(
+                retry_on_conflict(
                     lambda: self._table.to_lance().optimize.compact_files(
                         materialize_deletions=True, materialize_deletions_threshold=0.0
                     )
@@ -481,10 +469,10 @@ class LanceLongTermStore:
                 if self._has_vector_index():  # it holds (quantised) vectors of the deleted rows too
                     if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS:
                         for name in [i.name for i in self._table.list_indices() if i.columns == ["vector"]]:
-                            _retry_on_conflict(partial(self._table.drop_index, name))
+                            retry_on_conflict(partial(self._table.drop_index, name))
                     else:
                         self._ensure_vector_index(rebuild=True)
-                _retry_on_conflict(
+                retry_on_conflict(
                     lambda: self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
                 )
         return deleted
@@ -559,40 +547,6 @@ def _to_memory(row: dict[str, Any]) -> Memory:
     )
 
 
-def _retrying(
-    action: Callable[[], T], attempts: int, retryable: Callable[[str], bool], pause: float, note: str | None = None
-) -> T:
-    """Run `action`, retrying up to `attempts` times while its error is `retryable`, pausing longer each time."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return action()
-        except Exception as exc:
-            if attempt == attempts or not retryable(str(exc).lower()):
-                raise
-            if note:
-                logger.info(note)
-            # Jitter spreads out servers that collided at the same moment (most often at a shared start-up).
-            time.sleep(random.uniform(0.2, 1.0) * pause * attempt)
-    raise AssertionError("unreachable")
-
-
-def _retry_on_conflict(action: Callable[[], T]) -> T:
-    """Run a table commit, retrying when another process committed first (bounded)."""
-    return _retrying(action, _COMMIT_ATTEMPTS, lambda message: "conflict" in message, 0.05)
-
-
-def _read_retrying(read: Callable[[], T]) -> T:
-    """Run a read, retrying when another server's erasure clean-up removed a file the read had planned to open."""
-    vanished = ("not found", "no such file", "does not exist")
-    return _retrying(
-        read,
-        _READ_ATTEMPTS,
-        lambda message: any(v in message for v in vanished),
-        0.1,
-        "a read raced another process's clean-up; retrying",
-    )
-
-
 def _table_files(root: Path) -> set[str]:
     """The table's data, version and transaction files (what a commit adds)."""
     names: set[str] = set()
@@ -625,80 +579,3 @@ def _count_files(directory: Path) -> int:
         return sum(1 for entry in os.scandir(directory) if entry.is_file())
     except FileNotFoundError:
         return 0
-
-
-class FileLock:
-    """An exclusive advisory lock on a file, held across processes (a no-op where fcntl is missing).
-
-    Not re-entrant; a thread lock in front of it keeps two threads of one process from queueing on the flock.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._handle: Any = None
-        self._threads = threading.Lock()
-
-    def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock; without `blocking`, return False at once if anyone (any process) holds it."""
-        if not self._threads.acquire(blocking=blocking):
-            return False
-        handle = open(self._path, "a+b")  # noqa: SIM115 (held until release())
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                self._threads.release()
-                return False
-        self._handle = handle
-        return True
-
-    def release(self) -> None:
-        """Give the lock back."""
-        handle, self._handle = self._handle, None
-        if fcntl is not None:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        handle.close()
-        self._threads.release()
-
-    def __enter__(self) -> None:
-        self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-class ReadersWriterLock:
-    """Many concurrent readers, or one writer: erasure removes files that a running query may be reading."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._readers = 0
-        self._writing = False
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        """Hold the lock as one of many readers."""
-        with self._condition:
-            self._condition.wait_for(lambda: not self._writing)
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._readers -= 1
-                self._condition.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Hold the lock alone, once every reader has left."""
-        with self._condition:
-            self._condition.wait_for(lambda: not self._writing)
-            self._writing = True
-            self._condition.wait_for(lambda: self._readers == 0)
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._writing = False
-                self._condition.notify_all()

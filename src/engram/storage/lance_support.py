@@ -1,0 +1,165 @@
+"""What every LanceDB store of Engram shares: opening a table checked against the embedding model, commit and
+read retries across processes, and the locks that keep writers and erasures apart."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process lock; commits then rely on conflict retries
+    fcntl = None  # type: ignore[assignment]
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from engram.core.errors import EmbeddingModelMismatch
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+META_MODEL = b"engram.embedding_model"
+_READ_ATTEMPTS = 4
+_COMMIT_ATTEMPTS = 10
+
+
+def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Path, what: str) -> tuple[Any, bool]:
+    """Open table `name`, or create it with `schema`; return it and whether it was created.
+
+    Raises EmbeddingModelMismatch when the stored table was built with another model or dimension than `schema`
+    says (`what` names the store in the message).
+    """
+    try:
+        table = db.open_table(name)
+    except ValueError:
+        logger.info("creating the %s table in %s", what, directory)
+        return retry_on_conflict(lambda: db.create_table(name, schema=schema, exist_ok=True)), True
+    stored = table.schema
+    stored_model = (stored.metadata or {}).get(META_MODEL, b"").decode()
+    stored_dims = stored.field("vector").type.list_size
+    model_id = (schema.metadata or {}).get(META_MODEL, b"").decode()
+    dimensions = schema.field("vector").type.list_size
+    if stored_model != model_id or stored_dims != dimensions:
+        raise EmbeddingModelMismatch(
+            f"The {what} in {directory} was built with embedding model '{stored_model}' ({stored_dims} "
+            f"dimensions), but '{model_id}' ({dimensions} dimensions) is configured. Set ENGRAM_EMBEDDING_MODEL "
+            "back to the original model, or point ENGRAM_DATA_DIR at a new directory."
+        )
+    return table, False
+
+
+def _retrying(
+    action: Callable[[], T], attempts: int, retryable: Callable[[str], bool], pause: float, note: str | None = None
+) -> T:
+    """Run `action`, retrying up to `attempts` times while its error is `retryable`, pausing longer each time."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts or not retryable(str(exc).lower()):
+                raise
+            if note:
+                logger.info(note)
+            # Jitter spreads out servers that collided at the same moment (most often at a shared start-up).
+            time.sleep(random.uniform(0.2, 1.0) * pause * attempt)
+    raise AssertionError("unreachable")
+
+
+def retry_on_conflict(action: Callable[[], T]) -> T:
+    """Run a table commit, retrying when another process committed first (bounded)."""
+    return _retrying(action, _COMMIT_ATTEMPTS, lambda message: "conflict" in message, 0.05)
+
+
+def read_retrying(read: Callable[[], T]) -> T:
+    """Run a read, retrying when another server's erasure clean-up removed a file the read had planned to open."""
+    vanished = ("not found", "no such file", "does not exist")
+    return _retrying(
+        read,
+        _READ_ATTEMPTS,
+        lambda message: any(v in message for v in vanished),
+        0.1,
+        "a read raced another process's clean-up; retrying",
+    )
+
+
+class FileLock:
+    """An exclusive advisory lock on a file, held across processes (a no-op where fcntl is missing).
+
+    Not re-entrant; a thread lock in front of it keeps two threads of one process from queueing on the flock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._handle: Any = None
+        self._threads = threading.Lock()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock; without `blocking`, return False at once if anyone (any process) holds it."""
+        if not self._threads.acquire(blocking=blocking):
+            return False
+        handle = open(self._path, "a+b")  # noqa: SIM115 (held until release())
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                self._threads.release()
+                return False
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        """Give the lock back."""
+        handle, self._handle = self._handle, None
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+        self._threads.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class ReadersWriterLock:
+    """Many concurrent readers, or one writer: erasure removes files that a running query may be reading."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        """Hold the lock as one of many readers."""
+        with self._condition:
+            self._condition.wait_for(lambda: not self._writing)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the lock alone, once every reader has left."""
+        with self._condition:
+            self._condition.wait_for(lambda: not self._writing)
+            self._writing = True
+            self._condition.wait_for(lambda: self._readers == 0)
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writing = False
+                self._condition.notify_all()
