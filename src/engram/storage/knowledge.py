@@ -26,6 +26,7 @@ from engram.storage.lance_support import (
     META_MODEL,
     FileLock,
     ReadersWriterLock,
+    ensure_indexes,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
@@ -107,14 +108,7 @@ class LanceKnowledgeStore:
             ("source", BTree()),
             (_FTS_COLUMN, FTS(stem=True, remove_stop_words=True, ascii_folding=True)),
         ]
-        for column, config in wanted:
-
-            def create(column: str = column, config: Any = config) -> None:
-                indexed = {c for index in table.list_indices() for c in index.columns}
-                if rebuild or column not in indexed:
-                    table.create_index(column, config=config, replace=True)
-
-            retry_on_conflict(create)
+        ensure_indexes(table, wanted, rebuild)
 
     def _read(self, query: Any) -> list[dict[str, Any]]:
         with self._readers.shared():

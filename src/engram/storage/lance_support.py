@@ -71,6 +71,19 @@ def _retrying(
     raise AssertionError("unreachable")
 
 
+def ensure_indexes(table: Any, wanted: list[tuple[str, Any]], rebuild: bool = False) -> None:
+    """Create each (column, index config) in `wanted` that `table` lacks, or rebuild them all with `rebuild`."""
+    for column, config in wanted:
+
+        def create(column: str = column, config: Any = config) -> None:
+            # Checked on every attempt: another server starting at the same moment may have just built it.
+            indexed = {c for index in table.list_indices() for c in index.columns}
+            if rebuild or column not in indexed:
+                table.create_index(column, config=config, replace=True)
+
+        retry_on_conflict(create)
+
+
 def retry_on_conflict(action: Callable[[], T]) -> T:
     """Run a table commit, retrying when another process committed first (bounded)."""
     return _retrying(action, _COMMIT_ATTEMPTS, lambda message: "conflict" in message, 0.05)

@@ -35,6 +35,7 @@ from engram.storage.lance_support import (
     META_MODEL,
     FileLock,
     ReadersWriterLock,
+    ensure_indexes,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
@@ -155,15 +156,7 @@ class LanceLongTermStore:
             ("tags", LabelList()),
             (_FTS_COLUMN, FTS(stem=True, remove_stop_words=True, ascii_folding=True)),
         ]
-        for column, config in wanted:
-
-            def create(column: str = column, config: Any = config) -> None:
-                # Checked on every attempt: another server starting at the same moment may have just built it.
-                indexed = {c for index in table.list_indices() for c in index.columns}
-                if rebuild or column not in indexed:
-                    table.create_index(column, config=config, replace=True)
-
-            retry_on_conflict(create)
+        ensure_indexes(table, wanted, rebuild)
 
     def add(self, memory: Memory, index_text: str, vector: Vectors) -> bool:
         """Insert unless a memory with this id exists; return whether it was inserted."""
