@@ -146,3 +146,16 @@ def anyio_run(coroutine):  # type: ignore[no-untyped-def]
         return await coroutine
 
     return anyio.run(runner)
+
+
+async def test_forget_user_succeeds_for_a_user_with_nothing_left_in_long_term_memory(service: MemoryService) -> None:
+    # A delete that matches nothing still commits a version carrying its filter (the user's key): erasure must
+    # skip it, and still remove older versions, or the leftover check fails the call.
+    await service.remember("alice", "alice stays")
+    carol = await service.remember("carol", "carol's only memory", session_id="s1")
+    await service.forget_memory("carol", carol.id)
+    await service.remember("alice", "alice writes again")
+    receipt = await service.forget_user("carol", confirm=True)
+    assert receipt.erased and receipt.long_term == 0 and receipt.working == 1
+    assert (await service.forget_user("never-seen", confirm=True)).erased
+    assert {m.content for m in (await service.list_memories("alice")).memories} == {"alice stays", "alice writes again"}

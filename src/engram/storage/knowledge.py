@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree
 
-from engram.core.errors import ErasureBlocked
 from engram.core.knowledge_models import ChunkCandidate, KnowledgeChunk, Origin, StoredSource
 from engram.core.ports import Vectors
 from engram.core.timeutil import to_utc
@@ -26,7 +26,10 @@ from engram.storage.lance_support import (
     META_MODEL,
     FileLock,
     ReadersWriterLock,
+    directory_bytes,
     ensure_indexes,
+    erase_rows,
+    holds_trace,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
@@ -176,29 +179,10 @@ class LanceKnowledgeStore:
         return self._erase(f"owner = {quote(owner)}", always_clean=True)
 
     def _erase(self, where: str, always_clean: bool = False) -> int:
-        """Delete matching rows and every trace of them on disk (see LanceLongTermStore._erase for why)."""
+        """Delete matching rows and every trace of them on disk (see lance_support.erase_rows)."""
         with self._write_lock, self._process_lock, self._readers.exclusive():
-            if self._table.tags.list():
-                raise ErasureBlocked(
-                    f"The knowledge table in {self._directory} has version tags "
-                    f"({', '.join(sorted(self._table.tags.list()))}); tagged versions would keep erased chunks. "
-                    "Delete the tags and try again; nothing was erased."
-                )
-            # A delete commits its filter text (the owner key) even when it matches nothing: skip it then.
-            matching = int(self._table.count_rows(where))
-            deleted = int(retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows) if matching else 0
-            if deleted:
-                retry_on_conflict(
-                    lambda: self._table.to_lance().optimize.compact_files(
-                        materialize_deletions=True, materialize_deletions_threshold=0.0
-                    )
-                )
-                self._ensure_indexes(self._table, rebuild=True)
-            if deleted or always_clean:
-                retry_on_conflict(
-                    lambda: self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
-                )
-        return deleted
+            rebuild = partial(self._ensure_indexes, self._table, rebuild=True)
+            return erase_rows(self._table, where, self._directory, "knowledge", rebuild, clean=always_clean)
 
     def vector_search(self, owners: Sequence[str], vector: Vectors, limit: int) -> list[ChunkCandidate]:
         """Up to `limit` chunks of these owners by cosine similarity (the score), best first."""
@@ -224,10 +208,7 @@ class LanceKnowledgeStore:
     def holds_owner(self, owner: str) -> bool:
         """Whether any trace of the owner is left: a row, an older table version, or the key in any file."""
         with self._readers.shared():
-            if self._table.count_rows(f"owner = {quote(owner)}") or len(self._table.list_versions()) > 1:
-                return True
-        needle = owner.encode()
-        return any(needle in path.read_bytes() for path in self._directory.rglob("*") if path.is_file())
+            return holds_trace(self._table, f"owner = {quote(owner)}", self._directory, owner)
 
     def optimize(self) -> None:
         """Compact fragments and fold new rows into the indexes (old versions are kept for readers)."""
@@ -240,7 +221,7 @@ class LanceKnowledgeStore:
 
     def bytes_on_disk(self) -> int:
         """Size of the store's files."""
-        return sum(p.stat().st_size for p in self._directory.rglob("*") if p.is_file())
+        return directory_bytes(self._directory)
 
     def close(self) -> None:
         """Release the store."""

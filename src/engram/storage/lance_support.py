@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from engram.core.errors import EmbeddingModelMismatch
+from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,52 @@ def ensure_indexes(table: Any, wanted: list[tuple[str, Any]], rebuild: bool = Fa
                 table.create_index(column, config=config, replace=True)
 
         retry_on_conflict(create)
+
+
+def erase_rows(
+    table: Any, where: str, directory: Path, what: str, rebuild_indexes: Callable[[], None], *, clean: bool = False
+) -> int:
+    """Delete the rows matching `where` and every trace of them on disk; return how many were deleted.
+
+    A LanceDB delete only hides rows: the data files, older table versions (with the delete's own filter text)
+    and the indexes keep them. So the deleted rows are compacted out of their fragments, `rebuild_indexes`
+    rebuilds every index from the live rows, and all older versions are removed (also when nothing matched if
+    `clean`, so that a check for leftovers, which counts versions, can pass). The caller holds the locks that
+    keep writers, readers and upkeep out meanwhile.
+    """
+    if table.tags.list():
+        raise ErasureBlocked(
+            f"The {what} table in {directory} has version tags ({', '.join(sorted(table.tags.list()))}); tagged "
+            "versions would keep erased data. Delete the tags (lancedb Table.tags.delete) and try again; nothing "
+            "was erased."
+        )
+    # A delete commits its filter text (the user's key) even when it matches nothing: skip it then.
+    deleted = int(retry_on_conflict(lambda: table.delete(where)).num_deleted_rows) if table.count_rows(where) else 0
+    if deleted:
+        retry_on_conflict(
+            lambda: table.to_lance().optimize.compact_files(
+                materialize_deletions=True, materialize_deletions_threshold=0.0
+            )
+        )
+        rebuild_indexes()
+    if deleted or clean:
+        retry_on_conflict(
+            lambda: table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+        )
+    return deleted
+
+
+def holds_trace(table: Any, where: str, directory: Path, key: str) -> bool:
+    """Whether a row matches `where`, an older table version is left, or `key` stands in any file under `directory`."""
+    if table.count_rows(where) or len(table.list_versions()) > 1:
+        return True
+    needle = key.encode()
+    return any(needle in path.read_bytes() for path in directory.rglob("*") if path.is_file())
+
+
+def directory_bytes(directory: Path) -> int:
+    """Size of the files under `directory`."""
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
 def retry_on_conflict(action: Callable[[], T]) -> T:

@@ -25,7 +25,6 @@ import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
 from lancedb.query import ColumnOrdering
 
-from engram.core.errors import ErasureBlocked
 from engram.core.models import AgentActivity, Kind, Memory, RecallFilters, Role, Sentiment, Visibility
 from engram.core.ports import Candidate, Vectors
 from engram.core.timeutil import to_utc
@@ -35,7 +34,10 @@ from engram.storage.lance_support import (
     META_MODEL,
     FileLock,
     ReadersWriterLock,
+    directory_bytes,
     ensure_indexes,
+    erase_rows,
+    holds_trace,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
@@ -431,9 +433,10 @@ class LanceLongTermStore:
 
     def delete_user(self, user_id: str) -> int:
         """Delete every memory of the user; return how many were deleted."""
-        return self._erase(memory_filter(user_id))
+        # Older versions are removed even when no row is left, so the check that nothing remains can pass.
+        return self._erase(memory_filter(user_id), clean=True)
 
-    def _erase(self, where: str) -> int:
+    def _erase(self, where: str, clean: bool = False) -> int:
         """Delete matching rows and then every trace of them on disk; return how many rows were deleted.
 
         A LanceDB delete only hides rows: the data files, older table versions (with the delete's own filter
@@ -445,38 +448,22 @@ class LanceLongTermStore:
         # The upkeep lock first (the order every path takes): clean-up below deletes files no version references,
         # which would include the output of another process's compaction still in progress.
         with self._upkeep_lock, self._write_lock, self._process_lock, self._readers.exclusive():
-            if self._table.tags.list():
-                raise ErasureBlocked(
-                    f"The long-term table in {self._directory} has version tags "
-                    f"({', '.join(sorted(self._table.tags.list()))}); tagged versions would keep erased memories. "
-                    "Delete the tags (lancedb Table.tags.delete) and try again; nothing was erased."
-                )
-            deleted = int(retry_on_conflict(lambda: self._table.delete(where)).num_deleted_rows)
-            if deleted:
-                retry_on_conflict(
-                    lambda: self._table.to_lance().optimize.compact_files(
-                        materialize_deletions=True, materialize_deletions_threshold=0.0
-                    )
-                )
-                self._ensure_indexes(self._table, rebuild=True)
-                if self._has_vector_index():  # it holds (quantised) vectors of the deleted rows too
-                    if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS:
-                        for name in [i.name for i in self._table.list_indices() if i.columns == ["vector"]]:
-                            retry_on_conflict(partial(self._table.drop_index, name))
-                    else:
-                        self._ensure_vector_index(rebuild=True)
-                retry_on_conflict(
-                    lambda: self._table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
-                )
-        return deleted
+            return erase_rows(self._table, where, self._directory, "long-term", self._rebuild_indexes, clean=clean)
+
+    def _rebuild_indexes(self) -> None:
+        """Rebuild every index from the live rows, after an erasure (the vector index holds quantised vectors)."""
+        self._ensure_indexes(self._table, rebuild=True)
+        if self._has_vector_index():
+            if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS:
+                for name in [i.name for i in self._table.list_indices() if i.columns == ["vector"]]:
+                    retry_on_conflict(partial(self._table.drop_index, name))
+            else:
+                self._ensure_vector_index(rebuild=True)
 
     def holds_user(self, user_id: str) -> bool:
         """Whether any trace of the user is left: a row, an older table version, or the key in any file."""
         with self._readers.shared():
-            if self._table.count_rows(memory_filter(user_id)) or len(self._table.list_versions()) > 1:
-                return True
-        needle = user_id.encode()
-        return any(needle in path.read_bytes() for path in self._directory.rglob("*") if path.is_file())
+            return holds_trace(self._table, memory_filter(user_id), self._directory, user_id)
 
     def count(self) -> int:
         """Number of memories of all users."""
@@ -484,7 +471,7 @@ class LanceLongTermStore:
 
     def bytes_on_disk(self) -> int:
         """Size of the store's files."""
-        return sum(p.stat().st_size for p in self._directory.rglob("*") if p.is_file())
+        return directory_bytes(self._directory)
 
     def close(self) -> None:
         """Release the store (LanceDB holds no process-wide locks; dropping references is enough)."""
