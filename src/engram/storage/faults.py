@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import Callable
@@ -58,6 +59,8 @@ _DAMAGE_SIGNS = (
     "bad magic",
     "not a lance file",
 )
+#: Messages that say an open or a write failed without saying why: the file system itself is asked.
+_UNSPECIFIC = ("unable to open database file", "disk i/o error", "lanceerror(io)")
 _PATH = re.compile(r"(/[^\s,'\"()]+)")
 
 
@@ -80,6 +83,24 @@ def _named_file(message: str, directory: Path) -> str:
     return root
 
 
+def _probe(directory: Path) -> str | None:
+    """What keeps the file system under `directory` from taking writes right now (read-only, full), if anything."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        state = os.statvfs(existing)
+    except OSError:
+        return None
+    if state.f_flag & os.ST_RDONLY:
+        return "read_only"
+    if state.f_bavail == 0:
+        return "disk_full"
+    if not os.access(existing, os.W_OK):
+        return "permission"
+    return None
+
+
 def classify(exc: BaseException, tier: str, directory: Path) -> EngramError | None:
     """The Engram error that `exc` (raised by a store of `tier` in `directory`) stands for, or None if unknown."""
     chain = _chain(exc)
@@ -93,6 +114,10 @@ def classify(exc: BaseException, tier: str, directory: Path) -> EngramError | No
         for sign, kind in _MESSAGE_KINDS:
             if sign in lowered:
                 return StorageFailure(kind, tier, _named_file(message, directory))
+    if any(sign in message.lower() for message in messages for sign in _UNSPECIFIC):
+        kind = _probe(directory)
+        if kind is not None:
+            return StorageFailure(kind, tier, _named_file(messages[0], directory))
     for message in messages:
         lowered = message.lower()
         engine_error = "lance" in lowered or any(isinstance(e, sqlite3.DatabaseError) for e in chain)
