@@ -115,9 +115,9 @@ def classify(exc: BaseException, tier: str, directory: Path) -> EngramError | No
             if sign in lowered:
                 return StorageFailure(kind, tier, _named_file(message, directory))
     if any(sign in message.lower() for message in messages for sign in _UNSPECIFIC):
-        kind = _probe(directory)
-        if kind is not None:
-            return StorageFailure(kind, tier, _named_file(messages[0], directory))
+        refusal = _probe(directory)
+        if refusal is not None:
+            return StorageFailure(refusal, tier, _named_file(messages[0], directory))
     for message in messages:
         lowered = message.lower()
         engine_error = "lance" in lowered or any(isinstance(e, sqlite3.DatabaseError) for e in chain)
