@@ -121,7 +121,8 @@ def classify(exc: BaseException, tier: str, directory: Path) -> EngramError | No
     for message in messages:
         lowered = message.lower()
         engine_error = "lance" in lowered or any(isinstance(e, sqlite3.DatabaseError) for e in chain)
-        if isinstance(exc, FileNotFoundError) or (engine_error and any(s in lowered for s in _DAMAGE_SIGNS)):
+        # Only the engines' own reports count: a plain missing file is more often a race with a clean-up.
+        if engine_error and any(s in lowered for s in _DAMAGE_SIGNS):
             detail = "a file is missing" if "not found" in lowered or "no such file" in lowered else "unreadable data"
             return TierDamaged(tier, _named_file(message, directory), detail)
     return None
