@@ -178,21 +178,28 @@ def _lance_table(component: str, path: Path) -> Finding:
     except Exception as exc:  # the manifest or version files themselves
         return Finding(component, "damaged", str(path), _first_line(exc), action)
     rows = 0
+    damaged: list[tuple[Path, str]] = []
     for fragment in fragments:
         files = [path / "data" / f.path for f in fragment.data_files()]
         missing = [f for f in files if not f.exists()]
         if missing:
-            return Finding(component, "damaged", str(missing[0]), "a data file the table lists is missing", action)
+            damaged += [(f, "a data file the table lists is missing") for f in missing]
+            continue
         read = _attempt(fragment.to_table)
         if isinstance(read, Exception):
-            return Finding(component, "damaged", str(files[0]), _first_line(read), action)
-        rows += read.num_rows  # reading a fragment applies its deletion file too
+            damaged.append((files[0], _first_line(read)))
+        else:
+            rows += read.num_rows  # reading a fragment applies its deletion file too
     for index in indices:
         for segment in index.segments:
             folder = path / "_indices" / str(segment.uuid)
             if not folder.is_dir():
-                missing_index = f"the files of index {index.name} are missing"
-                return Finding(component, "damaged", str(folder), missing_index, action)
+                damaged.append((folder, f"the files of index {index.name} are missing"))
+    if damaged:
+        first, detail = damaged[0]
+        if len(damaged) > 1:
+            detail += f"; {len(damaged) - 1} more damaged: " + ", ".join(str(f) for f, _ in damaged[1:])
+        return Finding(component, "damaged", str(first), detail, action)
     if not fragments:
         return Finding(component, "ok", str(path), "no rows")
     return Finding(component, "ok", str(path), f"{rows} rows in {len(fragments)} fragments, every one read", items=rows)
