@@ -118,6 +118,7 @@ async def test_forget_user_erases_every_tier_and_leaves_others(client: Client) -
         "memories": [],
         "dropped_below_min_score": 0,
         "knowledge": [],
+        "unavailable": [],
     }
     bob = ok(await client.call_tool("recall", {"user_id": "bob", "query": "jazz", "session_id": "s1"}))
     assert len(bob["working"]) == 1 and bob["memories"][0]["memory"]["content"] == "bob likes jazz"

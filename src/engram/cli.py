@@ -313,6 +313,41 @@ def stats() -> None:
     _echo_json(_with_memory(settings, collect))
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def doctor(as_json: bool) -> None:
+    """Check the data directory: read every file of every store and say what is damaged and what to do.
+
+    Reads only (nothing is changed or repaired); safe while a server runs. Exits with 1 when something is damaged.
+    """
+    from engram.storage.doctor import Layout, examine
+
+    settings = _settings()
+    _configure_logging("WARNING")
+    layout = Layout(
+        data_dir=settings.data_dir,
+        long_term_dir=settings.long_term_dir,
+        knowledge_dir=settings.knowledge_dir,
+        session_cache_dir=settings.session_cache_dir,
+        query_cache_dir=settings.query_cache_dir,
+        key_file=settings.user_key_file,
+        key_from_environment=settings.user_id_key is not None,
+    )
+    findings = examine(layout)
+    damaged = any(f.status == "damaged" for f in findings)
+    if as_json:
+        _echo_json(
+            {"data_dir": str(settings.data_dir), "damaged": damaged, "components": [f.as_dict() for f in findings]}
+        )
+    else:
+        for f in findings:
+            click.echo(f"{f.status.upper():8} {f.component:17} {f.path}: {f.detail}")
+            if f.action:
+                click.echo(f"{'':8} {'':17} what to do: {f.action}")
+    if damaged:
+        sys.exit(1)
+
+
 @cli.command("eval")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON here.")

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from engram.config import MAX_BATCH, MAX_TOP_K, Settings
 from engram.core.errors import InvalidInput
+from engram.core.health import TierHealth
 from engram.core.identity import Pseudonymizer
 from engram.core.knowledge import KnowledgePolicy, KnowledgeService
 from engram.core.loader import BackgroundService
@@ -108,6 +109,7 @@ def open_memory(
     from engram.embeddings import load_embedder
     from engram.embeddings.measured import MeasuredEmbedder
     from engram.ingest import parse_document
+    from engram.storage.faults import open_tier
     from engram.storage.journal import WriteJournal
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
@@ -123,12 +125,19 @@ def open_memory(
     # Owner-only when Engram creates it: memories are personal data.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     pseudonymize = Pseudonymizer(user_id_key(settings))
-    sessions = DiskSessionStore(
+    # A damaged tier is opened as a stand-in that reports the damage, so the other tiers keep serving.
+    health = TierHealth()
+    sessions = open_tier(
+        lambda: DiskSessionStore(
+            settings.session_cache_dir,
+            working_turns=settings.working_memory_turns,
+            working_ttl=timedelta(hours=settings.working_memory_ttl_hours),
+            short_term_turns=settings.short_term_max_turns,
+            short_term_ttl=timedelta(days=settings.short_term_ttl_days),
+        ),
+        "session",
         settings.session_cache_dir,
-        working_turns=settings.working_memory_turns,
-        working_ttl=timedelta(hours=settings.working_memory_ttl_hours),
-        short_term_turns=settings.short_term_max_turns,
-        short_term_ttl=timedelta(days=settings.short_term_ttl_days),
+        health,
     )
     try:
         if embedder is None:
@@ -148,19 +157,27 @@ def open_memory(
             enricher = DeferredEnricher(
                 lambda: MetadataEnricher(model, categories, min_similarity=settings.category_min_similarity)
             )
-        table = LanceLongTermStore(settings.long_term_dir, dimensions=embedder.dimensions, model_id=embedder.model_id)
-        upkeep = Upkeep(
-            table,
-            UpkeepPolicy(
-                interval_s=settings.upkeep_interval_seconds,
-                keep_versions_for=timedelta(seconds=settings.version_retention_seconds),
-            ),
-        )
-        # Writes are acknowledged from a durable journal and reach the table in batches (see storage/journaled.py).
-        journal = WriteJournal(settings.long_term_dir / "journal.sqlite")
-        long_term = JournaledLongTermStore(table, journal, upkeep=upkeep)
-        knowledge_store = LanceKnowledgeStore(
-            settings.knowledge_dir, dimensions=embedder.dimensions, model_id=embedder.model_id
+        dimensions, model_id = embedder.dimensions, embedder.model_id
+
+        def open_long_term() -> JournaledLongTermStore:
+            table = LanceLongTermStore(settings.long_term_dir, dimensions=dimensions, model_id=model_id)
+            upkeep = Upkeep(
+                table,
+                UpkeepPolicy(
+                    interval_s=settings.upkeep_interval_seconds,
+                    keep_versions_for=timedelta(seconds=settings.version_retention_seconds),
+                ),
+            )
+            # Writes are acknowledged from a durable journal and reach the table in batches (storage/journaled.py).
+            journal = WriteJournal(settings.long_term_dir / "journal.sqlite")
+            return JournaledLongTermStore(table, journal, upkeep=upkeep)
+
+        long_term = open_tier(open_long_term, "long-term", settings.long_term_dir, health)
+        knowledge_store = open_tier(
+            lambda: LanceKnowledgeStore(settings.knowledge_dir, dimensions=dimensions, model_id=model_id),
+            "knowledge",
+            settings.knowledge_dir,
+            health,
         )
     except BaseException:
         sessions.close()
@@ -184,6 +201,7 @@ def open_memory(
         enricher,
         metrics,
         knowledge,
+        health,
     )
 
 

@@ -45,3 +45,43 @@ class AccessDenied(EngramError):
 
 class UnreadableDocument(EngramError):
     """A document could not be read or parsed (malformed, encrypted, binary, or no text in it)."""
+
+
+class TierDamaged(EngramError):
+    """A file of one memory tier is damaged or missing, so that tier cannot serve; the other tiers still do."""
+
+    def __init__(self, tier: str, path: str, detail: str) -> None:
+        super().__init__(
+            f"The {tier} store is damaged and cannot be used: {detail} ({path}). The other memory tiers keep "
+            "working. To repair it: stop Engram, run `engram doctor` to find every damaged file, and restore the "
+            f"{tier} store's folder from a backup."
+        )
+        self.tier = tier
+        self.path = path
+        self.detail = detail
+
+
+#: What a StorageFailure says went wrong, and what to do about it, by kind.
+STORAGE_PROBLEMS = {
+    "disk_full": ("the disk is full", "Free disk space, then retry."),
+    "read_only": ("the file system is read-only", "Make the data directory writable again, then retry."),
+    "permission": (
+        "permission was denied",
+        "Give the user running Engram read and write access to the data directory, then retry.",
+    ),
+    "io_error": ("the disk reported an I/O error", "Check the disk and run `engram doctor`, then retry."),
+}
+
+
+class StorageFailure(EngramError):
+    """The operating system refused a read or write of a store (disk full, read-only, permission, I/O error)."""
+
+    def __init__(self, kind: str, store: str, path: str) -> None:
+        what, action = STORAGE_PROBLEMS[kind]
+        super().__init__(
+            f"The {store} store could not be used: {what} ({path}). This call was not completed and nothing it "
+            f"wrote was acknowledged (a retry stores it once); memories acknowledged earlier are intact. {action}"
+        )
+        self.kind = kind
+        self.store = store
+        self.path = path

@@ -238,6 +238,11 @@ class RecallResult(BaseModel):
     knowledge: list[KnowledgeHit] = Field(
         default_factory=list, description="Chunks of ingested documents (knowledge memory), best match first."
     )
+    unavailable: list[str] = Field(
+        default_factory=list,
+        description="Tiers that could not be searched because their files are damaged, each with what to do; the "
+        "results above come from the other tiers.",
+    )
 
 
 class SessionSummary(BaseModel):
@@ -304,13 +309,17 @@ class TierStats(BaseModel):
 
     items: int
     bytes_on_disk: int
+    status: Literal["ok", "damaged"] = "ok"
+    damage: str | None = Field(default=None, description="What is damaged and what to do, when status is 'damaged'.")
 
 
 class ServerStats(BaseModel):
     """What the server holds and how it is configured."""
 
     version: str
-    status: Literal["loading", "ready", "failed"] = Field(description="Whether the model and stores are open.")
+    status: Literal["loading", "ready", "degraded", "failed"] = Field(
+        description="Whether the model and stores are open ('degraded': open, but a tier is damaged; see `damaged`)."
+    )
     error: str | None = Field(default=None, description="Why opening failed, when status is 'failed'.")
     data_dir: str
     embedding_model: str
@@ -318,6 +327,9 @@ class ServerStats(BaseModel):
     long_term: TierStats | None = None
     sessions: TierStats | None = Field(default=None, description="Working and short-term memory (one diskcache).")
     knowledge: TierStats | None = Field(default=None, description="Knowledge memory: chunks of ingested documents.")
+    damaged: dict[str, str] = Field(
+        default_factory=dict, description="Damaged tiers: what is damaged (tier, file) and what to do."
+    )
 
 
 class AgentActivity(BaseModel):

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 import anyio.to_thread
 
-from engram.core.errors import ConfirmationRequired, ErasureIncomplete, InvalidInput, NothingToSummarize
+from engram.core.errors import (
+    ConfirmationRequired,
+    EngramError,
+    ErasureIncomplete,
+    InvalidInput,
+    NothingToSummarize,
+    TierDamaged,
+)
+from engram.core.health import TierHealth
 from engram.core.indexing import index_text
 from engram.core.models import (
     ID_PATTERN,
@@ -258,6 +266,7 @@ class MemoryService:
         enricher: Enricher | None = None,
         metrics: MemoryMetrics | None = None,
         knowledge: KnowledgeService | None = None,
+        health: TierHealth | None = None,
     ) -> None:
         self.embedder = embedder
         self.enricher = enricher
@@ -271,6 +280,8 @@ class MemoryService:
         self.policy = policy or MemoryPolicy()
         self.ranking = ranking or RankingPolicy()
         self._clock = clock
+        #: Which tiers storage found damaged (recall, stats and /healthz report them).
+        self.health = health or TierHealth()
 
     def user_key(self, user_id: str) -> str:
         """Check a caller's user id and return the pseudonym the stores know the user by."""
@@ -511,9 +522,15 @@ class MemoryService:
         ranking = self.ranking
         limit = max(ranking.candidates, top_k)
         candidates: dict[str, list[Candidate]] = {"semantic": [], "keyword": []}
+        failed: list[EngramError] = []
 
         async def search_keywords() -> None:
-            candidates["keyword"] = await self._run(partial(self.long_term.keyword_search, key, query, filters, limit))
+            try:
+                candidates["keyword"] = await self._run(
+                    partial(self.long_term.keyword_search, key, query, filters, limit)
+                )
+            except EngramError as exc:  # raised after the task group, as itself rather than in an exception group
+                failed.append(exc)
 
         async with anyio.create_task_group() as group:
             # The keyword search needs no query vector: it runs on the second core while the query is embedded and
@@ -522,9 +539,19 @@ class MemoryService:
                 group.start_soon(search_keywords)
             vector = await self._embed_query(query)
             if ranking.fusion != "keyword":
-                candidates["semantic"] = await self._run(
-                    partial(self.long_term.vector_search, key, vector, filters, limit)
-                )
+                try:
+                    candidates["semantic"] = await self._run(
+                        partial(self.long_term.vector_search, key, vector, filters, limit)
+                    )
+                except EngramError as exc:
+                    failed.append(exc)
+        unavailable: list[str] = []
+        if failed:
+            # With scope 'both', damaged long-term memory still leaves working memory and knowledge to answer.
+            if scope != "both" or not isinstance(failed[0], TierDamaged):
+                raise failed[0]
+            unavailable.append(str(failed[0]))
+            candidates = {"semantic": [], "keyword": []}
         semantic, keyword = candidates["semantic"], candidates["keyword"]
         kept: list[MemoryHit] = []
         dropped = 0
@@ -540,11 +567,20 @@ class MemoryService:
         self.metrics.observe_recall_results(
             key, [hit.score for hit in kept], [hit.scores.similarity for hit in kept], dropped
         )
-        found, dropped_knowledge = (
-            await self._knowledge_hits(key, query, vector, top_k, min_score) if scope == "both" else ([], 0)
-        )
+        cited: list[KnowledgeHit] = []
+        dropped_knowledge = 0
+        if scope == "both":
+            try:
+                cited, dropped_knowledge = await self._knowledge_hits(key, query, vector, top_k, min_score)
+            except TierDamaged as exc:
+                # Damaged knowledge memory must not cost the caller the personal memories found above.
+                unavailable.append(str(exc))
         return RecallResult(
-            working=working, memories=kept, knowledge=found, dropped_below_min_score=dropped + dropped_knowledge
+            working=working,
+            memories=kept,
+            knowledge=cited,
+            dropped_below_min_score=dropped + dropped_knowledge,
+            unavailable=unavailable,
         )
 
     async def _knowledge_hits(
@@ -903,25 +939,24 @@ class MemoryService:
         return PurgeReport(long_term=deleted, expired_session_entries=expired, finished_at=self._clock())
 
     async def tier_stats(self) -> dict[str, TierStats]:
-        """Items and bytes on disk of the long-term store and of the session cache."""
-        return {
-            "long_term": TierStats(
-                items=await self._run(self.long_term.count), bytes_on_disk=await self._run(self.long_term.bytes_on_disk)
-            ),
-            "sessions": TierStats(
-                items=await self._run(self.sessions.count), bytes_on_disk=await self._run(self.sessions.bytes_on_disk)
-            ),
-            **(
-                {}
-                if self.knowledge is None
-                else {
-                    "knowledge": TierStats(
-                        items=await self._run(self.knowledge.store.count),
-                        bytes_on_disk=await self._run(self.knowledge.store.bytes_on_disk),
-                    )
-                }
-            ),
+        """Items and bytes on disk of each tier; a damaged tier is reported as such instead of failing the rest."""
+        stores: dict[str, tuple[str, Callable[[], int], Callable[[], int]]] = {
+            "long_term": ("long-term", self.long_term.count, self.long_term.bytes_on_disk),
+            "sessions": ("session", self.sessions.count, self.sessions.bytes_on_disk),
         }
+        if self.knowledge is not None:
+            stores["knowledge"] = ("knowledge", self.knowledge.store.count, self.knowledge.store.bytes_on_disk)
+        stats: dict[str, TierStats] = {}
+        for name, (tier, count, size) in stores.items():
+            try:
+                stats[name] = TierStats(items=await self._run(count), bytes_on_disk=await self._run(size))
+            except TierDamaged as exc:
+                stats[name] = TierStats(items=0, bytes_on_disk=0, status="damaged", damage=str(exc))
+                continue
+            damage = self.health.damaged().get(tier)
+            if damage is not None:
+                stats[name] = stats[name].model_copy(update={"status": "damaged", "damage": str(damage)})
+        return stats
 
     def warm_up(self) -> None:
         """Build what may wait until the service answers (the metadata extractors); blocking, off the request path."""

@@ -165,18 +165,33 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
     server.middleware.extend([in_flight, ToolCallMetrics(metrics, server)])
 
     async def healthz(_: Request) -> Response:
-        """Whether the model is loaded and the stores are open (503 while loading, after a failure, or stopping)."""
+        """Whether the model is loaded and the stores are open (503 while loading, after a failure, or stopping).
+
+        A server with a damaged tier still serves the others: it answers 200 with status 'degraded' and says which
+        tier is damaged, which file, and what to do.
+        """
         state = lifecycle.current()
         memory = state.memory if state is not None else None
         loaded = memory is not None and memory.ready
         stores_open = loaded and memory is not None and not memory.closed
+        damaged: dict[str, str] = {}
         if memory is None or memory.closed:
             status = "stopped"
         elif memory.error is not None:
             status = "failed"
         else:
             status = "ready" if loaded else "loading"
-        body = {"status": status, "model_loaded": loaded, "stores_open": stores_open, "version": __version__}
+            if loaded:
+                damaged = {tier: str(error) for tier, error in (await memory.get()).health.damaged().items()}
+                status = "degraded" if damaged else status
+        body: dict[str, object] = {
+            "status": status,
+            "model_loaded": loaded,
+            "stores_open": stores_open,
+            "version": __version__,
+        }
+        if damaged:
+            body["damaged"] = damaged
         return JSONResponse(body, status_code=200 if stores_open else 503)
 
     async def prometheus(_: Request) -> Response:

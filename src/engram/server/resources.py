@@ -100,9 +100,11 @@ def stats_resource(current: Callable[[], AppState | None]) -> Callable[[], Any]:
             # Stats never wait for the model: a loading server says so instead of blocking.
             memory = await state.memory.get()
             tiers = await memory.tier_stats()
+            damaged = {tier: str(error) for tier, error in memory.health.damaged().items()}
             stats = stats.model_copy(
                 update={
-                    "status": "ready",
+                    "status": "degraded" if damaged else "ready",
+                    "damaged": damaged,
                     "embedding_model": memory.embedder.model_id,
                     "embedding_dimensions": memory.embedder.dimensions,
                     "long_term": tiers["long_term"],
