@@ -11,35 +11,40 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-FIRST = (
+
+def _words(text: str, separator: str | None = None) -> list[str]:
+    return text.split(separator)
+
+
+FIRST = _words(
     "Anna Bruno Chloe Dmitri Elena Farid Greta Hugo Ines Jonas Keiko Liam Mira Nadia Oskar Paula Quentin Rosa "
     "Samir Tess Umar Vera Wim Xenia Yusuf Zoe Aino Bastien Carmen Dario Elif Filip Gosia Hamid Ilse Jakub Kira "
     "Lorenzo Maya Nils Olga Pavel Rania Sven Tomas Ulla Viktor Wanda Yara Zeno"
-).split()
-LAST = (
+)
+LAST = _words(
     "Abbott Baker Castro Duarte Eriksen Ferreira Gallo Hayes Ibsen Jensen Kowalski Laine Moreau Novak Okafor "
     "Petrov Quinn Rossi Santos Tanaka Ueda Varga Weber Xu Yilmaz Zimmer Almeida Brandt Cruz Dahl Engel Fischer "
     "Gruber Horvat Ivanova Janssen Keller Lindqvist Marsh Nakamura Olsen Perez Rahman Schulz Torres Vogel Wolff"
-).split()
-RELATIONS = "sister brother cousin neighbour colleague friend aunt uncle mentor landlord".split()
-CITIES = (
+)
+RELATIONS = _words("sister brother cousin neighbour colleague friend aunt uncle mentor landlord")
+CITIES = _words(
     "Lisbon Porto Madrid Valencia Lyon Marseille Munich Hamburg Vienna Prague Krakow Oslo Bergen Helsinki Tallinn "
     "Riga Dublin Cork Leeds Glasgow Turin Naples Athens Sofia Zagreb Ljubljana Utrecht Ghent Basel Geneva"
-).split()
-DRINKS = "espresso green-tea oat-latte cocoa chai matcha rooibos americano cortado kombucha".split()
-JOBS = "nurse architect welder pharmacist translator plumber geologist pilot baker librarian".split()
-COMPANIES = "Acme Globex Initech Umbrella Hooli Vandelay Stark Wayne Wonka Tyrell".split()
-ADJECTIVES = "amber brisk cobalt dusty eager frosty golden hollow ivory jade keen lunar misty noble".split()
-ANIMALS = "otter falcon badger heron lynx marten osprey puffin raven stoat tapir walrus yak zebu".split()
-DATABASES = "PostgreSQL SQLite MySQL Redis Cassandra DuckDB MongoDB ClickHouse CockroachDB Neo4j".split()
-HOSTS = "Hetzner Fly.io Render Heroku Vercel Netlify DigitalOcean Linode Scaleway OVH".split()
-BOOKS = (
+)
+DRINKS = _words("espresso green-tea oat-latte cocoa chai matcha rooibos americano cortado kombucha")
+JOBS = _words("nurse architect welder pharmacist translator plumber geologist pilot baker librarian")
+COMPANIES = _words("Acme Globex Initech Umbrella Hooli Vandelay Stark Wayne Wonka Tyrell")
+ADJECTIVES = _words("amber brisk cobalt dusty eager frosty golden hollow ivory jade keen lunar misty noble")
+ANIMALS = _words("otter falcon badger heron lynx marten osprey puffin raven stoat tapir walrus yak zebu")
+DATABASES = _words("PostgreSQL SQLite MySQL Redis Cassandra DuckDB MongoDB ClickHouse CockroachDB Neo4j")
+HOSTS = _words("Hetzner Fly.io Render Heroku Vercel Netlify DigitalOcean Linode Scaleway OVH")
+BOOKS = _words(
     "Middlemarch Dune Beloved Ulysses Rebecca Emma Persuasion Solaris Neuromancer Kindred Frankenstein Dracula"
-).split()
-PETS = "Biscuit Pepper Mochi Waffles Juniper Pickles Noodle Clover Ziggy Maple".split()
-TOPICS = "budget hiring roadmap offsite migration audit onboarding pricing".split()
-DAYS = "Monday Tuesday Wednesday Thursday Friday".split()
-BUGS = "a memory leak|a race condition|a broken login page|slow search|a crash on start-up|wrong totals".split("|")
+)
+PETS = _words("Biscuit Pepper Mochi Waffles Juniper Pickles Noodle Clover Ziggy Maple")
+TOPICS = _words("budget hiring roadmap offsite migration audit onboarding pricing")
+DAYS = _words("Monday Tuesday Wednesday Thursday Friday")
+BUGS = _words("a memory leak|a race condition|a broken login page|slow search|a crash on start-up|wrong totals", "|")
 
 
 @dataclass(frozen=True)
