@@ -405,3 +405,22 @@ def test_cli_ingest_lists_and_removes_sources(tmp_path: Path) -> None:
     mine = run("ingest", str(files["wifi"]), "--user", "carol")
     assert mine.exit_code == 0
     assert "user" in run("sources", "--user", "carol").stdout and "user " not in run("sources").stdout
+
+
+async def test_a_recall_with_no_knowledge_stored_searches_no_knowledge(
+    memory: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _knowledge(memory).store
+    searched: list[str] = []
+    for name in ("vector_search", "keyword_search"):
+        real = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda *a, _real=real, _name=name: searched.append(_name) or _real(*a))
+    await memory.remember("alice", "the travel policy says economy class for short flights")
+    assert (await memory.recall("alice", "travel policy")).memories
+    assert searched == []  # an empty knowledge table is not searched at all
+
+    await _knowledge(memory).ingest_text(
+        GLOBAL_OWNER, "travel", "Book economy class for short flights.", DocumentFormat.TEXT
+    )
+    found = await memory.recall("alice", "travel policy economy")
+    assert sorted(searched) == ["keyword_search", "vector_search"] and found.knowledge

@@ -1,0 +1,111 @@
+"""The session store on real diskcache: constant-cost appends, windows, erasure of one turn, expiry, old records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import diskcache
+
+from engram.core.models import Role, Turn
+from engram.storage.sessions import DiskSessionStore
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+USER = "k-user"
+
+
+def _store(path: Path, *, working_ttl: float = 86_400, short_term_ttl: float = 604_800) -> DiskSessionStore:
+    return DiskSessionStore(
+        path,
+        working_turns=3,
+        working_ttl=timedelta(seconds=working_ttl),
+        short_term_turns=5,
+        short_term_ttl=timedelta(seconds=short_term_ttl),
+    )
+
+
+def _turn(i: int) -> Turn:
+    return Turn(memory_id=f"m{i}", seq=0, role=Role.USER, content=f"turn number {i} " + "x" * 200, created_at=NOW)
+
+
+def _largest_value(path: Path) -> int:
+    with diskcache.Cache(str(path), disk=diskcache.JSONDisk) as cache:
+        return max(len(str(cache.get(key))) for key in cache.iterkeys())
+
+
+def test_an_append_writes_one_entry_and_no_value_grows_with_the_session(tmp_path: Path) -> None:
+    store = DiskSessionStore(
+        tmp_path, working_turns=20, working_ttl=timedelta(days=1), short_term_turns=500, short_term_ttl=timedelta(7)
+    )
+    for i in range(10):
+        store.append_turn(USER, "s", _turn(i), NOW)
+    early = _largest_value(tmp_path)
+    for i in range(10, 400):
+        store.append_turn(USER, "s", _turn(i), NOW)
+    store.close()
+    # Rewriting the whole transcript on every append made the largest value ~40x larger by turn 400.
+    assert _largest_value(tmp_path) < early * 1.5
+
+
+def test_the_windows_keep_the_latest_turns_and_the_summary(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    appended = [store.append_turn(USER, "s", _turn(i), NOW) for i in range(8)]
+    assert [a.seq for a in appended] == list(range(8))
+    assert appended[-1].previous is not None and appended[-1].previous.memory_id == "m6"
+    assert [t.memory_id for t in store.working(USER, "s")] == ["m5", "m6", "m7"]
+    assert [t.memory_id for t in store.transcript(USER, "s") or []] == ["m3", "m4", "m5", "m6", "m7"]
+
+    summary = Turn(memory_id="sum", seq=7, role=None, content="summary", created_at=NOW, is_summary=True)
+    assert store.apply_summary(USER, "s", summary, keep_from_seq=7, now=NOW) == 2
+    assert [t.memory_id for t in store.working(USER, "s")] == ["sum", "m7"]
+    assert store.summarized_until(USER, "s") == 7
+
+    retried = store.append_turn(USER, "s", _turn(7), NOW)
+    assert retried.seq == 7  # the same speaker and content back to back is a retry, not a new turn
+    assert store.remove_memory(USER, "m6") == 1
+    assert [t.memory_id for t in store.transcript(USER, "s") or []] == ["m3", "m4", "m5", "m7"]
+    assert store.remove_memory(USER, "sum") == 1
+    assert [t.memory_id for t in store.working(USER, "s")] == ["m7"]
+    store.close()
+
+
+def test_purging_removes_the_turns_of_expired_sessions(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    for i in range(4):
+        store.append_turn(USER, "gone", _turn(i), NOW)
+        store.append_turn(USER, "kept", _turn(i), NOW)
+    with diskcache.Cache(str(tmp_path), disk=diskcache.JSONDisk) as cache:
+        # Expire one session's headers now, as the clock would after a week, without waiting on it.
+        assert cache.touch(f"st|{USER}|gone", expire=-1) and cache.touch(f"wm|{USER}|gone", expire=-1)
+    assert store.transcript(USER, "gone") is None and store.working(USER, "gone") == []
+    before = store.count()
+    assert store.purge_expired() == 2 + 4  # two headers, four turns
+    assert store.count() == before - 6
+    assert [t.memory_id for t in store.transcript(USER, "kept") or []] == ["m0", "m1", "m2", "m3"]
+    store.close()
+
+
+def test_a_record_written_with_the_turns_inline_is_read_and_extended(tmp_path: Path) -> None:
+    turns = [_turn(i).model_copy(update={"seq": i}).model_dump(mode="json") for i in range(4)]
+    with diskcache.Cache(str(tmp_path), disk=diskcache.JSONDisk, tag_index=True) as cache:
+        record = {
+            "session_id": "old",
+            "started_at": NOW.isoformat(),
+            "last_active_at": NOW.isoformat(),
+            "turn_count": 4,
+            "agents": [],
+            "summary": None,
+            "summarized_until": 0,
+            "turns": turns,
+        }
+        cache.set(f"st|{USER}|old", record, expire=600, tag=USER)
+        cache.set(f"wm|{USER}|old", {"summary": None, "turns": turns[2:]}, expire=600, tag=USER)
+        cache.set(f"idx|{USER}", ["old"], expire=600, tag=USER)
+    store = _store(tmp_path)
+    assert [t.memory_id for t in store.working(USER, "old")] == ["m2", "m3"]
+    store.append_turn(USER, "old", _turn(4), NOW)
+    assert [t.memory_id for t in store.transcript(USER, "old") or []] == ["m0", "m1", "m2", "m3", "m4"]
+    assert [t.memory_id for t in store.working(USER, "old")] == ["m2", "m3", "m4"]
+    assert store.forget_user(USER) == (1, 1)
+    assert not store.holds_user(USER)
+    store.close()
