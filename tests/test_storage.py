@@ -114,7 +114,7 @@ def test_erasure_overwrites_waiting_writes_in_the_journal_files(tmp_path: Path) 
         assert b"Zorblatt" in b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite*"))
         assert store.delete_user("u-erased") == 1
         assert b"Zorblatt" not in b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite*"))
-        assert not store.holds_user("u-erased")
+        assert store.traces_of("u-erased") == []
         assert store.count() == 1
     finally:
         store.close()
