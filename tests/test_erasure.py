@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -28,6 +29,7 @@ USER_A = "patient.a-7731"
 MARKER = "Quuxtronic"  # a made-up word: any trace of it, raw or as an index token, is A's
 EMAIL = "a.patient@example.net"
 CARD = "4539 1488 0343 6467"
+QUERY = "which Quuxtronic dose did the cardiologist prescribe"
 
 
 def _decoded_texts(settings: Settings) -> str:
@@ -57,6 +59,7 @@ async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings
             content = f"bob's garden journal entry {i} about tomatoes and basil"
             ok(await client.call_tool("remember", {"user_id": "bob", "content": content, "session_id": "g"}))
         ok(await client.call_tool("summarize_session", {"user_id": USER_A, "session_id": "s1", "keep_recent": 2}))
+        ok(await client.call_tool("recall", {"user_id": USER_A, "query": QUERY}))  # queries are A's data too
 
         pseudonym = Pseudonymizer(user_id_key(settings))(USER_A)
         decoded = _decoded_texts(settings)
@@ -70,7 +73,8 @@ async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings
 
         raw = _raw_bytes(settings.data_dir).lower()
         decoded = _decoded_texts(settings).lower()
-        for trace in (MARKER.lower(), "quuxtron", USER_A.lower(), pseudonym.lower()):
+        query_hash = hashlib.sha256(QUERY.encode()).hexdigest()
+        for trace in (MARKER.lower(), "quuxtron", USER_A.lower(), pseudonym.lower(), QUERY.lower(), query_hash):
             assert trace.encode() not in raw, f"{trace!r} left in a file"
             assert trace not in decoded, f"{trace!r} left in the stores"
 
@@ -159,6 +163,21 @@ async def test_forget_user_succeeds_for_a_user_with_nothing_left_in_long_term_me
     assert receipt.erased and receipt.long_term == 0 and receipt.working == 1
     assert (await service.forget_user("never-seen", confirm=True)).erased
     assert {m.content for m in (await service.list_memories("alice")).memories} == {"alice stays", "alice writes again"}
+
+
+def test_an_earlier_versions_query_cache_is_removed_when_memory_opens(settings: Settings) -> None:
+    # Earlier versions kept query vectors on disk under a plain SHA-256 of the query: a guessed query could be
+    # confirmed from the file, and erasure did not reach it.
+    legacy = settings.data_dir / "cache" / "queries"
+    with diskcache.Cache(str(legacy)) as cache:
+        cache.set(f"hash-embedder:{hashlib.sha256(QUERY.encode()).hexdigest()}", b"\0" * 16)
+    service = open_memory(settings, HashEmbedder())
+    try:
+        anyio_run(service.recall(USER_A, QUERY))
+    finally:
+        service.close()
+    assert not legacy.exists() and not (settings.data_dir / "cache").exists()
+    assert hashlib.sha256(QUERY.encode()).hexdigest().encode() not in _raw_bytes(settings.data_dir)
 
 
 def test_a_commit_of_another_server_after_an_erasure_is_no_trace_of_the_user(settings: Settings) -> None:

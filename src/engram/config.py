@@ -254,7 +254,7 @@ class Settings(BaseSettings):
 
     @property
     def query_cache_dir(self) -> Path:
-        """Directory of the query-embedding cache."""
+        """Where earlier versions cached query vectors on disk; removed when memory opens (queries are not cached)."""
         return self.data_dir / "cache" / "queries"
 
     @property

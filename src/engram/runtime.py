@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,6 +20,8 @@ from engram.core.ports import Embedder, MemoryMetrics
 from engram.core.ranking import RankingPolicy
 from engram.core.redaction import RedactionPolicy
 from engram.core.service import MemoryPolicy, MemoryService, utc_now
+
+logger = logging.getLogger(__name__)
 
 
 def policy_from(settings: Settings) -> MemoryPolicy:
@@ -112,7 +117,6 @@ def open_memory(
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
     from engram.storage.long_term import LanceLongTermStore
-    from engram.storage.query_cache import DiskQueryCache
     from engram.storage.sessions import DiskSessionStore
     from engram.storage.upkeep import Upkeep, UpkeepPolicy
 
@@ -122,6 +126,7 @@ def open_memory(
     knowledge_policy = knowledge_policy_from(settings)
     # Owner-only when Engram creates it: memories are personal data.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _remove_legacy_query_cache(settings)
     pseudonymize = Pseudonymizer(user_id_key(settings))
     sessions = DiskSessionStore(
         settings.session_cache_dir,
@@ -179,12 +184,21 @@ def open_memory(
         policy,
         clock,
         ranking,
-        DiskQueryCache(settings.query_cache_dir),
         pseudonymize,
         enricher,
         metrics,
         knowledge,
     )
+
+
+def _remove_legacy_query_cache(settings: Settings) -> None:
+    """Delete the query cache of earlier versions: it kept a plain hash of every query, which erasure never reached."""
+    legacy = settings.query_cache_dir
+    if legacy.exists():
+        shutil.rmtree(legacy, ignore_errors=True)
+        logger.info("removed the query cache of an earlier version (%s); queries are no longer cached", legacy)
+    with contextlib.suppress(OSError):
+        legacy.parent.rmdir()  # the "cache" folder, unless something else lives there
 
 
 def _categories(settings: Settings) -> dict[str, str]:

@@ -120,22 +120,6 @@ class LongTermStore(Protocol):
         ...
 
 
-class QueryCache(Protocol):
-    """Remembers query vectors by key (model and text hash), so repeated queries skip the model."""
-
-    def get(self, key: str) -> Vectors | None:
-        """The cached vector for `key`, or None."""
-        ...
-
-    def put(self, key: str, vector: Vectors) -> None:
-        """Remember `vector` for `key`."""
-        ...
-
-    def close(self) -> None:
-        """Release the cache."""
-        ...
-
-
 class SessionStore(Protocol):
     """Working memory (recent turns of a session) and short-term memory (recent sessions of a user)."""
 

@@ -62,7 +62,6 @@ from engram.core.ports import (
     LongTermStore,
     MemoryMetrics,
     NoMetrics,
-    QueryCache,
     SessionStore,
     Vectors,
 )
@@ -255,7 +254,6 @@ class MemoryService:
         policy: MemoryPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
         ranking: RankingPolicy | None = None,
-        query_cache: QueryCache | None = None,
         pseudonymize: Callable[[str], str] | None = None,
         enricher: Enricher | None = None,
         metrics: MemoryMetrics | None = None,
@@ -267,7 +265,6 @@ class MemoryService:
         #: Knowledge memory (ingested documents), when the composition root provides it.
         self.knowledge = knowledge
         self._pseudonymize = pseudonymize or (lambda user_id: user_id)
-        self.query_cache = query_cache
         self.long_term = long_term
         self.sessions = sessions
         self.policy = policy or MemoryPolicy()
@@ -558,16 +555,12 @@ class MemoryService:
         return await self.knowledge.search(key, query, vector, top_k, min_score)
 
     async def _embed_query(self, query: str) -> Vectors:
-        """The query's vector, from the cache when this model has embedded the same text before."""
-        cache = self.query_cache
-        key = f"{self.embedder.model_id}:{hashlib.sha256(query.encode()).hexdigest()}"
-        if cache is not None:
-            cached = await self._run(partial(cache.get, key))
-            if cached is not None and cached.shape == (self.embedder.dimensions,):
-                return cached
+        """The query's vector.
+
+        Not cached: a query is the user's data too, and a cache of them on disk had to be keyed, scrubbed on
+        erasure and rebuilt when damaged, to save one query embedding (1-3 ms with ONNX) on a repeat.
+        """
         vector: Vectors = (await self._run(partial(self.embedder.embed, [query])))[0]
-        if cache is not None:
-            await self._run(partial(cache.put, key, vector))
         return vector
 
     def _check_filters(self, filters: RecallFilters, viewer: str | None) -> RecallFilters:
@@ -947,10 +940,8 @@ class MemoryService:
             warm()
 
     def close(self) -> None:
-        """Close the stores and the query cache."""
+        """Close the stores."""
         if self.knowledge is not None:
             self.knowledge.close()
         self.long_term.close()
         self.sessions.close()
-        if self.query_cache is not None:
-            self.query_cache.close()
