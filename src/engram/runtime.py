@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import secrets
 import shutil
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -20,6 +17,7 @@ from engram.core.ports import Embedder, MemoryMetrics
 from engram.core.ranking import RankingPolicy
 from engram.core.redaction import RedactionPolicy
 from engram.core.service import MemoryPolicy, MemoryService, utc_now
+from engram.user_key import user_id_key
 
 logger = logging.getLogger(__name__)
 
@@ -72,32 +70,6 @@ def ranking_from(settings: Settings) -> RankingPolicy:
         recency_half_life_days=settings.recall_recency_half_life_days,
         importance_weight=settings.recall_importance_weight,
     )
-
-
-def user_id_key(settings: Settings) -> bytes:
-    """The pseudonym key: from ENGRAM_USER_ID_KEY, else from the key file, created owner-only on first run."""
-    if settings.user_id_key is not None:
-        key = settings.user_id_key.get_secret_value().encode()
-        if len(key) < 16:
-            raise InvalidInput("ENGRAM_USER_ID_KEY", "must be at least 16 characters.")
-        return key
-    path = settings.user_key_file
-    try:
-        # O_EXCL: when several servers start at once, exactly one creates the key and the others read it.
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):
-            key = path.read_bytes().strip()
-            if key:
-                return key
-            time.sleep(0.02)  # another process is writing it right now
-        raise InvalidInput("ENGRAM_USER_ID_KEY", f"the key file {path} is empty; restore it from a backup.") from None
-    key = secrets.token_hex(32).encode()
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(key)
-        out.flush()
-        os.fsync(out.fileno())
-    return key
 
 
 def open_memory(

@@ -45,3 +45,7 @@ class AccessDenied(EngramError):
 
 class UnreadableDocument(EngramError):
     """A document could not be read or parsed (malformed, encrypted, binary, or no text in it)."""
+
+
+class UserKeyLost(EngramError):
+    """The pseudonym key the data directory's memories were written with is missing or was replaced."""
