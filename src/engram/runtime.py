@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
+import stat
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from engram.config import MAX_BATCH, MAX_TOP_K, Settings
 from engram.core.errors import InvalidInput
@@ -98,6 +101,7 @@ def open_memory(
     knowledge_policy = knowledge_policy_from(settings)
     # Owner-only when Engram creates it: memories are personal data.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _keep_owner_only(settings.data_dir)
     _remove_legacy_query_cache(settings)
     pseudonymize = Pseudonymizer(user_id_key(settings))
     sessions = DiskSessionStore(
@@ -161,6 +165,35 @@ def open_memory(
         metrics,
         knowledge,
     )
+
+
+def _keep_owner_only(data_dir: Path) -> None:
+    """Make every file and folder Engram creates owner-only, whatever the data directory's mode, and tighten
+    what an earlier version left open; warn when the data directory itself is open to other users."""
+    # Process-wide and for good: LanceDB, SQLite and diskcache create their files themselves, some of them later
+    # from background threads (fragments, indexes, write-ahead logs, locks), so only the umask reaches them all.
+    os.umask(os.umask(0o077) | 0o077)
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        logger.warning(
+            "the data directory %s has mode %o: other users can see which files it holds. Engram keeps its own "
+            "files owner-only; run `chmod 700 %s` to close the directory too.",
+            data_dir,
+            mode,
+            data_dir,
+        )
+    if any(stat.S_IMODE(entry.lstat().st_mode) & 0o077 for entry in data_dir.iterdir()):
+        # Written by a version without the umask: close everything, once.
+        for folder, folders, files in os.walk(data_dir):
+            for name in [*folders, *files]:
+                path = Path(folder, name)
+                try:
+                    loose = path.lstat().st_mode
+                    if stat.S_IMODE(loose) & 0o077 and not stat.S_ISLNK(loose):
+                        path.chmod(stat.S_IMODE(loose) & 0o700)
+                except OSError as exc:  # removed meanwhile by another server, or not ours to change
+                    logger.warning("could not make %s owner-only: %s", path, exc)
+        logger.warning("files under %s were readable by other users; they are owner-only now", data_dir)
 
 
 def _remove_legacy_query_cache(settings: Settings) -> None:
