@@ -131,7 +131,7 @@ def traces(table: Any, where: str, directory: Path, key: str, *, erased_through:
     if rows:
         found.append(f"{rows} row{'s' if rows != 1 else ''} in the table")
     dataset = table.to_lance()
-    for entry in dataset.versions():
+    for entry in read_retrying(dataset.versions):
         version = int(entry["version"])
         if version >= dataset.version:
             continue
