@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from mcp import Client
 
 from engram.config import Settings
-from engram.core.errors import ErasureBlocked
+from engram.core.errors import ErasureBlocked, ErasureIncomplete
 from engram.core.identity import Pseudonymizer
 from engram.core.models import RecallFilters
 from engram.core.service import MemoryService
@@ -28,6 +29,7 @@ USER_A = "patient.a-7731"
 MARKER = "Quuxtronic"  # a made-up word: any trace of it, raw or as an index token, is A's
 EMAIL = "a.patient@example.net"
 CARD = "4539 1488 0343 6467"
+QUERY = "which Quuxtronic dose did the cardiologist prescribe"
 
 
 def _decoded_texts(settings: Settings) -> str:
@@ -57,6 +59,7 @@ async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings
             content = f"bob's garden journal entry {i} about tomatoes and basil"
             ok(await client.call_tool("remember", {"user_id": "bob", "content": content, "session_id": "g"}))
         ok(await client.call_tool("summarize_session", {"user_id": USER_A, "session_id": "s1", "keep_recent": 2}))
+        ok(await client.call_tool("recall", {"user_id": USER_A, "query": QUERY}))  # queries are A's data too
 
         pseudonym = Pseudonymizer(user_id_key(settings))(USER_A)
         decoded = _decoded_texts(settings)
@@ -70,7 +73,8 @@ async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings
 
         raw = _raw_bytes(settings.data_dir).lower()
         decoded = _decoded_texts(settings).lower()
-        for trace in (MARKER.lower(), "quuxtron", USER_A.lower(), pseudonym.lower()):
+        query_hash = hashlib.sha256(QUERY.encode()).hexdigest()
+        for trace in (MARKER.lower(), "quuxtron", USER_A.lower(), pseudonym.lower(), QUERY.lower(), query_hash):
             assert trace.encode() not in raw, f"{trace!r} left in a file"
             assert trace not in decoded, f"{trace!r} left in the stores"
 
@@ -159,3 +163,99 @@ async def test_forget_user_succeeds_for_a_user_with_nothing_left_in_long_term_me
     assert receipt.erased and receipt.long_term == 0 and receipt.working == 1
     assert (await service.forget_user("never-seen", confirm=True)).erased
     assert {m.content for m in (await service.list_memories("alice")).memories} == {"alice stays", "alice writes again"}
+
+
+def test_an_earlier_versions_query_cache_is_removed_when_memory_opens(settings: Settings) -> None:
+    # Earlier versions kept query vectors on disk under a plain SHA-256 of the query: a guessed query could be
+    # confirmed from the file, and erasure did not reach it.
+    legacy = settings.data_dir / "cache" / "queries"
+    with diskcache.Cache(str(legacy)) as cache:
+        cache.set(f"hash-embedder:{hashlib.sha256(QUERY.encode()).hexdigest()}", b"\0" * 16)
+    service = open_memory(settings, HashEmbedder())
+    try:
+        anyio_run(service.recall(USER_A, QUERY))
+    finally:
+        service.close()
+    assert not legacy.exists() and not (settings.data_dir / "cache").exists()
+    assert hashlib.sha256(QUERY.encode()).hexdigest().encode() not in _raw_bytes(settings.data_dir)
+
+
+def test_a_commit_of_another_server_after_an_erasure_is_no_trace_of_the_user(settings: Settings) -> None:
+    eraser, writer = open_memory(settings, HashEmbedder()), open_memory(settings, HashEmbedder())
+    try:
+        anyio_run(eraser.remember(USER_A, f"{MARKER} note"))
+        key = eraser.user_key(USER_A)
+        eraser.long_term.delete_user(key)
+        # Another server writes between the erasure and its check: a newer table version, none of it the user's.
+        anyio_run(writer.remember("bob", "bob writes right after the erasure"))
+        writer.long_term.catch_up()
+        assert eraser.long_term.traces_of(key) == []
+    finally:
+        eraser.close()
+        writer.close()
+
+
+def test_forget_user_succeeds_while_other_servers_keep_writing(settings: Settings) -> None:
+    # Separate service instances on one directory stand for separate server processes (own connections, locks,
+    # journal flushers); each writer thread writes without pause until every erasure has returned.
+    eraser = open_memory(settings, HashEmbedder())
+    writers = [open_memory(settings, HashEmbedder()) for _ in range(3)]
+    erased_users = [f"{USER_A}-{n}" for n in range(3)]
+    stop = threading.Event()
+    running = [threading.Event() for _ in writers]
+    written = [0 for _ in writers]
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            while not stop.is_set():
+                content = f"note {written[n]} of writer {n}"
+                anyio_run(writers[n].remember(f"writer{n}", content, session_id="s"))
+                written[n] += 1
+                running[n].set()
+        except BaseException as exc:
+            errors.append(exc)
+            running[n].set()
+
+    try:
+        for user in erased_users:
+            for i in range(5):
+                anyio_run(eraser.remember(user, f"{MARKER} {i} of {user}", session_id="s1"))
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(len(writers))]
+        for thread in threads:
+            thread.start()
+        for event in running:
+            event.wait()
+        for user in erased_users:
+            before = sum(written)
+            receipt = anyio_run(eraser.forget_user(user, confirm=True))
+            assert receipt.erased and receipt.long_term == 5 and receipt.working == 1
+            assert errors == []
+            assert sum(written) > before  # the others did write while this erasure ran
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        for n, writer in enumerate(writers):
+            assert len(anyio_run(writer.list_memories(f"writer{n}", limit=100)).memories) == min(written[n], 100)
+        for user in erased_users:
+            key = eraser.user_key(user)
+            assert eraser.long_term.traces_of(key) == [] and eraser.sessions.traces_of(key) == []
+    finally:
+        stop.set()
+        for service in [eraser, *writers]:
+            service.close()
+
+
+async def test_a_trace_erasure_cannot_remove_is_named_without_the_users_content(
+    service: MemoryService, settings: Settings
+) -> None:
+    await service.remember(USER_A, f"{MARKER} dose 1")
+    # A file that keeps the user's key and content where erasure does not rewrite (a stray copy, say).
+    stray = settings.long_term_dir / "stray-copy.bin"
+    stray.write_bytes(f"{service.user_key(USER_A)} {MARKER} dose 1".encode())
+    with pytest.raises(ErasureIncomplete) as failure:
+        await service.forget_user(USER_A, confirm=True)
+    message = str(failure.value)
+    assert "long-term" in message and "stray-copy.bin" in message
+    assert MARKER not in message and USER_A not in message and service.user_key(USER_A) not in message

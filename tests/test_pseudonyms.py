@@ -6,17 +6,18 @@ import logging
 import stat
 from pathlib import Path
 
+import anyio
 import lancedb
 import pytest
 from mcp import Client, MCPError
 from pydantic import SecretStr
 
 from engram.config import Settings
-from engram.core.errors import InvalidInput
+from engram.core.errors import InvalidInput, UserKeyLost
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory, user_id_key
 from engram.server.app import build_server
-from tests.helpers import ok
+from tests.helpers import error, ok
 
 pytestmark = pytest.mark.anyio
 
@@ -83,3 +84,66 @@ async def test_logs_never_carry_the_raw_user_id(client: Client, caplog: pytest.L
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "no-such-session" in logged  # the failures were logged...
     assert RAW_ID not in logged  # ...without the user id
+
+
+async def test_a_lost_key_file_stops_every_tool_and_says_how_to_restore_it(settings: Settings) -> None:
+    async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
+        ok(await client.call_tool("remember", {"user_id": RAW_ID, "content": "allergic to latex", "session_id": "s"}))
+    backup = settings.user_key_file.read_bytes()
+    settings.user_key_file.unlink()
+
+    async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
+        recall = error(await client.call_tool("recall", {"user_id": RAW_ID, "query": "latex"}))
+        erase = error(await client.call_tool("forget_user", {"user_id": RAW_ID, "confirm": True}))
+    for message in (recall, erase):
+        assert "user-id.key" in message and "backup" in message and str(settings.data_dir) in message
+    assert not settings.user_key_file.exists()  # no new key was made: it would orphan the memories for good
+
+    settings.user_key_file.write_bytes(backup)  # restored from the backup: everything is found again
+    async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
+        found = ok(await client.call_tool("recall", {"user_id": RAW_ID, "query": "latex"}))
+        assert found["memories"][0]["memory"]["content"] == "allergic to latex"
+        ok(await client.call_tool("forget_user", {"user_id": RAW_ID, "confirm": True}))
+
+
+def test_a_different_key_than_the_data_was_written_with_is_refused(tmp_path: Path) -> None:
+    def settings_with(key: str | None) -> Settings:
+        return Settings(data_dir=tmp_path, embedding_model="hash", user_id_key=None if key is None else SecretStr(key))
+
+    first = open_memory(settings_with("k" * 32), HashEmbedder())
+    anyio_run(first.remember("alice", "written under the first key"))
+    first.close()
+    with pytest.raises(UserKeyLost, match="ENGRAM_USER_ID_KEY"):
+        open_memory(settings_with("z" * 32), HashEmbedder())
+    # The key file is no way around it either: a wrong or regenerated file is refused the same way.
+    with pytest.raises(UserKeyLost, match=r"user-id\.key"):
+        open_memory(settings_with(None), HashEmbedder())
+    settings_with(None).user_key_file.write_text("y" * 64)
+    with pytest.raises(UserKeyLost, match=r"user-id\.key"):
+        open_memory(settings_with(None), HashEmbedder())
+    settings_with(None).user_key_file.write_text("k" * 32)  # the right key, now kept in the file
+    again = open_memory(settings_with(None), HashEmbedder())
+    try:
+        assert [m.content for m in anyio_run(again.list_memories("alice")).memories] == ["written under the first key"]
+    finally:
+        again.close()
+
+
+def test_a_new_data_dir_and_one_whose_stores_were_moved_away_get_a_new_key(settings: Settings) -> None:
+    open_memory(settings, HashEmbedder()).close()
+    settings.user_key_file.unlink()
+    moved = settings.data_dir.parent / "old-stores"
+    moved.mkdir()
+    for store in (settings.long_term_dir, settings.knowledge_dir, settings.session_cache_dir):
+        store.rename(moved / store.name)
+    open_memory(settings, HashEmbedder()).close()  # starting afresh, as the refusal explains
+    assert len(settings.user_key_file.read_bytes()) >= 32
+
+
+def anyio_run(coroutine):  # type: ignore[no-untyped-def]
+    """Run one coroutine to completion from synchronous test code."""
+
+    async def runner():  # type: ignore[no-untyped-def]
+        return await coroutine
+
+    return anyio.run(runner)

@@ -107,5 +107,5 @@ def test_a_record_written_with_the_turns_inline_is_read_and_extended(tmp_path: P
     assert [t.memory_id for t in store.transcript(USER, "old") or []] == ["m0", "m1", "m2", "m3", "m4"]
     assert [t.memory_id for t in store.working(USER, "old")] == ["m2", "m3", "m4"]
     assert store.forget_user(USER) == (1, 1)
-    assert not store.holds_user(USER)
+    assert store.traces_of(USER) == []
     store.close()

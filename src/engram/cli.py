@@ -329,7 +329,6 @@ def doctor(as_json: bool) -> None:
         long_term_dir=settings.long_term_dir,
         knowledge_dir=settings.knowledge_dir,
         session_cache_dir=settings.session_cache_dir,
-        query_cache_dir=settings.query_cache_dir,
         key_file=settings.user_key_file,
         key_from_environment=settings.user_id_key is not None,
     )

@@ -127,7 +127,8 @@ class Settings(BaseSettings):
     user_id_key: SecretStr | None = Field(
         default=None,
         description="Secret key (at least 16 characters) for pseudonymous user ids. Default: a random key "
-        "generated on first run in <data dir>/user-id.key (owner-only). Losing it orphans every memory.",
+        "generated on first run in <data dir>/user-id.key (owner-only); back it up. A missing or different key "
+        "is refused at start while the data directory holds memories.",
     )
     redaction_policy: dict[str, str] = Field(
         default_factory=dict,
@@ -254,7 +255,7 @@ class Settings(BaseSettings):
 
     @property
     def query_cache_dir(self) -> Path:
-        """Directory of the query-embedding cache."""
+        """Where earlier versions cached query vectors on disk; removed when memory opens (queries are not cached)."""
         return self.data_dir / "cache" / "queries"
 
     @property

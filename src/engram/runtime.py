@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-import secrets
-import time
+import shutil
+import stat
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from engram.config import MAX_BATCH, MAX_TOP_K, Settings
 from engram.core.errors import InvalidInput
@@ -18,6 +21,9 @@ from engram.core.ports import Embedder, MemoryMetrics
 from engram.core.ranking import RankingPolicy
 from engram.core.redaction import RedactionPolicy
 from engram.core.service import MemoryPolicy, MemoryService, utc_now
+from engram.user_key import user_id_key
+
+logger = logging.getLogger(__name__)
 
 
 def policy_from(settings: Settings) -> MemoryPolicy:
@@ -70,32 +76,6 @@ def ranking_from(settings: Settings) -> RankingPolicy:
     )
 
 
-def user_id_key(settings: Settings) -> bytes:
-    """The pseudonym key: from ENGRAM_USER_ID_KEY, else from the key file, created owner-only on first run."""
-    if settings.user_id_key is not None:
-        key = settings.user_id_key.get_secret_value().encode()
-        if len(key) < 16:
-            raise InvalidInput("ENGRAM_USER_ID_KEY", "must be at least 16 characters.")
-        return key
-    path = settings.user_key_file
-    try:
-        # O_EXCL: when several servers start at once, exactly one creates the key and the others read it.
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):
-            key = path.read_bytes().strip()
-            if key:
-                return key
-            time.sleep(0.02)  # another process is writing it right now
-        raise InvalidInput("ENGRAM_USER_ID_KEY", f"the key file {path} is empty; restore it from a backup.") from None
-    key = secrets.token_hex(32).encode()
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(key)
-        out.flush()
-        os.fsync(out.fileno())
-    return key
-
-
 def open_memory(
     settings: Settings,
     embedder: Embedder | None = None,
@@ -114,7 +94,6 @@ def open_memory(
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
     from engram.storage.long_term import LanceLongTermStore
-    from engram.storage.query_cache import DiskQueryCache
     from engram.storage.sessions import DiskSessionStore
     from engram.storage.upkeep import Upkeep, UpkeepPolicy
 
@@ -124,6 +103,8 @@ def open_memory(
     knowledge_policy = knowledge_policy_from(settings)
     # Owner-only when Engram creates it: memories are personal data.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _keep_owner_only(settings.data_dir)
+    _remove_legacy_query_cache(settings)
     pseudonymize = Pseudonymizer(user_id_key(settings))
     # A damaged tier is opened as a stand-in that reports the damage, so the other tiers keep serving.
     health = TierHealth()
@@ -196,13 +177,51 @@ def open_memory(
         policy,
         clock,
         ranking,
-        DiskQueryCache(settings.query_cache_dir),
         pseudonymize,
         enricher,
         metrics,
         knowledge,
         health,
     )
+
+
+def _keep_owner_only(data_dir: Path) -> None:
+    """Make every file and folder Engram creates owner-only, whatever the data directory's mode, and tighten
+    what an earlier version left open; warn when the data directory itself is open to other users."""
+    # Process-wide and for good: LanceDB, SQLite and diskcache create their files themselves, some of them later
+    # from background threads (fragments, indexes, write-ahead logs, locks), so only the umask reaches them all.
+    os.umask(os.umask(0o077) | 0o077)
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        logger.warning(
+            "the data directory %s has mode %o: other users can see which files it holds. Engram keeps its own "
+            "files owner-only; run `chmod 700 %s` to close the directory too.",
+            data_dir,
+            mode,
+            data_dir,
+        )
+    if any(stat.S_IMODE(entry.lstat().st_mode) & 0o077 for entry in data_dir.iterdir()):
+        # Written by a version without the umask: close everything, once.
+        for folder, folders, files in os.walk(data_dir):
+            for name in [*folders, *files]:
+                path = Path(folder, name)
+                try:
+                    loose = path.lstat().st_mode
+                    if stat.S_IMODE(loose) & 0o077 and not stat.S_ISLNK(loose):
+                        path.chmod(stat.S_IMODE(loose) & 0o700)
+                except OSError as exc:  # removed meanwhile by another server, or not ours to change
+                    logger.warning("could not make %s owner-only: %s", path, exc)
+        logger.warning("files under %s were readable by other users; they are owner-only now", data_dir)
+
+
+def _remove_legacy_query_cache(settings: Settings) -> None:
+    """Delete the query cache of earlier versions: it kept a plain hash of every query, which erasure never reached."""
+    legacy = settings.query_cache_dir
+    if legacy.exists():
+        shutil.rmtree(legacy, ignore_errors=True)
+        logger.info("removed the query cache of an earlier version (%s); queries are no longer cached", legacy)
+    with contextlib.suppress(OSError):
+        legacy.parent.rmdir()  # the "cache" folder, unless something else lives there
 
 
 def _categories(settings: Settings) -> dict[str, str]:

@@ -85,3 +85,7 @@ class StorageFailure(EngramError):
         self.kind = kind
         self.store = store
         self.path = path
+
+
+class UserKeyLost(EngramError):
+    """The pseudonym key the data directory's memories were written with is missing or was replaced."""

@@ -421,9 +421,9 @@ class KnowledgeService:
             raise InvalidInput("user_id", "global knowledge is not a user's to erase.")
         return await self._run(partial(self.store.delete_owner, owner))
 
-    async def holds_owner(self, owner: str) -> bool:
-        """Whether any trace of the owner is left in the knowledge store."""
-        return await self._run(partial(self.store.holds_owner, owner))
+    async def traces_of_owner(self, owner: str) -> list[str]:
+        """What is left of the owner in the knowledge store, named without content."""
+        return await self._run(partial(self.store.traces_of_owner, owner))
 
     # --- search -------------------------------------------------------------------------------------------------
 

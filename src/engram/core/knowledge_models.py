@@ -156,8 +156,8 @@ class KnowledgeStore(Protocol):
         """Erase every chunk of the owner; return how many."""
         ...
 
-    def holds_owner(self, owner: str) -> bool:
-        """Whether any trace of the owner is left: a row, an older table version, or the key in any file."""
+    def traces_of_owner(self, owner: str) -> list[str]:
+        """What is left of the owner on disk (rows, older table versions, files holding the key), without content."""
         ...
 
     def optimize(self) -> None:

@@ -103,8 +103,8 @@ class LongTermStore(Protocol):
         """Delete every memory of the user; return how many were deleted."""
         ...
 
-    def holds_user(self, user_id: str) -> bool:
-        """Whether any trace of the user is left: a row, an older table version, or the key in any file."""
+    def traces_of(self, user_id: str) -> list[str]:
+        """What is left of the user on disk (rows, older table versions, files holding the key), without content."""
         ...
 
     def count(self) -> int:
@@ -117,22 +117,6 @@ class LongTermStore(Protocol):
 
     def close(self) -> None:
         """Release the store."""
-        ...
-
-
-class QueryCache(Protocol):
-    """Remembers query vectors by key (model and text hash), so repeated queries skip the model."""
-
-    def get(self, key: str) -> Vectors | None:
-        """The cached vector for `key`, or None."""
-        ...
-
-    def put(self, key: str, vector: Vectors) -> None:
-        """Remember `vector` for `key`."""
-        ...
-
-    def close(self) -> None:
-        """Release the cache."""
         ...
 
 
@@ -179,8 +163,8 @@ class SessionStore(Protocol):
         """Erase every entry of the user; return (working sessions, short-term sessions) erased."""
         ...
 
-    def holds_user(self, user_id: str) -> bool:
-        """Whether any entry of the user is left."""
+    def traces_of(self, user_id: str) -> list[str]:
+        """What is left of the user (entries, files holding the key), named without content."""
         ...
 
     def count(self) -> int:

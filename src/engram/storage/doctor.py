@@ -44,7 +44,6 @@ class Layout:
     long_term_dir: Path
     knowledge_dir: Path
     session_cache_dir: Path
-    query_cache_dir: Path
     key_file: Path
     key_from_environment: bool
 
@@ -70,16 +69,8 @@ def examine(layout: Layout) -> list[Finding]:
         "SELECT count(*) FROM Cache",
         "{} entries (working and short-term memory)",
     )
-    cache = _sqlite(
-        "query cache",
-        layout.query_cache_dir / "cache.db",
-        f"Nothing is lost: it only saves embedding time. Engram rebuilds it at its next start, or delete "
-        f"{layout.query_cache_dir} yourself.",
-        "SELECT count(*) FROM Cache",
-        "{} cached query vectors",
-    )
     holds_memories = any(f.items or f.status == "damaged" for f in (long_term, knowledge, journal, sessions))
-    findings += [_key(layout, holds_memories), long_term, journal, knowledge, sessions, cache]
+    findings += [_key(layout, holds_memories), long_term, journal, knowledge, sessions]
     return findings
 
 

@@ -198,10 +198,10 @@ class JournaledLongTermStore:
         if not self._journal.scrub():
             logger.warning("the write journal's log could not be truncated yet (another process is reading it)")
 
-    def holds_user(self, user_id: str) -> bool:
-        """Whether any trace of the user is left: a row, an older table version, or the key in any file."""
+    def traces_of(self, user_id: str) -> list[str]:
+        """What is left of the user on disk, the journal's files included, named without content."""
         self.catch_up()
-        return self.store.holds_user(user_id)
+        return self.store.traces_of(user_id)
 
     def close(self) -> None:
         """Stop the background threads, move what is waiting, and release the journal and the table."""

@@ -29,10 +29,10 @@ from engram.storage.lance_support import (
     directory_bytes,
     ensure_indexes,
     erase_rows,
-    holds_trace,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
+    traces,
 )
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class LanceKnowledgeStore:
         self._write_lock = threading.Lock()
         self._process_lock = FileLock(directory / ".engram-write.lock")
         self._readers = ReadersWriterLock()
+        self._erased_through = 0  # the table version this store's latest erasure ended at
         with self._process_lock:
             self._table: Any = self._open_or_create(dimensions, model_id)
 
@@ -182,7 +183,11 @@ class LanceKnowledgeStore:
         """Delete matching rows and every trace of them on disk (see lance_support.erase_rows)."""
         with self._write_lock, self._process_lock, self._readers.exclusive():
             rebuild = partial(self._ensure_indexes, self._table, rebuild=True)
-            return erase_rows(self._table, where, self._directory, "knowledge", rebuild, clean=always_clean)
+            deleted = erase_rows(self._table, where, self._directory, "knowledge", rebuild, clean=always_clean)
+            if deleted or always_clean:
+                # Every older version was removed just now: one found later is a trace, not another server's commit.
+                self._erased_through = int(self._table.version)
+            return deleted
 
     def vector_search(self, owners: Sequence[str], vector: Vectors, limit: int) -> list[ChunkCandidate]:
         """Up to `limit` chunks of these owners by cosine similarity (the score), best first."""
@@ -205,10 +210,12 @@ class LanceKnowledgeStore:
         )
         return [_candidate(r, float(r["_score"])) for r in self._read(query)]
 
-    def holds_owner(self, owner: str) -> bool:
-        """Whether any trace of the owner is left: a row, an older table version, or the key in any file."""
+    def traces_of_owner(self, owner: str) -> list[str]:
+        """What is left of the owner on disk (rows, older table versions, files holding the key), without content."""
         with self._readers.shared():
-            return holds_trace(self._table, f"owner = {quote(owner)}", self._directory, owner)
+            return traces(
+                self._table, f"owner = {quote(owner)}", self._directory, owner, erased_through=self._erased_through
+            )
 
     def optimize(self) -> None:
         """Compact fragments and fold new rows into the indexes (old versions are kept for readers)."""

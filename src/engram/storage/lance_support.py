@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
+from engram.storage.residue import files_containing
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +119,30 @@ def erase_rows(
     return deleted
 
 
-def holds_trace(table: Any, where: str, directory: Path, key: str) -> bool:
-    """Whether a row matches `where`, an older table version is left, or `key` stands in any file under `directory`."""
-    if table.count_rows(where) or len(table.list_versions()) > 1:
-        return True
-    needle = key.encode()
-    return any(needle in path.read_bytes() for path in directory.rglob("*") if path.is_file())
+def traces(table: Any, where: str, directory: Path, key: str, *, erased_through: int = 0) -> list[str]:
+    """What is left on disk of the rows matching `where` and of `key`, named by place and never by content.
+
+    A trace is a live row, a table version that still holds matching rows or that an erasure ending at version
+    `erased_through` should have removed, or a file under `directory` containing `key`. Versions that other
+    servers committed after the erasure and that hold no matching row are not traces: they keep other users' data.
+    """
+    found: list[str] = []
+    rows = int(read_retrying(lambda: table.count_rows(where)))
+    if rows:
+        found.append(f"{rows} row{'s' if rows != 1 else ''} in the table")
+    dataset = table.to_lance()
+    for entry in read_retrying(dataset.versions):
+        version = int(entry["version"])
+        if version >= dataset.version:
+            continue
+        try:
+            stale = version < erased_through or bool(dataset.checkout_version(version).count_rows(filter=where))
+        except OSError:  # removed meanwhile by another server's clean-up
+            continue
+        if stale:
+            found.append(f"table version {version}")
+    found += [f"the file {name}" for name in files_containing(directory, key)]
+    return found
 
 
 def directory_bytes(directory: Path) -> int:

@@ -37,10 +37,10 @@ from engram.storage.lance_support import (
     directory_bytes,
     ensure_indexes,
     erase_rows,
-    holds_trace,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
+    traces,
 )
 
 logger = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class LanceLongTermStore:
         self._upkeep_lock = FileLock(directory / ".engram-upkeep.lock")
         self._readers = ReadersWriterLock()
         self._commits = 0
+        self._erased_through = 0  # the table version this store's latest erasure ended at
         with self._process_lock:
             self._table: Any = self._open_or_create(dimensions, model_id)
 
@@ -448,7 +449,11 @@ class LanceLongTermStore:
         # The upkeep lock first (the order every path takes): clean-up below deletes files no version references,
         # which would include the output of another process's compaction still in progress.
         with self._upkeep_lock, self._write_lock, self._process_lock, self._readers.exclusive():
-            return erase_rows(self._table, where, self._directory, "long-term", self._rebuild_indexes, clean=clean)
+            deleted = erase_rows(self._table, where, self._directory, "long-term", self._rebuild_indexes, clean=clean)
+            if deleted or clean:
+                # Every older version was removed just now: one found later is a trace, not another server's commit.
+                self._erased_through = int(self._table.version)
+            return deleted
 
     def _rebuild_indexes(self) -> None:
         """Rebuild every index from the live rows, after an erasure (the vector index holds quantised vectors)."""
@@ -460,10 +465,12 @@ class LanceLongTermStore:
             else:
                 self._ensure_vector_index(rebuild=True)
 
-    def holds_user(self, user_id: str) -> bool:
-        """Whether any trace of the user is left: a row, an older table version, or the key in any file."""
+    def traces_of(self, user_id: str) -> list[str]:
+        """What is left of the user on disk (rows, older table versions, files holding the key), without content."""
         with self._readers.shared():
-            return holds_trace(self._table, memory_filter(user_id), self._directory, user_id)
+            return traces(
+                self._table, memory_filter(user_id), self._directory, user_id, erased_through=self._erased_through
+            )
 
     def count(self) -> int:
         """Number of memories of all users."""

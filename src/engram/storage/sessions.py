@@ -11,6 +11,7 @@ import diskcache
 
 from engram.core.models import SessionInfo, Turn
 from engram.core.ports import AppendedTurn
+from engram.storage.residue import files_containing
 
 
 def _working_key(user_id: str, session_id: str) -> str:
@@ -255,11 +256,14 @@ class DiskSessionStore:
         self._cache._sql("PRAGMA wal_checkpoint(TRUNCATE)")  # secure_delete overwrote the pages; drop the WAL too
         return working, short_term
 
-    def holds_user(self, user_id: str) -> bool:
-        """Whether any entry of the user is left (keys and values are compressed, so this decodes every key)."""
+    def traces_of(self, user_id: str) -> list[str]:
+        """What is left of the user: entries (keys and values are compressed, so every key is decoded) and files
+        whose bytes still hold the user's key (such as a write-ahead log not yet truncated), named without content."""
         needles = (f"|{user_id}|", f"idx|{user_id}")
-        tagged = self._cache._sql("SELECT COUNT(*) FROM Cache WHERE tag = ?", (user_id,)).fetchone()[0]
-        return bool(tagged) or any(any(n in str(key) for n in needles) for key in self._cache.iterkeys())
+        tagged = int(self._cache._sql("SELECT COUNT(*) FROM Cache WHERE tag = ?", (user_id,)).fetchone()[0])
+        keyed = sum(1 for key in self._cache.iterkeys() if any(n in str(key) for n in needles))
+        found = [f"{count} {what}" for count, what in ((tagged, "tagged entries"), (keyed, "keyed entries")) if count]
+        return found + [f"the file {name}" for name in files_containing(self._directory, user_id)]
 
     def purge_expired(self) -> int:
         """Physically remove expired entries and the turns of expired sessions, then checkpoint the WAL."""
