@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engram.auth.principal import MEMORY_SCOPES
+from engram.server.host_check import HostOriginPolicy
+
+logger = logging.getLogger(__name__)
 
 #: Paths answered whatever the Host: a liveness probe reveals nothing and probes rarely send the public name.
 HOST_EXEMPT = frozenset({"/healthz"})
@@ -19,26 +22,39 @@ HOST_EXEMPT = frozenset({"/healthz"})
 class HostOriginGuard:
     """Rejects a foreign Host (421) or Origin (403) on every path, before authentication: DNS-rebinding defence.
 
-    The SDK checks the same settings on its MCP endpoints only; this covers /metrics and the metadata too.
+    The values are parsed and compared exactly (`host_check`); the SDK's own check, which runs on its MCP
+    endpoints only, matches a port wildcard by prefix. A repeated Host or Origin header is refused too.
     """
 
     def __init__(
-        self, app: ASGIApp, *, security: TransportSecuritySettings, rejected: Callable[[str], None] | None = None
+        self, app: ASGIApp, *, policy: HostOriginPolicy, rejected: Callable[[str], None] | None = None
     ) -> None:
         self.app = app
-        self._check = TransportSecurityMiddleware(security)
+        self._policy = policy
         self._rejected = rejected
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a foreign request with the SDK's own rejection; pass the rest on."""
+        """Answer a foreign request with 421 or 403; pass the rest on."""
         if scope["type"] == "http" and scope["path"] not in HOST_EXEMPT:
-            refusal = await self._check.validate_request(Request(scope), is_post=False)
+            refusal = self._refusal(scope["headers"])
             if refusal is not None:
+                reason, status, header, value = refusal
+                logger.warning("refused a request with %s header %r", header, value[:80])
                 if self._rejected is not None:
-                    self._rejected("host" if refusal.status_code == 421 else "origin")
-                await refusal(scope, receive, send)
+                    self._rejected(reason)
+                await PlainTextResponse(f"Invalid {header} header", status_code=status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, int, str, str] | None:
+        hosts = [value.decode("latin-1") for name, value in headers if name == b"host"]
+        if len(hosts) != 1 or not self._policy.host_allowed(hosts[0]):
+            return "host", 421, "Host", ", ".join(hosts)
+        origins = [value.decode("latin-1") for name, value in headers if name == b"origin"]
+        # Origin is absent from same-origin and non-browser requests; when present it must be allowed.
+        if len(origins) > 1 or (origins and not self._policy.origin_allowed(origins[0])):
+            return "origin", 403, "Origin", ", ".join(origins)
+        return None
 
 
 class ScopeGuard:

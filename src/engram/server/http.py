@@ -31,9 +31,11 @@ from engram.auth.jwt_tokens import JwtVerifier
 from engram.auth.tokens import TokenFile, parse_env_tokens
 from engram.auth.verifier import EngramTokenVerifier
 from engram.config import Settings
+from engram.core.errors import InvalidInput
 from engram.core.ports import Embedder
 from engram.server.app import Lifecycle, build_server
 from engram.server.guards import HostOriginGuard, ScopeGuard
+from engram.server.host_check import HostOriginPolicy
 from engram.server.metrics import CONTENT_TYPE, PrometheusMetrics, ToolCallMetrics
 from engram.tools.state import AppState
 
@@ -202,7 +204,11 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
         metrics.http_rejected.labels(reason=reason).inc()
 
     # Outermost: foreign Host/Origin are refused before anything else, on every path.
-    app.user_middleware.insert(0, Middleware(HostOriginGuard, security=security, rejected=rejected))
+    try:
+        policy = HostOriginPolicy(security.allowed_hosts, security.allowed_origins)
+    except ValueError as exc:
+        raise InvalidInput("ENGRAM_ALLOWED_HOSTS/ENGRAM_ALLOWED_ORIGINS", str(exc)) from exc
+    app.user_middleware.insert(0, Middleware(HostOriginGuard, policy=policy, rejected=rejected))
     # Innermost, after the SDK's authentication middleware has identified the token.
     app.user_middleware.append(
         Middleware(
