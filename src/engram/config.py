@@ -213,6 +213,13 @@ class Settings(BaseSettings):
     metrics_max_users: int = Field(
         default=100, ge=1, le=10_000, description="Users with their own series; later users share the label `other`."
     )
+    max_request_mb: float = Field(
+        default=8.0,
+        gt=0,
+        le=1024,
+        description="Largest HTTP request body, in MB of 1,048,576 bytes; a larger one is refused (413) before it is "
+        "read. 8 fits the largest ingest_text and a remember_many of 500 full items in most scripts.",
+    )
     shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, le=3600, description="On SIGTERM/SIGINT, how long in-flight HTTP calls may take to finish."
     )

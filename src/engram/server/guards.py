@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engram.auth.principal import MEMORY_SCOPES
 from engram.server.host_check import HostOriginPolicy
@@ -55,6 +55,83 @@ class HostOriginGuard:
         if len(origins) > 1 or (origins and not self._policy.origin_allowed(origins[0])):
             return "origin", 403, "Origin", ", ".join(origins)
         return None
+
+
+class _BodyTooLarge(Exception):
+    """The streamed body passed the limit."""
+
+
+class BodySizeGuard:
+    """Refuses a request body over `max_bytes` with 413 and a one-line message, before the app reads it.
+
+    A declared Content-Length over the limit is refused unread (the HTTP server holds the body to that length). A
+    body without one (chunked) is read here up to the limit, counting, and refused as soon as it passes it; a body
+    within the limit is handed on whole. So no request ever holds more than the limit in memory.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, setting: str, rejected: Callable[[str], None] | None = None
+    ) -> None:
+        self.app = app
+        self._max = max_bytes
+        self._message = (
+            f"Request body is over the {max_bytes / 2**20:g} MB limit ({setting}); send less per call "
+            "(split a long document or a large batch)."
+        )
+        self._rejected = rejected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse an oversized body; pass the rest on."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        lengths = [value for name, value in scope["headers"] if name == b"content-length"]
+        chunked = any(name == b"transfer-encoding" for name, _ in scope["headers"])
+        if lengths:
+            if any(not length.strip().isdigit() or int(length) > self._max for length in lengths):
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if not chunked:
+            await self.app(scope, receive, send)
+            return
+        try:
+            replay = await self._read_within_limit(receive)
+        except _BodyTooLarge:
+            await self._refuse(scope, receive, send)
+            return
+        await self.app(scope, replay, send)
+
+    async def _read_within_limit(self, receive: Receive) -> Receive:
+        parts: list[bytes] = []
+        size = 0
+        pending: list[Message] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                pending.append(message)  # a disconnect: the app sees it after the body
+                break
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self._max:
+                raise _BodyTooLarge
+            parts.append(body)
+            if not message.get("more_body", False):
+                break
+        queue: list[Message] = [{"type": "http.request", "body": b"".join(parts), "more_body": False}, *pending]
+
+        async def replay() -> Message:
+            return queue.pop(0) if queue else await receive()
+
+        return replay
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._rejected is not None:
+            self._rejected("body_too_large")
+        # Connection: close, so the HTTP server does not read (or wait for) the body it was announced.
+        response = PlainTextResponse(self._message, status_code=413, headers={"connection": "close"})
+        await response(scope, receive, send)
 
 
 class ScopeGuard:

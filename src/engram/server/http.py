@@ -34,7 +34,7 @@ from engram.config import Settings
 from engram.core.errors import InvalidInput
 from engram.core.ports import Embedder
 from engram.server.app import Lifecycle, build_server
-from engram.server.guards import HostOriginGuard, ScopeGuard
+from engram.server.guards import BodySizeGuard, HostOriginGuard, ScopeGuard
 from engram.server.host_check import HostOriginPolicy
 from engram.server.metrics import CONTENT_TYPE, PrometheusMetrics, ToolCallMetrics
 from engram.tools.state import AppState
@@ -188,12 +188,22 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
         return Response(text, media_type=CONTENT_TYPE)
 
     security = transport_security(settings)
+    max_body = int(settings.max_request_mb * 1024 * 1024)
     if transport == "streamable-http":
-        app = server.streamable_http_app(streamable_http_path=MCP_PATH, transport_security=security, host=settings.host)
+        app = server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            transport_security=security,
+            host=settings.host,
+            max_request_body_size=max_body,
+        )
         mcp_paths: tuple[str, ...] = (MCP_PATH,)
     else:
         app = server.sse_app(
-            sse_path=SSE_PATH, message_path=MESSAGE_PATH, transport_security=security, host=settings.host
+            sse_path=SSE_PATH,
+            message_path=MESSAGE_PATH,
+            transport_security=security,
+            host=settings.host,
+            max_request_body_size=max_body,
         )
         mcp_paths = (SSE_PATH, MESSAGE_PATH.rstrip("/"))
 
@@ -209,6 +219,10 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
     except ValueError as exc:
         raise InvalidInput("ENGRAM_ALLOWED_HOSTS/ENGRAM_ALLOWED_ORIGINS", str(exc)) from exc
     app.user_middleware.insert(0, Middleware(HostOriginGuard, policy=policy, rejected=rejected))
+    # Next, before authentication: an oversized body is refused before anyone reads it.
+    app.user_middleware.insert(
+        1, Middleware(BodySizeGuard, max_bytes=max_body, setting="ENGRAM_MAX_REQUEST_MB", rejected=rejected)
+    )
     # Innermost, after the SDK's authentication middleware has identified the token.
     app.user_middleware.append(
         Middleware(
