@@ -141,9 +141,39 @@ async def test_forget_user_asks_clients_that_can_show_a_form(
         if erased:
             assert ok(result)["long_term"] == 1
         else:
-            assert "confirm=true" in error(result)
+            assert "confirm" not in error(result)
         remaining = ok(await client.call_tool("recall", {"user_id": "alice", "query": "forgotten"}))["memories"]
         assert len(remaining) == (0 if erased else 1)
+
+
+@pytest.mark.parametrize("answer_given", ["decline", "cancel", "accept-unticked"])
+async def test_only_the_person_approves_an_erasure_when_the_client_can_ask(
+    server: MCPServer[AppState], answer_given: str
+) -> None:
+    """The model's confirm=true does not stand in for the person's answer, and a refusal does not invite a retry."""
+    asked: list[str] = []
+
+    async def answer(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        if answer_given == "accept-unticked":
+            return ElicitResult(action="accept", content={"erase": False})
+        return ElicitResult(action="decline" if answer_given == "decline" else "cancel")
+
+    async with Client(server, raise_exceptions=True, elicitation_callback=answer) as client:
+        ok(await client.call_tool("remember", {"user_id": "alice", "content": "to be kept"}))
+        for arguments in ({"user_id": "alice"}, {"user_id": "alice", "confirm": True}):
+            message = error(await client.call_tool("forget_user", arguments))
+            assert "did not approve" in message and "nothing was erased" in message, message
+            assert "confirm" not in message, message
+        assert len(asked) == 2
+        remaining = ok(await client.call_tool("recall", {"user_id": "alice", "query": "kept"}))["memories"]
+        assert len(remaining) == 1
+
+
+async def test_without_a_form_the_model_confirms_an_erasure(client: Client) -> None:
+    ok(await client.call_tool("remember", {"user_id": "alice", "content": "to be forgotten"}))
+    assert "confirm=true" in error(await client.call_tool("forget_user", {"user_id": "alice"}))
+    assert ok(await client.call_tool("forget_user", {"user_id": "alice", "confirm": True}))["long_term"] == 1
 
 
 async def test_summarize_session_reports_progress(client: Client) -> None:

@@ -214,6 +214,39 @@ class Settings(BaseSettings):
     metrics_max_users: int = Field(
         default=100, ge=1, le=10_000, description="Users with their own series; later users share the label `other`."
     )
+    max_sessions: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Streamable-HTTP sessions open at once, in all; a request that would open one more gets 503.",
+    )
+    max_sessions_per_token: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Streamable-HTTP sessions one bearer token may hold open; one more gets 429.",
+    )
+    session_idle_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        le=86_400,
+        description="A streamable-HTTP session with no request in flight for this long ends (its id then gets 404 "
+        "and the client opens a new one).",
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="A connection that has not sent a request's complete headers this long after it opened (or "
+        "after the previous response) is closed.",
+    )
+    max_request_mb: float = Field(
+        default=8.0,
+        gt=0,
+        le=1024,
+        description="Largest HTTP request body, in MB of 1,048,576 bytes; a larger one is refused (413) before it is "
+        "read. 8 fits the largest ingest_text and a remember_many of 500 full items in most scripts.",
+    )
     shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, le=3600, description="On SIGTERM/SIGINT, how long in-flight HTTP calls may take to finish."
     )

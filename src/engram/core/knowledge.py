@@ -24,6 +24,7 @@ from engram.core.knowledge_chunking import CHUNKER_VERSION, chunk_document
 from engram.core.knowledge_models import (
     GLOBAL_OWNER,
     MAX_SOURCE_NAME_CHARS,
+    MAX_TEXT_CHARS,
     SUFFIX_FORMATS,
     ChunkCandidate,
     ChunkDraft,
@@ -53,6 +54,9 @@ MAX_GLOBS = 32
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+_MB = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class KnowledgePolicy:
     """Chunking and the limits of an ingest (built from Settings by the composition root)."""
@@ -62,7 +66,7 @@ class KnowledgePolicy:
     max_file_bytes: int = 20 * 1024 * 1024
     max_files: int = 10_000
     max_chunks_per_source: int = 20_000
-    max_text_chars: int = 1_000_000
+    max_text_chars: int = MAX_TEXT_CHARS
     #: Texts per call of the embedding model.
     embed_batch: int = 64
     #: Files are written in groups of about this many chunks (each group one commit, whole files only).
@@ -323,7 +327,8 @@ class KnowledgeService:
         size = path.stat().st_size
         if size > self.policy.max_file_bytes:
             raise UnreadableDocument(
-                f"{size / 1e6:.1f} MB is over the {self.policy.max_file_bytes / 1e6:.0f} MB limit "
+                # MB of 1,048,576 bytes, as ENGRAM_KNOWLEDGE_MAX_FILE_MB counts them.
+                f"{size / _MB:.1f} MB is over the {self.policy.max_file_bytes / _MB:g} MB limit "
                 "(ENGRAM_KNOWLEDGE_MAX_FILE_MB)"
             )
         data = path.read_bytes()

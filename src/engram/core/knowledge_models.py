@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 #: digit, pseudonyms with "u-").
 #: Longest accepted knowledge source name.
 MAX_SOURCE_NAME_CHARS = 300
+#: Longest document `ingest_text` takes, in characters (also stated in the tool's schema).
+MAX_TEXT_CHARS = 1_000_000
 GLOBAL_OWNER = "*"
 
 Scope = Literal["global", "user"]

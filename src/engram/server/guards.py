@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engram.auth.principal import MEMORY_SCOPES
+from engram.server.host_check import HostOriginPolicy
+
+logger = logging.getLogger(__name__)
 
 #: Paths answered whatever the Host: a liveness probe reveals nothing and probes rarely send the public name.
 HOST_EXEMPT = frozenset({"/healthz"})
@@ -19,26 +22,116 @@ HOST_EXEMPT = frozenset({"/healthz"})
 class HostOriginGuard:
     """Rejects a foreign Host (421) or Origin (403) on every path, before authentication: DNS-rebinding defence.
 
-    The SDK checks the same settings on its MCP endpoints only; this covers /metrics and the metadata too.
+    The values are parsed and compared exactly (`host_check`); the SDK's own check, which runs on its MCP
+    endpoints only, matches a port wildcard by prefix. A repeated Host or Origin header is refused too.
     """
 
     def __init__(
-        self, app: ASGIApp, *, security: TransportSecuritySettings, rejected: Callable[[str], None] | None = None
+        self, app: ASGIApp, *, policy: HostOriginPolicy, rejected: Callable[[str], None] | None = None
     ) -> None:
         self.app = app
-        self._check = TransportSecurityMiddleware(security)
+        self._policy = policy
         self._rejected = rejected
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a foreign request with the SDK's own rejection; pass the rest on."""
+        """Answer a foreign request with 421 or 403; pass the rest on."""
         if scope["type"] == "http" and scope["path"] not in HOST_EXEMPT:
-            refusal = await self._check.validate_request(Request(scope), is_post=False)
+            refusal = self._refusal(scope["headers"])
             if refusal is not None:
+                reason, status, header, value = refusal
+                logger.warning("refused a request with %s header %r", header, value[:80])
                 if self._rejected is not None:
-                    self._rejected("host" if refusal.status_code == 421 else "origin")
-                await refusal(scope, receive, send)
+                    self._rejected(reason)
+                await PlainTextResponse(f"Invalid {header} header", status_code=status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, int, str, str] | None:
+        hosts = [value.decode("latin-1") for name, value in headers if name == b"host"]
+        if len(hosts) != 1 or not self._policy.host_allowed(hosts[0]):
+            return "host", 421, "Host", ", ".join(hosts)
+        origins = [value.decode("latin-1") for name, value in headers if name == b"origin"]
+        # Origin is absent from same-origin and non-browser requests; when present it must be allowed.
+        if len(origins) > 1 or (origins and not self._policy.origin_allowed(origins[0])):
+            return "origin", 403, "Origin", ", ".join(origins)
+        return None
+
+
+class _BodyTooLarge(Exception):
+    """The streamed body passed the limit."""
+
+
+class BodySizeGuard:
+    """Refuses a request body over `max_bytes` with 413 and a one-line message, before the app reads it.
+
+    A declared Content-Length over the limit is refused unread (the HTTP server holds the body to that length). A
+    body without one (chunked) is read here up to the limit, counting, and refused as soon as it passes it; a body
+    within the limit is handed on whole. So no request ever holds more than the limit in memory.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, setting: str, rejected: Callable[[str], None] | None = None
+    ) -> None:
+        self.app = app
+        self._max = max_bytes
+        self._message = (
+            f"Request body is over the {max_bytes / 2**20:g} MB limit ({setting}); send less per call "
+            "(split a long document or a large batch)."
+        )
+        self._rejected = rejected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse an oversized body; pass the rest on."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        lengths = [value for name, value in scope["headers"] if name == b"content-length"]
+        chunked = any(name == b"transfer-encoding" for name, _ in scope["headers"])
+        if lengths:
+            if any(not length.strip().isdigit() or int(length) > self._max for length in lengths):
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if not chunked:
+            await self.app(scope, receive, send)
+            return
+        try:
+            replay = await self._read_within_limit(receive)
+        except _BodyTooLarge:
+            await self._refuse(scope, receive, send)
+            return
+        await self.app(scope, replay, send)
+
+    async def _read_within_limit(self, receive: Receive) -> Receive:
+        parts: list[bytes] = []
+        size = 0
+        pending: list[Message] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                pending.append(message)  # a disconnect: the app sees it after the body
+                break
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self._max:
+                raise _BodyTooLarge
+            parts.append(body)
+            if not message.get("more_body", False):
+                break
+        queue: list[Message] = [{"type": "http.request", "body": b"".join(parts), "more_body": False}, *pending]
+
+        async def replay() -> Message:
+            return queue.pop(0) if queue else await receive()
+
+        return replay
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._rejected is not None:
+            self._rejected("body_too_large")
+        # Connection: close, so the HTTP server does not read (or wait for) the body it was announced.
+        response = PlainTextResponse(self._message, status_code=413, headers={"connection": "close"})
+        await response(scope, receive, send)
 
 
 class ScopeGuard:

@@ -8,12 +8,14 @@ import ipaddress
 import logging
 import signal
 import socket
+import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import anyio
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -31,10 +33,13 @@ from engram.auth.jwt_tokens import JwtVerifier
 from engram.auth.tokens import TokenFile, parse_env_tokens
 from engram.auth.verifier import EngramTokenVerifier
 from engram.config import Settings
+from engram.core.errors import InvalidInput
 from engram.core.ports import Embedder
 from engram.server.app import Lifecycle, build_server
-from engram.server.guards import HostOriginGuard, ScopeGuard
+from engram.server.guards import BodySizeGuard, HostOriginGuard, ScopeGuard
+from engram.server.host_check import HostOriginPolicy
 from engram.server.metrics import CONTENT_TYPE, PrometheusMetrics, ToolCallMetrics
+from engram.server.sessions import SessionGuard, SessionLimits
 from engram.tools.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -79,6 +84,8 @@ class HttpServer:
     verifier: EngramTokenVerifier
     in_flight: InFlight
     endpoint: str
+    #: The streamable-HTTP session limits (None for SSE, whose sessions last as long as their stream).
+    sessions: SessionLimits | None = None
 
 
 def base_url(settings: Settings) -> str:
@@ -147,8 +154,17 @@ def _issuer(settings: Settings, fallback: str) -> AnyHttpUrl:
     return AnyHttpUrl(fallback)
 
 
-def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Embedder | None = None) -> HttpServer:
-    """Build the Starlette app serving Engram over `transport`, with every check in place."""
+def build_http_app(
+    settings: Settings,
+    transport: HttpTransport,
+    *,
+    embedder: Embedder | None = None,
+    clock: Callable[[], float] | None = None,
+) -> HttpServer:
+    """Build the Starlette app serving Engram over `transport`, with every check in place.
+
+    `clock` (monotonic seconds) times idle sessions; tests pass one they can move.
+    """
     root = base_url(settings)
     endpoint = root + (MCP_PATH if transport == "streamable-http" else SSE_PATH)
     verifier = token_verifier(settings, endpoint)
@@ -201,14 +217,35 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
         return Response(text, media_type=CONTENT_TYPE)
 
     security = transport_security(settings)
+    max_body = int(settings.max_request_mb * 1024 * 1024)
     if transport == "streamable-http":
-        app = server.streamable_http_app(streamable_http_path=MCP_PATH, transport_security=security, host=settings.host)
+        app = server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            transport_security=security,
+            host=settings.host,
+            max_request_body_size=max_body,
+            max_sessions=settings.max_sessions,
+            # Engram ends idle sessions itself (SessionLimits), on a clock tests can move.
+            session_idle_timeout=None,
+        )
         mcp_paths: tuple[str, ...] = (MCP_PATH,)
+        sessions: SessionLimits | None = SessionLimits(
+            server.session_manager,
+            max_sessions=settings.max_sessions,
+            per_token=settings.max_sessions_per_token,
+            idle_seconds=settings.session_idle_seconds,
+            clock=clock or time.monotonic,
+        )
     else:
         app = server.sse_app(
-            sse_path=SSE_PATH, message_path=MESSAGE_PATH, transport_security=security, host=settings.host
+            sse_path=SSE_PATH,
+            message_path=MESSAGE_PATH,
+            transport_security=security,
+            host=settings.host,
+            max_request_body_size=max_body,
         )
         mcp_paths = (SSE_PATH, MESSAGE_PATH.rstrip("/"))
+        sessions = None
 
     app.add_route(HEALTH_PATH, healthz, methods=["GET"])
     app.add_route(METRICS_PATH, prometheus, methods=["GET"])
@@ -217,7 +254,15 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
         metrics.http_rejected.labels(reason=reason).inc()
 
     # Outermost: foreign Host/Origin are refused before anything else, on every path.
-    app.user_middleware.insert(0, Middleware(HostOriginGuard, security=security, rejected=rejected))
+    try:
+        policy = HostOriginPolicy(security.allowed_hosts, security.allowed_origins)
+    except ValueError as exc:
+        raise InvalidInput("ENGRAM_ALLOWED_HOSTS/ENGRAM_ALLOWED_ORIGINS", str(exc)) from exc
+    app.user_middleware.insert(0, Middleware(HostOriginGuard, policy=policy, rejected=rejected))
+    # Next, before authentication: an oversized body is refused before anyone reads it.
+    app.user_middleware.insert(
+        1, Middleware(BodySizeGuard, max_bytes=max_body, setting="ENGRAM_MAX_REQUEST_MB", rejected=rejected)
+    )
     # Innermost, after the SDK's authentication middleware has identified the token.
     app.user_middleware.append(
         Middleware(
@@ -229,7 +274,10 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
             rejected=rejected,
         )
     )
-    app.router.lifespan_context = _holding(lifecycle, app.router.lifespan_context)
+    if sessions is not None:
+        # After authentication, which names the token a session belongs to.
+        app.user_middleware.append(Middleware(SessionGuard, limits=sessions, path=MCP_PATH))
+    app.router.lifespan_context = _holding(lifecycle, app.router.lifespan_context, sessions)
     return HttpServer(
         app=app,
         server=server,
@@ -238,18 +286,25 @@ def build_http_app(settings: Settings, transport: HttpTransport, *, embedder: Em
         verifier=verifier,
         in_flight=in_flight,
         endpoint=endpoint,
+        sessions=sessions,
     )
 
 
 def _holding(
-    lifecycle: Lifecycle, inner: Callable[[Any], AbstractAsyncContextManager[Any]]
+    lifecycle: Lifecycle,
+    inner: Callable[[Any], AbstractAsyncContextManager[Any]],
+    sessions: SessionLimits | None,
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
-    """The app's lifespan: hold the memory open for the whole process around the transport's own lifespan."""
+    """The app's lifespan: hold the memory open for the whole process around the transport's own lifespan, and
+    end idle sessions meanwhile."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncGenerator[None, None]:
-        async with lifecycle.hold(), inner(app):
+        async with lifecycle.hold(), inner(app), anyio.create_task_group() as tasks:
+            if sessions is not None:
+                tasks.start_soon(sessions.expire_forever)
             yield
+            tasks.cancel_scope.cancel()
 
     return lifespan
 
@@ -266,6 +321,8 @@ def serve_http(settings: Settings, transport: HttpTransport) -> None:
     """
     import uvicorn
     from sse_starlette.sse import AppStatus
+
+    from engram.server.header_timeout import header_deadline_protocol
 
     # sse-starlette ends every event stream as soon as uvicorn is told to stop, which cuts off the response
     # of a call still running (streamable HTTP answers over such a stream too). Engram ends them itself, once
@@ -315,6 +372,8 @@ def serve_http(settings: Settings, transport: HttpTransport) -> None:
         access_log=settings.log_level == "DEBUG",
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         lifespan="on",
+        # h11 with a deadline for request headers: uvicorn itself has none, and slow sockets would pile up.
+        http=header_deadline_protocol(settings.http_header_timeout_seconds),
     )
     GracefulServer(config).run()
     # As for stdio: the stores are closed; skip the final collection of large heaps so the process exits fast.

@@ -8,7 +8,14 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from engram.core.knowledge_models import GLOBAL_OWNER, MAX_SOURCE_NAME_CHARS, DocumentFormat, IngestReport, Scope
+from engram.core.knowledge_models import (
+    GLOBAL_OWNER,
+    MAX_SOURCE_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    DocumentFormat,
+    IngestReport,
+    Scope,
+)
 from engram.tools._fields import UserIdArg
 from engram.tools.state import AppState, Caller, caller, domain_errors, memory_of
 
@@ -92,7 +99,7 @@ async def ingest_text(
             "name again replaces its earlier version.",
         ),
     ],
-    text: Annotated[str, Field(min_length=1, description="The document's full text.")],
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS, description="The document's full text.")],
     ctx: Context[AppState],
     user_id: UserIdArg = None,
     scope: ScopeArg = "user",
