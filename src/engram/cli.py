@@ -78,7 +78,7 @@ def _echo_json(data: object) -> None:
 
 
 @click.group()
-@click.version_option(package_name="engram-mcp")
+@click.version_option(package_name="engram-server")
 def cli() -> None:
     """Engram: persistent memory for MCP assistants."""
 
@@ -119,10 +119,11 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
 
 @cli.command()
 def prepare() -> None:
-    """Export the embedding model to ONNX now, so that the first server start is fast (`make install` runs it).
+    """Build the embedding model's ONNX graph now, so that the first server start is fast.
 
-    Exports the configured model (ENGRAM_EMBEDDING_MODEL) into the models directory (ENGRAM_MODELS_DIR, else
-    <data dir>/models) in a child process, with its log on stderr; an intact export already there is kept.
+    The default (the bundled all-MiniLM-L6-v2 in int8) ships built and needs nothing. Other models and fp32 are
+    built into the model cache (ENGRAM_MODELS_DIR, else the user's cache directory, shared by every data dir) in a
+    child process, with its log on stderr; an intact build already there is kept.
     """
     settings = _settings()
     _configure_logging(settings.log_level)
@@ -132,11 +133,15 @@ def prepare() -> None:
         what = "the hash embedder" if settings.embedding_model == HASH_MODEL else "the torch backend"
         click.echo(f"nothing to prepare: {what} needs no export", err=True)
         return
+    from engram.embeddings.bundled import shipped_int8
     from engram.embeddings.onnx_cache import run_export
+    from engram.embeddings.sentence_transformer import BUNDLED_NAMES
 
-    if settings.models_dir is None:
-        # Created owner-only here, as the server creates it: prepare may be the first to make the data directory.
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.embedding_backend == "onnx-int8" and settings.embedding_model in BUNDLED_NAMES:
+        shipped = shipped_int8()
+        if shipped is not None:
+            click.echo(f"{settings.embedding_model} (shipped built): {shipped.parent}")
+            return
     with _clean_errors():
         report = run_export(
             settings.embedding_model, settings.model_cache_dir, threads=settings.embedding_threads, show_log=True

@@ -26,6 +26,11 @@ def default_data_dir() -> Path:
     return platformdirs.user_data_path("engram", appauthor=False)
 
 
+def default_models_dir() -> Path:
+    """Return the per-user cache of built ONNX models (e.g. ~/.cache/engram/models), shared by every data dir."""
+    return platformdirs.user_cache_path("engram", appauthor=False) / "models"
+
+
 class Settings(BaseSettings):
     """Every knob Engram has; each maps to an `ENGRAM_<NAME>` environment variable."""
 
@@ -58,8 +63,9 @@ class Settings(BaseSettings):
     )
     models_dir: Path | None = Field(
         default=None,
-        description="Where ONNX exports of the embedding model are cached (default `<data_dir>/models`). Point several "
-        "data directories at one to export once.",
+        description="Where ONNX builds of the embedding model are cached (default: the user's cache directory, "
+        "e.g. ~/.cache/engram/models, shared by every data dir). The default int8 model is shipped built and needs "
+        "none.",
     )
     working_memory_turns: int = Field(default=20, ge=1, le=1000, description="Turns kept verbatim per session.")
     working_memory_ttl_hours: float = Field(
@@ -244,8 +250,8 @@ class Settings(BaseSettings):
 
     @property
     def model_cache_dir(self) -> Path:
-        """Directory of the ONNX exports of the embedding model: ENGRAM_MODELS_DIR, else under the data dir."""
-        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+        """Directory of the ONNX builds of the embedding model: ENGRAM_MODELS_DIR, else the user's cache dir."""
+        return self.models_dir if self.models_dir is not None else default_models_dir()
 
     @property
     def user_key_file(self) -> Path:
