@@ -23,6 +23,7 @@ from engram.config import Settings, default_models_dir
 from engram.core.errors import BackendUnavailable
 from engram.core.ports import Embedder
 from engram.embeddings import load_embedder
+from engram.embeddings.bundled import BUNDLE_DIR, INT8_FILE, shipped_int8
 from engram.embeddings.onnx import (
     BATCH_SIZE,
     MAX_BATCH_TOKENS,
@@ -32,7 +33,6 @@ from engram.embeddings.onnx import (
     onnx_model_id,
     pool,
 )
-from engram.embeddings.bundled import BUNDLE_DIR, INT8_FILE, shipped_int8
 from engram.embeddings.onnx_cache import (
     FILES,
     FINGERPRINT_MEMO,

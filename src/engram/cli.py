@@ -102,8 +102,10 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
         if host is not None or port is not None:
             raise click.UsageError("--host and --port apply to the HTTP transports (streamable-http, sse) only.")
         from engram.server.app import build_server
+        from engram.tools.state import use_default_user
 
         logging.getLogger("engram").info("Engram serving over stdio; data in %s", settings.data_dir)
+        use_default_user(settings.default_user)  # inherited by the stdin reader, whose context handlers run in
         build_server(settings).run()
     else:
         from engram.server.http import serve_http

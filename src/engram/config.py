@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engram.core.models import ID_PATTERN
 
 #: The name that selects the bundled, offline all-MiniLM-L6-v2 weights.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -29,6 +33,16 @@ def default_data_dir() -> Path:
 def default_models_dir() -> Path:
     """Return the per-user cache of built ONNX models (e.g. ~/.cache/engram/models), shared by every data dir."""
     return platformdirs.user_cache_path("engram", appauthor=False) / "models"
+
+
+def default_user_id() -> str:
+    """The OS login name as a user id (disallowed characters become `_`), so one person needs no configuration."""
+    try:
+        login = getpass.getuser()
+    except (OSError, KeyError):  # no login name (e.g. a container user without a passwd entry)
+        login = ""
+    cleaned = re.sub(r"[^A-Za-z0-9_.@+:-]", "_", login).lstrip("_.@+:-")[:128]
+    return cleaned or "local-user"
 
 
 class Settings(BaseSettings):
@@ -175,6 +189,12 @@ class Settings(BaseSettings):
         default=10_000, ge=1, le=1_000_000, description="Most files one ingest takes (more: refused, nothing done)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
+    default_user: str | None = Field(
+        default_factory=default_user_id,
+        pattern=ID_PATTERN,
+        description="On stdio, the user whose memory a call that names no user_id touches (default: the OS login "
+        "name, sanitised). Empty: every stdio call must name its user. HTTP takes the user from the token.",
+    )
 
     # The HTTP transports (streamable-http, sse); stdio ignores all of these.
     host: str = Field(default="127.0.0.1", min_length=1, description="Address the HTTP transports bind to.")
@@ -232,6 +252,11 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
+
+    @field_validator("default_user", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod
