@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from engram.core.knowledge import KnowledgeService
     from engram.core.knowledge_models import IngestReport, KnowledgeSource, SourceRemoved
     from engram.core.models import RecallScope
+    from engram.core.ports import Embedder
     from engram.core.service import MemoryService
 
 T = TypeVar("T")
@@ -49,14 +50,16 @@ def _clean_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
-def _with_memory(settings: Settings, action: Callable[[MemoryService], Awaitable[T]]) -> T:
-    """Open the memory stack, run `action` on it, and close it again."""
+def _with_memory(
+    settings: Settings, action: Callable[[MemoryService], Awaitable[T]], *, embedder: Embedder | None = None
+) -> T:
+    """Open the memory stack (with `embedder`, else the configured model), run `action` on it, and close it."""
     import anyio
 
     from engram.runtime import open_memory
 
     async def run() -> T:
-        service = await anyio.to_thread.run_sync(lambda: open_memory(settings))
+        service = await anyio.to_thread.run_sync(lambda: open_memory(settings, embedder))
         try:
             return await action(service)
         finally:
@@ -308,6 +311,12 @@ def stats() -> None:
     """Show counts and sizes per memory tier."""
     settings = _settings()
     _configure_logging("WARNING")
+    from engram.embeddings.lazy import lazy_embedder
+
+    # Counting needs the stores, not the model: open them with the model's id and size, read from its config.
+    model = lazy_embedder(
+        settings.embedding_model, backend=settings.embedding_backend, load=lambda: _embedder(settings)
+    )
 
     async def collect(memory: MemoryService) -> dict[str, object]:
         tiers = await memory.tier_stats()
@@ -317,7 +326,20 @@ def stats() -> None:
             **{name: tier.model_dump() for name, tier in tiers.items()},
         }
 
-    _echo_json(_with_memory(settings, collect))
+    _echo_json(_with_memory(settings, collect, embedder=model))
+
+
+def _embedder(settings: Settings) -> Embedder:
+    """The configured embedding model, loaded."""
+    from engram.embeddings import load_embedder
+
+    return load_embedder(
+        settings.embedding_model,
+        device=settings.embedding_device,
+        threads=settings.embedding_threads,
+        backend=settings.embedding_backend,
+        cache_dir=settings.model_cache_dir,
+    )
 
 
 @cli.command("eval")
