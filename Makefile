@@ -30,6 +30,7 @@ model: $(MODEL)
 
 # A wheel with the shipped model inside (what `pip install engram-server` installs), in dist/.
 wheel: $(MODEL)
+	@rm -f dist/engram_server-*.whl
 	@$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps -w dist . 1>&2
 	@ls dist/*.whl
 

@@ -3,14 +3,21 @@
 Builds the wheel from this checkout (with the shipped int8 model that `make install` generates), installs it into
 a new virtual environment (dependencies come from the package index or pip's cache: no torch-first step, no
 editable install), then talks to that venv's `engram serve` with a real MCP client. Prints the venv's size and
-its largest packages.
+its largest packages. Also runs the Docker image's CMD and HEALTHCHECK (see the Dockerfile) from that venv.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -26,8 +33,8 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+def _run(command: list[str], timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
 
 
 def _du_kb(path: Path) -> int:
@@ -85,3 +92,55 @@ def test_the_installed_server_works_over_stdio(installed: Path, tmp_path: Path) 
     assert version.returncode == 0 and "version" in version.stdout
     site_packages = next((installed / "lib").glob("python3*/site-packages"))
     print(f"\nfresh venv with the wheel: {_du_kb(installed) / 1024:.0f} MB; largest: {_largest(site_packages)}")
+
+
+def _dockerfile() -> tuple[dict[str, str], list[str], list[str]]:
+    """The Dockerfile's ENV settings, its CMD and its HEALTHCHECK command (exec forms, as Docker runs them)."""
+    text = (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    cmd: list[str] = []
+    health: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env |= dict(pair.split("=", 1) for pair in shlex.split(line[4:]))
+        elif line.startswith("CMD "):
+            cmd = json.loads(line[4:])
+        elif line.startswith("HEALTHCHECK "):
+            health = json.loads(line.split(" CMD ", 1)[1])
+    return env, cmd, health
+
+
+def test_the_docker_image_command_serves_http_from_the_installed_venv(installed: Path, tmp_path: Path) -> None:
+    # Docker itself cannot run here (no daemon, no image registry): run the image's CMD and HEALTHCHECK from a
+    # venv that holds what the image installs, with the image's ENV. Two changes: the data dir is a temporary
+    # one, and the server binds to loopback on a free port instead of 0.0.0.0:8765 (tests stay on loopback).
+    image_env, cmd, health = _dockerfile()
+    assert cmd == ["engram", "serve", "--transport", "streamable-http"] and health[0] == "python"
+    assert image_env["ENGRAM_HOST"] == "0.0.0.0" and image_env["ENGRAM_DATA_DIR"] == "/data"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ENGRAM_", "PYTHON"))}
+    env |= image_env | {"ENGRAM_DATA_DIR": str(tmp_path / "data"), "ENGRAM_HOST": "127.0.0.1", "ENGRAM_PORT": str(port)}
+    env["PATH"] = f"{installed / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while True:  # Docker's own loop: run the healthcheck until it passes
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            if _run(health, 30, env).returncode == 0:  # in the container's environment, as Docker runs it
+                break
+            assert time.monotonic() < deadline, (
+                "the healthcheck never passed:\n" + (tmp_path / "server.log").read_text()
+            )
+            time.sleep(0.5)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/mcp", data=b"{}", timeout=30)
+        refused.value.close()
+        assert refused.value.code == 401  # the MCP endpoint wants a bearer token
+    finally:
+        server.send_signal(signal.SIGTERM)
+        status = server.wait(timeout=60)
+        log.close()
+    assert status == 0, (tmp_path / "server.log").read_text()
