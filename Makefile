@@ -7,29 +7,43 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.engram-installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast bench lint mcp-config clean
+MODEL := src/engram/embeddings/minilm/manifest.json
+
+.PHONY: install model wheel serve test test-fast bench lint mcp-config clean
 
 $(STAMP): pyproject.toml
 	@echo "engram: setting up $(VENV) (CPU torch 2.13.0 first, then Engram and its dev tools)" >&2
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0 1>&2
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 1>&2
-	@echo "engram: exporting the embedding model to ONNX once (engram prepare), so the server starts fast" >&2
-	@$(BIN)/engram prepare 1>&2 || echo "engram: warning: engram prepare failed (see above); the server will retry the export on its first start" >&2
 	@touch $@
 
-install: $(STAMP)
+# The int8 ONNX model shipped in the package, built from the bundled weights without torch (seconds).
+$(MODEL): $(STAMP) src/engram/embeddings/bert_graph.py src/engram/embeddings/bundle_build.py
+	@echo "engram: building the shipped int8 ONNX model (python -m engram.embeddings.bundle_build)" >&2
+	@$(BIN)/python -m engram.embeddings.bundle_build 1>&2
+	@touch $@
 
-serve: $(STAMP)
+install: $(STAMP) $(MODEL)
+
+model: $(MODEL)
+
+# A wheel with the shipped model inside (what `pip install engram-server` installs), in dist/.
+wheel: $(MODEL)
+	@rm -f dist/engram_server-*.whl
+	@$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps -w dist . 1>&2
+	@ls dist/*.whl
+
+serve: $(STAMP) $(MODEL)
 	@exec $(BIN)/engram serve
 
-test: $(STAMP) lint
+test: $(STAMP) $(MODEL) lint
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(MODEL)
 	@$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(MODEL)
 	@$(BIN)/python benchmarks/startup.py
 
 lint: $(STAMP)
@@ -41,4 +55,4 @@ mcp-config:
 	@sed "s#/path/to/engram#$(CURDIR)#g" mcp.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache src/engram/embeddings/minilm dist

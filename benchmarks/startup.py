@@ -14,20 +14,25 @@ from spawn is taken at four points:
 Just before shutdown the server's peak resident memory (``VmHWM`` in ``/proc/<pid>/status``, Linux; target:
 under 400 MB) is read, and whether a torch library is mapped into it (``/proc/<pid>/maps``).
 
-The ONNX backends read the model's export from a models directory shared by every run (``--models-dir``,
-default a temporary one); it is made once before the runs by ``engram prepare``, timed as ``prepare_s``: the
-cost a user pays once at ``make install`` (or, without it, on the very first start).
+The default (the bundled model on ``onnx-int8``) ships built: no run exports anything. Other backends and models
+read their ONNX build from a models directory shared by every run (``--models-dir``, default a temporary one);
+it is made once before the runs by ``engram prepare``, timed as ``prepare_s``. With ``--fresh-models`` each run
+gets its own empty models directory as well (a brand-new user: nothing prepared, nothing cached), and every run
+records whether its server built a model (``exported``; for the default it must be false: no export on the
+request path).
 
 Usage::
 
     .venv/bin/python benchmarks/startup.py --runs 5
     .venv/bin/python benchmarks/startup.py --backend torch --runs 3 --out /tmp/startup-torch.json
     .venv/bin/python benchmarks/startup.py --model hash --out /tmp/startup-hash.json
+    .venv/bin/python benchmarks/startup.py --fresh-models --runs 5
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -114,16 +119,23 @@ def prepare(model: str, backend: str, models_dir: Path) -> float:
     return time.perf_counter() - started
 
 
+#: What the server logs when it builds a model into the cache (engram.embeddings.onnx_cache).
+EXPORT_MARKERS = ("building the ONNX graph", "exporting it again", "to ONNX in ")
+
+
 async def one_run(
-    command: list[str], env: dict[str, str], log_path: Path, timeout: float
+    command: list[str], env: dict[str, str], log_path: Path, timeout: float, *, fresh_models: bool = False
 ) -> tuple[dict[str, float], bool | None]:
-    """Spawn one server on a fresh data dir and time it; the server's stderr goes to `log_path`."""
+    """Spawn one server on a fresh data dir (and models dir, if `fresh_models`) and time it; its stderr goes to
+    `log_path`; sample["exported"] is 1.0 if the server built a model during the run."""
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp, log_path.open("a") as log:
         log.write(f"\n===== run at {datetime.now(UTC).isoformat()} =====\n")
         log.flush()
-        params = StdioServerParameters(
-            command=command[0], args=command[1:], env={**env, "ENGRAM_DATA_DIR": str(Path(tmp) / "data")}
-        )
+        started_at = log.tell()
+        run_env = {**env, "ENGRAM_DATA_DIR": str(Path(tmp) / "data")}
+        if fresh_models:
+            run_env["ENGRAM_MODELS_DIR"] = str(Path(tmp) / "models")
+        params = StdioServerParameters(command=command[0], args=command[1:], env=run_env)
         sample: dict[str, float] = {}
         with anyio.fail_after(timeout):
             start = time.perf_counter()
@@ -143,6 +155,10 @@ async def one_run(
                 sample["peak_rss_mb"], torch_loaded = memory_of(server)
                 closing = time.perf_counter()
             sample["shutdown"] = time.perf_counter() - closing
+        with log_path.open() as written:
+            written.seek(started_at)
+            text = written.read()
+        sample["exported"] = float(any(marker in text for marker in EXPORT_MARKERS))
     return sample, torch_loaded
 
 
@@ -169,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"ENGRAM_EMBEDDING_BACKEND for the server (default {DEFAULT_BACKEND})",
     )
     parser.add_argument("--models-dir", type=Path, help="ONNX exports shared by the runs (default: a temporary dir)")
+    parser.add_argument(
+        "--fresh-models",
+        action="store_true",
+        help="give every run its own empty models dir too, and skip engram prepare (a brand-new user)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per run (default 120)")
     args = parser.parse_args(argv)
@@ -185,18 +206,22 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="engram-bench-models-") as scratch:
         models_dir = (args.models_dir or Path(scratch) / "models").resolve()
-        prepare_s = prepare(args.model, args.backend, models_dir)
-        print(f"engram prepare (one-time export, or a check of an existing one): {prepare_s:.1f} s", flush=True)
+        prepare_s = 0.0 if args.fresh_models else prepare(args.model, args.backend, models_dir)
+        if not args.fresh_models:
+            print(f"engram prepare (one-time export, or a check of an existing one): {prepare_s:.1f} s", flush=True)
         env = server_env(Path(scratch) / "unused", args.model, args.backend, models_dir)
         samples: list[dict[str, float]] = []
         torch_seen: list[bool | None] = []
         for index in range(args.runs):
-            sample, torch_loaded = anyio.run(one_run, command, env, log_path, args.timeout)
+            sample, torch_loaded = anyio.run(
+                functools.partial(one_run, command, env, log_path, args.timeout, fresh_models=args.fresh_models)
+            )
             samples.append(sample)
             torch_seen.append(torch_loaded)
             print(
                 f"  run {index + 1}/{args.runs}: tools/list {sample['tools_list']:.3f} s, "
-                f"first recall {sample['first_recall']:.3f} s, peak RSS {sample['peak_rss_mb']:.0f} MB",
+                f"first recall {sample['first_recall']:.3f} s, peak RSS {sample['peak_rss_mb']:.0f} MB"
+                + (", built a model during the run" if sample["exported"] else ""),
                 flush=True,
             )
 
@@ -209,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "OK" if met[name] else "OVER TARGET"
         print(f"median {name:<13} {medians[name]:8.3f} {unit}  (target < {limit} {unit}: {verdict})")
     print(f"torch mapped into the server: {torch_seen}")
+    exports = [bool(sample["exported"]) for sample in samples]
+    print(f"a model was built during the run (export on the request path): {exports}")
 
     report = {
         "benchmark": "startup",
@@ -228,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_tools_list": "CPU seconds (user + system, all threads) the server had used when tools/list returned",
             "cpu_first_recall": "CPU seconds the server had used when the first recall returned",
             "torch_loaded": "a libtorch library was mapped into the server process",
+            "exported": "1 if the server built a model into its models dir during the run (logged by onnx_cache)",
         },
         "prepare_s": prepare_s,
+        "fresh_models": args.fresh_models,
+        "exported_during_run": exports,
         "targets": {"median_below": TARGETS, "met": met},
         "torch_loaded": torch_seen,
         "samples": samples,

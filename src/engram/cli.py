@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from engram.core.knowledge import KnowledgeService
     from engram.core.knowledge_models import IngestReport, KnowledgeSource, SourceRemoved
     from engram.core.models import RecallScope
+    from engram.core.ports import Embedder
     from engram.core.service import MemoryService
 
 T = TypeVar("T")
@@ -49,14 +50,16 @@ def _clean_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
-def _with_memory(settings: Settings, action: Callable[[MemoryService], Awaitable[T]]) -> T:
-    """Open the memory stack, run `action` on it, and close it again."""
+def _with_memory(
+    settings: Settings, action: Callable[[MemoryService], Awaitable[T]], *, embedder: Embedder | None = None
+) -> T:
+    """Open the memory stack (with `embedder`, else the configured model), run `action` on it, and close it."""
     import anyio
 
     from engram.runtime import open_memory
 
     async def run() -> T:
-        service = await anyio.to_thread.run_sync(lambda: open_memory(settings))
+        service = await anyio.to_thread.run_sync(lambda: open_memory(settings, embedder))
         try:
             return await action(service)
         finally:
@@ -78,7 +81,7 @@ def _echo_json(data: object) -> None:
 
 
 @click.group()
-@click.version_option(package_name="engram-mcp")
+@click.version_option(package_name="engram-server")
 def cli() -> None:
     """Engram: persistent memory for MCP assistants."""
 
@@ -102,8 +105,10 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
         if host is not None or port is not None:
             raise click.UsageError("--host and --port apply to the HTTP transports (streamable-http, sse) only.")
         from engram.server.app import build_server
+        from engram.tools.state import use_default_user
 
         logging.getLogger("engram").info("Engram serving over stdio; data in %s", settings.data_dir)
+        use_default_user(settings.default_user)  # inherited by the stdin reader, whose context handlers run in
         build_server(settings).run()
     else:
         from engram.server.http import serve_http
@@ -119,10 +124,11 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
 
 @cli.command()
 def prepare() -> None:
-    """Export the embedding model to ONNX now, so that the first server start is fast (`make install` runs it).
+    """Build the embedding model's ONNX graph now, so that the first server start is fast.
 
-    Exports the configured model (ENGRAM_EMBEDDING_MODEL) into the models directory (ENGRAM_MODELS_DIR, else
-    <data dir>/models) in a child process, with its log on stderr; an intact export already there is kept.
+    The default (the bundled all-MiniLM-L6-v2 in int8) ships built and needs nothing. Other models and fp32 are
+    built into the model cache (ENGRAM_MODELS_DIR, else the user's cache directory, shared by every data dir) in a
+    child process, with its log on stderr; an intact build already there is kept.
     """
     settings = _settings()
     _configure_logging(settings.log_level)
@@ -132,11 +138,15 @@ def prepare() -> None:
         what = "the hash embedder" if settings.embedding_model == HASH_MODEL else "the torch backend"
         click.echo(f"nothing to prepare: {what} needs no export", err=True)
         return
+    from engram.embeddings.bundled import shipped_int8
     from engram.embeddings.onnx_cache import run_export
+    from engram.embeddings.sentence_transformer import BUNDLED_NAMES
 
-    if settings.models_dir is None:
-        # Created owner-only here, as the server creates it: prepare may be the first to make the data directory.
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.embedding_backend == "onnx-int8" and settings.embedding_model in BUNDLED_NAMES:
+        shipped = shipped_int8()
+        if shipped is not None:
+            click.echo(f"{settings.embedding_model} (shipped built): {shipped.parent}")
+            return
     with _clean_errors():
         report = run_export(
             settings.embedding_model, settings.model_cache_dir, threads=settings.embedding_threads, show_log=True
@@ -301,6 +311,12 @@ def stats() -> None:
     """Show counts and sizes per memory tier."""
     settings = _settings()
     _configure_logging("WARNING")
+    from engram.embeddings.lazy import lazy_embedder
+
+    # Counting needs the stores, not the model: open them with the model's id and size, read from its config.
+    model = lazy_embedder(
+        settings.embedding_model, backend=settings.embedding_backend, load=lambda: _embedder(settings)
+    )
 
     async def collect(memory: MemoryService) -> dict[str, object]:
         tiers = await memory.tier_stats()
@@ -310,7 +326,20 @@ def stats() -> None:
             **{name: tier.model_dump() for name, tier in tiers.items()},
         }
 
-    _echo_json(_with_memory(settings, collect))
+    _echo_json(_with_memory(settings, collect, embedder=model))
+
+
+def _embedder(settings: Settings) -> Embedder:
+    """The configured embedding model, loaded."""
+    from engram.embeddings import load_embedder
+
+    return load_embedder(
+        settings.embedding_model,
+        device=settings.embedding_device,
+        threads=settings.embedding_threads,
+        backend=settings.embedding_backend,
+        cache_dir=settings.model_cache_dir,
+    )
 
 
 @cli.command()

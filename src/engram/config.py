@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engram.core.models import ID_PATTERN
 
 #: The name that selects the bundled, offline all-MiniLM-L6-v2 weights.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -24,6 +28,21 @@ DEFAULT_PORT = 8765
 def default_data_dir() -> Path:
     """Return the platform's per-user data directory for Engram (e.g. ~/.local/share/engram)."""
     return platformdirs.user_data_path("engram", appauthor=False)
+
+
+def default_models_dir() -> Path:
+    """Return the per-user cache of built ONNX models (e.g. ~/.cache/engram/models), shared by every data dir."""
+    return platformdirs.user_cache_path("engram", appauthor=False) / "models"
+
+
+def default_user_id() -> str:
+    """The OS login name as a user id (disallowed characters become `_`), so one person needs no configuration."""
+    try:
+        login = getpass.getuser()
+    except (OSError, KeyError):  # no login name (e.g. a container user without a passwd entry)
+        login = ""
+    cleaned = re.sub(r"[^A-Za-z0-9_.@+:-]", "_", login).lstrip("_.@+:-")[:128]
+    return cleaned or "local-user"
 
 
 class Settings(BaseSettings):
@@ -58,8 +77,9 @@ class Settings(BaseSettings):
     )
     models_dir: Path | None = Field(
         default=None,
-        description="Where ONNX exports of the embedding model are cached (default `<data_dir>/models`). Point several "
-        "data directories at one to export once.",
+        description="Where ONNX builds of the embedding model are cached (default: the user's cache directory, "
+        "e.g. ~/.cache/engram/models, shared by every data dir). The default int8 model is shipped built and needs "
+        "none.",
     )
     working_memory_turns: int = Field(default=20, ge=1, le=1000, description="Turns kept verbatim per session.")
     working_memory_ttl_hours: float = Field(
@@ -170,6 +190,12 @@ class Settings(BaseSettings):
         default=10_000, ge=1, le=1_000_000, description="Most files one ingest takes (more: refused, nothing done)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
+    default_user: str | None = Field(
+        default_factory=default_user_id,
+        pattern=ID_PATTERN,
+        description="On stdio, the user whose memory a call that names no user_id touches (default: the OS login "
+        "name, sanitised). Empty: every stdio call must name its user. HTTP takes the user from the token.",
+    )
 
     # The HTTP transports (streamable-http, sse); stdio ignores all of these.
     host: str = Field(default="127.0.0.1", min_length=1, description="Address the HTTP transports bind to.")
@@ -261,6 +287,11 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
+    @field_validator("default_user", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
@@ -278,8 +309,8 @@ class Settings(BaseSettings):
 
     @property
     def model_cache_dir(self) -> Path:
-        """Directory of the ONNX exports of the embedding model: ENGRAM_MODELS_DIR, else under the data dir."""
-        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+        """Directory of the ONNX builds of the embedding model: ENGRAM_MODELS_DIR, else the user's cache dir."""
+        return self.models_dir if self.models_dir is not None else default_models_dir()
 
     @property
     def user_key_file(self) -> Path:

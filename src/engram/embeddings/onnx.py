@@ -1,7 +1,8 @@
 """Serving a sentence-transformers model from its ONNX export: onnxruntime + tokenizers + numpy, never torch.
 
-The export itself (which needs torch) lives in `onnx_export` and runs in a child process; `onnx_cache` finds,
-checks and, when needed, creates the cached export.
+The bundled all-MiniLM-L6-v2 in int8 (the default) is shipped built (`bundled`): nothing is exported. Every other
+model or precision is built once into the model cache by `onnx_export` in a child process; `onnx_cache` finds,
+checks and, when needed, creates that cached export.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy.typing as npt
 from engram.core.errors import BackendUnavailable
 from engram.core.ports import Vectors
 from engram.embeddings.onnx_cache import EXPORT_TIMEOUT_S, Precision, ensure_export
-from engram.embeddings.pipeline import Pipeline, Pooling, base_model_id, read_json
+from engram.embeddings.pipeline import Pipeline, Pooling, base_model_id, read_json, read_pipeline
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
@@ -55,17 +56,21 @@ def load_onnx_embedder(
     threads: int = 1,
     export_timeout: float = EXPORT_TIMEOUT_S,
 ) -> OnnxEmbedder:
-    """Load the cached ONNX export of `name` for serving, exporting it first (in a child process) if needed."""
-    entry = ensure_export(name, models_dir, precision, threads=threads, timeout=export_timeout)
-    path = entry.file(precision)
+    """Load the shipped int8 model, or the cached ONNX export of `name`, exported first (child process) if needed."""
+    shipped = _shipped(name, precision)
+    if shipped is not None:
+        path, pipeline, remedy = shipped[0], shipped[1], "reinstall Engram"
+    else:
+        entry = ensure_export(name, models_dir, precision, threads=threads, timeout=export_timeout)
+        path, pipeline = entry.file(precision), entry.pipeline
+        remedy = f"delete {entry.path} and run `engram prepare` to export it again"
     try:
-        embedder = OnnxEmbedder(path, entry.pipeline, model_id=onnx_model_id(name, precision), threads=threads)
+        embedder = OnnxEmbedder(path, pipeline, model_id=onnx_model_id(name, precision), threads=threads)
     except BackendUnavailable:
         raise
     except Exception as exc:
         raise BackendUnavailable(
-            f"onnxruntime could not load {path} ({exc}). Delete {entry.path} and run `engram prepare` to export "
-            "it again, or use ENGRAM_EMBEDDING_BACKEND=torch."
+            f"onnxruntime could not load {path} ({exc}): {remedy}, or use ENGRAM_EMBEDDING_BACKEND=torch."
         ) from exc
     logger.info(
         "embedding model %s loaded with onnxruntime (%s, %d dimensions, %d thread(s))",
@@ -75,6 +80,17 @@ def load_onnx_embedder(
         threads,
     )
     return embedder
+
+
+def _shipped(name: str, precision: Precision) -> tuple[Path, Pipeline] | None:
+    """The int8 all-MiniLM-L6-v2 shipped in the package, when that is what is asked for and it is intact."""
+    from engram.embeddings.bundled import BUNDLE_DIR, shipped_int8
+    from engram.embeddings.sentence_transformer import BUNDLED_NAMES
+
+    if name not in BUNDLED_NAMES or precision != "int8":
+        return None
+    path = shipped_int8()
+    return None if path is None else (path, read_pipeline(BUNDLE_DIR))
 
 
 class OnnxEmbedder:

@@ -1,12 +1,14 @@
-"""The one-time ONNX export of a sentence-transformers model, run as its own process (it imports torch).
+"""The one-time ONNX export of a sentence-transformers model into the model cache, run as its own process.
 
     python -m engram.embeddings.onnx_export --model all-MiniLM-L6-v2 --models-dir DIR [--threads N]
 
-Exports the transformer with torch's exporter, checks its vectors against sentence-transformers', quantises
-it to int8 and checks that against fp32, then publishes both with a manifest as one cache entry (see
-`onnx_cache`). An intact entry already there is reused; a damaged one is replaced. Prints one JSON line on
-stdout (`path`, `exported`, `seconds`); logs go to stderr; a deliberate failure ends with one stderr line
-starting with `onnx_cache.ERROR_PREFIX`, exit status 2.
+A BERT model with safetensors weights (all-MiniLM-L6-v2 and its family) is built directly from its weights with
+the `onnx` package in seconds, without torch (`bert_graph`; the test suite checks its vectors against
+sentence-transformers'). Any other model is exported with torch's exporter (the `[torch]` extra) and checked
+against sentence-transformers' vectors here. Either way the graph is quantised to int8 and checked against fp32,
+then both are published with a manifest as one cache entry (see `onnx_cache`). An intact entry already there is
+reused; a damaged one is replaced. Prints one JSON line on stdout (`path`, `exported`, `seconds`); logs go to
+stderr; a deliberate failure ends with one stderr line starting with `onnx_cache.ERROR_PREFIX`, exit status 2.
 """
 
 from __future__ import annotations
@@ -97,14 +99,21 @@ def _build(entry: CacheEntry, staging: Path, threads: int) -> dict[str, object]:
     """Write fp32, int8 and the manifest into `staging`, each checked, all flushed to disk."""
     fp32, int8 = staging / FILES["fp32"], staging / FILES["int8"]
     t0 = time.perf_counter()
-    fp32_cosine = _export_fp32(entry.pipeline, fp32, threads)
+    from engram.embeddings.bert_graph import build_bert_graph, supports
+
+    details: dict[str, object] = {}
+    if supports(entry.pipeline):
+        build_bert_graph(entry.pipeline, fp32)
+        details["builder"] = "bert-graph"
+    else:
+        details["builder"] = "torch.onnx"
+        details["fp32_min_cosine_vs_sentence_transformers"] = round(_export_fp32(entry.pipeline, fp32, threads), 6)
     t1 = time.perf_counter()
-    int8_cosine = _quantize_int8(entry.pipeline, fp32, int8)
+    int8_cosine = quantize_int8(entry.pipeline, fp32, int8)
     t2 = time.perf_counter()
-    details: dict[str, object] = {
+    details |= {
         "export_seconds": round(t1 - t0, 2),
         "quantize_seconds": round(t2 - t1, 2),
-        "fp32_min_cosine_vs_sentence_transformers": round(fp32_cosine, 6),
         "int8_min_cosine_vs_fp32": round(int8_cosine, 6),
     }
     write_manifest(
@@ -150,7 +159,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _versions() -> dict[str, str]:
     found = {}
-    for package in ("torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "tokenizers"):
+    for package in ("torch", "sentence-transformers", "onnx", "safetensors", "onnxruntime", "tokenizers"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
@@ -164,8 +173,14 @@ def _min_cosine(a: Vectors, b: Vectors) -> float:
 
 def _export_fp32(pipeline: Pipeline, dest: Path, threads: int) -> float:
     """Export the transformer with torch's exporter to `dest`; return its worst cosine to sentence-transformers'."""
-    logger.info("exporting %s to ONNX (imports torch; takes 20-60 s)", pipeline.model_dir)
-    import torch
+    logger.info("exporting %s to ONNX with torch (takes 20-60 s)", pipeline.model_dir)
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"{pipeline.model_dir} is not a BERT model with safetensors weights, so only torch can export it to "
+            "ONNX: install Engram with its torch extra (pip install 'engram-server[torch]')."
+        ) from exc
     import transformers
     from sentence_transformers import SentenceTransformer
 
@@ -250,7 +265,7 @@ class _QuietQuantizer(logging.Filter):
         return not (record.name == "root" and "onnxruntime" in Path(record.pathname).parts)
 
 
-def _quantize_int8(pipeline: Pipeline, fp32_path: Path, dest: Path) -> float:
+def quantize_int8(pipeline: Pipeline, fp32_path: Path, dest: Path) -> float:
     """Write the dynamic int8 quantisation of an fp32 export; return its worst cosine to fp32 on the probes."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -303,5 +318,5 @@ if __name__ == "__main__":
     status = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # Skip the interpreter's teardown of torch (seconds on a busy machine): everything is on disk already.
+    # Skip the interpreter's teardown (seconds with torch on a busy machine): everything is on disk already.
     os._exit(status)

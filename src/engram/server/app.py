@@ -21,7 +21,7 @@ from engram.runtime import background_memory
 from engram.server.prompts import register_prompts
 from engram.server.resources import register_resources
 from engram.tools import register_tools
-from engram.tools.state import AppState
+from engram.tools.state import AppState, use_default_user
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,8 @@ class Lifecycle:
         if self._held is not None:
             yield self._held
             return
+        # Not held: stdio or in-process, where the caller is the local user (HTTP takes identity from tokens).
+        use_default_user(self.settings.default_user)
         async with self._running() as state:
             yield state
 

@@ -13,7 +13,8 @@ UserIdArg = Annotated[
     Field(
         pattern=ID_PATTERN,
         description="Whose memory this is: a stable id for the person you are talking to "
-        f"({ID_RULE}). Required, except over an authenticated connection, where it defaults to the token's user.",
+        f"({ID_RULE}). Omit it when one person uses this server: a local (stdio) server then uses its default "
+        "user (ENGRAM_DEFAULT_USER, else the OS login name), and an authenticated connection the token's user.",
     ),
 ]
 SessionIdArg = Annotated[

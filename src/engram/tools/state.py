@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,27 @@ class AppState:
     memory: BackgroundService
 
 
-__all__ = ["Access", "AppState", "Caller", "authorize", "caller", "domain_errors", "memory_of"]
+__all__ = [
+    "Access",
+    "AppState",
+    "Caller",
+    "authorize",
+    "caller",
+    "domain_errors",
+    "memory_of",
+    "use_default_user",
+]
+
+#: The user of stdio requests that name none (ENGRAM_DEFAULT_USER). A context variable, so that two in-process
+#: servers each keep their own. The SDK runs a handler in the context of the task that read its message: for
+#: in-process servers that is the server's loop (the lifespan sets it there); on stdio it is the stdin reader,
+#: which starts before the lifespan, so the stdio entry point sets it before the server runs.
+_default_user: ContextVar[str | None] = ContextVar("engram_default_user", default=None)
+
+
+def use_default_user(user_id: str | None) -> None:
+    """Act for `user_id` when a request of the server running in this context names no user (stdio only)."""
+    _default_user.set(user_id)
 
 
 @dataclass(frozen=True)
@@ -44,16 +65,21 @@ class Caller:
 def caller(user_id: str | None, agent_id: str | None = None, *, access: Access) -> Caller:
     """Decide whom a request acts for from its arguments and the transport's credentials.
 
-    On stdio (and in-process) the local user is trusted: the arguments say who. Over authenticated HTTP the
-    token decides: an omitted user_id is the token's user, a user_id the token may not act for is refused, the
+    On stdio (and in-process) the local user is trusted: the arguments say who, and an omitted user_id is the
+    server's default user (ENGRAM_DEFAULT_USER, else the OS login name). Over authenticated HTTP the token
+    decides: an omitted user_id is the token's user, a user_id the token may not act for is refused, the
     token's agent (if it has one) is the agent, and the token must carry the scope `access` needs. Raises
     AccessDenied (an EngramError) when the request may not act for that user or agent, or lacks the access.
     """
     principal = _principal()
     if principal is None:
-        if user_id is None:
-            raise AccessDenied("'user_id' is required: pass the id of the person whose memory this is.")
-        return Caller(user_id=user_id, agent_id=agent_id)
+        chosen = user_id if user_id is not None else _default_user.get()
+        if chosen is None:
+            raise AccessDenied(
+                "'user_id' is required: pass the id of the person whose memory this is (this server has no "
+                "default user: ENGRAM_DEFAULT_USER is empty)."
+            )
+        return Caller(user_id=chosen, agent_id=agent_id)
     user, agent = principal.acting_for(user_id, agent_id, access)
     return Caller(user_id=user, agent_id=agent)
 
