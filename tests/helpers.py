@@ -1,10 +1,21 @@
-"""Small helpers for reading MCP results in tests."""
+"""Small helpers for tests: the fixed clock, and reading MCP results."""
 
 from __future__ import annotations
 
+import os
+from datetime import datetime
 from typing import Any
 
 from mcp.types import CallToolResult, TextContent
+
+#: The time every test's memory runs at: what a test checks must never depend on the day it runs (the date is part of
+#: the indexed text, so with the hash embedder it moves rankings). ENGRAM_TEST_NOW moves it, to check exactly that.
+TEST_NOW = datetime.fromisoformat(os.environ.get("ENGRAM_TEST_NOW", "2025-03-14T09:26:53+00:00"))
+
+
+def fixed_clock() -> datetime:
+    """The tests' clock: always TEST_NOW."""
+    return TEST_NOW
 
 
 def text(result: CallToolResult) -> str:

@@ -17,6 +17,7 @@ from engram.core.ranking import RankingPolicy, fuse
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
+from tests.helpers import fixed_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +40,7 @@ FACTS = [
 
 @pytest.fixture
 def real_service(tmp_path: Path, real_embedder: Embedder) -> Iterator[MemoryService]:
-    service = open_memory(Settings(data_dir=tmp_path), real_embedder)
+    service = open_memory(Settings(data_dir=tmp_path), real_embedder, clock=fixed_clock)
     yield service
     service.close()
 

@@ -18,7 +18,7 @@ from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
 from engram.server.app import build_server
-from tests.helpers import ok
+from tests.helpers import fixed_clock, ok
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +82,7 @@ async def test_without_a_limit_nothing_is_purged(service: MemoryService) -> None
 def test_a_bad_category_limit_is_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", retention_days_by_category={"x": 0})
     with pytest.raises(InvalidInput, match="ENGRAM_RETENTION_DAYS_BY_CATEGORY"):
-        open_memory(settings, HashEmbedder())
+        open_memory(settings, HashEmbedder(), clock=fixed_clock)
 
 
 def test_engram_purge_from_the_command_line(tmp_path: Path) -> None:
@@ -95,11 +95,13 @@ def test_engram_purge_from_the_command_line(tmp_path: Path) -> None:
 
 async def test_a_starting_server_applies_retention(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", retention_days=7)
-    seed = open_memory(settings, HashEmbedder())
+    seed = open_memory(settings, HashEmbedder(), clock=fixed_clock)
     await seed.remember("alice", "an old note", occurred_at=datetime.now(UTC) - timedelta(days=8))
     await seed.remember("alice", "a new note")
     seed.close()
-    async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
+    async with Client(
+        build_server(settings, embedder=HashEmbedder(), clock=fixed_clock), raise_exceptions=True
+    ) as client:
         with anyio.fail_after(10):
             while True:
                 found = ok(await client.call_tool("recall", {"user_id": "alice", "query": "note", "top_k": 10}))

@@ -197,7 +197,10 @@ def _categories(settings: Settings) -> dict[str, str]:
 
 
 def background_memory(
-    settings: Settings, embedder: Embedder | None = None, metrics: MemoryMetrics | None = None
+    settings: Settings,
+    embedder: Embedder | None = None,
+    metrics: MemoryMetrics | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> BackgroundService:
-    """A BackgroundService that opens `open_memory(settings, embedder, metrics=metrics)` off the caller's thread."""
-    return BackgroundService(lambda: open_memory(settings, embedder, metrics=metrics))
+    """A BackgroundService that opens `open_memory(settings, embedder, clock, metrics)` off the caller's thread."""
+    return BackgroundService(lambda: open_memory(settings, embedder, clock, metrics))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import anyio.to_thread
 from mcp.server.auth.provider import TokenVerifier
@@ -17,6 +18,7 @@ from engram.config import Settings
 from engram.core.errors import EngramError
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder, MemoryMetrics
+from engram.core.service import utc_now
 from engram.runtime import background_memory
 from engram.server.prompts import register_prompts
 from engram.server.resources import register_resources
@@ -73,11 +75,16 @@ class Lifecycle:
     """
 
     def __init__(
-        self, settings: Settings, embedder: Embedder | None = None, metrics: MemoryMetrics | None = None
+        self,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        metrics: MemoryMetrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings
         self._embedder = embedder
         self._metrics = metrics
+        self._clock = clock
         self._live: list[AppState] = []
         self._held: AppState | None = None
 
@@ -88,7 +95,7 @@ class Lifecycle:
     @asynccontextmanager
     async def _running(self) -> AsyncGenerator[AppState, None]:
         settings = self.settings
-        memory = background_memory(settings, self._embedder, self._metrics)
+        memory = background_memory(settings, self._embedder, self._metrics, self._clock)
         # Start loading now but do not wait: `initialize` and `tools/list` must answer while the model loads.
         memory.start()
         state = AppState(settings=settings, memory=memory)
@@ -130,13 +137,15 @@ def build_server(
     lifecycle: Lifecycle | None = None,
     token_verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> MCPServer[AppState]:
     """Create an Engram MCP server; its memory opens in the background when the server starts.
 
     `lifecycle` (which then supplies the embedder) lets an HTTP app share the memory across connections;
-    `token_verifier` and `auth` go together and make the HTTP transports require bearer tokens.
+    `token_verifier` and `auth` go together and make the HTTP transports require bearer tokens. `clock` tells the
+    memory what time it is (tests fix it, so that nothing they check depends on the date).
     """
-    lifecycle = lifecycle or Lifecycle(settings, embedder)
+    lifecycle = lifecycle or Lifecycle(settings, embedder, clock=clock)
 
     server: MCPServer[AppState] = MCPServer(
         "engram",
