@@ -200,8 +200,8 @@ class LanceKnowledgeStore:
         """Up to `limit` chunks of these owners by BM25 over the index text, best first."""
         query = (
             # Plain terms, never query syntax: a string query in quotes is a phrase query, which fails on an index
-            # without positions, and any text a caller sends is a valid query.
-            self._table.search(MatchQuery(text, _FTS_COLUMN), query_type="fts")
+            # without positions, and any text a caller sends is a valid query. (mypy misses the pydantic defaults.)
+            self._table.search(MatchQuery(text, _FTS_COLUMN), query_type="fts")  # type: ignore[call-arg]
             .where(_owners_clause(owners), prefilter=True)
             .select([*_COLUMNS, "vector", "_score"])
             .limit(limit)
