@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from engram.config import MAX_BATCH, MAX_TOP_K, Settings
-from engram.core.errors import InvalidInput
+from engram.core.errors import InvalidInput, quoted
 from engram.core.identity import Pseudonymizer
 from engram.core.knowledge import KnowledgePolicy, KnowledgeService
 from engram.core.loader import BackgroundService
@@ -38,7 +38,7 @@ def _retention_by_category(days: dict[str, float]) -> dict[str, timedelta]:
     for category, value in days.items():
         if not value > 0:
             raise InvalidInput(
-                "ENGRAM_RETENTION_DAYS_BY_CATEGORY", f"{category!r} must have a positive number of days."
+                "ENGRAM_RETENTION_DAYS_BY_CATEGORY", f"{quoted(category)} must have a positive number of days."
             )
     return {category: timedelta(days=value) for category, value in days.items()}
 

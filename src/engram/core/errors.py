@@ -45,3 +45,19 @@ class AccessDenied(EngramError):
 
 class UnreadableDocument(EngramError):
     """A document could not be read or parsed (malformed, encrypted, binary, or no text in it)."""
+
+
+#: How much of a caller's bad value an error message or a log line quotes.
+QUOTE_CHARS = 60
+
+
+def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
+    """`value` quoted for an error message: its repr, cut to `limit` characters with its full length after.
+
+    A caller may send megabytes in one argument; echoing it whole makes an error (and the log line that records
+    it) as large as the input.
+    """
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"

@@ -15,7 +15,7 @@ from mcp.server.mcpserver import MCPServer
 
 from engram import __version__
 from engram.config import Settings
-from engram.core.errors import EngramError
+from engram.core.errors import QUOTE_CHARS, EngramError
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder, MemoryMetrics
 from engram.core.service import utc_now
@@ -51,19 +51,28 @@ async def _apply_retention(memory: BackgroundService, interval_s: float) -> None
 
 
 _USER_IN_URI = re.compile(r"(engram://users/)[^/\s'\"]+")
+#: A logged value longer than this (a megabyte URI from a caller) is cut to a prefix.
+_MAX_LOGGED_CHARS = 300
 
 
 class HideUserIds(logging.Filter):
-    """Masks the user id in resource URIs the SDK logs, so raw user ids never reach a log."""
+    """Masks the user id in resource URIs the SDK logs, so raw user ids never reach a log, and cuts long values."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _USER_IN_URI.sub(r"\1<user>", arg) if isinstance(arg, str) else arg for arg in record.args
+                _clipped(_USER_IN_URI.sub(r"\1<user>", arg)) if isinstance(arg, str) else arg for arg in record.args
             )
         if isinstance(record.msg, str):
             record.msg = _USER_IN_URI.sub(r"\1<user>", record.msg)
         return True
+
+
+def _clipped(value: str) -> str:
+    """A caller's value as the SDK's log quotes it (a URI, an error): a short prefix and its length, if it is long."""
+    if len(value) <= _MAX_LOGGED_CHARS:
+        return value
+    return f"{value[:QUOTE_CHARS]}… ({len(value):,} characters)"
 
 
 class Lifecycle:
