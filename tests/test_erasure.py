@@ -20,7 +20,7 @@ from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory, user_id_key
 from engram.server.app import build_server
-from tests.helpers import fixed_clock, ok
+from tests.helpers import ok, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,7 @@ def _raw_bytes(root: Path) -> bytes:
 
 
 async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings: Settings) -> None:
-    server = build_server(settings, embedder=HashEmbedder(), clock=fixed_clock)
+    server = build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)
     async with Client(server, raise_exceptions=True) as client:
         for i in range(12):
             content = f"{MARKER} dose {i}: reach me at {EMAIL}, card {CARD}"
@@ -98,7 +98,7 @@ async def test_a_tagged_version_blocks_erasure_loudly(service: MemoryService) ->
 
 async def test_forget_memory_and_retention_erase_physically_too(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash")
-    service = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         gone = await service.remember("alice", f"{MARKER} single memory")
         await service.remember("alice", "another memory")
@@ -112,8 +112,8 @@ async def test_forget_memory_and_retention_erase_physically_too(tmp_path: Path) 
 def test_readers_of_another_server_keep_working_during_erasure(settings: Settings) -> None:
     # Two stores on one directory stand for two server processes: separate connections, no shared locks.
     writer, reader = (
-        open_memory(settings, HashEmbedder(), clock=fixed_clock),
-        open_memory(settings, HashEmbedder(), clock=fixed_clock),
+        open_memory(settings, HashEmbedder(), clock=stepping_clock),
+        open_memory(settings, HashEmbedder(), clock=stepping_clock),
     )
     errors: list[BaseException] = []
     done = threading.Event()

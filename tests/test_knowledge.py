@@ -21,7 +21,7 @@ from engram.embeddings.hashing import HashEmbedder
 from engram.ingest import parse_document
 from engram.runtime import open_memory
 from engram.server.app import build_server
-from tests.helpers import error, fixed_clock, ok
+from tests.helpers import error, ok, stepping_clock
 from tests.knowledge_docs import EXPENSES_HTML, LEAVE_POLICY, CountingEmbedder, make_pdf, write_folder
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +40,7 @@ def counting() -> CountingEmbedder:
 
 @pytest.fixture
 def memory(settings: Settings, counting: CountingEmbedder) -> Any:
-    service = open_memory(settings, counting, clock=fixed_clock)
+    service = open_memory(settings, counting, clock=stepping_clock)
     yield service
     service.close()
 
@@ -158,7 +158,7 @@ async def test_an_ingest_interrupted_midway_is_finished_by_running_it_again(tmp_
 
     from engram.core.knowledge import KnowledgePolicy
 
-    service = open_memory(settings, Failing(), clock=fixed_clock)
+    service = open_memory(settings, Failing(), clock=stepping_clock)
     knowledge = _knowledge(service)
     knowledge.policy = KnowledgePolicy(write_batch_chunks=1)  # one file per commit
     with pytest.raises(KeyboardInterrupt):
@@ -167,7 +167,7 @@ async def test_an_ingest_interrupted_midway_is_finished_by_running_it_again(tmp_
     committed = {r["source"] for r in _rows(settings)}
     assert 0 < len(committed) < 4
 
-    service = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         report = await _knowledge(service).ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
         assert report.unchanged == len(committed)
@@ -288,7 +288,7 @@ async def test_mcp_ingest_is_confined_to_roots_reports_progress_and_is_listed(tm
     (tmp_path / "secret.md").write_text("# Secret\n\nThe server's private notes.")
     (root / "escape.md").symlink_to(tmp_path / "secret.md")
     settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root])
-    server = build_server(settings, embedder=HashEmbedder(), clock=fixed_clock)
+    server = build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)
     progress: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(done: float, total: float | None, message: str | None) -> None:

@@ -13,7 +13,7 @@ from engram.core.loader import BackgroundService
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
-from tests.helpers import fixed_clock
+from tests.helpers import stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +31,7 @@ class ClosingSpy(MemoryService):
 def _slow_opener(settings: Settings, release: threading.Event, opened: list[ClosingSpy]):  # type: ignore[no-untyped-def]
     def open_() -> MemoryService:
         release.wait(10)
-        real = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+        real = open_memory(settings, HashEmbedder(), clock=stepping_clock)
         spy = ClosingSpy(real.embedder, real.long_term, real.sessions, real.policy)
         opened.append(spy)
         return spy
@@ -65,8 +65,8 @@ async def test_close_during_a_load_returns_at_once_and_the_load_cleans_up(settin
 
 
 async def test_a_failed_open_is_reported_to_every_caller(settings: Settings) -> None:
-    open_memory(settings, HashEmbedder(256), clock=fixed_clock).close()
-    loader = BackgroundService(lambda: open_memory(settings, HashEmbedder(64), clock=fixed_clock))
+    open_memory(settings, HashEmbedder(256), clock=stepping_clock).close()
+    loader = BackgroundService(lambda: open_memory(settings, HashEmbedder(64), clock=stepping_clock))
     for _ in range(2):
         with pytest.raises(EmbeddingModelMismatch):
             await loader.get()

@@ -13,7 +13,7 @@ from engram.config import Settings
 from engram.core.errors import InvalidInput, quoted
 from engram.core.service import MemoryService
 from engram.server.app import build_server
-from tests.helpers import error, fixed_clock, text
+from tests.helpers import error, stepping_clock, text
 
 pytestmark = pytest.mark.anyio
 
@@ -99,7 +99,7 @@ async def test_a_huge_path_to_ingest_is_quoted_short(tmp_path: Path, caplog: pyt
     root = tmp_path / "docs"
     root.mkdir()
     settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root])
-    async with Client(build_server(settings, clock=fixed_clock), raise_exceptions=True) as client:
+    async with Client(build_server(settings, clock=stepping_clock), raise_exceptions=True) as client:
         for path in (str(root / BIG), str(tmp_path / BIG), "/" + BIG, str(root / "a" / BIG / "b.md")):
             result = await client.call_tool("ingest_files", {"user_id": "alice", "paths": [path]})
             answer = text(result)  # refused, or reported as a file that could not be read: short either way

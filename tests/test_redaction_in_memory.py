@@ -12,7 +12,7 @@ from engram.core.models import RememberItem
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
-from tests.helpers import fixed_clock
+from tests.helpers import stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ def _all_bytes(root: Path) -> bytes:
 
 async def test_sensitive_details_are_replaced_before_anything_is_stored(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", embedding_model="hash")
-    service = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         result = await service.remember(
             "alice",
@@ -52,7 +52,7 @@ async def test_sensitive_details_are_replaced_before_anything_is_stored(tmp_path
 
 async def test_a_rejecting_policy_stores_nothing_and_names_the_field(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", redaction_policy={"card": "reject"})
-    service = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         with pytest.raises(InvalidInput) as raised:
             await service.remember_many("alice", [RememberItem(content="fine"), RememberItem(content=f"card {CARD}")])
@@ -65,7 +65,7 @@ async def test_a_rejecting_policy_stores_nothing_and_names_the_field(tmp_path: P
 
 async def test_a_keeping_policy_stores_the_detail(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", redaction_policy={"email": "keep"})
-    service = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         result = await service.remember("alice", f"write to {EMAIL}")
         assert result.redacted == {}
@@ -77,7 +77,7 @@ async def test_a_keeping_policy_stores_the_detail(tmp_path: Path) -> None:
 def test_an_unknown_policy_entry_is_refused_with_what_is_accepted(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", redaction_policy={"emails": "keep"})
     with pytest.raises(InvalidInput, match="ENGRAM_REDACTION_POLICY") as raised:
-        open_memory(settings, HashEmbedder(), clock=fixed_clock)
+        open_memory(settings, HashEmbedder(), clock=stepping_clock)
     assert "email" in str(raised.value)
 
 

@@ -14,7 +14,7 @@ from engram.core.models import Kind, RecallFilters, RememberItem, Role
 from engram.core.service import MemoryService, memory_id
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
-from tests.helpers import fixed_clock
+from tests.helpers import TEST_NOW, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +56,7 @@ async def test_a_retried_turn_is_not_duplicated_but_a_new_turn_is_appended(servi
 
 async def test_working_memory_keeps_only_the_most_recent_turns(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", working_memory_turns=3)
-    service = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         for i in range(5):
             result = await service.remember("alice", f"turn number {i}", session_id="s1")
@@ -73,7 +73,7 @@ async def test_working_memory_keeps_only_the_most_recent_turns(tmp_path: Path) -
 
 async def test_working_memory_expires_but_the_session_stays_in_short_term(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", working_memory_ttl_hours=0.5 / 3600)
-    service = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         await service.remember("alice", "a passing remark", session_id="s1")
         assert len(service.sessions.working(service.user_key("alice"), "s1")) == 1
@@ -172,7 +172,7 @@ async def test_filters_narrow_long_term_recall(service: MemoryService) -> None:
     assert await contents(category="preference") == {"prefers email contact"}
     assert await contents(kind=Kind.TURN) == {"app crashes on start"}
     assert await contents(category="issue", agents=["support"]) == set()
-    future = datetime.now(UTC) + timedelta(days=1)
+    future = TEST_NOW + timedelta(days=1)
     assert await contents(since=future) == set()
     assert len(await contents(until=future)) == 3
 
@@ -280,10 +280,10 @@ async def test_summaries_roll_forward_and_refuse_when_nothing_is_older(service: 
 
 
 async def test_memories_survive_a_restart(settings: Settings) -> None:
-    first = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+    first = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     stored = await first.remember("alice", "persisted across restarts", session_id="s1")
     first.close()
-    second = open_memory(settings, HashEmbedder(), clock=fixed_clock)
+    second = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         result = await second.recall("alice", "persisted restarts", session_id="s1")
         assert [h.memory.id for h in result.memories] == [stored.id]
@@ -293,9 +293,9 @@ async def test_memories_survive_a_restart(settings: Settings) -> None:
 
 
 async def test_a_store_built_with_another_model_fails_fast(settings: Settings) -> None:
-    open_memory(settings, HashEmbedder(256), clock=fixed_clock).close()
+    open_memory(settings, HashEmbedder(256), clock=stepping_clock).close()
     with pytest.raises(EmbeddingModelMismatch, match="ENGRAM_EMBEDDING_MODEL"):
-        open_memory(settings, HashEmbedder(128), clock=fixed_clock)
+        open_memory(settings, HashEmbedder(128), clock=stepping_clock)
 
 
 async def test_recent_memories_are_newest_first(service: MemoryService) -> None:
@@ -341,8 +341,8 @@ async def test_a_bad_item_stores_nothing_and_is_named(service: MemoryService) ->
 
 async def test_two_servers_on_one_data_dir_see_each_others_writes(settings: Settings) -> None:
     first, second = (
-        open_memory(settings, HashEmbedder(), clock=fixed_clock),
-        open_memory(settings, HashEmbedder(), clock=fixed_clock),
+        open_memory(settings, HashEmbedder(), clock=stepping_clock),
+        open_memory(settings, HashEmbedder(), clock=stepping_clock),
     )
     try:
         written = await first.remember("alice", "tulips in the front garden")

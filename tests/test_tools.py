@@ -15,7 +15,7 @@ from engram.config import Settings
 from engram.embeddings.hashing import HashEmbedder
 from engram.server.app import build_server
 from engram.tools.state import AppState
-from tests.helpers import error, fixed_clock, ok
+from tests.helpers import error, ok, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -269,7 +269,7 @@ class _SlowToLoad(HashEmbedder):
 
 async def test_the_server_answers_before_the_model_has_loaded(settings: Settings) -> None:
     embedder = _SlowToLoad()
-    async with Client(build_server(settings, embedder=embedder, clock=fixed_clock), raise_exceptions=True) as client:
+    async with Client(build_server(settings, embedder=embedder, clock=stepping_clock), raise_exceptions=True) as client:
         assert len((await client.list_tools()).tools) == 11
         assert (await _read(client, "engram://stats"))["status"] == "loading"
         threading.Timer(0.3, embedder.loaded.set).start()

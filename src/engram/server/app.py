@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -38,11 +39,12 @@ Engram gives you persistent memory of the people you talk to, across conversatio
 Use the same user_id for the same person every time."""
 
 
-async def _apply_retention(memory: BackgroundService, interval_s: float) -> None:
+async def _apply_retention(memory: BackgroundService, interval_s: float, purged: threading.Event) -> None:
     """Purge once the stores are open, then every `interval_s`; a failed purge is logged and retried later."""
     while True:
         try:
             await (await memory.get()).purge()
+            purged.set()
         except EngramError as exc:
             logger.warning("retention purge skipped: %s", exc)
         except Exception:
@@ -94,6 +96,8 @@ class Lifecycle:
         self._embedder = embedder
         self._metrics = metrics
         self._clock = clock
+        #: Set once a retention purge has completed (a starting server purges before anything else).
+        self.purged = threading.Event()
         self._live: list[AppState] = []
         self._held: AppState | None = None
 
@@ -111,7 +115,7 @@ class Lifecycle:
         self._live.append(state)
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_apply_retention, memory, settings.purge_interval_hours * 3600)
+                tasks.start_soon(_apply_retention, memory, settings.purge_interval_hours * 3600, self.purged)
                 yield state
                 tasks.cancel_scope.cancel()
         finally:
