@@ -405,3 +405,21 @@ def test_cli_ingest_lists_and_removes_sources(tmp_path: Path) -> None:
     mine = run("ingest", str(files["wifi"]), "--user", "carol")
     assert mine.exit_code == 0
     assert "user" in run("sources", "--user", "carol").stdout and "user " not in run("sources").stdout
+
+
+async def test_a_sibling_folder_sharing_the_roots_name_as_prefix_is_outside(tmp_path: Path) -> None:
+    # "/x/allowed-evil" starts with "/x/allowed" as a string, yet is not inside it: roots compare whole path parts.
+    root, sibling = tmp_path / "allowed", tmp_path / "allowed-evil"
+    write_folder(root)
+    sibling.mkdir()
+    (sibling / "secret.md").write_text("# Secret\n\nThe server's private notes.")
+    (root / "to-sibling.md").symlink_to(sibling / "secret.md")
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root])
+    async with Client(build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)) as client:
+        for path in (sibling, sibling / "secret.md", root / ".." / "allowed-evil" / "secret.md"):
+            message = error(await client.call_tool("ingest_files", {"user_id": "alice", "paths": [str(path)]}))
+            assert "outside the folders" in message, path
+        report = ok(await client.call_tool("ingest_files", {"user_id": "alice", "paths": [str(root)]}))
+        assert [Path(p["source"]).name for p in report["failed"]] == ["to-sibling.md"]  # the link leads outside
+        found = ok(await client.call_tool("recall", {"user_id": "alice", "query": "private notes", "top_k": 50}))
+        assert all("private notes" not in hit["content"] for hit in found["knowledge"])

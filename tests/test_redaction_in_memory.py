@@ -86,3 +86,37 @@ async def test_a_callers_summary_is_redacted_too(service: MemoryService) -> None
         await service.remember("alice", f"turn {i}", session_id="s1")
     result = await service.summarize_session("alice", "s1", keep_recent=1, summary=f"She gave {EMAIL}.")
     assert result.summary == "She gave [EMAIL]."
+
+
+async def test_new_content_given_to_update_memory_is_redacted_too(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash")
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
+    try:
+        first = await service.remember("alice", "How to reach me: ask at the front desk.")
+        updated = await service.update_memory(
+            "alice", first.id, content=f"How to reach me: {EMAIL}, card {CARD}, token={SECRET}"
+        )
+        assert updated.memory.content == "How to reach me: [EMAIL], card [CARD], token=[SECRET]"
+        stored = service.long_term.get(service.user_key("alice"), [updated.id])[0]
+        assert stored.content == updated.memory.content
+        hits = (await service.recall("alice", "zoe quartermain example com")).memories
+        assert all(EMAIL not in h.memory.content for h in hits)
+        service.long_term.optimize()  # type: ignore[attr-defined]  # fold rows into the keyword index too
+    finally:
+        service.close()
+    raw = _all_bytes(settings.data_dir)
+    for secret in (EMAIL, CARD, CARD.replace(" ", ""), SECRET, "quartermain"):
+        assert secret.encode() not in raw
+
+
+async def test_a_rejecting_policy_refuses_update_memory_content_too(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, embedding_model="hash", redaction_policy={"card": "reject"})
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
+    try:
+        first = await service.remember("alice", "payment details to follow")
+        with pytest.raises(InvalidInput) as raised:
+            await service.update_memory("alice", first.id, content=f"card {CARD}")
+        assert raised.value.field == "content" and CARD not in str(raised.value)
+        assert service.long_term.get(service.user_key("alice"), [first.id])[0].content == "payment details to follow"
+    finally:
+        service.close()

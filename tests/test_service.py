@@ -10,7 +10,7 @@ import pytest
 
 from engram.config import Settings
 from engram.core.errors import ConfirmationRequired, EmbeddingModelMismatch, InvalidInput, NothingToSummarize
-from engram.core.models import Kind, RecallFilters, RememberItem, Role
+from engram.core.models import Kind, RecallFilters, RememberItem, Role, Visibility
 from engram.core.service import MemoryService, memory_id
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
@@ -401,3 +401,26 @@ async def test_extractive_summaries_replace_older_turns_and_do_not_nest_labels(s
 
 def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path, log_level="info").log_level == "INFO"  # type: ignore[arg-type]
+
+
+async def test_a_transcript_shows_another_agents_private_turns_in_neither_tier(tmp_path: Path) -> None:
+    # A working memory that has always expired by the next read, so the transcript comes from short-term memory.
+    for ttl_hours, tier in ((1.0, "working"), (1e-9, "short_term")):
+        settings = Settings(data_dir=tmp_path / tier, embedding_model="hash", working_memory_ttl_hours=ttl_hours)
+        service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
+        try:
+            await service.remember("alice", "ide says hello", session_id="s1", agent_id="ide")
+            await service.remember(
+                "alice", "ide thinks", session_id="s1", agent_id="ide", visibility=Visibility.PRIVATE
+            )
+            await service.remember("alice", "desk answers", session_id="s1", agent_id="desk")
+            for viewer, expected in (
+                ("ide", ["ide says hello", "ide thinks", "desk answers"]),
+                ("desk", ["ide says hello", "desk answers"]),
+                (None, ["ide says hello", "desk answers"]),
+            ):
+                transcript = await service.transcript("alice", "s1", agent_id=viewer)
+                assert transcript.tier == tier
+                assert [t.content for t in transcript.turns] == expected, (tier, viewer)
+        finally:
+            service.close()
