@@ -104,3 +104,16 @@ async def test_a_token_for_one_user_cannot_read_anothers_transcript(tmp_path: Pa
         async with connected(app, bob) as client:
             with pytest.raises(MCPError, match="may not act for the user_id given"):
                 await _transcript(client)
+
+
+async def test_a_wrong_token_cannot_open_a_session(tmp_path: Path) -> None:
+    async with serving(Settings(data_dir=tmp_path / "data", embedding_model="hash")) as app:
+        refused = pytest.RaisesGroup(
+            pytest.RaisesExc(MCPError, match="Server returned an error response"), flatten_subgroups=True
+        )
+        with refused:
+            async with connected(app, "egm_wrong"):
+                pass
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as http:
+            response = await http.post("/mcp", headers={"Authorization": "Bearer egm_wrong"}, json={})
+        assert response.status_code == 401

@@ -3,7 +3,7 @@ process at a time, and starts by itself after a burst of writes."""
 
 from __future__ import annotations
 
-import time
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -100,13 +100,20 @@ def test_a_burst_of_writes_starts_upkeep_without_waiting_for_the_schedule(tmp_pa
     embedder = HashEmbedder()
     table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
     upkeep = Upkeep(table, UpkeepPolicy(interval_s=3600, burst_commits=10, keep_versions_for=timedelta(0)))
+    ran = threading.Event()
+    run_once = upkeep.run_once
+
+    def observed_run(force: bool = False) -> bool:
+        done = run_once(force)
+        if done:
+            ran.set()
+        return done
+
+    upkeep.run_once = observed_run  # type: ignore[method-assign]  # the upkeep thread's runs, told by an event
     store = JournaledLongTermStore(table, WriteJournal(tmp_path / "journal.sqlite"), upkeep=upkeep)
     try:
         _single_writes(store, embedder, 12)
-        deadline = time.monotonic() + 60  # generous: the machine may be loaded; nothing here measures speed
-        while upkeep.runs == 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert upkeep.runs >= 1  # the hour-long schedule did not start it
+        assert ran.wait(60)  # the hour-long schedule did not start it (60 s: only a hang guard)
         assert store.store.health().fragments < 12
     finally:
         store.close()
