@@ -140,3 +140,4 @@ def test_quoted_keeps_short_values_whole_and_cuts_long_ones() -> None:
     assert quoted("x" * 60) == repr("x" * 60)
     assert quoted("y" * 61) == f"{'y' * 60!r}… (61 characters)"
     assert quoted("z" * 2_000_000) == f"{'z' * 60!r}… (2,000,000 characters)"
+    assert quoted(None) == "None" and quoted(["a"] * 100).endswith("… (500 characters)")

@@ -57,7 +57,9 @@ def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
     A caller may send megabytes in one argument; echoing it whole makes an error (and the log line that records
     it) as large as the input.
     """
-    text = str(value)
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}… ({len(text):,} characters)"
+    if not isinstance(value, str):
+        shown = repr(value)  # already quoted as Python writes it
+        return shown if len(shown) <= limit else f"{shown[:limit]}… ({len(shown):,} characters)"
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value):,} characters)"

@@ -284,19 +284,19 @@ class KnowledgeService:
         accepted = ", ".join(sorted(SUFFIX_FORMATS))
         for raw in paths:
             if "\x00" in str(raw) or not str(raw).strip():
-                raise InvalidInput("paths", f"{quoted(raw)} is not a file or folder path.")
+                raise InvalidInput("paths", f"{quoted(str(raw))} is not a file or folder path.")
             path = Path(raw).expanduser().absolute()
             resolved = path.resolve()
             if confined and not _under(resolved, roots):
                 raise InvalidInput(
                     "paths",
-                    f"{quoted(raw)} is outside the folders this server ingests from "
+                    f"{quoted(str(raw))} is outside the folders this server ingests from "
                     f"({', '.join(str(r) for r in roots)}).",
                 )
             try:
                 is_folder = resolved.is_dir()
             except OSError as exc:  # a name too long for the file system, a loop of links
-                raise InvalidInput("paths", f"{quoted(raw)} cannot be read: {exc.strerror}.") from None
+                raise InvalidInput("paths", f"{quoted(str(raw))} cannot be read: {exc.strerror}.") from None
             if is_folder:
                 folders.append(resolved)
                 for directory, subdirs, names in os.walk(resolved):
