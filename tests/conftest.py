@@ -16,6 +16,7 @@ from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
 from engram.server.app import build_server
 from engram.tools.state import AppState
+from tests.helpers import stepping_clock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,15 +74,15 @@ def onnx_models_dir(shared_models_dir: Path) -> Path:
 
 
 @pytest.fixture
-def service(settings: Settings, embedder: HashEmbedder) -> MemoryService:
-    memory = open_memory(settings, embedder)
+def service(settings: Settings, embedder: HashEmbedder) -> Iterator[MemoryService]:
+    memory = open_memory(settings, embedder, clock=stepping_clock)
     yield memory
     memory.close()
 
 
 @pytest.fixture
 def server(settings: Settings, embedder: HashEmbedder) -> MCPServer[AppState]:
-    return build_server(settings, embedder=embedder)
+    return build_server(settings, embedder=embedder, clock=stepping_clock)
 
 
 @pytest.fixture

@@ -1,10 +1,38 @@
-"""Small helpers for reading MCP results in tests."""
+"""Small helpers for tests: the fixed clock, and reading MCP results."""
 
 from __future__ import annotations
 
+import os
+import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 from mcp.types import CallToolResult, TextContent
+
+#: The time every test's memory starts at: what a test checks must never depend on the day it runs (the date is part
+#: of the indexed text, so with the hash embedder it moves rankings). ENGRAM_TEST_NOW moves it, to check exactly that.
+TEST_NOW = datetime.fromisoformat(os.environ.get("ENGRAM_TEST_NOW", "2025-03-14T09:26:53+00:00"))
+
+
+class SteppingClock:
+    """A clock for tests: TEST_NOW, moved on by one millisecond at each reading.
+
+    Never today's date, and yet writes made one after another are ordered in time, as "newest first" needs.
+    """
+
+    def __init__(self, start: datetime = TEST_NOW, step: timedelta = timedelta(milliseconds=1)) -> None:
+        self._next = start
+        self._step = step
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            now, self._next = self._next, self._next + self._step
+        return now
+
+
+#: The clock every test's memory runs on (the fixtures pass it; so must a test that opens memory itself).
+stepping_clock = SteppingClock()
 
 
 def text(result: CallToolResult) -> str:

@@ -153,3 +153,36 @@ async def test_summaries_of_private_turns_stay_private(client: Client) -> None:
     mine = ok(await client.call_tool("list_memories", {"user_id": "alice", "agent_id": "ide", "kind": "summary"}))
     assert [m["id"] for m in mine["memories"]] == [summary["summary_id"]]
     assert mine["memories"][0]["visibility"] == "private"
+
+
+async def test_only_the_writing_agent_may_change_a_memorys_visibility(team: Client) -> None:
+    shared = await _remember(team, "ide shared note about the customer", agent_id="ide")
+    agentless = await _remember(team, "agentless note about the customer")
+    for memory_id, asker in ((shared, "desk"), (shared, None), (agentless, "desk"), (agentless, None)):
+        who = {"agent_id": asker} if asker else {}
+        refused = error(
+            await team.call_tool(
+                "update_memory", {"user_id": "alice", "memory_id": memory_id, "visibility": "private", **who}
+            )
+        )
+        assert "visibility" in refused and "only the agent that wrote" in refused
+    # Nothing changed: every agent still sees both notes.
+    assert {"ide shared note about the customer", "agentless note about the customer"} <= await _recalled(
+        team, agent_id="desk"
+    )
+    ok(
+        await team.call_tool(
+            "update_memory", {"user_id": "alice", "memory_id": shared, "visibility": "private", "agent_id": "ide"}
+        )
+    )
+    assert "ide shared note about the customer" not in await _recalled(team, agent_id="desk")
+
+
+async def test_the_transcript_resource_hides_private_turns_from_a_reader_without_that_agent(client: Client) -> None:
+    await _remember(client, "ide says hello", agent_id="ide", session_id="s1")
+    await _remember(client, "ide thinks privately", agent_id="ide", session_id="s1", visibility="private")
+    await _remember(client, "desk answers", agent_id="desk", session_id="s1")
+    contents = (await client.read_resource("engram://users/alice/sessions/s1")).contents[0]
+    assert isinstance(contents, TextResourceContents)
+    # Stdio and in-process readers carry no agent identity: they see shared turns only.
+    assert [t["content"] for t in json.loads(contents.text)["turns"]] == ["ide says hello", "desk answers"]

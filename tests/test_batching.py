@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,21 +13,29 @@ from engram.embeddings.batching import BatchingEmbedder
 from engram.embeddings.hashing import HashEmbedder
 
 
-class SlowEmbedder(HashEmbedder):
-    """The hash embedder, slowed down so that callers pile up while it works; records each call's size."""
+class GatedEmbedder(HashEmbedder):
+    """The hash embedder, whose first call holds the model until the test opens the gate; records each call's size."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sizes: list[int] = []
+        self.busy = threading.Event()
+        self.gate = threading.Event()
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         self.sizes.append(len(texts))
-        time.sleep(0.05)
+        self.busy.set()
+        self.gate.wait(60)  # only a hang guard: the test opens it
         return super().embed(texts)
 
 
+def _queued(batching: BatchingEmbedder) -> int:
+    with batching._free:
+        return len(batching._queue)
+
+
 def test_concurrent_callers_share_model_calls_and_get_their_own_vectors() -> None:
-    inner = SlowEmbedder()
+    inner = GatedEmbedder()
     batching = BatchingEmbedder(inner)
     reference = HashEmbedder()
     results: dict[int, Vectors] = {}
@@ -37,11 +44,18 @@ def test_concurrent_callers_share_model_calls_and_get_their_own_vectors() -> Non
         results[i] = batching.embed([f"text {i}", f"other {i}"])
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
-    for thread in threads:
+    threads[0].start()
+    assert inner.busy.wait(60)  # the first caller holds the model
+    for thread in threads[1:]:
         thread.start()
+    # The other fifteen queue up while the model is busy (a condition, checked until it holds; no timing).
+    while _queued(batching) < 15:
+        assert all(t.is_alive() for t in threads[1:]), "a caller finished while the model was busy"
+        threading.Event().wait(0.001)
+    inner.gate.set()
     for thread in threads:
         thread.join()
-    assert sum(inner.sizes) == 32 and len(inner.sizes) < 16  # some calls were batched together
+    assert inner.sizes == [2, 30]  # the first call alone, then every waiting caller in one batch
     for i in range(16):
         np.testing.assert_allclose(results[i], reference.embed([f"text {i}", f"other {i}"]), rtol=1e-6)
 

@@ -23,6 +23,7 @@ from engram.enrichment import MetadataEnricher
 from engram.enrichment.enricher import MAX_EXTRACTED_CHARS
 from engram.enrichment.entities import PLACES_FILE
 from engram.runtime import open_memory
+from tests.helpers import stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -194,7 +195,9 @@ async def test_remember_many_enriches_every_item(service: MemoryService) -> None
 
 
 async def test_enrichment_can_be_turned_off(tmp_path: Path) -> None:
-    service = open_memory(Settings(data_dir=tmp_path, embedding_model="hash", enrichment=False), HashEmbedder())
+    service = open_memory(
+        Settings(data_dir=tmp_path, embedding_model="hash", enrichment=False), HashEmbedder(), clock=stepping_clock
+    )
     try:
         result = await service.remember("fay", "I was charged twice in Berlin and I am furious.")
         (memory,) = await service.recent_memories("fay")
@@ -228,7 +231,11 @@ async def test_a_failing_extractor_does_not_lose_the_memory(
 )
 def test_bad_category_settings_fail_before_anything_is_opened(tmp_path: Path, labels: dict[str, str]) -> None:
     with pytest.raises(InvalidInput, match="ENGRAM_CATEGORIES"):
-        open_memory(Settings(data_dir=tmp_path / "data", embedding_model="hash", categories=labels), HashEmbedder())
+        open_memory(
+            Settings(data_dir=tmp_path / "data", embedding_model="hash", categories=labels),
+            HashEmbedder(),
+            clock=stepping_clock,
+        )
     assert not (tmp_path / "data").exists()
 
 
@@ -259,7 +266,7 @@ def test_custom_labels_and_the_similarity_floor(real_embedder: Embedder) -> None
 
 @pytest.mark.slow
 async def test_category_through_remember_with_the_real_model(tmp_path: Path, real_embedder: Embedder) -> None:
-    service = open_memory(Settings(data_dir=tmp_path), real_embedder)
+    service = open_memory(Settings(data_dir=tmp_path), real_embedder, clock=stepping_clock)
     try:
         guessed = await service.remember("hal", "I was charged twice this month, please refund the second payment.")
         chosen = await service.remember("hal", "The invoice shows the wrong amount.", category="account")

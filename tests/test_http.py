@@ -183,7 +183,12 @@ def test_sse_without_token_gets_401(sse: RunningServer) -> None:
 
 
 async def test_wrong_token_cannot_open_an_mcp_session(streamable: RunningServer) -> None:
-    with pytest.raises(Exception):  # noqa: B017  # the client surfaces the 401 as a transport error
+    # The client surfaces the 401 as an MCPError from its transport's task group (not a refused connection or a
+    # timeout, which would also fail to open a session).
+    refused = pytest.RaisesGroup(
+        pytest.RaisesExc(MCPError, match="Server returned an error response"), flatten_subgroups=True
+    )
+    with refused:
         async with connect(streamable, "egm_wrong"):
             pass
 

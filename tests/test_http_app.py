@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -31,9 +30,10 @@ async def running(settings: Settings) -> AsyncIterator[tuple[httpx2.AsyncClient,
         built.app.router.lifespan_context(built.app),
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=built.app), base_url=BASE) as http,
     ):
-        with anyio.fail_after(60):
-            while (await http.get("/healthz")).status_code != 200:
-                await anyio.sleep(0.05)
+        state = built.lifecycle.current()
+        assert state is not None
+        await state.memory.get()  # the stores are open: wait for that, not poll for it
+        assert (await http.get("/healthz")).status_code == 200
         yield http, built.app
 
 

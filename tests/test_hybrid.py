@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from engram.core.ranking import RankingPolicy, fuse
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
+from tests.helpers import TEST_NOW, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +40,7 @@ FACTS = [
 
 @pytest.fixture
 def real_service(tmp_path: Path, real_embedder: Embedder) -> Iterator[MemoryService]:
-    service = open_memory(Settings(data_dir=tmp_path), real_embedder)
+    service = open_memory(Settings(data_dir=tmp_path), real_embedder, clock=stepping_clock)
     yield service
     service.close()
 
@@ -128,7 +129,7 @@ def _candidate(memory_id: str, score: float, session: str | None = None, turn: i
         turn_index=turn,
         kind=Kind.TURN if session else Kind.FACT,
         content=memory_id,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        created_at=TEST_NOW - timedelta(days=365),
     )
     return Candidate(memory=memory, score=score, vector=np.array([1.0, 0.0], dtype=np.float32))
 
@@ -136,7 +137,7 @@ def _candidate(memory_id: str, score: float, session: str | None = None, turn: i
 def test_convex_fusion_weights_normalised_scores() -> None:
     semantic = [_candidate("a", 0.9), _candidate("b", 0.5), _candidate("c", 0.1)]
     keyword = [_candidate("c", 12.0), _candidate("b", 2.0)]
-    hits = fuse(semantic, keyword, np.array([1.0, 0.0]), RankingPolicy(keyword_weight=0.6), datetime.now(UTC))
+    hits = fuse(semantic, keyword, np.array([1.0, 0.0]), RankingPolicy(keyword_weight=0.6), TEST_NOW)
     scores = {h.memory.id: h.score for h in hits}
     # a: 0.4*1.0 + 0.6*0; b: 0.4*0.5 + 0.6*0; c: 0.4*0 + 0.6*1.0
     assert scores == pytest.approx({"a": 0.4, "b": 0.2, "c": 0.6})
@@ -147,7 +148,7 @@ def test_convex_fusion_weights_normalised_scores() -> None:
 def test_neighbouring_turns_lend_part_of_their_score() -> None:
     semantic = [_candidate("q", 1.0, "s", 4), _candidate("far", 0.5, "s", 9), _candidate("zero", 0.0, "s", 1)]
     answer = _candidate("a", 0.5, "s", 5)
-    hits = fuse([*semantic, answer], [], np.array([1.0, 0.0]), RankingPolicy(neighbor_weight=0.4), datetime.now(UTC))
+    hits = fuse([*semantic, answer], [], np.array([1.0, 0.0]), RankingPolicy(neighbor_weight=0.4), TEST_NOW)
     by_id = {h.memory.id: h for h in hits}
     assert by_id["a"].scores.neighbor_boost == pytest.approx(0.4 * 0.4)  # its neighbour q scored 0.4 (= 0.4 * 1.0)
     assert by_id["far"].scores.neighbor_boost == 0.0
@@ -157,7 +158,7 @@ def test_neighbouring_turns_lend_part_of_their_score() -> None:
 def test_rrf_and_single_method_fusions() -> None:
     semantic = [_candidate("a", 0.9), _candidate("b", 0.8)]
     keyword = [_candidate("b", 3.0)]
-    now = datetime.now(UTC)
+    now = TEST_NOW
     rrf = fuse(semantic, keyword, np.array([1.0, 0.0]), RankingPolicy(fusion="rrf", neighbor_weight=0), now)
     assert [h.memory.id for h in rrf] == ["b", "a"]
     assert rrf[0].score == pytest.approx(1 / 62 + 1 / 61, abs=1e-6)
@@ -168,11 +169,11 @@ def test_rrf_and_single_method_fusions() -> None:
 def test_recency_and_importance_signals_are_off_by_default_and_work_when_on() -> None:
     old = _candidate("old", 0.5)
     new = Candidate(
-        memory=old.memory.model_copy(update={"id": "new", "created_at": datetime.now(UTC), "importance": 1.0}),
+        memory=old.memory.model_copy(update={"id": "new", "created_at": TEST_NOW, "importance": 1.0}),
         score=0.5,
         vector=old.vector,
     )
-    now = datetime.now(UTC)
+    now = TEST_NOW
     default = fuse([old, new], [], np.array([1.0, 0.0]), RankingPolicy(fusion="vector"), now)
     assert default[0].score == default[1].score
     boosted = fuse(

@@ -21,7 +21,7 @@ from engram.embeddings.hashing import HashEmbedder
 from engram.ingest import parse_document
 from engram.runtime import open_memory
 from engram.server.app import build_server
-from tests.helpers import error, ok
+from tests.helpers import error, ok, stepping_clock
 from tests.knowledge_docs import EXPENSES_HTML, LEAVE_POLICY, CountingEmbedder, make_pdf, write_folder
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +40,7 @@ def counting() -> CountingEmbedder:
 
 @pytest.fixture
 def memory(settings: Settings, counting: CountingEmbedder) -> Any:
-    service = open_memory(settings, counting)
+    service = open_memory(settings, counting, clock=stepping_clock)
     yield service
     service.close()
 
@@ -158,7 +158,7 @@ async def test_an_ingest_interrupted_midway_is_finished_by_running_it_again(tmp_
 
     from engram.core.knowledge import KnowledgePolicy
 
-    service = open_memory(settings, Failing())
+    service = open_memory(settings, Failing(), clock=stepping_clock)
     knowledge = _knowledge(service)
     knowledge.policy = KnowledgePolicy(write_batch_chunks=1)  # one file per commit
     with pytest.raises(KeyboardInterrupt):
@@ -167,7 +167,7 @@ async def test_an_ingest_interrupted_midway_is_finished_by_running_it_again(tmp_
     committed = {r["source"] for r in _rows(settings)}
     assert 0 < len(committed) < 4
 
-    service = open_memory(settings, HashEmbedder())
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         report = await _knowledge(service).ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
         assert report.unchanged == len(committed)
@@ -288,7 +288,7 @@ async def test_mcp_ingest_is_confined_to_roots_reports_progress_and_is_listed(tm
     (tmp_path / "secret.md").write_text("# Secret\n\nThe server's private notes.")
     (root / "escape.md").symlink_to(tmp_path / "secret.md")
     settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root])
-    server = build_server(settings, embedder=HashEmbedder())
+    server = build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)
     progress: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(done: float, total: float | None, message: str | None) -> None:
@@ -424,3 +424,21 @@ async def test_a_recall_with_no_knowledge_stored_searches_no_knowledge(
     )
     found = await memory.recall("alice", "travel policy economy")
     assert sorted(searched) == ["keyword_search", "vector_search"] and found.knowledge
+
+
+async def test_a_sibling_folder_sharing_the_roots_name_as_prefix_is_outside(tmp_path: Path) -> None:
+    # "/x/allowed-evil" starts with "/x/allowed" as a string, yet is not inside it: roots compare whole path parts.
+    root, sibling = tmp_path / "allowed", tmp_path / "allowed-evil"
+    write_folder(root)
+    sibling.mkdir()
+    (sibling / "secret.md").write_text("# Secret\n\nThe server's private notes.")
+    (root / "to-sibling.md").symlink_to(sibling / "secret.md")
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root])
+    async with Client(build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)) as client:
+        for path in (sibling, sibling / "secret.md", root / ".." / "allowed-evil" / "secret.md"):
+            message = error(await client.call_tool("ingest_files", {"user_id": "alice", "paths": [str(path)]}))
+            assert "outside the folders" in message, path
+        report = ok(await client.call_tool("ingest_files", {"user_id": "alice", "paths": [str(root)]}))
+        assert [Path(p["source"]).name for p in report["failed"]] == ["to-sibling.md"]  # the link leads outside
+        found = ok(await client.call_tool("recall", {"user_id": "alice", "query": "private notes", "top_k": 50}))
+        assert all("private notes" not in hit["content"] for hit in found["knowledge"])

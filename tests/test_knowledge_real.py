@@ -11,6 +11,7 @@ from engram.config import Settings
 from engram.core.knowledge_models import GLOBAL_OWNER
 from engram.core.ports import Embedder
 from engram.runtime import open_memory
+from tests.helpers import stepping_clock
 from tests.knowledge_docs import CountingEmbedder, make_pdf, write_folder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -39,7 +40,7 @@ async def test_folder_ingest_recall_cites_each_file_and_reingest_is_incremental(
     (tmp_path / "docs" / "moved.md").symlink_to(tmp_path / "elsewhere.md")  # unreadable: the target is gone
     settings = Settings(data_dir=tmp_path / "data")
     counting = CountingEmbedder(real_embedder)
-    memory = open_memory(settings, counting)
+    memory = open_memory(settings, counting, clock=stepping_clock)
     try:
         assert memory.knowledge is not None
         await memory.remember("dana", "I am planning a business trip to Oslo next month.")

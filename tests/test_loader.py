@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 
+import anyio
 import pytest
 
 from engram.config import Settings
@@ -13,6 +13,7 @@ from engram.core.loader import BackgroundService
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
+from tests.helpers import stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -29,8 +30,8 @@ class ClosingSpy(MemoryService):
 
 def _slow_opener(settings: Settings, release: threading.Event, opened: list[ClosingSpy]):  # type: ignore[no-untyped-def]
     def open_() -> MemoryService:
-        release.wait(10)
-        real = open_memory(settings, HashEmbedder())
+        release.wait(60)  # only a hang guard: each test releases it
+        real = open_memory(settings, HashEmbedder(), clock=stepping_clock)
         spy = ClosingSpy(real.embedder, real.long_term, real.sessions, real.policy)
         opened.append(spy)
         return spy
@@ -43,9 +44,17 @@ async def test_calls_wait_for_the_service_while_it_loads(settings: Settings) -> 
     loader = BackgroundService(_slow_opener(settings, release, opened))
     loader.start()
     assert not loader.ready
-    threading.Timer(0.2, release.set).start()
-    service = await loader.get()
-    assert loader.ready and service is opened[0]
+    got: list[MemoryService] = []
+
+    async def call() -> None:
+        got.append(await loader.get())
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(call)
+        await anyio.wait_all_tasks_blocked()  # the call is waiting for the load
+        assert got == [] and not loader.ready
+        release.set()
+    assert loader.ready and got == [opened[0]]
     loader.close()
     assert opened[0].closed
 
@@ -54,9 +63,9 @@ async def test_close_during_a_load_returns_at_once_and_the_load_cleans_up(settin
     release, opened = threading.Event(), []
     loader = BackgroundService(_slow_opener(settings, release, opened))
     loader.start()
-    started = time.monotonic()
     loader.close()
-    assert time.monotonic() - started < 0.1
+    # close() returned while the load still waits for `release`: it did not wait for the load.
+    assert not release.is_set() and opened == []
     release.set()
     with pytest.raises(BackendUnavailable, match="shutting down"):
         await loader.get()
@@ -64,8 +73,8 @@ async def test_close_during_a_load_returns_at_once_and_the_load_cleans_up(settin
 
 
 async def test_a_failed_open_is_reported_to_every_caller(settings: Settings) -> None:
-    open_memory(settings, HashEmbedder(256)).close()
-    loader = BackgroundService(lambda: open_memory(settings, HashEmbedder(64)))
+    open_memory(settings, HashEmbedder(256), clock=stepping_clock).close()
+    loader = BackgroundService(lambda: open_memory(settings, HashEmbedder(64), clock=stepping_clock))
     for _ in range(2):
         with pytest.raises(EmbeddingModelMismatch):
             await loader.get()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,11 @@ from engram.config import Settings
 from engram.core.models import RecallFilters, Visibility
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
-from tests.helpers import error, ok
+from tests.helpers import TEST_NOW, error, ok, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
-NOW = datetime.now(UTC)
+NOW = TEST_NOW
 #: (content, remember arguments) of a small support history.
 HISTORY: list[tuple[str, dict[str, Any]]] = [
     (
@@ -221,7 +221,7 @@ def test_a_version_1_table_is_upgraded_in_place(tmp_path: Path) -> None:
     """A store written before visibility and entity keys existed opens, keeps its rows, and filters by them."""
     settings = Settings(data_dir=tmp_path / "data", embedding_model="hash")
     embedder = HashEmbedder()
-    memory = open_memory(settings, embedder)
+    memory = open_memory(settings, embedder, clock=stepping_clock)
     alice = memory.user_key("alice")
     memory.close()
     db = lancedb.connect(str(settings.data_dir / "lancedb"))
@@ -238,7 +238,7 @@ def test_a_version_1_table_is_upgraded_in_place(tmp_path: Path) -> None:
         "vector": embedder.embed(["kept across the upgrade"])[0].tolist(),
     }
     db.create_table("memories", schema=v1, data=[row], mode="overwrite")
-    upgraded = open_memory(settings, embedder)
+    upgraded = open_memory(settings, embedder, clock=stepping_clock)
     try:
         shared = upgraded.long_term.list_memories(alice, RecallFilters(), 10)
         assert [(m.content, m.visibility) for m in shared] == [("kept across the upgrade", Visibility.SHARED)]

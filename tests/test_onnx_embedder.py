@@ -47,6 +47,7 @@ from engram.embeddings.onnx_cache import (
 from engram.embeddings.pipeline import model_fingerprint, read_pipeline
 from engram.embeddings.sentence_transformer import resolve_model_path
 from engram.runtime import open_memory
+from tests.helpers import stepping_clock
 
 BUNDLED = "all-MiniLM-L6-v2"
 HEAVY = ("torch", "transformers", "sentence_transformers", "onnx", "onnxscript")
@@ -388,7 +389,7 @@ def test_second_load_uses_the_cache(onnx_models_dir: Path) -> None:
 async def test_a_data_dir_built_with_torch_is_served_by_both_onnx_backends(
     tmp_path: Path, onnx_models_dir: Path, real_embedder: Embedder
 ) -> None:
-    service = open_memory(Settings(data_dir=tmp_path), real_embedder)
+    service = open_memory(Settings(data_dir=tmp_path), real_embedder, clock=stepping_clock)
     try:
         await service.remember("alice", "I am allergic to shellfish.")
         await service.remember("alice", "My flight to Lisbon leaves on March 3rd.")

@@ -17,7 +17,7 @@ from engram.core.errors import InvalidInput, UserKeyLost
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory, user_id_key
 from engram.server.app import build_server
-from tests.helpers import error, ok
+from tests.helpers import error, ok, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +25,7 @@ RAW_ID = "dr.jane-voss@clinic.example"
 
 
 async def test_the_raw_user_id_never_reaches_any_file(settings: Settings) -> None:
-    server = build_server(settings, embedder=HashEmbedder())
+    server = build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)
     async with Client(server, raise_exceptions=True) as client:
         for i in range(8):
             content = f"visit note {i}: blood pressure reading and follow-up plan"
@@ -47,7 +47,7 @@ async def test_the_raw_user_id_never_reaches_any_file(settings: Settings) -> Non
 
 
 def test_the_generated_key_is_owner_only_and_stable(settings: Settings) -> None:
-    open_memory(settings, HashEmbedder()).close()
+    open_memory(settings, HashEmbedder(), clock=stepping_clock).close()
     mode = stat.S_IMODE(settings.user_key_file.stat().st_mode)
     assert mode == 0o600
     first = user_id_key(settings)
@@ -58,7 +58,7 @@ async def test_same_key_same_pseudonym_other_key_other_pseudonym(tmp_path: Path)
     def service_with(key: str, where: str):  # type: ignore[no-untyped-def]
         data = tmp_path / where
         settings = Settings(data_dir=data, embedding_model="hash", user_id_key=SecretStr(key))
-        return open_memory(settings, HashEmbedder())
+        return open_memory(settings, HashEmbedder(), clock=stepping_clock)
 
     a, b, c = service_with("k" * 32, "a"), service_with("k" * 32, "b"), service_with("z" * 32, "c")
     try:
@@ -72,7 +72,7 @@ async def test_same_key_same_pseudonym_other_key_other_pseudonym(tmp_path: Path)
 def test_a_short_key_in_the_environment_is_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", user_id_key=SecretStr("short"))
     with pytest.raises(InvalidInput, match="ENGRAM_USER_ID_KEY"):
-        open_memory(settings, HashEmbedder())
+        open_memory(settings, HashEmbedder(), clock=stepping_clock)
 
 
 async def test_logs_never_carry_the_raw_user_id(client: Client, caplog: pytest.LogCaptureFixture) -> None:

@@ -11,6 +11,7 @@ from engram.config import Settings
 from engram.core.models import Kind, RecallFilters, Role
 from engram.core.ports import Embedder
 from engram.runtime import open_memory
+from tests.helpers import stepping_clock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -23,7 +24,7 @@ def test_vectors_are_normalised_and_paraphrases_are_close(real_embedder: Embedde
 
 
 async def test_recall_finds_a_paraphrase_as_the_top_hit(tmp_path: Path, real_embedder: Embedder) -> None:
-    service = open_memory(Settings(data_dir=tmp_path), real_embedder)
+    service = open_memory(Settings(data_dir=tmp_path), real_embedder, clock=stepping_clock)
     try:
         await service.remember("alice", "My flight to Lisbon leaves on March 3rd.")
         await service.remember("alice", "I am allergic to shellfish.")
@@ -39,7 +40,7 @@ async def test_recall_finds_a_paraphrase_as_the_top_hit(tmp_path: Path, real_emb
 
 
 async def test_extractive_summary_covers_the_main_topics(tmp_path: Path, real_embedder: Embedder) -> None:
-    service = open_memory(Settings(data_dir=tmp_path, summary_max_chars=400), real_embedder)
+    service = open_memory(Settings(data_dir=tmp_path, summary_max_chars=400), real_embedder, clock=stepping_clock)
     turns = [
         (Role.USER, "Hi, my order 4471 arrived with a cracked screen."),
         (Role.ASSISTANT, "I'm sorry to hear that. Could you send a photo of the damage?"),

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 from click.testing import CliRunner
 from mcp import Client
@@ -17,8 +18,8 @@ from engram.core.errors import InvalidInput
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
-from engram.server.app import build_server
-from tests.helpers import ok
+from engram.server.app import Lifecycle, build_server
+from tests.helpers import TEST_NOW, ok, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +83,7 @@ async def test_without_a_limit_nothing_is_purged(service: MemoryService) -> None
 def test_a_bad_category_limit_is_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", retention_days_by_category={"x": 0})
     with pytest.raises(InvalidInput, match="ENGRAM_RETENTION_DAYS_BY_CATEGORY"):
-        open_memory(settings, HashEmbedder())
+        open_memory(settings, HashEmbedder(), clock=stepping_clock)
 
 
 def test_engram_purge_from_the_command_line(tmp_path: Path) -> None:
@@ -95,15 +96,14 @@ def test_engram_purge_from_the_command_line(tmp_path: Path) -> None:
 
 async def test_a_starting_server_applies_retention(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", retention_days=7)
-    seed = open_memory(settings, HashEmbedder())
-    await seed.remember("alice", "an old note", occurred_at=datetime.now(UTC) - timedelta(days=8))
+    seed = open_memory(settings, HashEmbedder(), clock=stepping_clock)
+    await seed.remember("alice", "an old note", occurred_at=TEST_NOW - timedelta(days=8))
     await seed.remember("alice", "a new note")
     seed.close()
-    async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
-        with anyio.fail_after(10):
-            while True:
-                found = ok(await client.call_tool("recall", {"user_id": "alice", "query": "note", "top_k": 10}))
-                if len(found["memories"]) == 1:
-                    break
-                await anyio.sleep(0.05)
-        assert found["memories"][0]["memory"]["content"] == "a new note"
+    lifecycle = Lifecycle(settings, HashEmbedder(), clock=stepping_clock)
+    async with Client(build_server(settings, lifecycle=lifecycle), raise_exceptions=True) as client:
+        # The first purge runs in the background as the server starts: wait for it (an event, not a poll).
+        with anyio.fail_after(60):  # only a hang guard
+            await anyio.to_thread.run_sync(lifecycle.purged.wait)
+        found = ok(await client.call_tool("recall", {"user_id": "alice", "query": "note", "top_k": 10}))
+        assert [hit["memory"]["content"] for hit in found["memories"]] == ["a new note"]

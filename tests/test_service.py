@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,10 +9,11 @@ import pytest
 
 from engram.config import Settings
 from engram.core.errors import ConfirmationRequired, EmbeddingModelMismatch, InvalidInput, NothingToSummarize
-from engram.core.models import Kind, RecallFilters, RememberItem, Role
+from engram.core.models import Kind, RecallFilters, RememberItem, Role, Visibility
 from engram.core.service import MemoryService, memory_id
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
+from tests.helpers import TEST_NOW, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +55,7 @@ async def test_a_retried_turn_is_not_duplicated_but_a_new_turn_is_appended(servi
 
 async def test_working_memory_keeps_only_the_most_recent_turns(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_model="hash", working_memory_turns=3)
-    service = open_memory(settings, HashEmbedder())
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         for i in range(5):
             result = await service.remember("alice", f"turn number {i}", session_id="s1")
@@ -71,12 +71,12 @@ async def test_working_memory_keeps_only_the_most_recent_turns(tmp_path: Path) -
 
 
 async def test_working_memory_expires_but_the_session_stays_in_short_term(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, embedding_model="hash", working_memory_ttl_hours=0.5 / 3600)
-    service = open_memory(settings, HashEmbedder())
+    # Working memory that lives 3.6 microseconds: expired by the time remember returns, with no sleeping.
+    # (diskcache expires entries by the wall clock, which no test can move.)
+    settings = Settings(data_dir=tmp_path, embedding_model="hash", working_memory_ttl_hours=1e-9)
+    service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         await service.remember("alice", "a passing remark", session_id="s1")
-        assert len(service.sessions.working(service.user_key("alice"), "s1")) == 1
-        time.sleep(0.7)
         assert service.sessions.working(service.user_key("alice"), "s1") == []
         transcript = await service.transcript("alice", "s1")
         assert transcript.tier == "short_term"
@@ -171,7 +171,7 @@ async def test_filters_narrow_long_term_recall(service: MemoryService) -> None:
     assert await contents(category="preference") == {"prefers email contact"}
     assert await contents(kind=Kind.TURN) == {"app crashes on start"}
     assert await contents(category="issue", agents=["support"]) == set()
-    future = datetime.now(UTC) + timedelta(days=1)
+    future = TEST_NOW + timedelta(days=1)
     assert await contents(since=future) == set()
     assert len(await contents(until=future)) == 3
 
@@ -279,10 +279,10 @@ async def test_summaries_roll_forward_and_refuse_when_nothing_is_older(service: 
 
 
 async def test_memories_survive_a_restart(settings: Settings) -> None:
-    first = open_memory(settings, HashEmbedder())
+    first = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     stored = await first.remember("alice", "persisted across restarts", session_id="s1")
     first.close()
-    second = open_memory(settings, HashEmbedder())
+    second = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
         result = await second.recall("alice", "persisted restarts", session_id="s1")
         assert [h.memory.id for h in result.memories] == [stored.id]
@@ -292,9 +292,9 @@ async def test_memories_survive_a_restart(settings: Settings) -> None:
 
 
 async def test_a_store_built_with_another_model_fails_fast(settings: Settings) -> None:
-    open_memory(settings, HashEmbedder(256)).close()
+    open_memory(settings, HashEmbedder(256), clock=stepping_clock).close()
     with pytest.raises(EmbeddingModelMismatch, match="ENGRAM_EMBEDDING_MODEL"):
-        open_memory(settings, HashEmbedder(128))
+        open_memory(settings, HashEmbedder(128), clock=stepping_clock)
 
 
 async def test_recent_memories_are_newest_first(service: MemoryService) -> None:
@@ -339,7 +339,10 @@ async def test_a_bad_item_stores_nothing_and_is_named(service: MemoryService) ->
 
 
 async def test_two_servers_on_one_data_dir_see_each_others_writes(settings: Settings) -> None:
-    first, second = open_memory(settings, HashEmbedder()), open_memory(settings, HashEmbedder())
+    first, second = (
+        open_memory(settings, HashEmbedder(), clock=stepping_clock),
+        open_memory(settings, HashEmbedder(), clock=stepping_clock),
+    )
     try:
         written = await first.remember("alice", "tulips in the front garden")
         assert [h.memory.id for h in (await second.recall("alice", "tulips garden")).memories] == [written.id]
@@ -397,3 +400,26 @@ async def test_extractive_summaries_replace_older_turns_and_do_not_nest_labels(s
 
 def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path, log_level="info").log_level == "INFO"  # type: ignore[arg-type]
+
+
+async def test_a_transcript_shows_another_agents_private_turns_in_neither_tier(tmp_path: Path) -> None:
+    # A working memory that has always expired by the next read, so the transcript comes from short-term memory.
+    for ttl_hours, tier in ((1.0, "working"), (1e-9, "short_term")):
+        settings = Settings(data_dir=tmp_path / tier, embedding_model="hash", working_memory_ttl_hours=ttl_hours)
+        service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
+        try:
+            await service.remember("alice", "ide says hello", session_id="s1", agent_id="ide")
+            await service.remember(
+                "alice", "ide thinks", session_id="s1", agent_id="ide", visibility=Visibility.PRIVATE
+            )
+            await service.remember("alice", "desk answers", session_id="s1", agent_id="desk")
+            for viewer, expected in (
+                ("ide", ["ide says hello", "ide thinks", "desk answers"]),
+                ("desk", ["ide says hello", "desk answers"]),
+                (None, ["ide says hello", "desk answers"]),
+            ):
+                transcript = await service.transcript("alice", "s1", agent_id=viewer)
+                assert transcript.tier == tier
+                assert [t.content for t in transcript.turns] == expected, (tier, viewer)
+        finally:
+            service.close()

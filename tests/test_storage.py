@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from engram.core.service import MemoryService
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.long_term import LanceLongTermStore
+from tests.helpers import TEST_NOW
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +32,7 @@ def test_the_table_has_id_user_agent_tag_and_keyword_indexes(service: MemoryServ
 
 
 def test_an_insert_is_conditional_on_the_id(service: MemoryService) -> None:
-    memory = Memory(id="0" * 32, user_id="alice", content="once", created_at=datetime.now(UTC))
+    memory = Memory(id="0" * 32, user_id="alice", content="once", created_at=TEST_NOW)
     vector = np.ones(service.embedder.dimensions, dtype=np.float32) / np.sqrt(service.embedder.dimensions)
     assert service.long_term.add(memory, "once", vector) is True
     assert service.long_term.add(memory, "once", vector) is False
@@ -52,7 +52,7 @@ async def test_a_query_never_reaches_the_disk(service: MemoryService, settings: 
 
 
 def _memory(i: int, user: str = "alice") -> Memory:
-    return Memory(id=f"{i:032x}", user_id=user, content=f"memory {i}", created_at=datetime.now(UTC))
+    return Memory(id=f"{i:032x}", user_id=user, content=f"memory {i}", created_at=TEST_NOW)
 
 
 def _unit(dimensions: int) -> np.ndarray:
@@ -109,7 +109,7 @@ def test_a_memory_erased_and_remembered_again_is_created_again(tmp_path: Path) -
 def test_erasure_overwrites_waiting_writes_in_the_journal_files(tmp_path: Path) -> None:
     store = _journaled(tmp_path, 8)
     try:
-        marker = Memory(id="f" * 32, user_id="u-erased", content="Zorblatt secret", created_at=datetime.now(UTC))
+        marker = Memory(id="f" * 32, user_id="u-erased", content="Zorblatt secret", created_at=TEST_NOW)
         store.add(marker, "Zorblatt secret", _unit(8)[0])
         store.add(_memory(2, user="bob"), "memory 2", _unit(8)[0])
         assert b"Zorblatt" in b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite*"))

@@ -6,6 +6,7 @@ import json
 import threading
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
@@ -15,7 +16,7 @@ from engram.config import Settings
 from engram.embeddings.hashing import HashEmbedder
 from engram.server.app import build_server
 from engram.tools.state import AppState
-from tests.helpers import error, ok
+from tests.helpers import error, ok, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -292,16 +293,25 @@ class _SlowToLoad(HashEmbedder):
 
     @property
     def dimensions(self) -> int:
-        self.loaded.wait(10)
+        self.loaded.wait(60)  # only a hang guard: the test sets it
         return super().dimensions
 
 
 async def test_the_server_answers_before_the_model_has_loaded(settings: Settings) -> None:
     embedder = _SlowToLoad()
-    async with Client(build_server(settings, embedder=embedder), raise_exceptions=True) as client:
+    async with Client(build_server(settings, embedder=embedder, clock=stepping_clock), raise_exceptions=True) as client:
         assert len((await client.list_tools()).tools) == 11
         assert (await _read(client, "engram://stats"))["status"] == "loading"
-        threading.Timer(0.3, embedder.loaded.set).start()
-        # A call that needs the model waits for it instead of failing.
-        ok(await client.call_tool("remember", {"user_id": "alice", "content": "waited for the model"}))
+        stored: list[dict[str, Any]] = []
+
+        async def remember() -> None:
+            stored.append(ok(await client.call_tool("remember", {"user_id": "alice", "content": "waited"})))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(remember)
+            await anyio.wait_all_tasks_blocked()
+            # A call that needs the model waits for it instead of failing.
+            assert stored == [] and (await _read(client, "engram://stats"))["status"] == "loading"
+            embedder.loaded.set()
+        assert stored[0]["created"] is True
         assert (await _read(client, "engram://stats"))["status"] == "ready"

@@ -3,8 +3,8 @@ process at a time, and starts by itself after a burst of writes."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
+import threading
+from datetime import timedelta
 from pathlib import Path
 
 import lance
@@ -19,6 +19,7 @@ from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.lance_support import FileLock
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.upkeep import Upkeep, UpkeepPolicy
+from tests.helpers import TEST_NOW
 
 WRITES = 150
 #: After upkeep: one data file per compacted fragment (at most _FRAGMENT_ROWS rows each) plus, at most, the latest
@@ -30,7 +31,7 @@ def _single_writes(store: JournaledLongTermStore, embedder: HashEmbedder, count:
     """`count` writes, each followed by a read: the worst case, one commit (one fragment and version) per write."""
     for i in range(count):
         content = f"note {i} about the garden and the violin"
-        memory = Memory(id=f"{i:032x}", user_id=user, content=content, created_at=datetime.now(UTC))
+        memory = Memory(id=f"{i:032x}", user_id=user, content=content, created_at=TEST_NOW)
         store.add(memory, content, embedder.embed([content])[0])
         store.count()  # a read moves the write into the table at once
 
@@ -99,13 +100,20 @@ def test_a_burst_of_writes_starts_upkeep_without_waiting_for_the_schedule(tmp_pa
     embedder = HashEmbedder()
     table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
     upkeep = Upkeep(table, UpkeepPolicy(interval_s=3600, burst_commits=10, keep_versions_for=timedelta(0)))
+    ran = threading.Event()
+    run_once = upkeep.run_once
+
+    def observed_run(force: bool = False) -> bool:
+        done = run_once(force)
+        if done:
+            ran.set()
+        return done
+
+    upkeep.run_once = observed_run  # type: ignore[method-assign]  # the upkeep thread's runs, told by an event
     store = JournaledLongTermStore(table, WriteJournal(tmp_path / "journal.sqlite"), upkeep=upkeep)
     try:
         _single_writes(store, embedder, 12)
-        deadline = time.monotonic() + 60  # generous: the machine may be loaded; nothing here measures speed
-        while upkeep.runs == 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert upkeep.runs >= 1  # the hour-long schedule did not start it
+        assert ran.wait(60)  # the hour-long schedule did not start it (60 s: only a hang guard)
         assert store.store.health().fragments < 12
     finally:
         store.close()
@@ -116,9 +124,7 @@ def test_upkeep_skips_a_healthy_table(tmp_path: Path, rows: int) -> None:
     embedder = HashEmbedder()
     table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
     vectors = np.asarray(embedder.embed([f"row {i}" for i in range(rows)]), dtype=np.float32)
-    memories = [
-        Memory(id=f"{i:032x}", user_id="a", content=f"row {i}", created_at=datetime.now(UTC)) for i in range(rows)
-    ]
+    memories = [Memory(id=f"{i:032x}", user_id="a", content=f"row {i}", created_at=TEST_NOW) for i in range(rows)]
     table.add_many(memories, [m.content for m in memories], vectors)
     upkeep = Upkeep(table, UpkeepPolicy(max_unindexed_rows=10))
     assert upkeep.due(table.health()) is False
@@ -136,7 +142,7 @@ def test_past_the_threshold_upkeep_builds_a_vector_index_that_filtered_search_us
     try:
         contents = [f"entry {i} of user {i % 4} about tea, trains and tomatoes" for i in range(1200)]
         vectors = np.asarray(embedder.embed(contents), dtype=np.float32)
-        now = datetime.now(UTC)
+        now = TEST_NOW
         memories = [
             Memory(id=f"{i:032x}", user_id=f"user{i % 4}", content=c, created_at=now) for i, c in enumerate(contents)
         ]

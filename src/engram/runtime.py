@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from engram.config import MAX_BATCH, MAX_TOP_K, Settings
-from engram.core.errors import InvalidInput
+from engram.core.errors import InvalidInput, quoted
 from engram.core.health import TierHealth
 from engram.core.identity import Pseudonymizer
 from engram.core.knowledge import KnowledgePolicy, KnowledgeService
@@ -45,7 +45,7 @@ def _retention_by_category(days: dict[str, float]) -> dict[str, timedelta]:
     for category, value in days.items():
         if not value > 0:
             raise InvalidInput(
-                "ENGRAM_RETENTION_DAYS_BY_CATEGORY", f"{category!r} must have a positive number of days."
+                "ENGRAM_RETENTION_DAYS_BY_CATEGORY", f"{quoted(category)} must have a positive number of days."
             )
     return {category: timedelta(days=value) for category, value in days.items()}
 
@@ -234,7 +234,10 @@ def _categories(settings: Settings) -> dict[str, str]:
 
 
 def background_memory(
-    settings: Settings, embedder: Embedder | None = None, metrics: MemoryMetrics | None = None
+    settings: Settings,
+    embedder: Embedder | None = None,
+    metrics: MemoryMetrics | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> BackgroundService:
-    """A BackgroundService that opens `open_memory(settings, embedder, metrics=metrics)` off the caller's thread."""
-    return BackgroundService(lambda: open_memory(settings, embedder, metrics=metrics))
+    """A BackgroundService that opens `open_memory(settings, embedder, clock, metrics)` off the caller's thread."""
+    return BackgroundService(lambda: open_memory(settings, embedder, clock, metrics))

@@ -89,3 +89,21 @@ class StorageFailure(EngramError):
 
 class UserKeyLost(EngramError):
     """The pseudonym key the data directory's memories were written with is missing or was replaced."""
+
+
+#: How much of a caller's bad value an error message or a log line quotes.
+QUOTE_CHARS = 60
+
+
+def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
+    """`value` quoted for an error message: its repr, cut to `limit` characters with its full length after.
+
+    A caller may send megabytes in one argument; echoing it whole makes an error (and the log line that records
+    it) as large as the input.
+    """
+    if not isinstance(value, str):
+        shown = repr(value)  # already quoted as Python writes it
+        return shown if len(shown) <= limit else f"{shown[:limit]}… ({len(shown):,} characters)"
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value):,} characters)"

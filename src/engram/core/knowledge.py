@@ -19,7 +19,7 @@ from typing import TypeVar
 import anyio.to_thread
 import numpy as np
 
-from engram.core.errors import InvalidInput, UnreadableDocument
+from engram.core.errors import InvalidInput, UnreadableDocument, quoted
 from engram.core.knowledge_chunking import CHUNKER_VERSION, chunk_document
 from engram.core.knowledge_models import (
     GLOBAL_OWNER,
@@ -119,7 +119,9 @@ def _check_globs(field: str, globs: Sequence[str]) -> list[str]:
         raise InvalidInput(field, f"at most {MAX_GLOBS} patterns are accepted, got {len(globs)}.")
     for glob in globs:
         if not glob.strip() or len(glob) > 256 or _CONTROL.search(glob):
-            raise InvalidInput(field, f"each pattern must be 1-256 characters without control characters: {glob!r}.")
+            raise InvalidInput(
+                field, f"each pattern must be 1-256 characters without control characters: {quoted(glob)}."
+            )
     return list(globs)
 
 
@@ -253,7 +255,7 @@ class KnowledgeService:
         stored = {s.source: s for s in await self._run(partial(self.store.sources, [owner]))}
         previous = stored.get(source)
         if previous is not None and previous.origin != "text":
-            raise InvalidInput("source", f"{source!r} is an ingested file; choose another name for this text.")
+            raise InvalidInput("source", f"{quoted(source)} is an ingested file; choose another name for this text.")
         report = _Tally(owner, 1, [])
         data = text.encode()
         digest = _source_hash(data, self.policy, f"{fmt.value}:{title or ''}")
@@ -286,16 +288,20 @@ class KnowledgeService:
         accepted = ", ".join(sorted(SUFFIX_FORMATS))
         for raw in paths:
             if "\x00" in str(raw) or not str(raw).strip():
-                raise InvalidInput("paths", f"{str(raw)!r} is not a file or folder path.")
+                raise InvalidInput("paths", f"{quoted(str(raw))} is not a file or folder path.")
             path = Path(raw).expanduser().absolute()
             resolved = path.resolve()
             if confined and not _under(resolved, roots):
                 raise InvalidInput(
                     "paths",
-                    f"{str(raw)!r} is outside the folders this server ingests from "
+                    f"{quoted(str(raw))} is outside the folders this server ingests from "
                     f"({', '.join(str(r) for r in roots)}).",
                 )
-            if resolved.is_dir():
+            try:
+                is_folder = resolved.is_dir()
+            except OSError as exc:  # a name too long for the file system, a loop of links
+                raise InvalidInput("paths", f"{quoted(str(raw))} cannot be read: {exc.strerror}.") from None
+            if is_folder:
                 folders.append(resolved)
                 for directory, subdirs, names in os.walk(resolved):
                     # Hidden folders (.git, .venv) and files are never documents to cite.
@@ -414,7 +420,7 @@ class KnowledgeService:
         if source not in stored:
             raise InvalidInput(
                 "source",
-                f"no {scope_of(owner)} knowledge source {source!r}; list the sources with the "
+                f"no {scope_of(owner)} knowledge source {quoted(source)}; list the sources with the "
                 "engram://users/{user_id}/knowledge resource or `engram sources`.",
             )
         chunks = await self._run(partial(self.store.remove_sources, owner, [source]))

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engram.core.errors import EngramError, InvalidInput
+from engram.core.errors import EngramError, InvalidInput, quoted
 
 # Every pattern below is written to run in linear time on Python's backtracking `re`: each starts behind a
 # lookbehind that allows only the first character of a run, uses possessive quantifiers (`*+`, `{m,n}+`, 3.11+)
@@ -64,7 +64,7 @@ def _action(value: str, field: str) -> Action:
     try:
         return Action(str(value).strip().lower())
     except ValueError:
-        raise InvalidInput(field, f"unknown action {value!r}; accepted: {_ACCEPTED_ACTIONS}") from None
+        raise InvalidInput(field, f"unknown action {quoted(value)}; accepted: {_ACCEPTED_ACTIONS}") from None
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class RedactionPolicy:
         for key, value in mapping.items():
             name = str(key).strip().lower()
             if name not in Category._value2member_map_:
-                raise InvalidInput(field, f"unknown category {key!r}; accepted: {_ACCEPTED_CATEGORIES}")
+                raise InvalidInput(field, f"unknown category {quoted(key)}; accepted: {_ACCEPTED_CATEGORIES}")
             actions[name] = _action(value, f"{field}.{name}")
         return cls(**actions)
 

@@ -24,6 +24,7 @@ from engram.core.errors import (
     InvalidInput,
     NothingToSummarize,
     TierDamaged,
+    quoted,
 )
 from engram.core.health import TierHealth
 from engram.core.indexing import index_text
@@ -132,7 +133,7 @@ def memory_id(user_id: str, content: str) -> str:
 def check_id(field: str, value: str) -> str:
     """Return `value` if it is a well-formed identifier, else raise InvalidInput naming `field`."""
     if not isinstance(value, str) or not _ID.match(value):
-        raise InvalidInput(field, f"{value!r} is not a valid id; expected {ID_RULE}.")
+        raise InvalidInput(field, f"{quoted(value)} is not a valid id; expected {ID_RULE}.")
     return value
 
 
@@ -164,7 +165,8 @@ def _check_tags(field: str, tags: Sequence[str] | None) -> list[str]:
         if not tag or len(tag) > MAX_TAG_CHARS or _CONTROL.search(tag):
             raise InvalidInput(
                 field,
-                f"each tag must be 1-{MAX_TAG_CHARS} non-blank characters without control characters, got {tag!r}.",
+                f"each tag must be 1-{MAX_TAG_CHARS} non-blank characters without control characters, "
+                f"got {quoted(tag)}.",
             )
         if tag not in cleaned:
             cleaned.append(tag)
@@ -189,11 +191,11 @@ def _check_metadata(metadata: Mapping[str, MetadataValue] | None, field: str = "
         raise InvalidInput(field, f"at most {MAX_METADATA_KEYS} keys are accepted, got {len(metadata)}.")
     for key, value in metadata.items():
         if not key or len(key) > MAX_LABEL_CHARS:
-            raise InvalidInput(field, f"keys must be 1-{MAX_LABEL_CHARS} characters, got {key!r}.")
+            raise InvalidInput(field, f"keys must be 1-{MAX_LABEL_CHARS} characters, got {quoted(key)}.")
         if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidInput(field, f"value of {key!r} must be a finite number.")
+            raise InvalidInput(field, f"value of {quoted(key)} must be a finite number.")
         if isinstance(value, str) and len(value) > MAX_METADATA_VALUE_CHARS:
-            raise InvalidInput(field, f"value of {key!r} is over {MAX_METADATA_VALUE_CHARS} characters.")
+            raise InvalidInput(field, f"value of {quoted(key)} is over {MAX_METADATA_VALUE_CHARS} characters.")
     return dict(metadata)
 
 
@@ -208,7 +210,7 @@ def _as_utc(field: str, value: datetime | None) -> datetime | None:
 
 def _check_memory_id(value: str) -> str:
     if not isinstance(value, str) or not re.match(MEMORY_ID_PATTERN, value):
-        raise InvalidInput("memory_id", f"{value!r} is not a memory id; expected 32 lowercase hex digits.")
+        raise InvalidInput("memory_id", f"{quoted(value)} is not a memory id; expected 32 lowercase hex digits.")
     return value
 
 
@@ -652,14 +654,14 @@ class MemoryService:
         verbatim = transcript if transcript is not None else [t for t in working if not t.is_summary]
         if not verbatim:
             raise InvalidInput(
-                "session_id", f"no turns are stored for session {session_id!r} of this user (unknown or expired)."
+                "session_id", f"no turns are stored for session {quoted(session_id)} of this user (unknown or expired)."
             )
         start = await self._run(partial(self.sessions.summarized_until, key, session_id))
         cutoff = verbatim[-1].seq + 1 - keep
         older = [t for t in verbatim if start <= t.seq < cutoff]
         if not older:
             raise NothingToSummarize(
-                f"Session {session_id!r} has no turns older than the {keep} to keep verbatim that are not "
+                f"Session {quoted(session_id)} has no turns older than the {keep} to keep verbatim that are not "
                 "already summarised. Call it again after more turns, or with a smaller keep_recent."
             )
         if progress:
@@ -786,7 +788,7 @@ class MemoryService:
         deleted = await self._run(partial(self.long_term.delete, key, [memory_id_]))
         removed_turns = await self._run(partial(self.sessions.remove_memory, key, memory_id_))
         if not deleted and not removed_turns:
-            raise InvalidInput("memory_id", f"no memory {memory_id_!r} is held for this user.")
+            raise InvalidInput("memory_id", f"no memory {quoted(memory_id_)} is held for this user.")
         return MemoryForgotten(memory_id=memory_id_, long_term=deleted, session_turns=removed_turns)
 
     async def sessions_of(self, user_id: str) -> list[SessionInfo]:
@@ -808,7 +810,9 @@ class MemoryService:
             return SessionTranscript(session_id=session_id, tier="working", turns=turns)
         transcript = await self._run(partial(self.sessions.transcript, key, session_id))
         if transcript is None:
-            raise InvalidInput("session_id", f"no session {session_id!r} is held for this user (unknown or expired).")
+            raise InvalidInput(
+                "session_id", f"no session {quoted(session_id)} is held for this user (unknown or expired)."
+            )
         turns = [t for t in transcript if _turn_admitted(visible, t)]
         return SessionTranscript(session_id=session_id, tier="short_term", turns=turns)
 
@@ -859,7 +863,7 @@ class MemoryService:
         if not found or not visible.admits(found[0].agent_id, found[0].visibility):
             # Another agent's private memory gets the same answer as a missing one: its existence is private too.
             if required or found:
-                raise InvalidInput("memory_id", f"no memory {memory_id_!r} is held for this user.")
+                raise InvalidInput("memory_id", f"no memory {quoted(memory_id_)} is held for this user.")
             return None
         return found[0]
 
@@ -926,7 +930,7 @@ class MemoryService:
             vector = (await self._run(partial(self.embedder.embed, [indexed])))[0]
         updated = current.model_copy(update=changes)
         if not await self._run(partial(self.long_term.replace, key, current.id, updated, indexed, vector)):
-            raise InvalidInput("memory_id", f"no memory {memory_id_!r} is held for this user.")
+            raise InvalidInput("memory_id", f"no memory {quoted(memory_id_)} is held for this user.")
         previous = current.id if updated.id != current.id else None
         return MemoryUpdated(
             id=updated.id, previous_id=previous, memory=updated.model_copy(update={"user_id": user_id})

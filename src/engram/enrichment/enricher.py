@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 
-from engram.core.errors import InvalidInput
+from engram.core.errors import InvalidInput, quoted
 from engram.core.ports import Embedder, Enrichment, Vectors
 from engram.enrichment.categories import DEFAULT_CATEGORIES, MIN_MARGIN, MIN_SIMILARITY, CategoryClassifier
 from engram.enrichment.entities import DATE, PERSON, EntityRecognizer
@@ -27,10 +27,10 @@ def check_categories(labels: Mapping[str, str], field: str = "ENGRAM_CATEGORIES"
     for label, description in labels.items():
         name = label.strip()
         if not name or len(name) > MAX_CATEGORY_CHARS or _CONTROL.search(name):
-            raise InvalidInput(field, f"labels must be 1-{MAX_CATEGORY_CHARS} characters, got {label!r}.")
+            raise InvalidInput(field, f"labels must be 1-{MAX_CATEGORY_CHARS} characters, got {quoted(label)}.")
         if not isinstance(description, str) or not description.strip() or len(description) > MAX_DESCRIPTION_CHARS:
             raise InvalidInput(
-                field, f"the description of {name!r} must be 1-{MAX_DESCRIPTION_CHARS} characters of text."
+                field, f"the description of {quoted(name)} must be 1-{MAX_DESCRIPTION_CHARS} characters of text."
             )
         checked[name] = description.strip()
     return checked

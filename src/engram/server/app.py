@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncGenerator
+import threading
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import anyio.to_thread
 from mcp.server.auth.provider import TokenVerifier
@@ -14,9 +16,10 @@ from mcp.server.mcpserver import MCPServer
 
 from engram import __version__
 from engram.config import Settings
-from engram.core.errors import EngramError
+from engram.core.errors import QUOTE_CHARS, EngramError
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder, MemoryMetrics
+from engram.core.service import utc_now
 from engram.runtime import background_memory
 from engram.server.prompts import register_prompts
 from engram.server.resources import register_resources
@@ -36,11 +39,12 @@ Engram gives you persistent memory of the people you talk to, across conversatio
 Use the same user_id for the same person every time."""
 
 
-async def _apply_retention(memory: BackgroundService, interval_s: float) -> None:
+async def _apply_retention(memory: BackgroundService, interval_s: float, purged: threading.Event) -> None:
     """Purge once the stores are open, then every `interval_s`; a failed purge is logged and retried later."""
     while True:
         try:
             await (await memory.get()).purge()
+            purged.set()
         except EngramError as exc:
             logger.warning("retention purge skipped: %s", exc)
         except Exception:
@@ -49,19 +53,28 @@ async def _apply_retention(memory: BackgroundService, interval_s: float) -> None
 
 
 _USER_IN_URI = re.compile(r"(engram://users/)[^/\s'\"]+")
+#: A logged value longer than this (a megabyte URI from a caller) is cut to a prefix.
+_MAX_LOGGED_CHARS = 300
 
 
 class HideUserIds(logging.Filter):
-    """Masks the user id in resource URIs the SDK logs, so raw user ids never reach a log."""
+    """Masks the user id in resource URIs the SDK logs, so raw user ids never reach a log, and cuts long values."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _USER_IN_URI.sub(r"\1<user>", arg) if isinstance(arg, str) else arg for arg in record.args
+                _clipped(_USER_IN_URI.sub(r"\1<user>", arg)) if isinstance(arg, str) else arg for arg in record.args
             )
         if isinstance(record.msg, str):
             record.msg = _USER_IN_URI.sub(r"\1<user>", record.msg)
         return True
+
+
+def _clipped(value: str) -> str:
+    """A caller's value as the SDK's log quotes it (a URI, an error): a short prefix and its length, if it is long."""
+    if len(value) <= _MAX_LOGGED_CHARS:
+        return value
+    return f"{value[:QUOTE_CHARS]}… ({len(value):,} characters)"
 
 
 class Lifecycle:
@@ -73,11 +86,18 @@ class Lifecycle:
     """
 
     def __init__(
-        self, settings: Settings, embedder: Embedder | None = None, metrics: MemoryMetrics | None = None
+        self,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        metrics: MemoryMetrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings
         self._embedder = embedder
         self._metrics = metrics
+        self._clock = clock
+        #: Set once a retention purge has completed (a starting server purges before anything else).
+        self.purged = threading.Event()
         self._live: list[AppState] = []
         self._held: AppState | None = None
 
@@ -88,14 +108,14 @@ class Lifecycle:
     @asynccontextmanager
     async def _running(self) -> AsyncGenerator[AppState, None]:
         settings = self.settings
-        memory = background_memory(settings, self._embedder, self._metrics)
+        memory = background_memory(settings, self._embedder, self._metrics, self._clock)
         # Start loading now but do not wait: `initialize` and `tools/list` must answer while the model loads.
         memory.start()
         state = AppState(settings=settings, memory=memory)
         self._live.append(state)
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_apply_retention, memory, settings.purge_interval_hours * 3600)
+                tasks.start_soon(_apply_retention, memory, settings.purge_interval_hours * 3600, self.purged)
                 yield state
                 tasks.cancel_scope.cancel()
         finally:
@@ -132,13 +152,15 @@ def build_server(
     lifecycle: Lifecycle | None = None,
     token_verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> MCPServer[AppState]:
     """Create an Engram MCP server; its memory opens in the background when the server starts.
 
     `lifecycle` (which then supplies the embedder) lets an HTTP app share the memory across connections;
-    `token_verifier` and `auth` go together and make the HTTP transports require bearer tokens.
+    `token_verifier` and `auth` go together and make the HTTP transports require bearer tokens. `clock` tells the
+    memory what time it is (tests fix it, so that nothing they check depends on the date).
     """
-    lifecycle = lifecycle or Lifecycle(settings, embedder)
+    lifecycle = lifecycle or Lifecycle(settings, embedder, clock=clock)
 
     server: MCPServer[AppState] = MCPServer(
         "engram",

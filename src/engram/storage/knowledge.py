@@ -14,6 +14,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree
+from lancedb.query import MatchQuery
 
 from engram.core.knowledge_models import ChunkCandidate, KnowledgeChunk, Origin, StoredSource
 from engram.core.ports import Vectors
@@ -203,7 +204,9 @@ class LanceKnowledgeStore:
     def keyword_search(self, owners: Sequence[str], text: str, limit: int) -> list[ChunkCandidate]:
         """Up to `limit` chunks of these owners by BM25 over the index text, best first."""
         query = (
-            self._table.search(text, query_type="fts", fts_columns=_FTS_COLUMN)
+            # Plain terms, never query syntax: a string query in quotes is a phrase query, which fails on an index
+            # without positions, and any text a caller sends is a valid query. (mypy misses the pydantic defaults.)
+            self._table.search(MatchQuery(text, _FTS_COLUMN), query_type="fts")  # type: ignore[call-arg]
             .where(_owners_clause(owners), prefilter=True)
             .select([*_COLUMNS, "vector", "_score"])
             .limit(limit)

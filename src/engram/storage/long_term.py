@@ -23,7 +23,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
-from lancedb.query import ColumnOrdering
+from lancedb.query import ColumnOrdering, MatchQuery
 
 from engram.core.models import AgentActivity, Kind, Memory, RecallFilters, Role, Sentiment, Visibility
 from engram.core.ports import Candidate, Vectors
@@ -342,7 +342,9 @@ class LanceLongTermStore:
     def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         query = (
-            self._table.search(text, query_type="fts", fts_columns=_FTS_COLUMN)
+            # Plain terms, never query syntax: a string query in quotes is a phrase query, which fails on an index
+            # without positions, and any text a caller sends is a valid query. (mypy misses the pydantic defaults.)
+            self._table.search(MatchQuery(text, _FTS_COLUMN), query_type="fts")  # type: ignore[call-arg]
             .where(memory_filter(user_id, filters), prefilter=True)
             .select([*_COLUMNS, "vector", "_score"])
             .limit(limit)
