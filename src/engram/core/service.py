@@ -746,6 +746,8 @@ class MemoryService:
                 break
             # Places only (store, file, version): never the user's id or content.
             logger.info("erasure pass %d of %d left %s", attempt, ERASURE_PASSES, "; ".join(left))
+            if attempt < ERASURE_PASSES:
+                await anyio.sleep(0.1 * attempt)  # let the other servers' commits and readers move on
         else:
             logger.warning("erasure incomplete after %d passes: %s", ERASURE_PASSES, "; ".join(left))
             raise ErasureIncomplete(

@@ -253,7 +253,13 @@ class DiskSessionStore:
             working = sum(1 for s in sessions if _working_key(user_id, s) in self._cache)
             short_term = sum(1 for s in sessions if _short_term_key(user_id, s) in self._cache)
             self._cache.evict(user_id)
-        self._cache._sql("PRAGMA wal_checkpoint(TRUNCATE)")  # secure_delete overwrote the pages; drop the WAL too
+        self._scrub_log()  # secure_delete overwrote the pages; drop the WAL too
+        if files_containing(self._directory, user_id):
+            # secure_delete zeroes a row where it lies, but a page that SQLite rebuilt earlier (other writers'
+            # inserts rebalance the tree) can keep a stale copy of a moved row in its free gap. Rewriting the whole
+            # file is the one way to drop it; it is rare, and only erasure pays for it.
+            self._cache._sql("VACUUM")
+            self._scrub_log()
         return working, short_term
 
     def traces_of(self, user_id: str) -> list[str]:
@@ -279,8 +285,22 @@ class DiskSessionStore:
                 ends[session] = self._session_end(session)
             if int(seq) >= ends[session]:
                 removed += int(self._cache.delete(key))
-        self._cache._sql("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL would otherwise keep the old pages
+        self._scrub_log()  # the WAL would otherwise keep the old pages
         return removed
+
+    def _scrub_log(self) -> bool:
+        """Checkpoint the write-ahead log into the database file and truncate it; True if that completed.
+
+        Until a checkpoint completes, the database file keeps the pages as they were before a deletion. A reader of
+        another server holding an older snapshot makes it stop short, so it is tried again for a moment (the whole
+        wait is under half a second) before the caller's own check decides.
+        """
+        for pause in (0.0, 0.01, 0.02, 0.05, 0.1, 0.2):
+            time.sleep(pause)
+            busy, _, _ = self._cache._sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+        return False
 
     def _session_end(self, session: str) -> int:
         """The next seq of a `user|session` pair, from whichever header is still there (0 when neither is)."""
