@@ -20,7 +20,8 @@ from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder, MemoryMetrics
 from engram.core.ranking import RankingPolicy
 from engram.core.redaction import RedactionPolicy
-from engram.core.service import MemoryPolicy, MemoryService, utc_now
+from engram.core.service import MemoryPolicy, MemoryService
+from engram.core.timeutil import utc_now
 from engram.user_key import user_id_key
 
 logger = logging.getLogger(__name__)

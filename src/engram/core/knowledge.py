@@ -44,6 +44,7 @@ from engram.core.knowledge_models import (
 from engram.core.models import Citation, HitScores, KnowledgeHit
 from engram.core.ports import Embedder, Vectors
 from engram.core.ranking import RankingPolicy, fused_scores
+from engram.core.timeutil import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +142,6 @@ class KnowledgeService:
         ranking: RankingPolicy | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        from engram.core.service import utc_now
-
         self.embedder = embedder
         self.store = store
         self._parse = parse
@@ -506,10 +505,6 @@ class KnowledgeService:
                 )
             )
         return hits, dropped
-
-    async def chunk_count(self) -> int:
-        """Chunks of all owners."""
-        return await self._run(self.store.count)
 
     def close(self) -> None:
         """Close the store."""

@@ -10,7 +10,7 @@ import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
@@ -77,7 +77,7 @@ from engram.core.ports import (
 from engram.core.ranking import RankingPolicy, fuse
 from engram.core.redaction import DEFAULT_POLICY, RedactionPolicy, SensitiveContentRejected, redact
 from engram.core.summarizer import extractive_summary
-from engram.core.timeutil import to_utc
+from engram.core.timeutil import to_utc, utc_now
 
 if TYPE_CHECKING:
     from engram.core.knowledge import KnowledgeService
@@ -112,11 +112,6 @@ class MemoryPolicy:
     retention: timedelta | None = None
     retention_by_category: Mapping[str, timedelta] = field(default_factory=dict)
     redaction: RedactionPolicy = DEFAULT_POLICY
-
-
-def utc_now() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(UTC)
 
 
 def normalize_content(content: str) -> str:

@@ -19,7 +19,7 @@ from engram.config import Settings
 from engram.core.errors import QUOTE_CHARS, EngramError
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder, MemoryMetrics
-from engram.core.service import utc_now
+from engram.core.timeutil import utc_now
 from engram.runtime import background_memory
 from engram.server.prompts import register_prompts
 from engram.server.resources import register_resources

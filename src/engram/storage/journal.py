@@ -123,11 +123,6 @@ class WriteJournal:
         with self._lock:
             return self._connection.execute("SELECT 1 FROM pending LIMIT 1").fetchone() is not None
 
-    def pending_count(self) -> int:
-        """How many writes are waiting."""
-        with self._lock:
-            return int(self._connection.execute("SELECT count(*) FROM pending").fetchone()[0])
-
     def pending(self, limit: int) -> list[JournalEntry]:
         """The oldest `limit` waiting writes, in the order they were acknowledged."""
         with self._lock:

@@ -230,10 +230,6 @@ class LanceLongTermStore:
     def _table_dir(self) -> Path:
         return self._directory / f"{TABLE_NAME}.lance"
 
-    def get_any(self, ids: Sequence[str]) -> list[Memory]:
-        """Memories with these ids, whoever they belong to (ids are content-addressed per user)."""
-        return self._select(ids_clause(ids), len(ids))
-
     def _select(self, where: str, limit: int) -> list[Memory]:
         """Memories matching a where-clause (no ranking), at most `limit`."""
         query = self._table.search().where(where).select(_COLUMNS).limit(limit)
