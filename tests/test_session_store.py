@@ -1,4 +1,4 @@
-"""The session store on real diskcache: constant-cost appends, windows, erasure of one turn, expiry, old records."""
+"""The diskcache session store beyond the port contract (tests/contract): constant-cost appends, expiry, old records."""
 
 from __future__ import annotations
 
@@ -45,28 +45,6 @@ def test_an_append_writes_one_entry_and_no_value_grows_with_the_session(tmp_path
     store.close()
     # Rewriting the whole transcript on every append made the largest value ~40x larger by turn 400.
     assert _largest_value(tmp_path) < early * 1.5
-
-
-def test_the_windows_keep_the_latest_turns_and_the_summary(tmp_path: Path) -> None:
-    store = _store(tmp_path)
-    appended = [store.append_turn(USER, "s", _turn(i), NOW) for i in range(8)]
-    assert [a.seq for a in appended] == list(range(8))
-    assert appended[-1].previous is not None and appended[-1].previous.memory_id == "m6"
-    assert [t.memory_id for t in store.working(USER, "s")] == ["m5", "m6", "m7"]
-    assert [t.memory_id for t in store.transcript(USER, "s") or []] == ["m3", "m4", "m5", "m6", "m7"]
-
-    summary = Turn(memory_id="sum", seq=7, role=None, content="summary", created_at=NOW, is_summary=True)
-    assert store.apply_summary(USER, "s", summary, keep_from_seq=7, now=NOW) == 2
-    assert [t.memory_id for t in store.working(USER, "s")] == ["sum", "m7"]
-    assert store.summarized_until(USER, "s") == 7
-
-    retried = store.append_turn(USER, "s", _turn(7), NOW)
-    assert retried.seq == 7  # the same speaker and content back to back is a retry, not a new turn
-    assert store.remove_memory(USER, "m6") == 1
-    assert [t.memory_id for t in store.transcript(USER, "s") or []] == ["m3", "m4", "m5", "m7"]
-    assert store.remove_memory(USER, "sum") == 1
-    assert [t.memory_id for t in store.working(USER, "s")] == ["m7"]
-    store.close()
 
 
 def test_purging_removes_the_turns_of_expired_sessions(tmp_path: Path) -> None:

@@ -1,0 +1,120 @@
+"""The LongTermStore contract, in domain terms: what any back end must do, run against each one."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+from engram.core.models import Kind, Memory, RecallFilters, Visibility
+from engram.core.ports import LongTermStore
+from engram.embeddings.hashing import HashEmbedder
+
+EMBED = HashEmbedder()
+T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+ALICE, BOB = "k-alice", "k-bob"
+EVERYONE = RecallFilters()
+
+
+def memory(user: str, n: int, content: str, **fields: object) -> Memory:
+    return Memory.model_validate(
+        {"id": f"{user}-m{n}", "user_id": user, "content": content, "created_at": T0 + timedelta(minutes=n), **fields}
+    )
+
+
+def store(target: LongTermStore, *memories: Memory) -> None:
+    for m in memories:
+        assert target.add(m, m.content, EMBED.embed([m.content]))
+
+
+def test_an_insert_is_conditional_on_the_id(long_term: LongTermStore) -> None:
+    first = memory(ALICE, 1, "green tea every morning")
+    assert long_term.add(first, first.content, EMBED.embed([first.content]))
+    assert not long_term.add(first, first.content, EMBED.embed([first.content]))
+    batch = [first, memory(ALICE, 2, "a violin lesson on tuesdays"), memory(ALICE, 3, "allergic to peanuts")]
+    inserted = long_term.add_many(batch, [m.content for m in batch], EMBED.embed([m.content for m in batch]))
+    assert inserted == {f"{ALICE}-m2", f"{ALICE}-m3"}
+    assert long_term.count() == 3
+
+
+def test_reads_and_deletes_see_only_the_named_user(long_term: LongTermStore) -> None:
+    store(long_term, memory(ALICE, 1, "green tea every morning"), memory(BOB, 1, "green tea in the evening"))
+    assert [m.id for m in long_term.get(ALICE, [f"{ALICE}-m1", f"{BOB}-m1"])] == [f"{ALICE}-m1"]
+    query = EMBED.embed(["green tea"])
+    assert {c.memory.user_id for c in long_term.vector_search(ALICE, query, EVERYONE, 10)} == {ALICE}
+    assert {c.memory.user_id for c in long_term.keyword_search(BOB, "green tea", EVERYONE, 10)} == {BOB}
+    assert long_term.delete(ALICE, [f"{BOB}-m1"]) == 0  # another user's id deletes nothing
+    assert [m.id for m in long_term.list_memories(BOB, EVERYONE, 10)] == [f"{BOB}-m1"]
+
+
+def test_searches_rank_best_first_within_the_limit(long_term: LongTermStore) -> None:
+    store(
+        long_term,
+        memory(ALICE, 1, "the cat sleeps on the sofa"),
+        memory(ALICE, 2, "green tea every morning before work"),
+        memory(ALICE, 3, "a violin lesson on tuesdays"),
+    )
+    by_meaning = long_term.vector_search(ALICE, EMBED.embed(["green tea every morning"]), EVERYONE, 2)
+    assert len(by_meaning) == 2 and by_meaning[0].memory.id == f"{ALICE}-m2"
+    assert by_meaning[0].score >= by_meaning[1].score
+    assert by_meaning[0].vector.shape == (EMBED.dimensions,)
+    by_words = long_term.keyword_search(ALICE, "violin tuesdays", EVERYONE, 5)
+    assert by_words[0].memory.id == f"{ALICE}-m3"
+    assert all(earlier.score >= later.score for earlier, later in itertools.pairwise(by_words))
+
+
+def test_filters_and_agent_visibility_apply_to_every_read(long_term: LongTermStore) -> None:
+    store(
+        long_term,
+        memory(ALICE, 1, "shared note about the garden", agent_id="planner", tags=["garden"]),
+        memory(ALICE, 2, "private note about the garden", agent_id="coder", visibility=Visibility.PRIVATE),
+        memory(ALICE, 3, "summary of the garden talk", kind=Kind.SUMMARY, agent_id="planner"),
+    )
+    query = EMBED.embed(["note about the garden"])
+    planner = RecallFilters(viewer_agent="planner")
+    seen = {c.memory.id for c in long_term.vector_search(ALICE, query, planner, 10)}
+    assert seen == {f"{ALICE}-m1", f"{ALICE}-m3"}  # never another agent's private memory
+    coder = RecallFilters(viewer_agent="coder")
+    assert f"{ALICE}-m2" in {m.id for m in long_term.list_memories(ALICE, coder, 10)}
+    tagged = long_term.keyword_search(ALICE, "garden", RecallFilters(tags_any=["garden"]), 10)
+    assert [c.memory.id for c in tagged] == [f"{ALICE}-m1"]
+    summaries = long_term.list_memories(ALICE, RecallFilters(kind=Kind.SUMMARY), 10)
+    assert [m.id for m in summaries] == [f"{ALICE}-m3"]
+
+
+def test_listing_is_newest_first_and_pages(long_term: LongTermStore) -> None:
+    store(long_term, *(memory(ALICE, n, f"entry number {n}") for n in range(5)))
+    newest = [m.id for m in long_term.list_memories(ALICE, EVERYONE, 2)]
+    assert newest == [f"{ALICE}-m4", f"{ALICE}-m3"]
+    assert [m.id for m in long_term.list_memories(ALICE, EVERYONE, 2, offset=2)] == [f"{ALICE}-m2", f"{ALICE}-m1"]
+
+
+def test_a_replacement_keeps_the_vector_unless_given(long_term: LongTermStore) -> None:
+    old = memory(ALICE, 1, "meeting on monday")
+    store(long_term, old)
+    new = old.model_copy(update={"id": f"{ALICE}-m1b", "content": "meeting moved to friday", "updated_at": T0})
+    assert long_term.replace(ALICE, old.id, new, new.content, EMBED.embed([new.content]))
+    assert [m.content for m in long_term.get(ALICE, [old.id, new.id])] == ["meeting moved to friday"]
+    assert long_term.keyword_search(ALICE, "friday", EVERYONE, 5)[0].memory.id == new.id
+
+
+def test_retention_deletes_only_what_is_older_than_the_cutoff(long_term: LongTermStore) -> None:
+    store(
+        long_term,
+        memory(ALICE, 1, "old chat", category="chit-chat"),
+        memory(BOB, 2, "old fact", category="health"),
+        memory(ALICE, 90, "new chat", category="chit-chat"),
+    )
+    cutoff = T0 + timedelta(minutes=30)
+    assert long_term.delete_older_than(cutoff, exclude=["health"]) == 1
+    assert long_term.delete_older_than(cutoff, category="health") == 1
+    assert [m.content for m in long_term.list_memories(ALICE, EVERYONE, 10)] == ["new chat"]
+
+
+def test_erasing_a_user_leaves_no_trace_and_keeps_the_others(long_term: LongTermStore) -> None:
+    store(long_term, *(memory(ALICE, n, f"alice secret {n}") for n in range(3)), memory(BOB, 1, "bob's note"))
+    assert long_term.traces_of(ALICE) != []
+    assert long_term.delete_user(ALICE) == 3
+    assert long_term.traces_of(ALICE) == []
+    assert long_term.count() == 1 and [m.id for m in long_term.get(BOB, [f"{BOB}-m1"])] == [f"{BOB}-m1"]
+    activity = long_term.agent_activity(BOB)
+    assert [a.shared for a in activity] == [1]
