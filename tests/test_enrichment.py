@@ -216,7 +216,7 @@ async def test_a_failing_extractor_does_not_lose_the_memory(
     service: MemoryService, caplog: pytest.LogCaptureFixture
 ) -> None:
     service.enricher = _FailingEnricher()
-    with caplog.at_level(logging.WARNING, logger="engram.core.service"):
+    with caplog.at_level(logging.WARNING, logger="engram.core.writing"):
         result = await service.remember("gus", "Please remember that I like green tea.")
     (memory,) = await service.recent_memories("gus")
     assert memory.id == result.id and memory.tags == [] and memory.sentiment is None

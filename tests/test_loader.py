@@ -32,7 +32,7 @@ def _slow_opener(settings: Settings, release: threading.Event, opened: list[Clos
     def open_() -> MemoryService:
         release.wait(60)  # only a hang guard: each test releases it
         real = open_memory(settings, HashEmbedder(), clock=stepping_clock)
-        spy = ClosingSpy(real.embedder, real.long_term, real.sessions, real.policy)
+        spy = ClosingSpy(embedder=real.embedder, long_term=real.long_term, sessions=real.sessions, policy=real.policy)
         opened.append(spy)
         return spy
 

@@ -172,17 +172,17 @@ def open_memory(
     embedder = BatchingEmbedder(embedder)
     knowledge = KnowledgeService(embedder, knowledge_store, parse_document, knowledge_policy, ranking, clock)
     return MemoryService(
-        embedder,
-        long_term,
-        sessions,
-        policy,
-        clock,
-        ranking,
-        pseudonymize,
-        enricher,
-        metrics,
-        knowledge,
-        health,
+        embedder=embedder,
+        long_term=long_term,
+        sessions=sessions,
+        policy=policy,
+        clock=clock,
+        ranking=ranking,
+        pseudonymize=pseudonymize,
+        enricher=enricher,
+        metrics=metrics,
+        knowledge=knowledge,
+        health=health,
     )
 
 
