@@ -132,3 +132,20 @@ def test_importing_the_enrichment_package_loads_no_extractor_library() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "", f"imported with engram.enrichment: {result.stdout.strip()}"
+
+
+#: The memory service's parts: each one module, small enough to read at once (issue: MemoryService was 939 lines).
+SERVICE_PARTS = ("service", "context", "validation", "writing", "retrieval", "summarizing", "erasure", "policy")
+
+
+@pytest.mark.parametrize("name", SERVICE_PARTS)
+def test_the_memory_service_parts_stay_small(name: str) -> None:
+    path = SRC / "core" / f"{name}.py"
+    tree = ast.parse(path.read_text(), filename=str(path))
+    assert len(path.read_text().splitlines()) <= 400, f"{path.name} is over 400 lines: split it by responsibility"
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60
+    ]
+    assert long == [], f"{path.name}: functions over 60 lines: {long}"
