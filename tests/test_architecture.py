@@ -149,3 +149,17 @@ def test_the_memory_service_parts_stay_small(name: str) -> None:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60
     ]
     assert long == [], f"{path.name}: functions over 60 lines: {long}"
+
+
+@pytest.mark.parametrize(
+    ("module", "function"),
+    [("erasure", "forget_user"), ("erasure", "traces_of"), ("erasure", "purge"), ("service", "tier_stats"),
+     ("service", "close")],
+)  # fmt: skip
+def test_erasure_retention_stats_and_closing_go_over_the_tiers_without_naming_one(module: str, function: str) -> None:
+    tree = ast.parse((SRC / "core" / f"{module}.py").read_text())
+    (found,) = [
+        n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == function
+    ]
+    named = {n.attr for n in ast.walk(found) if isinstance(n, ast.Attribute)} & {"long_term", "sessions", "knowledge"}
+    assert named == set(), f"{module}.{function} names tiers {named}: iterate the context's tiers instead"

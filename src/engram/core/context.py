@@ -17,6 +17,7 @@ from engram.core.policy import MemoryPolicy
 from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
 from engram.core.ranking import RankingPolicy
 from engram.core.redaction import SensitiveContentRejected, redact
+from engram.core.tiers import Tier
 from engram.core.timeutil import utc_now
 from engram.core.validation import check_content, check_id, check_optional_id
 
@@ -42,6 +43,8 @@ class MemoryContext:
     knowledge: KnowledgeService | None = None
     #: Which tiers storage found damaged (recall, stats and /healthz report them).
     health: TierHealth = field(default_factory=TierHealth)
+    #: Every tier, in the order erasure goes through them (closing goes backwards).
+    tiers: list[Tier] = field(default_factory=list)
 
     def user_key(self, user_id: str) -> str:
         """Check a caller's user id and return the pseudonym the stores know the user by."""

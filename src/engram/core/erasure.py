@@ -32,16 +32,13 @@ class Eraser:
                 "forget_user erases every memory of this user in every tier and cannot be undone; "
                 "call it again with confirm=true once the user has asked for this."
             )
-        long_term = working = short_term = knowledge = 0
+        counts: dict[str, int] = {}
         # Other servers on the data directory keep writing meanwhile: their commits can leave the erasure's files
         # (a write-ahead log another process was reading, say) for a moment. Erasing again once they settled is
         # cheap and idempotent, so a few passes turn that race into a success.
         for attempt in range(1, ERASURE_PASSES + 1):
-            long_term += await ctx.run(partial(ctx.long_term.delete_user, key))
-            working_now, short_term_now = await ctx.run(partial(ctx.sessions.forget_user, key))
-            working, short_term = working + working_now, short_term + short_term_now
-            if ctx.knowledge is not None:
-                knowledge += await ctx.knowledge.forget_owner(key)
+            for tier in ctx.tiers:
+                _add(counts, await tier.erase_user(key))
             left = await self.traces_of(key)
             if not left:
                 break
@@ -56,14 +53,11 @@ class Eraser:
                 "forget_user again; if they persist, stop the servers on this data directory and delete or "
                 "restore the files named (the server log lists them too)."
             )
-        logger.info("erased a user: %d long-term, %d working, %d short-term", long_term, working, short_term)
+        logger.info("erased a user: %s", ", ".join(f"{n} {field}" for field, n in counts.items()))
         return ForgetReceipt(
             user_id=user_id,
             erased=True,
-            working=working,
-            short_term=short_term,
-            long_term=long_term,
-            knowledge=knowledge,
+            **{"working": 0, "short_term": 0, "long_term": 0, **counts},
             finished_at=ctx.clock(),
             verification=(
                 "no row, older table version, index entry or file byte of the user's pseudonymous id remains in "
@@ -73,13 +67,8 @@ class Eraser:
         )
 
     async def traces_of(self, key: str) -> list[str]:
-        """Every trace of the user left in any tier, as 'tier: place' (never the user's id or content)."""
-        ctx = self._ctx
-        left = [f"long-term store: {trace}" for trace in await ctx.run(partial(ctx.long_term.traces_of, key))]
-        left += [f"session cache: {trace}" for trace in await ctx.run(partial(ctx.sessions.traces_of, key))]
-        if ctx.knowledge is not None:
-            left += [f"knowledge store: {trace}" for trace in await ctx.knowledge.traces_of_owner(key)]
-        return left
+        """Every trace of the user left in any tier, as 'store: place' (never the user's id or content)."""
+        return [trace for tier in self._ctx.tiers for trace in await tier.traces_of(key)]
 
     async def forget_memory(self, user_id: str, memory_id_: str, *, agent_id: str | None = None) -> MemoryForgotten:
         """Delete one of the user's memories from long-term memory and from the user's session transcripts.
@@ -100,15 +89,15 @@ class Eraser:
         """Apply retention: delete long-term memories past their age limit and expired session entries."""
         ctx = self._ctx
         now = ctx.clock()
-        deleted = 0
-        for category, age in ctx.policy.retention_by_category.items():
-            deleted += await ctx.run(partial(ctx.long_term.delete_older_than, now - age, category))
-        if ctx.policy.retention is not None:
-            exclude = list(ctx.policy.retention_by_category)
-            deleted += await ctx.run(
-                partial(ctx.long_term.delete_older_than, now - ctx.policy.retention, None, exclude)
-            )
-        expired = await ctx.run(ctx.sessions.purge_expired)
-        if deleted or expired:
-            logger.info("retention purge: %d long-term memories, %d expired session entries", deleted, expired)
-        return PurgeReport(long_term=deleted, expired_session_entries=expired, finished_at=ctx.clock())
+        counts: dict[str, int] = {"long_term": 0, "expired_session_entries": 0}
+        for tier in ctx.tiers:
+            _add(counts, await tier.purge(now, ctx.policy))
+        if any(counts.values()):
+            logger.info("retention purge: %s", ", ".join(f"{n} {field}" for field, n in counts.items()))
+        return PurgeReport(**counts, finished_at=ctx.clock())
+
+
+def _add(counts: dict[str, int], more: dict[str, int]) -> None:
+    """Add one tier's counts to the totals, field by field."""
+    for field, n in more.items():
+        counts[field] = counts.get(field, 0) + n

@@ -21,6 +21,7 @@ from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, 
 from engram.core.ranking import RankingPolicy
 from engram.core.retrieval import MemoryReader
 from engram.core.summarizing import SessionSummarizer
+from engram.core.tiers import KnowledgeTier, LongTermTier, SessionTier
 from engram.core.timeutil import utc_now
 from engram.core.validation import memory_id, normalize_content
 from engram.core.writing import MemoryWriter
@@ -62,6 +63,9 @@ class MemoryService:
             knowledge=knowledge,
             health=health or TierHealth(),
         )
+        context.tiers = [LongTermTier(long_term), SessionTier(sessions)]
+        if knowledge is not None:
+            context.tiers.append(KnowledgeTier(knowledge))
         self._ctx = context
         self.embedder, self.long_term, self.sessions = embedder, long_term, sessions
         self.policy, self.metrics, self.knowledge, self.health = (
@@ -112,22 +116,16 @@ class MemoryService:
 
     async def tier_stats(self) -> dict[str, TierStats]:
         """Items and bytes on disk of each tier; a damaged tier is reported as such instead of failing the rest."""
-        stores: dict[str, tuple[str, Callable[[], int], Callable[[], int]]] = {
-            "long_term": ("long-term", self.long_term.count, self.long_term.bytes_on_disk),
-            "sessions": ("session", self.sessions.count, self.sessions.bytes_on_disk),
-        }
-        if self.knowledge is not None:
-            stores["knowledge"] = ("knowledge", self.knowledge.store.count, self.knowledge.store.bytes_on_disk)
         stats: dict[str, TierStats] = {}
-        for name, (tier, count, size) in stores.items():
+        for tier in self._ctx.tiers:
             try:
-                stats[name] = TierStats(items=await self._ctx.run(count), bytes_on_disk=await self._ctx.run(size))
+                stats[tier.name] = await tier.stats()
             except TierDamaged as exc:
-                stats[name] = TierStats(items=0, bytes_on_disk=0, status="damaged", damage=str(exc))
+                stats[tier.name] = TierStats(items=0, bytes_on_disk=0, status="damaged", damage=str(exc))
                 continue
-            damage = self.health.damaged().get(tier)
+            damage = self.health.damaged().get(tier.label)
             if damage is not None:
-                stats[name] = stats[name].model_copy(update={"status": "damaged", "damage": str(damage)})
+                stats[tier.name] = stats[tier.name].model_copy(update={"status": "damaged", "damage": str(damage)})
         return stats
 
     def warm_up(self) -> None:
@@ -137,8 +135,6 @@ class MemoryService:
             warm()
 
     def close(self) -> None:
-        """Close the stores."""
-        if self.knowledge is not None:
-            self.knowledge.close()
-        self.long_term.close()
-        self.sessions.close()
+        """Close every tier's store, the last opened first."""
+        for tier in reversed(self._ctx.tiers):
+            tier.close()
