@@ -163,3 +163,34 @@ def test_erasure_retention_stats_and_closing_go_over_the_tiers_without_naming_on
     ]
     named = {n.attr for n in ast.walk(found) if isinstance(n, ast.Attribute)} & {"long_term", "sessions", "knowledge"}
     assert named == set(), f"{module}.{function} names tiers {named}: iterate the context's tiers instead"
+
+
+USER_PARAMETERS = {"user_id", "user_key", "owner", "owners", "key"}
+
+
+STORAGE_PORTS = [
+    ("ports", "LongTermStore"),
+    ("ports", "SessionStore"),
+    ("ports", "MemoryMetrics"),
+    ("knowledge_models", "KnowledgeStore"),
+]
+
+
+@pytest.mark.parametrize(("module", "protocol"), STORAGE_PORTS)
+def test_storage_ports_take_the_pseudonym_type_never_a_raw_id(module: str, protocol: str) -> None:
+    tree = ast.parse((SRC / "core" / f"{module}.py").read_text())
+    (found,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == protocol]
+    untyped = [
+        f"{method.name}({arg.arg}: {ast.unparse(arg.annotation) if arg.annotation else '?'})"
+        for method in found.body
+        if isinstance(method, ast.FunctionDef)
+        for arg in method.args.args
+        if arg.arg in USER_PARAMETERS and (arg.annotation is None or "UserKey" not in ast.unparse(arg.annotation))
+    ]
+    assert untyped == [], f"{protocol} takes users as plain strings: {untyped}"
+
+
+@pytest.mark.parametrize("path", [*_modules(SRC / "tools"), *_modules(SRC / "server"), SRC / "cli.py"], ids=str)
+def test_no_adapter_makes_pseudonyms(path: Path) -> None:
+    # Adapters ask the service for a user's key (MemoryService.user_key); only identity code computes one.
+    assert "Pseudonymizer" not in path.read_text() and "UserKey(" not in path.read_text()

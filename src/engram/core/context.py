@@ -12,6 +12,7 @@ import anyio.to_thread
 
 from engram.core.errors import InvalidInput, quoted
 from engram.core.health import TierHealth
+from engram.core.identity import UserKey, unkeyed
 from engram.core.models import Memory, RecallFilters, Turn
 from engram.core.policy import MemoryPolicy
 from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
@@ -37,7 +38,7 @@ class MemoryContext:
     policy: MemoryPolicy = field(default_factory=MemoryPolicy)
     clock: Callable[[], datetime] = utc_now
     ranking: RankingPolicy = field(default_factory=RankingPolicy)
-    pseudonymize: Callable[[str], str] = lambda user_id: user_id
+    pseudonymize: Callable[[str], UserKey] = unkeyed
     enricher: Enricher | None = None
     metrics: MemoryMetrics = field(default_factory=NoMetrics)
     knowledge: KnowledgeService | None = None
@@ -46,7 +47,7 @@ class MemoryContext:
     #: Every tier, in the order erasure goes through them (closing goes backwards).
     tiers: list[Tier] = field(default_factory=list)
 
-    def user_key(self, user_id: str) -> str:
+    def user_key(self, user_id: str) -> UserKey:
         """Check a caller's user id and return the pseudonym the stores know the user by."""
         return self.pseudonymize(check_id("user_id", user_id))
 
@@ -68,7 +69,9 @@ class MemoryContext:
             counts[category.value] = counts.get(category.value, 0) + count
         return result.text
 
-    async def visible_memory(self, key: str, memory_id: str, agent_id: str | None, *, required: bool) -> Memory | None:
+    async def visible_memory(
+        self, key: UserKey, memory_id: str, agent_id: str | None, *, required: bool
+    ) -> Memory | None:
         """The user's memory `memory_id` if the asking agent may see it; else None, or InvalidInput if `required`."""
         found = await self.run(partial(self.long_term.get, key, [memory_id]))
         visible = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))

@@ -9,6 +9,7 @@ import anyio
 
 from engram.core.context import MemoryContext
 from engram.core.errors import ConfirmationRequired, ErasureIncomplete, InvalidInput, quoted
+from engram.core.identity import UserKey
 from engram.core.models import ForgetReceipt, MemoryForgotten, PurgeReport
 from engram.core.policy import ERASURE_PASSES
 from engram.core.validation import check_memory_id
@@ -66,7 +67,7 @@ class Eraser:
             ),
         )
 
-    async def traces_of(self, key: str) -> list[str]:
+    async def traces_of(self, key: UserKey) -> list[str]:
         """Every trace of the user left in any tier, as 'store: place' (never the user's id or content)."""
         return [trace for tier in self._ctx.tiers for trace in await tier.traces_of(key)]
 

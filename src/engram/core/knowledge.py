@@ -20,6 +20,7 @@ import anyio.to_thread
 import numpy as np
 
 from engram.core.errors import InvalidInput, UnreadableDocument, quoted
+from engram.core.identity import UserKey
 from engram.core.knowledge_chunking import CHUNKER_VERSION, chunk_document
 from engram.core.knowledge_models import (
     GLOBAL_OWNER,
@@ -106,7 +107,7 @@ def chunk_index_text(title: str, heading_path: Sequence[str], content: str) -> s
     return " > ".join(context) + "\n" + content
 
 
-def _chunk_id(owner: str, source: str, position: int, index_text: str) -> str:
+def _chunk_id(owner: UserKey, source: str, position: int, index_text: str) -> str:
     digest = hashlib.sha256(f"{owner}\x00{source}\x00{position}\x00{index_text}".encode())
     return digest.hexdigest()[:32]
 
@@ -156,7 +157,7 @@ class KnowledgeService:
 
     async def ingest_paths(
         self,
-        owner: str,
+        owner: UserKey,
         paths: Sequence[str | Path],
         *,
         include: Sequence[str] = (),
@@ -238,7 +239,7 @@ class KnowledgeService:
         return report.finish(time.monotonic() - started)
 
     async def ingest_text(
-        self, owner: str, source: str, text: str, fmt: DocumentFormat, title: str | None = None
+        self, owner: UserKey, source: str, text: str, fmt: DocumentFormat, title: str | None = None
     ) -> IngestReport:
         """Ingest one document sent as text under the name `source`, replacing that source's earlier version."""
         started = time.monotonic()
@@ -351,7 +352,9 @@ class KnowledgeService:
                 f"{source} makes {count} chunks; one source may have at most {self.policy.max_chunks_per_source}"
             )
 
-    async def _write(self, owner: str, group: list[_Prepared], stored: dict[str, StoredSource], report: _Tally) -> None:
+    async def _write(
+        self, owner: UserKey, group: list[_Prepared], stored: dict[str, StoredSource], report: _Tally
+    ) -> None:
         """Embed the group's new chunk texts in batches and replace the group's sources in one commit."""
         now = self._clock()
         chunks: list[KnowledgeChunk] = []
@@ -397,7 +400,7 @@ class KnowledgeService:
 
     # --- sources ------------------------------------------------------------------------------------------------
 
-    async def sources(self, user_key: str | None) -> list[KnowledgeSource]:
+    async def sources(self, user_key: UserKey | None) -> list[KnowledgeSource]:
         """The sources a user sees (global and their own), or only the global ones without a user."""
         owners = [GLOBAL_OWNER] if user_key is None else [GLOBAL_OWNER, user_key]
         stored = await self._run(partial(self.store.sources, owners))
@@ -413,7 +416,7 @@ class KnowledgeService:
             for s in sorted(stored, key=lambda s: (s.owner != GLOBAL_OWNER, s.source))
         ]
 
-    async def remove_source(self, owner: str, source: str) -> SourceRemoved:
+    async def remove_source(self, owner: UserKey, source: str) -> SourceRemoved:
         """Erase one source of `owner` (all its chunks, physically)."""
         stored = {s.source for s in await self._run(partial(self.store.sources, [owner]))}
         if source not in stored:
@@ -425,20 +428,20 @@ class KnowledgeService:
         chunks = await self._run(partial(self.store.remove_sources, owner, [source]))
         return SourceRemoved(source=source, scope=scope_of(owner), chunks=chunks)
 
-    async def forget_owner(self, owner: str) -> int:
+    async def forget_owner(self, owner: UserKey) -> int:
         """Erase every source of a user; return how many chunks were erased."""
         if owner == GLOBAL_OWNER:
             raise InvalidInput("user_id", "global knowledge is not a user's to erase.")
         return await self._run(partial(self.store.delete_owner, owner))
 
-    async def traces_of_owner(self, owner: str) -> list[str]:
+    async def traces_of_owner(self, owner: UserKey) -> list[str]:
         """What is left of the owner in the knowledge store, named without content."""
         return await self._run(partial(self.store.traces_of_owner, owner))
 
     # --- search -------------------------------------------------------------------------------------------------
 
     async def search(
-        self, user_key: str, query: str, vector: Vectors, top_k: int, min_score: float | None
+        self, user_key: UserKey, query: str, vector: Vectors, top_k: int, min_score: float | None
     ) -> tuple[list[KnowledgeHit], int]:
         """The chunks of global and the user's own knowledge best matching the query, and how many min_score cut."""
         owners = [GLOBAL_OWNER, user_key]
@@ -525,7 +528,7 @@ def _reason(exc: BaseException) -> str:
 class _Tally:
     """Accumulates an ingest's outcome."""
 
-    def __init__(self, owner: str, files_seen: int, failed: list[FileProblem]) -> None:
+    def __init__(self, owner: UserKey, files_seen: int, failed: list[FileProblem]) -> None:
         self.owner = owner
         self.files_seen = files_seen
         self.changed: list[IngestedFile] = []

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from engram.core.identity import GLOBAL_OWNER as GLOBAL_OWNER  # the owner of global knowledge
+from engram.core.identity import UserKey
+
 if TYPE_CHECKING:
     # Annotations only: numpy must not load while a server answers its handshake.
     from engram.core.ports import Vectors
@@ -21,7 +24,6 @@ if TYPE_CHECKING:
 MAX_SOURCE_NAME_CHARS = 300
 #: Longest document `ingest_text` takes, in characters (also stated in the tool's schema).
 MAX_TEXT_CHARS = 1_000_000
-GLOBAL_OWNER = "*"
 
 Scope = Literal["global", "user"]
 Origin = Literal["file", "text"]
@@ -128,37 +130,37 @@ class StoredSource:
 class KnowledgeStore(Protocol):
     """Durable store of knowledge chunks with hybrid search; every query names the owners it may see."""
 
-    def sources(self, owners: Sequence[str]) -> list[StoredSource]:
+    def sources(self, owners: Sequence[UserKey]) -> list[StoredSource]:
         """Every source of these owners, with its hash and chunk count."""
         ...
 
-    def vectors_of(self, owner: str, sources: Sequence[str]) -> dict[str, Vectors]:
+    def vectors_of(self, owner: UserKey, sources: Sequence[str]) -> dict[str, Vectors]:
         """The stored vectors of these sources' chunks, keyed by the chunk's index text (to skip re-embedding)."""
         ...
 
     def replace_sources(
-        self, owner: str, sources: Sequence[str], chunks: Sequence[KnowledgeChunk], vectors: Vectors
+        self, owner: UserKey, sources: Sequence[str], chunks: Sequence[KnowledgeChunk], vectors: Vectors
     ) -> None:
         """Make `chunks` the whole content of `sources` (of this owner) in one commit."""
         ...
 
-    def remove_sources(self, owner: str, sources: Sequence[str]) -> int:
+    def remove_sources(self, owner: UserKey, sources: Sequence[str]) -> int:
         """Erase every chunk of these sources of this owner; return how many chunks were erased."""
         ...
 
-    def vector_search(self, owners: Sequence[str], vector: Vectors, limit: int) -> list[ChunkCandidate]:
+    def vector_search(self, owners: Sequence[UserKey], vector: Vectors, limit: int) -> list[ChunkCandidate]:
         """Up to `limit` chunks of these owners by cosine similarity (the score), best first."""
         ...
 
-    def keyword_search(self, owners: Sequence[str], text: str, limit: int) -> list[ChunkCandidate]:
+    def keyword_search(self, owners: Sequence[UserKey], text: str, limit: int) -> list[ChunkCandidate]:
         """Up to `limit` chunks of these owners by BM25 over the index text, best first."""
         ...
 
-    def delete_owner(self, owner: str) -> int:
+    def delete_owner(self, owner: UserKey) -> int:
         """Erase every chunk of the owner; return how many."""
         ...
 
-    def traces_of_owner(self, owner: str) -> list[str]:
+    def traces_of_owner(self, owner: UserKey) -> list[str]:
         """What is left of the owner on disk (rows, older table versions, files holding the key), without content."""
         ...
 

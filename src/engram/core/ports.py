@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from engram.core.identity import UserKey
 from engram.core.models import AgentActivity, Memory, RecallFilters, Sentiment, SessionInfo, Turn
 
 Vectors = npt.NDArray[np.float32]
@@ -65,33 +66,38 @@ class LongTermStore(Protocol):
         """Insert, in one commit, those memories whose id is not stored yet; return the ids inserted."""
         ...
 
-    def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
+    def get(self, user_id: UserKey, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
         ...
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def vector_search(self, user_id: UserKey, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         ...
 
-    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: UserKey, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         ...
 
-    def delete(self, user_id: str, ids: Sequence[str]) -> int:
+    def delete(self, user_id: UserKey, ids: Sequence[str]) -> int:
         """Delete the user's memories with these ids; return how many were deleted."""
         ...
 
-    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: UserKey, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters` (agent visibility included), newest first, after `offset`."""
         ...
 
     def replace(
-        self, user_id: str, old_id: str, memory: Memory, index_text: str | None = None, vector: Vectors | None = None
+        self,
+        user_id: UserKey,
+        old_id: str,
+        memory: Memory,
+        index_text: str | None = None,
+        vector: Vectors | None = None,
     ) -> bool:
         """Replace memory `old_id` by `memory` atomically, keeping index text and vector unless given."""
         ...
 
-    def agent_activity(self, user_id: str) -> list[AgentActivity]:
+    def agent_activity(self, user_id: UserKey) -> list[AgentActivity]:
         """Per agent that wrote the user's memories: shared and private counts and the latest write."""
         ...
 
@@ -99,11 +105,11 @@ class LongTermStore(Protocol):
         """Delete memories of every user created before `cutoff`: of one category, or of all but `exclude`."""
         ...
 
-    def delete_user(self, user_id: str) -> int:
+    def delete_user(self, user_id: UserKey) -> int:
         """Delete every memory of the user; return how many were deleted."""
         ...
 
-    def traces_of(self, user_id: str) -> list[str]:
+    def traces_of(self, user_id: UserKey) -> list[str]:
         """What is left of the user on disk (rows, older table versions, files holding the key), without content."""
         ...
 
@@ -123,7 +129,7 @@ class LongTermStore(Protocol):
 class SessionStore(Protocol):
     """Working memory (recent turns of a session) and short-term memory (recent sessions of a user)."""
 
-    def append_turn(self, user_id: str, session_id: str, turn: Turn, now: datetime) -> AppendedTurn:
+    def append_turn(self, user_id: UserKey, session_id: str, turn: Turn, now: datetime) -> AppendedTurn:
         """Record a turn in both tiers and refresh their expiry; say where it landed and what preceded it.
 
         The turn's `seq` is assigned by the store (its position in the session); the given one is ignored. The
@@ -131,27 +137,27 @@ class SessionStore(Protocol):
         """
         ...
 
-    def working(self, user_id: str, session_id: str) -> list[Turn]:
+    def working(self, user_id: UserKey, session_id: str) -> list[Turn]:
         """The session's working memory, oldest first (empty when expired or unknown)."""
         ...
 
-    def transcript(self, user_id: str, session_id: str) -> list[Turn] | None:
+    def transcript(self, user_id: UserKey, session_id: str) -> list[Turn] | None:
         """The session's short-term transcript (verbatim turns), or None when unknown or expired."""
         ...
 
-    def summarized_until(self, user_id: str, session_id: str) -> int:
+    def summarized_until(self, user_id: UserKey, session_id: str) -> int:
         """Seq before which the session's turns are already covered by a summary (0 if none)."""
         ...
 
-    def apply_summary(self, user_id: str, session_id: str, summary: Turn, keep_from_seq: int, now: datetime) -> int:
+    def apply_summary(self, user_id: UserKey, session_id: str, summary: Turn, keep_from_seq: int, now: datetime) -> int:
         """Replace working turns older than `keep_from_seq` by `summary`; return the working turn count."""
         ...
 
-    def remove_memory(self, user_id: str, memory_id: str) -> int:
+    def remove_memory(self, user_id: UserKey, memory_id: str) -> int:
         """Drop every turn (or summary) of the user's sessions that holds `memory_id`; return how many."""
         ...
 
-    def sessions(self, user_id: str) -> list[SessionInfo]:
+    def sessions(self, user_id: UserKey) -> list[SessionInfo]:
         """The user's sessions still in short-term memory, most recently active first."""
         ...
 
@@ -159,11 +165,11 @@ class SessionStore(Protocol):
         """Physically remove expired working and short-term entries; return how many."""
         ...
 
-    def forget_user(self, user_id: str) -> tuple[int, int]:
+    def forget_user(self, user_id: UserKey) -> tuple[int, int]:
         """Erase every entry of the user; return (working sessions, short-term sessions) erased."""
         ...
 
-    def traces_of(self, user_id: str) -> list[str]:
+    def traces_of(self, user_id: UserKey) -> list[str]:
         """What is left of the user (entries, files holding the key), named without content."""
         ...
 
@@ -214,7 +220,7 @@ class MemoryMetrics(Protocol):
         ...
 
     def observe_recall_results(
-        self, user_key: str, scores: Sequence[float], similarities: Sequence[float], dropped: int
+        self, user_key: UserKey, scores: Sequence[float], similarities: Sequence[float], dropped: int
     ) -> None:
         """The ranking scores and cosine similarities of the hits a recall returned, and how many min_score dropped."""
         ...
@@ -223,7 +229,7 @@ class MemoryMetrics(Protocol):
         """One call of the embedding model: how many texts, how long."""
         ...
 
-    def observe_write(self, user_key: str, memories: int, created: int) -> None:
+    def observe_write(self, user_key: UserKey, memories: int, created: int) -> None:
         """A remember call: memories written and how many of them were new."""
         ...
 
@@ -235,12 +241,12 @@ class NoMetrics:
         """Ignored."""
 
     def observe_recall_results(
-        self, user_key: str, scores: Sequence[float], similarities: Sequence[float], dropped: int
+        self, user_key: UserKey, scores: Sequence[float], similarities: Sequence[float], dropped: int
     ) -> None:
         """Ignored."""
 
     def observe_embedding(self, texts: int, seconds: float) -> None:
         """Ignored."""
 
-    def observe_write(self, user_key: str, memories: int, created: int) -> None:
+    def observe_write(self, user_key: UserKey, memories: int, created: int) -> None:
         """Ignored."""

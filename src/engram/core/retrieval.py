@@ -10,6 +10,7 @@ import anyio
 
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import EngramError, InvalidInput, TierDamaged, quoted
+from engram.core.identity import UserKey
 from engram.core.models import (
     MAX_OFFSET,
     MAX_PAGE,
@@ -118,7 +119,7 @@ class MemoryReader:
             raise InvalidInput("min_score", f"must be between -1 and 1, got {min_score}.")
         return query, top_k
 
-    async def _working(self, key: str, session_id: str | None, filters: RecallFilters) -> list[WorkingTurn]:
+    async def _working(self, key: UserKey, session_id: str | None, filters: RecallFilters) -> list[WorkingTurn]:
         """The session's working memory as the asking agent may see it (none without a session)."""
         if session_id is None:
             return []
@@ -129,7 +130,7 @@ class MemoryReader:
         return working
 
     async def _search_long_term(
-        self, key: str, query: str, filters: RecallFilters, top_k: int
+        self, key: UserKey, query: str, filters: RecallFilters, top_k: int
     ) -> tuple[Vectors, _Searched]:
         """The query's vector, and the candidates of the keyword and vector searches of long-term memory."""
         ctx, ranking = self._ctx, self._ctx.ranking
@@ -172,7 +173,7 @@ class MemoryReader:
         return kept, dropped
 
     async def _knowledge_hits(
-        self, key: str, query: str, vector: Vectors, top_k: int, min_score: float | None
+        self, key: UserKey, query: str, vector: Vectors, top_k: int, min_score: float | None
     ) -> tuple[list[KnowledgeHit], int]:
         """Global and the user's own knowledge chunks matching the query (none without knowledge memory)."""
         if self._ctx.knowledge is None:

@@ -15,6 +15,7 @@ from engram.core.context import MemoryContext
 from engram.core.erasure import Eraser
 from engram.core.errors import TierDamaged
 from engram.core.health import TierHealth
+from engram.core.identity import UserKey, unkeyed
 from engram.core.models import TierStats
 from engram.core.policy import MemoryPolicy
 from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
@@ -44,7 +45,7 @@ class MemoryService:
         policy: MemoryPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
         ranking: RankingPolicy | None = None,
-        pseudonymize: Callable[[str], str] | None = None,
+        pseudonymize: Callable[[str], UserKey] | None = None,
         enricher: Enricher | None = None,
         metrics: MemoryMetrics | None = None,
         knowledge: KnowledgeService | None = None,
@@ -57,7 +58,7 @@ class MemoryService:
             policy=policy or MemoryPolicy(),
             clock=clock,
             ranking=ranking or RankingPolicy(),
-            pseudonymize=pseudonymize or (lambda user_id: user_id),
+            pseudonymize=pseudonymize or unkeyed,
             enricher=enricher,
             metrics=metrics or NoMetrics(),
             knowledge=knowledge,

@@ -8,6 +8,7 @@ from functools import partial
 
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import InvalidInput, NothingToSummarize, quoted
+from engram.core.identity import UserKey
 from engram.core.indexing import index_text
 from engram.core.models import Kind, Memory, RecallFilters, SessionSummary, Turn, Visibility
 from engram.core.summarizer import extractive_summary
@@ -78,7 +79,7 @@ class SessionSummarizer:
         )
 
     async def _older_turns(
-        self, key: str, session_id: str, keep: int
+        self, key: UserKey, session_id: str, keep: int
     ) -> tuple[list[Turn], list[Turn], list[Turn], int]:
         """The session's working memory, its verbatim turns, those to summarise, and the seq the kept ones start at."""
         ctx = self._ctx
@@ -101,7 +102,7 @@ class SessionSummarizer:
 
     async def _store_summary(
         self,
-        key: str,
+        key: UserKey,
         session_id: str,
         text: str,
         older: list[Turn],

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio.to_thread
 
+from engram.core.identity import UserKey
 from engram.core.models import TierStats
 from engram.core.policy import MemoryPolicy
 from engram.core.ports import LongTermStore, SessionStore
@@ -35,11 +36,11 @@ class Tier(Protocol):
     #: How damage reports and traces name the tier (`long-term`, `session`, `knowledge`).
     label: str
 
-    async def erase_user(self, key: str) -> dict[str, int]:
+    async def erase_user(self, key: UserKey) -> dict[str, int]:
         """Erase everything of the user in this tier; counts by receipt field."""
         ...
 
-    async def traces_of(self, key: str) -> list[str]:
+    async def traces_of(self, key: UserKey) -> list[str]:
         """What is left of the user in this tier, as 'store: place', without content (empty once erased)."""
         ...
 
@@ -64,11 +65,11 @@ class LongTermTier:
     def __init__(self, store: LongTermStore) -> None:
         self._store = store
 
-    async def erase_user(self, key: str) -> dict[str, int]:
+    async def erase_user(self, key: UserKey) -> dict[str, int]:
         """Delete every memory of the user (the store compacts and cleans up so that nothing remains on disk)."""
         return {"long_term": await _run(partial(self._store.delete_user, key))}
 
-    async def traces_of(self, key: str) -> list[str]:
+    async def traces_of(self, key: UserKey) -> list[str]:
         """Rows, older versions and files that still hold the user."""
         return [f"long-term store: {trace}" for trace in await _run(partial(self._store.traces_of, key))]
 
@@ -99,12 +100,12 @@ class SessionTier:
     def __init__(self, store: SessionStore) -> None:
         self._store = store
 
-    async def erase_user(self, key: str) -> dict[str, int]:
+    async def erase_user(self, key: UserKey) -> dict[str, int]:
         """Erase the user's sessions in both tiers."""
         working, short_term = await _run(partial(self._store.forget_user, key))
         return {"working": working, "short_term": short_term}
 
-    async def traces_of(self, key: str) -> list[str]:
+    async def traces_of(self, key: UserKey) -> list[str]:
         """Entries and files that still hold the user."""
         return [f"session cache: {trace}" for trace in await _run(partial(self._store.traces_of, key))]
 
@@ -129,11 +130,11 @@ class KnowledgeTier:
     def __init__(self, knowledge: KnowledgeService) -> None:
         self._knowledge = knowledge
 
-    async def erase_user(self, key: str) -> dict[str, int]:
+    async def erase_user(self, key: UserKey) -> dict[str, int]:
         """Erase the user's own sources (global knowledge is nobody's to erase)."""
         return {"knowledge": await self._knowledge.forget_owner(key)}
 
-    async def traces_of(self, key: str) -> list[str]:
+    async def traces_of(self, key: UserKey) -> list[str]:
         """Chunks and files that still hold the user as owner."""
         return [f"knowledge store: {trace}" for trace in await self._knowledge.traces_of_owner(key)]
 

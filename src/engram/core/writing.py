@@ -10,6 +10,7 @@ from functools import partial
 
 from engram.core.context import MemoryContext
 from engram.core.errors import InvalidInput, quoted
+from engram.core.identity import UserKey
 from engram.core.indexing import index_text
 from engram.core.models import (
     MAX_TAGS,
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Draft:
+    key: UserKey
     memory: Memory
     speaker: str | None
     redacted: dict[str, int]
@@ -49,6 +51,7 @@ class _Draft:
 
 @dataclass(frozen=True)
 class _Placed:
+    key: UserKey
     memory: Memory
     indexed: str
     session_turns: int | None
@@ -122,7 +125,7 @@ class MemoryWriter:
         )
         placed = await self._place(self._draft(user_id, agent_id, item, ""))
         created = await self.store(placed.memory, placed.indexed)
-        self._ctx.metrics.observe_write(placed.memory.user_id, 1, int(created))
+        self._ctx.metrics.observe_write(placed.key, 1, int(created))
         return RememberResult(
             id=placed.memory.id, created=created, session_turns=placed.session_turns, redacted=placed.redacted
         )
@@ -190,7 +193,7 @@ class MemoryWriter:
             importance=check_unit(f"{where}importance", item.importance),
         )
         speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
-        return _Draft(memory=memory, speaker=speaker, redacted=redacted)
+        return _Draft(key=key, memory=memory, speaker=speaker, redacted=redacted)
 
     async def _place(self, draft: _Draft) -> _Placed:
         """Append the memory to its session (if any) and build the text to embed and index."""
@@ -211,7 +214,7 @@ class MemoryWriter:
                 speaker=speaker,
             )
             appended = await self._ctx.run(
-                partial(self._ctx.sessions.append_turn, memory.user_id, memory.session_id, turn, memory.created_at)
+                partial(self._ctx.sessions.append_turn, draft.key, memory.session_id, turn, memory.created_at)
             )
             memory = memory.model_copy(update={"turn_index": appended.seq})
             session_turns = appended.working_turns
@@ -220,7 +223,9 @@ class MemoryWriter:
                 previous = (before.speaker or (before.role.value if before.role else None), before.content)
         who = speaker or (memory.role.value if memory.role else None)
         indexed = index_text(memory.content, when=memory.created_at, speaker=who, previous=previous)
-        return _Placed(memory=memory, indexed=indexed, session_turns=session_turns, redacted=draft.redacted)
+        return _Placed(
+            key=draft.key, memory=memory, indexed=indexed, session_turns=session_turns, redacted=draft.redacted
+        )
 
     async def store(self, memory: Memory, indexed: str) -> bool:
         """Embed, enrich and insert one memory; True if it was new (the insert is conditional on its id)."""

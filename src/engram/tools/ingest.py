@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
+from engram.core.identity import UserKey
 from engram.core.knowledge_models import (
     GLOBAL_OWNER,
     MAX_SOURCE_NAME_CHARS,
@@ -39,7 +40,7 @@ def knowledge_of(memory: MemoryService) -> KnowledgeService:
     return memory.knowledge
 
 
-def owner_for(memory: MemoryService, who: Caller, scope: Scope) -> str:
+def owner_for(memory: MemoryService, who: Caller, scope: Scope) -> UserKey:
     """The owner key knowledge is stored under: the shared global owner, or the user's pseudonym."""
     return GLOBAL_OWNER if scope == "global" else memory.user_key(who.user_id)
 
