@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import sys
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 PACKAGES = (
@@ -39,3 +43,11 @@ def machine_info() -> dict[str, Any]:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "packages": {name: _version(name) for name in PACKAGES},
     }
+
+
+def write_report(out: Path, results: list[dict[str, Any]], **context: Any) -> None:
+    """Write a benchmark's results as JSON, with what they depend on (the machine) and when they were taken."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"results": results, **context, "machine": machine_info(), "finished_at": datetime.now(UTC).isoformat()}
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)

@@ -23,12 +23,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
-from machine import machine_info  # benchmarks/machine.py (scripts run from this folder)
+from machine import write_report  # benchmarks/machine.py (scripts run from this folder)
 from mcp import Client, StdioServerParameters
 from peer_workload import Item, sample, workload
 
@@ -302,15 +301,7 @@ def main() -> int:
             print(f"{name}: done", file=sys.stderr)
     print(f"{args.n} memories, {args.users} users, {len(questions)} questions, k={TOP_K}; load {os.getloadavg()}")
     print_table(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "results": rows,
-        "workload": {"n": args.n, "users": args.users, "questions": len(questions), "k": TOP_K},
-        "machine": machine_info(),
-        "finished_at": datetime.now(UTC).isoformat(),
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_report(args.out, rows, workload={"n": args.n, "users": args.users, "questions": len(questions), "k": TOP_K})
     return 0
 
 

@@ -24,12 +24,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
-from machine import machine_info  # benchmarks/machine.py (scripts run from this folder)
+from machine import write_report  # benchmarks/machine.py (scripts run from this folder)
 from mcp import Client, StdioServerParameters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,15 +202,11 @@ def main() -> int:
             f"{r['recall_ms']['p50']:>7.1f} {r['recall_ms']['p95']:>7.1f} {r['recall_ms']['p99']:>7.1f} "
             f"{r['peak_rss_mb'] or 0:>7.0f} {r['bytes_per_memory']:>9}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "results": rows,
-        "settings": {"settle_s": args.settle, "single_calls": args.single_calls, "batch": BATCH, "users": USERS},
-        "machine": machine_info(),
-        "finished_at": datetime.now(UTC).isoformat(),
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_report(
+        args.out,
+        rows,
+        settings={"settle_s": args.settle, "single_calls": args.single_calls, "batch": BATCH, "users": USERS},
+    )
     return 0
 
 
