@@ -1,13 +1,20 @@
-"""Small helpers for tests: the fixed clock, and reading MCP results."""
+"""Small helpers for tests: the fixed clock, an in-process client, and reading MCP results."""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from mcp import Client
 from mcp.types import CallToolResult, TextContent
+
+from engram.config import Settings
+from engram.embeddings.hashing import HashEmbedder
+from engram.server.app import build_server
 
 #: The time every test's memory starts at: what a test checks must never depend on the day it runs (the date is part
 #: of the indexed text, so with the hash embedder it moves rankings). ENGRAM_TEST_NOW moves it, to check exactly that.
@@ -53,3 +60,12 @@ def error(result: CallToolResult) -> str:
     """The message of a failed tool result (fails the test if the call succeeded)."""
     assert result.is_error, f"expected a tool error, got {result.structured_content}"
     return text(result)
+
+
+@asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[Client]:
+    """An in-process MCP client of a server on `settings` with the hash embedder, on the test clock."""
+    async with Client(
+        build_server(settings, embedder=HashEmbedder(), clock=stepping_clock), raise_exceptions=True
+    ) as client:
+        yield client

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,29 +11,16 @@ import httpx2
 import pytest
 from click.testing import CliRunner
 from mcp import Client
-from mcp.types import TextContent, TextResourceContents
+from mcp.types import TextResourceContents
 
 from engram.cli import cli
 from engram.config import Settings
-from engram.embeddings.hashing import HashEmbedder
-from engram.server.app import build_server
 from engram.server.http import build_http_app
+from tests.helpers import connected, text
 
 pytestmark = pytest.mark.anyio
 
 BASE = "http://127.0.0.1:8765"
-
-
-@asynccontextmanager
-async def connected(settings: Settings) -> AsyncIterator[Client]:
-    async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
-        yield client
-
-
-def text(result: Any) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 async def stats(client: Client) -> Any:

@@ -6,18 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import TextContent
 
 from engram.config import Settings
-from engram.embeddings.hashing import HashEmbedder
-from engram.server.app import build_server
+from tests.helpers import connected, text
 
 pytestmark = pytest.mark.anyio
 
@@ -60,18 +56,6 @@ def fill_up(disk: Path) -> Path:
 
 def remount(disk: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(disk)], check=True)
-
-
-@asynccontextmanager
-async def connected(settings: Settings) -> AsyncIterator[Client]:
-    async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
-        yield client
-
-
-def text(result: Any) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 async def listed(client: Client) -> list[str]:
