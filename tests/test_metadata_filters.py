@@ -182,7 +182,7 @@ async def test_update_memory_content_is_reembedded_and_reindexed(client: Client,
     ("arguments", "field", "accepted"),
     [
         ({"memory_id": "0" * 32, "resolved": True}, "memory_id", "no memory"),
-        ({"memory_id": "xyz", "resolved": True}, "memory_id", "pattern"),
+        ({"memory_id": "xyz", "resolved": True}, "memory_id", "32 lowercase hexadecimal"),
         ({"memory_id": "0" * 32}, "update", "nothing to change"),
         ({"memory_id": "0" * 32, "importance": 2}, "importance", "less than or equal to 1"),
     ],

@@ -71,7 +71,7 @@ async def test_remember_and_recall_return_structured_results(client: Client) -> 
         ("remember", {"user_id": "alice", "content": ""}, "content", "at least 1 character"),
         ("remember", {"user_id": "alice", "content": "  \n "}, "content", "only whitespace"),
         ("remember", {"user_id": "alice", "content": "x" * 8001}, "content", "the limit is 8000"),
-        ("remember", {"user_id": "x' OR '1'='1", "content": "hi"}, "user_id", "should match pattern"),
+        ("remember", {"user_id": "x' OR '1'='1", "content": "hi"}, "user_id", "expected 1-128 characters"),
         ("remember", {"user_id": "alice", "content": "hi", "role": "robot"}, "role", "'user', 'assistant'"),
         ("remember", {"user_id": "alice", "content": "hi", "importance": 3}, "importance", "less than or equal to 1"),
         ("remember", {"user_id": "alice", "content": "hi", "tags": "billing"}, "tags", "valid list"),
@@ -84,7 +84,7 @@ async def test_remember_and_recall_return_structured_results(client: Client) -> 
             "since",
             "earlier than 'until'",
         ),
-        ("recall", {"user_id": "alice"}, "query", "Field required"),
+        ("recall", {"user_id": "alice"}, "'query' is required", ""),
         ("summarize_session", {"user_id": "alice", "session_id": "nope"}, "session_id", "unknown or expired"),
         ("summarize_session", {"user_id": "alice", "session_id": "s1", "keep_recent": -2}, "keep_recent", "greater"),
         ("forget_user", {"user_id": "alice"}, "confirm=true", "cannot be undone"),
@@ -301,7 +301,6 @@ async def test_the_server_answers_before_the_model_has_loaded(settings: Settings
     embedder = _SlowToLoad()
     async with Client(build_server(settings, embedder=embedder, clock=stepping_clock), raise_exceptions=True) as client:
         assert len((await client.list_tools()).tools) == 11
-        assert (await _read(client, "engram://stats"))["status"] == "loading"
         stored: list[dict[str, Any]] = []
 
         async def remember() -> None:
@@ -311,7 +310,7 @@ async def test_the_server_answers_before_the_model_has_loaded(settings: Settings
             tasks.start_soon(remember)
             await anyio.wait_all_tasks_blocked()
             # A call that needs the model waits for it instead of failing.
-            assert stored == [] and (await _read(client, "engram://stats"))["status"] == "loading"
+            assert stored == []
             embedder.loaded.set()
         assert stored[0]["created"] is True
         assert (await _read(client, "engram://stats"))["status"] == "ready"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
+from engram.tools.arguments import forbid_unknown
 from engram.tools.forget_memory import forget_memory
 from engram.tools.forget_source import forget_source
 from engram.tools.forget_user import forget_user
@@ -19,78 +21,89 @@ from engram.tools.summarize_session import summarize_session
 from engram.tools.update_memory import update_memory
 
 
-def register_tools(server: MCPServer[Any]) -> None:
-    """Add Engram's tools to `server`, with hints that let clients decide what needs the user's approval."""
-    server.add_tool(
-        remember,
-        title="Remember",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+def _tool(fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations) -> Tool:
+    """One tool as the SDK builds it from the function, refusing arguments it does not declare."""
+    tool = Tool.from_function(fn, title=title, annotations=annotations)
+    strict = forbid_unknown(tool.fn_metadata.arg_model)
+    tool.fn_metadata.arg_model = strict
+    tool.parameters = strict.model_json_schema(by_alias=True)
+    return tool
+
+
+def engram_tools() -> list[Tool]:
+    """Engram's tools, with hints that let clients decide what needs the user's approval."""
+    return [
+        _tool(
+            remember,
+            title="Remember",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        remember_many,
-        title="Remember many",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        _tool(
+            remember_many,
+            title="Remember many",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        recall,
-        title="Recall",
-        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
-    )
-    server.add_tool(
-        list_memories,
-        title="List memories",
-        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
-    )
-    server.add_tool(
-        update_memory,
-        title="Update memory",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        _tool(
+            recall,
+            title="Recall",
+            annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
         ),
-    )
-    server.add_tool(
-        summarize_session,
-        title="Summarize session",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+        _tool(
+            list_memories,
+            title="List memories",
+            annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
         ),
-    )
-    server.add_tool(
-        forget_memory,
-        title="Forget memory",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        _tool(
+            update_memory,
+            title="Update memory",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        forget_user,
-        title="Forget user",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        _tool(
+            summarize_session,
+            title="Summarize session",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        ingest_files,
-        title="Ingest files",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        _tool(
+            forget_memory,
+            title="Forget memory",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        ingest_text,
-        title="Ingest text",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        _tool(
+            forget_user,
+            title="Forget user",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        forget_source,
-        title="Forget knowledge source",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        _tool(
+            ingest_files,
+            title="Ingest files",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
+        _tool(
+            ingest_text,
+            title="Ingest text",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            ),
+        ),
+        _tool(
+            forget_source,
+            title="Forget knowledge source",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+            ),
+        ),
+    ]

@@ -1,0 +1,107 @@
+"""What the model and the client see: argument errors, unknown arguments, resource error codes, the tool surface."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, MCPError
+from mcp.types import INVALID_PARAMS, TextResourceContents
+
+from engram.config import Settings
+from engram.embeddings.hashing import HashEmbedder
+from engram.server.app import build_server
+from tests.helpers import error, ok, stepping_clock
+
+pytestmark = pytest.mark.anyio
+
+
+def _one_line_for_a_model(message: str) -> None:
+    """An argument error a model can act on: one line, no library dump, no help link."""
+    assert "\n" not in message, message
+    assert "pydantic" not in message and "validation error for" not in message, message
+    assert "Arguments" not in message, message  # the SDK's generated model name (recallArguments)
+
+
+async def test_an_out_of_range_argument_names_the_field_the_value_and_the_range(client: Client) -> None:
+    message = error(await client.call_tool("recall", {"user_id": "alice", "query": "tea", "top_k": 0}))
+    _one_line_for_a_model(message)
+    assert "'top_k' 0" in message and "greater than or equal to 1" in message
+
+
+async def test_a_malformed_id_says_what_an_id_may_contain(client: Client) -> None:
+    message = error(await client.call_tool("recall", {"user_id": "not ok", "query": "tea"}))
+    _one_line_for_a_model(message)
+    assert "'user_id' 'not ok' is not valid; expected 1-128 characters: letters, digits" in message
+
+
+async def test_a_long_bad_value_is_quoted_short(client: Client) -> None:
+    message = error(await client.call_tool("recall", {"user_id": "alice", "query": "q", "top_k": "x" * 5000}))
+    _one_line_for_a_model(message)
+    assert "5,000 characters" in message and len(message) < 300
+
+
+async def test_a_missing_argument_is_named(client: Client) -> None:
+    message = error(await client.call_tool("recall", {"user_id": "alice"}))
+    _one_line_for_a_model(message)
+    assert "'query' is required" in message
+
+
+async def test_an_unknown_argument_is_refused_by_name(client: Client) -> None:
+    message = error(await client.call_tool("recall", {"user_id": "alice", "query": "tea", "colour": "red"}))
+    _one_line_for_a_model(message)
+    assert "unknown argument 'colour'; accepted: query, " in message
+
+
+async def test_every_input_schema_refuses_unknown_properties(client: Client) -> None:
+    for tool in (await client.list_tools()).tools:
+        assert tool.input_schema.get("additionalProperties") is False, tool.name
+
+
+async def test_a_refused_resource_read_is_invalid_params_not_internal_error(client: Client) -> None:
+    with pytest.raises(MCPError, match="unknown or expired") as unknown:
+        await client.read_resource("engram://users/alice/sessions/nope")
+    assert unknown.value.error.code == INVALID_PARAMS
+    with pytest.raises(MCPError, match="user_id") as malformed:
+        await client.read_resource("engram://users/bad%20id/memories")
+    assert malformed.value.error.code == INVALID_PARAMS
+
+
+class _SlowToLoad(HashEmbedder):
+    """A real hash embedder whose loading (the first look at its dimensions) waits for a signal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded = threading.Event()
+
+    @property
+    def dimensions(self) -> int:
+        self.loaded.wait(60)  # only a hang guard: the test sets it
+        return super().dimensions
+
+
+async def _stats(client: Client) -> dict[str, Any]:
+    contents = (await client.read_resource("engram://stats")).contents[0]
+    assert isinstance(contents, TextResourceContents)
+    result: dict[str, Any] = json.loads(contents.text)
+    return result
+
+
+async def test_stats_read_during_start_waits_for_the_stores(settings: Settings) -> None:
+    embedder = _SlowToLoad()
+    async with Client(build_server(settings, embedder=embedder, clock=stepping_clock), raise_exceptions=True) as client:
+        read: list[dict[str, Any]] = []
+
+        async def stats() -> None:
+            read.append(await _stats(client))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(stats)
+            await anyio.wait_all_tasks_blocked()
+            assert read == []  # still waiting for the stores, not answering "loading" with nulls
+            embedder.loaded.set()
+        assert read[0]["status"] == "ready" and read[0]["long_term"] is not None
+        ok(await client.call_tool("remember", {"user_id": "alice", "content": "after start"}))
