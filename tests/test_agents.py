@@ -21,8 +21,9 @@ async def _remember(client: Client, content: str, **arguments: Any) -> str:
     return str(result["id"])
 
 
-async def _recalled(client: Client, **arguments: Any) -> set[str]:
-    result = ok(await client.call_tool("recall", {"user_id": "alice", "query": QUERY, "top_k": 50, **arguments}))
+async def _recalled(client: Client, agent_id: str | None = None, **filters: Any) -> set[str]:
+    arguments = {"user_id": "alice", "query": QUERY, "top_k": 50, "agent_id": agent_id, "filters": filters}
+    result = ok(await client.call_tool("recall", arguments))
     return {hit["memory"]["content"] for hit in result["memories"]}
 
 
@@ -148,9 +149,15 @@ async def test_summaries_of_private_turns_stay_private(client: Client) -> None:
             "summarize_session", {"user_id": "alice", "session_id": "s9", "agent_id": "ide", "keep_recent": 2}
         )
     )
-    listed = ok(await client.call_tool("list_memories", {"user_id": "alice", "agent_id": "desk", "kind": "summary"}))
+    listed = ok(
+        await client.call_tool(
+            "list_memories", {"user_id": "alice", "agent_id": "desk", "filters": {"kind": "summary"}}
+        )
+    )
     assert listed["memories"] == []
-    mine = ok(await client.call_tool("list_memories", {"user_id": "alice", "agent_id": "ide", "kind": "summary"}))
+    mine = ok(
+        await client.call_tool("list_memories", {"user_id": "alice", "agent_id": "ide", "filters": {"kind": "summary"}})
+    )
     assert [m["id"] for m in mine["memories"]] == [summary["summary_id"]]
     assert mine["memories"][0]["visibility"] == "private"
 

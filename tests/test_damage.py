@@ -139,7 +139,7 @@ async def test_a_truncated_memories_fragment_is_a_clear_error_naming_the_tier(se
 
 
 async def test_healthz_reports_a_tier_damaged_at_start_while_the_others_serve(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash")
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
     await fill(settings)
     garble_header(settings.session_cache_dir / "cache.db")  # sessions hold memories: reported, never rebuilt
     built = build_http_app(settings, "streamable-http")

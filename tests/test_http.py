@@ -31,7 +31,6 @@ ALL_TOOLS = sorted(
         "summarize_session",
         "forget_memory",
         "forget_user",
-        "ingest_files",
         "ingest_text",
         "forget_source",
     ]
@@ -117,13 +116,13 @@ async def exercise_everything(client: Client, user: str) -> None:
     assert "Dana likes tea." in [m["content"] for m in memories]
     agents = await resource_json(client, f"engram://users/{user}/agents")
     assert sum(a["shared"] for a in agents) >= 5
-    listed = ok(await client.call_tool("list_memories", {"kind": "fact"}))
+    listed = ok(await client.call_tool("list_memories", {"filters": {"kind": "fact"}}))
     tea = next(m for m in listed["memories"] if m["content"] == "Dana likes tea.")
     updated = ok(await client.call_tool("update_memory", {"memory_id": tea["id"], "resolved": True}))
     assert updated["memory"]["resolved"] is True
-    assert [m["content"] for m in ok(await client.call_tool("list_memories", {"resolved": True}))["memories"]] == [
-        "Dana likes tea."
-    ]
+    assert [
+        m["content"] for m in ok(await client.call_tool("list_memories", {"filters": {"resolved": True}}))["memories"]
+    ] == ["Dana likes tea."]
     stats = await resource_json(client, "engram://stats")
     assert stats["status"] == "ready"
     assert stats["long_term"]["items"] >= 5

@@ -278,8 +278,10 @@ async def test_ingest_text_validates_its_input(memory: MemoryService) -> None:
 
 async def test_path_ingest_over_mcp_is_refused_without_roots(client: Client, tmp_path: Path) -> None:
     write_folder(tmp_path / "docs")
+    # Without roots ingest_files could refuse every path: it is not even listed, so no model is tempted by it.
+    assert "ingest_files" not in {tool.name for tool in (await client.list_tools()).tools}
     message = error(await client.call_tool("ingest_files", {"user_id": "alice", "paths": [str(tmp_path / "docs")]}))
-    assert "ENGRAM_KNOWLEDGE_ROOTS is empty" in message and "ingest_text" in message
+    assert "Unknown tool: ingest_files" in message
 
 
 async def test_mcp_ingest_is_confined_to_roots_reports_progress_and_is_listed(tmp_path: Path) -> None:
@@ -287,7 +289,7 @@ async def test_mcp_ingest_is_confined_to_roots_reports_progress_and_is_listed(tm
     files = write_folder(root)
     (tmp_path / "secret.md").write_text("# Secret\n\nThe server's private notes.")
     (root / "escape.md").symlink_to(tmp_path / "secret.md")
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root])
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root], tools="all")
     server = build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)
     progress: list[tuple[float, float | None, str | None]] = []
 
@@ -433,7 +435,7 @@ async def test_a_sibling_folder_sharing_the_roots_name_as_prefix_is_outside(tmp_
     sibling.mkdir()
     (sibling / "secret.md").write_text("# Secret\n\nThe server's private notes.")
     (root / "to-sibling.md").symlink_to(sibling / "secret.md")
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root])
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root], tools="all")
     async with Client(build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)) as client:
         for path in (sibling, sibling / "secret.md", root / ".." / "allowed-evil" / "secret.md"):
             message = error(await client.call_tool("ingest_files", {"user_id": "alice", "paths": [str(path)]}))

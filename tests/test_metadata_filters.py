@@ -83,12 +83,12 @@ async def history(client: Client) -> dict[str, str]:
 
 
 async def _recall(client: Client, **filters: Any) -> set[str]:
-    arguments = {"user_id": "alice", "query": "invoice app email", "top_k": 50, **filters}
+    arguments = {"user_id": "alice", "query": "invoice app email", "top_k": 50, "filters": filters}
     return {h["memory"]["content"] for h in ok(await client.call_tool("recall", arguments))["memories"]}
 
 
 async def _list(client: Client, **filters: Any) -> set[str]:
-    arguments = {"user_id": "alice", "limit": 100, **filters}
+    arguments = {"user_id": "alice", "limit": 100, "filters": filters}
     return {m["content"] for m in ok(await client.call_tool("list_memories", arguments))["memories"]}
 
 
@@ -142,14 +142,18 @@ async def test_update_memory_moves_a_memory_between_resolved_results(client: Cli
 
 async def test_update_memory_changes_metadata_and_keeps_the_rest(client: Client, history: dict[str, str]) -> None:
     crash = HISTORY[2][0]
-    before = ok(await client.call_tool("list_memories", {"user_id": "alice", "entity": "engram app"}))["memories"][0]
+    before = ok(await client.call_tool("list_memories", {"user_id": "alice", "filters": {"entity": "engram app"}}))[
+        "memories"
+    ][0]
     ok(
         await client.call_tool(
             "update_memory",
             {"user_id": "alice", "memory_id": history[crash], "tags": ["Urgent"], "category": "bug", "importance": 1},
         )
     )
-    after = ok(await client.call_tool("list_memories", {"user_id": "alice", "tags": ["urgent"]}))["memories"]
+    after = ok(await client.call_tool("list_memories", {"user_id": "alice", "filters": {"tags": ["urgent"]}}))[
+        "memories"
+    ]
     assert [m["content"] for m in after] == [crash]
     assert after[0]["category"] == "bug" and after[0]["importance"] == 1.0 and after[0]["tags"] == ["urgent"]
     assert after[0]["created_at"] == before["created_at"] and after[0]["entities"] == ["Engram App"]

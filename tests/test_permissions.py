@@ -37,7 +37,7 @@ async def test_a_world_readable_data_dir_gets_owner_only_files_and_a_warning(
     # The usual umask of a login shell: without Engram's own, every store would create 644 files and 755 folders.
     previous = os.umask(0o022)
     try:
-        settings = Settings(data_dir=data, embedding_model="hash")
+        settings = Settings(data_dir=data, embedding_model="hash", tools="all")
         async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
             for i in range(3):
                 turn = {"user_id": "alice", "content": f"note {i} about the garden", "session_id": "s1"}

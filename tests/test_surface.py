@@ -105,3 +105,94 @@ async def test_stats_read_during_start_waits_for_the_stores(settings: Settings) 
             embedder.loaded.set()
         assert read[0]["status"] == "ready" and read[0]["long_term"] is not None
         ok(await client.call_tool("remember", {"user_id": "alice", "content": "after start"}))
+
+
+#: `tools/list` was ~59.6 KB (JSON of every tool) before the surface was trimmed. The default profile must stay
+#: under 27% of that and the full one under half.
+CORE_BUDGET_BYTES = 16_000
+ALL_BUDGET_BYTES = 29_000
+CORE_TOOLS = {
+    "remember",
+    "recall",
+    "list_memories",
+    "update_memory",
+    "forget_memory",
+    "summarize_session",
+    "forget_user",
+}
+
+
+async def _tools(settings: Settings) -> list[Any]:
+    async with Client(build_server(settings, clock=stepping_clock), raise_exceptions=True) as client:
+        return list((await client.list_tools()).tools)
+
+
+def _size(tools: list[Any]) -> int:
+    return sum(len(json.dumps(t.model_dump(by_alias=True, mode="json", exclude_none=True))) for t in tools)
+
+
+async def test_the_default_profile_lists_the_everyday_tools_within_budget(tmp_path: Any) -> None:
+    tools = await _tools(Settings(data_dir=tmp_path / "data", embedding_model="hash"))
+    assert {t.name for t in tools} == CORE_TOOLS
+    assert _size(tools) < CORE_BUDGET_BYTES
+
+
+async def test_the_full_profile_lists_ingest_files_only_where_it_can_work(tmp_path: Any) -> None:
+    without_roots = await _tools(Settings(data_dir=tmp_path / "a", embedding_model="hash", tools="all"))
+    assert {t.name for t in without_roots} == CORE_TOOLS | {"remember_many", "ingest_text", "forget_source"}
+    with_roots = await _tools(
+        Settings(data_dir=tmp_path / "b", embedding_model="hash", tools="all", knowledge_roots=[tmp_path])
+    )
+    assert "ingest_files" in {t.name for t in with_roots}
+    assert _size(with_roots) < ALL_BUDGET_BYTES
+
+
+def _unbounded(schema: Any, where: str) -> list[str]:
+    """Every string without a length bound or closed set, and every list or map without a size bound, in `schema`."""
+    found: list[str] = []
+    if isinstance(schema, dict):
+        kinds = schema.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        # Our patterns are anchored with bounded repeats, so they bound the length too.
+        closed = any(key in schema for key in ("enum", "const", "format", "pattern"))
+        if "string" in kinds and not closed and "maxLength" not in schema:
+            found.append(where)
+        if "array" in kinds and "maxItems" not in schema:
+            found.append(where)
+        open_map = "object" in kinds and schema.get("additionalProperties", False) is not False
+        if open_map and "maxProperties" not in schema:
+            found.append(where)
+        for key, value in schema.items():
+            if key == "properties":
+                for name, sub in value.items():
+                    found += _unbounded(sub, f"{where}.{name}")
+            elif key in ("items", "additionalProperties", "anyOf", "oneOf", "$defs"):
+                found += _unbounded(value, f"{where}.{key}")
+    elif isinstance(schema, list):
+        for item in schema:
+            found += _unbounded(item, where)
+    return found
+
+
+async def test_schemas_are_tight_and_descriptions_short(tmp_path: Any) -> None:
+    tools = await _tools(
+        Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all", knowledge_roots=[tmp_path])
+    )
+    for tool in tools:
+        assert tool.description is not None and "\n " not in tool.description, tool.name
+        assert len(tool.description) <= 400, (tool.name, len(tool.description))
+        assert _unbounded(tool.input_schema, tool.name) == []
+        assert '"title":"' not in json.dumps(tool.input_schema, separators=(",", ":")), tool.name  # no schema titles
+
+
+async def test_recall_and_list_memories_share_one_filters_object(client: Client) -> None:
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    for name in ("recall", "list_memories"):
+        properties = tools[name].input_schema["properties"]
+        assert "filters" in properties and "tags_all" not in properties and "since" not in properties, name
+    ok(await client.call_tool("remember", {"user_id": "alice", "content": "tea at noon", "tags": ["drink"]}))
+    ok(await client.call_tool("remember", {"user_id": "alice", "content": "tea with lemon"}))
+    listed = ok(await client.call_tool("list_memories", {"user_id": "alice", "filters": {"tags": ["drink"]}}))
+    assert [m["content"] for m in listed["memories"]] == ["tea at noon"]
+    message = error(await client.call_tool("list_memories", {"user_id": "alice", "filters": {"tag": ["drink"]}}))
+    assert "unknown argument 'tag' in 'filters'" in message

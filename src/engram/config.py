@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         le=1.0,
         description="Cosine similarity a memory needs to its closest category description to get that category.",
     )
+    tools: Literal["core", "all"] = Field(
+        default="core",
+        description="Which tools MCP clients see. 'core' (default): the everyday memory tools a model needs in "
+        "every conversation; every listed tool costs context on every turn. 'all': also remember_many (bulk "
+        "import), ingest_text, forget_source, and ingest_files when ENGRAM_KNOWLEDGE_ROOTS is set.",
+    )
     knowledge_roots: list[Path] = Field(
         default_factory=list,
         description='Folders under which MCP clients may name files to ingest, as JSON, e.g. ["/srv/docs"]. '

@@ -28,7 +28,7 @@ from engram.runtime import background_memory
 from engram.server.prompts import register_prompts
 from engram.server.resources import register_resources
 from engram.tools import engram_tools
-from engram.tools.arguments import argument_error
+from engram.tools.arguments import argument_error, loggable
 from engram.tools.state import AppState, use_default_user
 
 logger = logging.getLogger(__name__)
@@ -164,8 +164,8 @@ class EngramServer(MCPServer[AppState]):
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
                 raise
             accepted = await self._accepted_arguments(name)
-            # Chained to the validation error: the SDK then logs only the refused field names, never the values.
-            raise ToolError(f"Error executing tool {name}: {argument_error(cause, accepted)}") from cause
+            # Chained to a validation error: the SDK then logs only the refused fields' names, never the values.
+            raise ToolError(f"Error executing tool {name}: {argument_error(cause, accepted)}") from loggable(cause)
         return result
 
     async def _accepted_arguments(self, name: str) -> list[str]:
@@ -201,7 +201,7 @@ def build_server(
         log_level=settings.log_level,
         token_verifier=token_verifier,
         auth=auth,
-        tools=engram_tools(),
+        tools=engram_tools(settings),
     )
     sdk_logger = logging.getLogger("mcp.server.mcpserver.server")
     if not any(isinstance(f, HideUserIds) for f in sdk_logger.filters):

@@ -8,6 +8,7 @@ from typing import Any
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
+from engram.config import Settings
 from engram.tools.arguments import forbid_unknown
 from engram.tools.forget_memory import forget_memory
 from engram.tools.forget_source import forget_source
@@ -17,21 +18,43 @@ from engram.tools.list_memories import list_memories
 from engram.tools.recall import recall
 from engram.tools.remember import remember
 from engram.tools.remember_many import remember_many
+from engram.tools.schema import compact_input, compact_output, description
 from engram.tools.summarize_session import summarize_session
 from engram.tools.update_memory import update_memory
 
+#: The everyday memory tools a model needs in any conversation: the `core` profile (ENGRAM_TOOLS).
+CORE_TOOLS = frozenset(
+    {"remember", "recall", "list_memories", "update_memory", "forget_memory", "summarize_session", "forget_user"}
+)
+
 
 def _tool(fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations) -> Tool:
-    """One tool as the SDK builds it from the function, refusing arguments it does not declare."""
+    """One tool as the SDK builds it, refusing arguments it does not declare, with compact schemas."""
     tool = Tool.from_function(fn, title=title, annotations=annotations)
     strict = forbid_unknown(tool.fn_metadata.arg_model)
     tool.fn_metadata.arg_model = strict
-    tool.parameters = strict.model_json_schema(by_alias=True)
+    tool.parameters = compact_input(strict.model_json_schema(by_alias=True))
+    tool.description = description(tool.description)
+    if tool.fn_metadata.output_schema is not None:
+        # Published only: results are still validated against the output model itself.
+        tool.fn_metadata.output_schema = compact_output(tool.fn_metadata.output_schema)
     return tool
 
 
-def engram_tools() -> list[Tool]:
-    """Engram's tools, with hints that let clients decide what needs the user's approval."""
+def listed(name: str, settings: Settings) -> bool:
+    """Whether the tool `name` is listed under `settings`: in the chosen profile, and able to work there."""
+    if settings.tools == "core":
+        return name in CORE_TOOLS
+    # ingest_files refuses every path until the operator names the folders it may read.
+    return name != "ingest_files" or bool(settings.knowledge_roots)
+
+
+def engram_tools(settings: Settings) -> list[Tool]:
+    """The tools `settings` lists, with hints that let clients decide what needs the user's approval."""
+    return [tool for tool in _all_tools() if listed(tool.name, settings)]
+
+
+def _all_tools() -> list[Tool]:
     return [
         _tool(
             remember,

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
-from engram.core.errors import quoted
+from engram.core.errors import QUOTE_CHARS, quoted
 from engram.core.models import ID_PATTERN, ID_RULE, MEMORY_ID_PATTERN
 
 #: At most this many problems are spelled out in one message; the model fixes them and learns of the rest next.
@@ -38,7 +38,9 @@ def field_name(loc: Sequence[int | str]) -> str:
         if isinstance(part, int):
             name += f"[{part}]"
         else:
-            name += f".{part}" if name else part
+            # A map key is the caller's data and may be huge: shown cut, like any quoted value.
+            shown = part if len(part) <= QUOTE_CHARS else f"{part[:QUOTE_CHARS]}…"
+            name += f".{shown}" if name else shown
     return name or "arguments"
 
 
@@ -68,6 +70,15 @@ def argument_problem(error: ErrorDetails, accepted: Sequence[str]) -> str:
     message = error["msg"].rstrip(".")
     message = message[0].lower() + message[1:] if message else "is not valid"
     return f"'{field}' {value}: {message}"
+
+
+def loggable(exc: ValidationError) -> ValidationError:
+    """`exc` with only the refused fields' names, cut short, and no values: what the SDK's log line may show."""
+    errors = [
+        {"type": "value_error", "loc": (field_name(error["loc"]),), "input": None, "ctx": {"error": error["type"]}}
+        for error in exc.errors(include_url=False)
+    ]
+    return ValidationError.from_exception_data(exc.title, errors)  # type: ignore[arg-type]
 
 
 def argument_error(exc: ValidationError, accepted: Sequence[str]) -> str:
