@@ -22,7 +22,14 @@ async def _remember(client: Client, content: str, **arguments: Any) -> str:
 
 
 async def _recalled(client: Client, agent_id: str | None = None, **filters: Any) -> set[str]:
-    arguments = {"user_id": "alice", "query": QUERY, "top_k": 50, "agent_id": agent_id, "filters": filters}
+    arguments = {
+        "detail": "full",
+        "user_id": "alice",
+        "query": QUERY,
+        "top_k": 50,
+        "agent_id": agent_id,
+        "filters": filters,
+    }
     result = ok(await client.call_tool("recall", arguments))
     return {hit["memory"]["content"] for hit in result["memories"]}
 
@@ -42,7 +49,11 @@ SHARED |= {"mail shared note about the customer", "agentless note about the cust
 
 
 async def test_every_memory_records_the_agent_that_wrote_it(team: Client) -> None:
-    result = ok(await team.call_tool("recall", {"user_id": "alice", "query": QUERY, "top_k": 50, "agent_id": "ide"}))
+    result = ok(
+        await team.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": QUERY, "top_k": 50, "agent_id": "ide"}
+        )
+    )
     writers = {hit["memory"]["content"].split()[0]: hit["memory"]["agent_id"] for hit in result["memories"]}
     assert writers == {"desk": "desk", "ide": "ide", "mail": "mail", "agentless": None}
     visibility = {hit["memory"]["content"]: hit["memory"]["visibility"] for hit in result["memories"]}
@@ -98,7 +109,8 @@ async def test_private_session_turns_stay_out_of_other_agents_working_memory(cli
     for agent, expected in (("ide", ["ide says hello", "ide thinks privately"]), ("desk", ["ide says hello"])):
         result = ok(
             await client.call_tool(
-                "recall", {"user_id": "alice", "query": "hello", "session_id": "s1", "agent_id": agent}
+                "recall",
+                {"detail": "full", "user_id": "alice", "query": "hello", "session_id": "s1", "agent_id": agent},
             )
         )
         assert [t["content"] for t in result["working"]] == expected

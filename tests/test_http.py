@@ -96,7 +96,9 @@ async def exercise_everything(client: Client, user: str) -> None:
     )
     assert batch["created"] == 2
 
-    recalled = ok(await client.call_tool("recall", {"query": "bees roof", "session_id": "s1", "top_k": 3}))
+    recalled = ok(
+        await client.call_tool("recall", {"detail": "full", "query": "bees roof", "session_id": "s1", "top_k": 3})
+    )
     assert recalled["memories"][0]["memory"]["content"] == "Dana keeps bees on her roof."
     assert recalled["memories"][0]["memory"]["user_id"] == user
     assert len(recalled["working"]) == 3
@@ -135,7 +137,7 @@ async def exercise_everything(client: Client, user: str) -> None:
     receipt = ok(await client.call_tool("forget_user", {"confirm": True}))
     assert receipt["erased"] is True
     assert receipt["user_id"] == user
-    assert ok(await client.call_tool("recall", {"query": "bees"}))["memories"] == []
+    assert ok(await client.call_tool("recall", {"detail": "full", "query": "bees"}))["memories"] == []
 
 
 # Acceptance 1: both HTTP transports serve every tool and resource to an authenticated client.
@@ -201,7 +203,7 @@ async def test_read_only_token_cannot_remember(streamable: RunningServer) -> Non
         assert "'write' scope" in refused
         refused = error(await client.call_tool("forget_user", {"confirm": True}))
         assert "'write' scope" in refused
-        recalled = ok(await client.call_tool("recall", {"query": "cello"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "cello"}))
         assert [hit["memory"]["content"] for hit in recalled["memories"]] == ["Erin plays the cello."]
 
 
@@ -225,9 +227,9 @@ async def test_token_for_one_user_cannot_touch_another(streamable: RunningServer
         with pytest.raises(MCPError, match="may not act for the user_id given"):
             await client.get_prompt("layered_context", {"user_id": "bea", "message": "door code?"})
         # The token's own memory does not contain Bea's, whatever the query.
-        assert ok(await client.call_tool("recall", {"query": "door code"}))["memories"] == []
+        assert ok(await client.call_tool("recall", {"detail": "full", "query": "door code"}))["memories"] == []
     async with connect(streamable, token(streamable, "bea")) as client:
-        recalled = ok(await client.call_tool("recall", {"query": "door code"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "door code"}))
         assert [hit["memory"]["content"] for hit in recalled["memories"]] == ["Bea's door code is 4711."]
         assert len((await resource_json(client, "engram://users/bea/sessions/b1"))["turns"]) == 1
 
@@ -237,9 +239,12 @@ async def test_token_for_several_users_must_name_one(streamable: RunningServer) 
         refused = error(await client.call_tool("remember", {"content": "Cy commutes by bike."}))
         assert "'user_id' is required" in refused
         ok(await client.call_tool("remember", {"user_id": "cy-work", "content": "Cy's team ships on Fridays."}))
-        recalled = ok(await client.call_tool("recall", {"user_id": "cy-work", "query": "ships"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "user_id": "cy-work", "query": "ships"}))
         assert recalled["memories"][0]["memory"]["user_id"] == "cy-work"
-        assert ok(await client.call_tool("recall", {"user_id": "cy", "query": "ships"}))["memories"] == []
+        assert (
+            ok(await client.call_tool("recall", {"detail": "full", "user_id": "cy", "query": "ships"}))["memories"]
+            == []
+        )
 
 
 async def test_agent_bound_token_writes_as_its_agent(streamable: RunningServer) -> None:
@@ -248,7 +253,7 @@ async def test_agent_bound_token_writes_as_its_agent(streamable: RunningServer) 
         refused = error(await client.call_tool("remember", {"content": "Fay's trip moved.", "agent_id": "mailer"}))
         assert "own agent" in refused
         ok(await client.call_tool("remember", {"content": "Fay packs light.", "agent_id": "planner"}))
-        recalled = ok(await client.call_tool("recall", {"query": "Fay", "top_k": 5}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "Fay", "top_k": 5}))
         assert {hit["memory"]["agent_id"] for hit in recalled["memories"]} == {"planner"}
         assert len(recalled["memories"]) == 2
         ok(
@@ -259,20 +264,22 @@ async def test_agent_bound_token_writes_as_its_agent(streamable: RunningServer) 
     # Another agent of the same user, and a token with no agent, never see the planner's private memory.
     for other in (token(streamable, "fay", agent="mailer"), token(streamable, "fay")):
         async with connect(streamable, other) as client:
-            recalled = ok(await client.call_tool("recall", {"query": "Fay passport", "top_k": 10}))
+            recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "Fay passport", "top_k": 10}))
             contents = {hit["memory"]["content"] for hit in recalled["memories"]}
             assert contents == {"Fay's trip is in May.", "Fay packs light."}
     # An agent-bound token cannot pose as the planner to read its private memories.
     async with connect(streamable, token(streamable, "fay", agent="mailer")) as client:
-        assert "own agent" in error(await client.call_tool("recall", {"query": "Fay", "agent_id": "planner"}))
+        assert "own agent" in error(
+            await client.call_tool("recall", {"detail": "full", "query": "Fay", "agent_id": "planner"})
+        )
 
 
 async def test_admin_token_acts_for_any_named_user(streamable: RunningServer) -> None:
     async with connect(streamable, token(streamable, "gus")) as client:
         ok(await client.call_tool("remember", {"content": "Gus collects stamps."}))
     async with connect(streamable, token(streamable, scopes=("admin",))) as client:
-        assert "'user_id' is required" in error(await client.call_tool("recall", {"query": "stamps"}))
-        recalled = ok(await client.call_tool("recall", {"user_id": "gus", "query": "stamps"}))
+        assert "'user_id' is required" in error(await client.call_tool("recall", {"detail": "full", "query": "stamps"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "user_id": "gus", "query": "stamps"}))
         assert recalled["memories"][0]["memory"]["content"] == "Gus collects stamps."
 
 
@@ -292,7 +299,7 @@ async def test_revoked_token_is_refused_at_once(streamable: RunningServer) -> No
     tokens = TokenFile(streamable.data_dir / "tokens.json")
     record, secret = tokens.create(users=["hal"], scopes=["read"])
     async with connect(streamable, secret) as client:
-        ok(await client.call_tool("recall", {"query": "anything"}))
+        ok(await client.call_tool("recall", {"detail": "full", "query": "anything"}))
     assert tokens.revoke(record.id)
     response = httpx2.get(f"{streamable.base}/metrics", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 401
@@ -305,12 +312,14 @@ async def test_sse_isolates_users_too(sse: RunningServer) -> None:
     async with connect(sse, token(sse, "ivy")) as client:
         ok(await client.call_tool("remember", {"content": "Ivy's PIN is 1234."}))
     async with connect(sse, token(sse, "jon", scopes=("read",))) as client:
-        assert "may not act for" in error(await client.call_tool("recall", {"user_id": "ivy", "query": "PIN"}))
+        assert "may not act for" in error(
+            await client.call_tool("recall", {"detail": "full", "user_id": "ivy", "query": "PIN"})
+        )
         assert "'write' scope" in error(await client.call_tool("remember", {"content": "Jon was here."}))
         with pytest.raises(MCPError, match="may not act for"):
             await client.read_resource("engram://users/ivy/memories")
     async with connect(sse, token(sse, "ivy")) as client:
-        assert len(ok(await client.call_tool("recall", {"query": "PIN"}))["memories"]) == 1
+        assert len(ok(await client.call_tool("recall", {"detail": "full", "query": "PIN"}))["memories"]) == 1
 
 
 # Acceptance 4: /metrics parses with prometheus-client's parser and moves after calls; /healthz.
@@ -332,9 +341,9 @@ async def test_metrics_parse_and_move_after_calls(streamable: RunningServer) -> 
     async with connect(streamable, token(streamable, "kim")) as client:
         ok(await client.call_tool("remember", {"content": "Kim runs marathons.", "session_id": "k1"}))
         ok(await client.call_tool("remember", {"content": "Kim eats pasta before a race.", "session_id": "k1"}))
-        ok(await client.call_tool("recall", {"query": "marathons", "session_id": "k1"}))
-        ok(await client.call_tool("recall", {"query": "marathons", "min_score": 0.99}))
-        error(await client.call_tool("recall", {"query": "   "}))
+        ok(await client.call_tool("recall", {"detail": "full", "query": "marathons", "session_id": "k1"}))
+        ok(await client.call_tool("recall", {"detail": "full", "query": "marathons", "min_score": 0.99}))
+        error(await client.call_tool("recall", {"detail": "full", "query": "   "}))
     after = scrape(streamable, scraper)
 
     def moved(name: str, **labels: str) -> float:

@@ -83,7 +83,7 @@ async def history(client: Client) -> dict[str, str]:
 
 
 async def _recall(client: Client, **filters: Any) -> set[str]:
-    arguments = {"user_id": "alice", "query": "invoice app email", "top_k": 50, "filters": filters}
+    arguments = {"detail": "full", "user_id": "alice", "query": "invoice app email", "top_k": 50, "filters": filters}
     return {h["memory"]["content"] for h in ok(await client.call_tool("recall", arguments))["memories"]}
 
 
@@ -169,12 +169,18 @@ async def test_update_memory_content_is_reembedded_and_reindexed(client: Client,
         )
     )
     assert updated["previous_id"] == history[email] and updated["id"] != history[email]
-    hits = ok(await client.call_tool("recall", {"user_id": "alice", "query": "phone calls lunch", "top_k": 1}))
+    hits = ok(
+        await client.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": "phone calls lunch", "top_k": 1}
+        )
+    )
     top = hits["memories"][0]["memory"]
     assert top["content"] == "Prefers phone calls after lunch" and top["id"] == updated["id"]
     assert top["created_at"] == updated["memory"]["created_at"] and top["category"] == "preference"
     assert email not in await _list(client)
-    keyword = ok(await client.call_tool("recall", {"user_id": "alice", "query": "morning email", "top_k": 50}))
+    keyword = ok(
+        await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "morning email", "top_k": 50})
+    )
     assert email not in {h["memory"]["content"] for h in keyword["memories"]}
     # Bob's memories are untouched and out of reach.
     assert error(

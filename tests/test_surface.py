@@ -196,3 +196,34 @@ async def test_recall_and_list_memories_share_one_filters_object(client: Client)
     assert [m["content"] for m in listed["memories"]] == ["tea at noon"]
     message = error(await client.call_tool("list_memories", {"user_id": "alice", "filters": {"tag": ["drink"]}}))
     assert "unknown argument 'tag' in 'filters'" in message
+
+
+async def test_a_default_recall_is_compact_and_its_text_is_the_same_json(client: Client) -> None:
+    for n in range(8):
+        content = (
+            f"Alice note {n}: she prefers green tea in the afternoon and takes it without sugar, said on call {n}."
+        )
+        ok(await client.call_tool("remember", {"user_id": "alice", "content": content, "tags": ["tea"]}))
+    result = await client.call_tool("recall", {"user_id": "alice", "query": "what tea does alice like"})
+    reply = ok(result)
+    assert len(reply["hits"]) == 5
+    for hit in reply["hits"]:
+        assert set(hit) == {"tier", "id", "when", "score", "content"}, hit
+        assert hit["tier"] == "long_term" and isinstance(hit["score"], float)
+    text = result.content[0]
+    assert len(result.content) == 1 and text.type == "text"
+    assert text.text == json.dumps(reply, separators=(",", ":"), ensure_ascii=False)
+    assert len(text.text.encode()) <= 2048
+
+
+async def test_recall_gives_scores_and_metadata_on_request(client: Client) -> None:
+    ok(await client.call_tool("remember", {"user_id": "alice", "content": "Alice drinks green tea", "tags": ["tea"]}))
+    reply = ok(await client.call_tool("recall", {"user_id": "alice", "query": "tea", "detail": "full"}))
+    assert reply["hits"][0]["content"] == "Alice drinks green tea"
+    full = reply["memories"][0]
+    assert full["memory"]["tags"] == ["tea"] and "similarity" in full["scores"]
+
+
+async def test_every_structured_reply_has_the_same_compact_json_as_text(client: Client) -> None:
+    result = await client.call_tool("remember", {"user_id": "alice", "content": "Alice likes tea"})
+    assert result.content[0].text == json.dumps(ok(result), separators=(",", ":"), ensure_ascii=False)

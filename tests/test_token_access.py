@@ -66,7 +66,7 @@ async def test_a_read_only_token_can_write_nothing(tmp_path: Path) -> None:
         for tool, arguments in WRITES:
             refused = error(await client.call_tool(tool, arguments))
             assert "'write' scope" in refused, tool
-        found = ok(await client.call_tool("recall", {"query": "tea"}))  # reading is allowed
+        found = ok(await client.call_tool("recall", {"detail": "full", "query": "tea"}))  # reading is allowed
         assert found["memories"] == []
 
 

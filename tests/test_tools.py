@@ -56,7 +56,11 @@ async def test_remember_and_recall_return_structured_results(client: Client) -> 
     again = ok(await client.call_tool("remember", {"user_id": "alice", "content": "owns a red bicycle"}))
     assert again == {"id": stored["id"], "created": False, "session_turns": None, "redacted": {}}
 
-    recalled = ok(await client.call_tool("recall", {"user_id": "alice", "query": "red bicycle", "session_id": "s1"}))
+    recalled = ok(
+        await client.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": "red bicycle", "session_id": "s1"}
+        )
+    )
     assert [t["tier"] for t in recalled["working"]] == ["working"]
     assert recalled["memories"][0]["tier"] == "long_term"
     assert recalled["memories"][0]["memory"]["content"] == "owns a red bicycle"
@@ -103,9 +107,9 @@ async def test_bad_input_is_a_tool_error_naming_the_field(
 
 async def test_a_hostile_user_id_cannot_read_or_erase_others(client: Client) -> None:
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "alice's diary"}))
-    error(await client.call_tool("recall", {"user_id": "x' OR '1'='1", "query": "diary"}))
+    error(await client.call_tool("recall", {"detail": "full", "user_id": "x' OR '1'='1", "query": "diary"}))
     error(await client.call_tool("forget_user", {"user_id": "x' OR '1'='1", "confirm": True}))
-    hits = ok(await client.call_tool("recall", {"user_id": "alice", "query": "diary"}))["memories"]
+    hits = ok(await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "diary"}))["memories"]
     assert [h["memory"]["content"] for h in hits] == ["alice's diary"]
 
 
@@ -114,14 +118,19 @@ async def test_forget_user_erases_every_tier_and_leaves_others(client: Client) -
         ok(await client.call_tool("remember", {"user_id": user, "content": f"{user} likes jazz", "session_id": "s1"}))
     receipt = ok(await client.call_tool("forget_user", {"user_id": "alice", "confirm": True}))
     assert (receipt["erased"], receipt["long_term"], receipt["working"], receipt["short_term"]) == (True, 1, 1, 1)
-    assert ok(await client.call_tool("recall", {"user_id": "alice", "query": "jazz", "session_id": "s1"})) == {
+    assert ok(
+        await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "jazz", "session_id": "s1"})
+    ) == {
+        "hits": [],
         "working": [],
         "memories": [],
         "dropped_below_min_score": 0,
         "knowledge": [],
         "unavailable": [],
     }
-    bob = ok(await client.call_tool("recall", {"user_id": "bob", "query": "jazz", "session_id": "s1"}))
+    bob = ok(
+        await client.call_tool("recall", {"detail": "full", "user_id": "bob", "query": "jazz", "session_id": "s1"})
+    )
     assert len(bob["working"]) == 1 and bob["memories"][0]["memory"]["content"] == "bob likes jazz"
 
 
@@ -143,7 +152,9 @@ async def test_forget_user_asks_clients_that_can_show_a_form(
             assert ok(result)["long_term"] == 1
         else:
             assert "confirm" not in error(result)
-        remaining = ok(await client.call_tool("recall", {"user_id": "alice", "query": "forgotten"}))["memories"]
+        remaining = ok(await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "forgotten"}))[
+            "memories"
+        ]
         assert len(remaining) == (0 if erased else 1)
 
 
@@ -167,7 +178,9 @@ async def test_only_the_person_approves_an_erasure_when_the_client_can_ask(
             assert "did not approve" in message and "nothing was erased" in message, message
             assert "confirm" not in message, message
         assert len(asked) == 2
-        remaining = ok(await client.call_tool("recall", {"user_id": "alice", "query": "kept"}))["memories"]
+        remaining = ok(await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "kept"}))[
+            "memories"
+        ]
         assert len(remaining) == 1
 
 
@@ -264,7 +277,9 @@ async def test_remember_many_over_mcp(client: Client) -> None:
     items = [{"content": f"imported fact {i}", "occurred_at": f"2024-01-0{i + 1}T09:00:00Z"} for i in range(3)]
     result = ok(await client.call_tool("remember_many", {"user_id": "alice", "items": items}))
     assert result["created"] == 3 and len(result["results"]) == 3
-    memories = ok(await client.call_tool("recall", {"user_id": "alice", "query": "imported fact", "top_k": 5}))
+    memories = ok(
+        await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "imported fact", "top_k": 5})
+    )
     assert sorted(m["memory"]["created_at"][:10] for m in memories["memories"]) == [
         "2024-01-01",
         "2024-01-02",
@@ -281,7 +296,11 @@ async def test_remember_reports_what_it_redacted(client: Client) -> None:
     content = "Reach me at ana.lima@example.org, card 4111 1111 1111 1111."
     stored = ok(await client.call_tool("remember", {"user_id": "alice", "content": content, "session_id": "s1"}))
     assert stored["redacted"] == {"email": 1, "card": 1}
-    recalled = ok(await client.call_tool("recall", {"user_id": "alice", "query": "reach me", "session_id": "s1"}))
+    recalled = ok(
+        await client.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": "reach me", "session_id": "s1"}
+        )
+    )
     assert recalled["memories"][0]["memory"]["content"] == "Reach me at [EMAIL], card [CARD]."
     assert recalled["working"][0]["content"] == "Reach me at [EMAIL], card [CARD]."
 

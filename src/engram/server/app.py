@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -15,7 +16,7 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import CallToolResult, InputRequiredResult, TextContent
 from pydantic import ValidationError
 
 from engram import __version__
@@ -166,6 +167,11 @@ class EngramServer(MCPServer[AppState]):
             accepted = await self._accepted_arguments(name)
             # Chained to a validation error: the SDK then logs only the refused fields' names, never the values.
             raise ToolError(f"Error executing tool {name}: {argument_error(cause, accepted)}") from loggable(cause)
+        if isinstance(result, CallToolResult) and result.structured_content is not None and not result.is_error:
+            # The text is the structured reply itself, as compact JSON: the same on every transport, and no
+            # pretty-printing for a model to pay for.
+            text = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
+            result = result.model_copy(update={"content": [TextContent(type="text", text=text)]})
         return result
 
     async def _accepted_arguments(self, name: str) -> list[str]:
