@@ -32,7 +32,7 @@ ScopeArg = Annotated[
 ]
 
 
-_Globs = Annotated[list[Annotated[str, Field(max_length=300)]] | None, Field(max_length=50)]
+_Globs = Annotated[list[Annotated[str, Field(max_length=300)]] | None, Field(max_length=32)]
 
 
 def knowledge_of(memory: MemoryService) -> KnowledgeService:
