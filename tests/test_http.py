@@ -170,15 +170,16 @@ def test_missing_or_wrong_token_gets_401_with_www_authenticate(
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith("Bearer ")
-    assert f'resource_metadata="{streamable.base}/.well-known/oauth-protected-resource/mcp"' in challenge
-    metadata = httpx2.get(f"{streamable.base}/.well-known/oauth-protected-resource/mcp").json()
-    assert metadata["resource"] == streamable.endpoint
+    # No identity provider is configured: the client is told what is wrong, not sent to a made-up OAuth server.
+    assert "invalid or missing bearer token" in challenge and "resource_metadata" not in challenge
+    assert "engram token create" in response.json()["error_description"]
+    assert httpx2.get(f"{streamable.base}/.well-known/oauth-protected-resource/mcp").status_code == 404
 
 
 def test_sse_without_token_gets_401(sse: RunningServer) -> None:
     response = httpx2.get(sse.endpoint)
     assert response.status_code == 401
-    assert "resource_metadata=" in response.headers["www-authenticate"]
+    assert "invalid or missing bearer token" in response.headers["www-authenticate"]
     forged = httpx2.get(sse.endpoint, headers={"Authorization": "Bearer egm_forged"})
     assert forged.status_code == 401
 
