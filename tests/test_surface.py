@@ -227,3 +227,14 @@ async def test_recall_gives_scores_and_metadata_on_request(client: Client) -> No
 async def test_every_structured_reply_has_the_same_compact_json_as_text(client: Client) -> None:
     result = await client.call_tool("remember", {"user_id": "alice", "content": "Alice likes tea"})
     assert result.content[0].text == json.dumps(ok(result), separators=(",", ":"), ensure_ascii=False)
+
+
+async def test_capabilities_are_the_same_in_both_protocol_eras(settings: Settings) -> None:
+    seen = []
+    for mode in ("auto", "legacy"):
+        server = build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)
+        async with Client(server, mode=mode) as client:
+            seen.append(client.server_capabilities.model_dump(exclude_none=True))
+    assert seen[0] == seen[1]
+    # Engram's tools, prompts and resources never change while it runs: no change notifications are promised.
+    assert seen[0]["tools"]["list_changed"] is False and seen[0]["resources"]["subscribe"] is False

@@ -208,6 +208,9 @@ def build_server(
         token_verifier=token_verifier,
         auth=auth,
         tools=engram_tools(settings),
+        # Engram's tools, prompts and resources never change while it runs and it sends no change notifications,
+        # so it serves no subscriptions/listen: the 2026 era then advertises what the 2025 era does.
+        subscriptions=False,
     )
     sdk_logger = logging.getLogger("mcp.server.mcpserver.server")
     if not any(isinstance(f, HideUserIds) for f in sdk_logger.filters):
