@@ -130,3 +130,47 @@ def test_mcp_remote_with_a_bad_token_reports_an_authentication_failure(
 ) -> None:
     run = _mcp_remote(npm_bin, tmp_path, http_server, "egm_not-a-token")
     assert "Registration" not in run.stderr, run.stderr
+
+
+#: A TypeScript SDK client (the one the Inspector ships) calling ingest_files over stdio with a progress handler.
+_PROGRESS_SCRIPT = """
+import {{ Client }} from "{sdk}/client/index.js";
+import {{ StdioClientTransport }} from "{sdk}/client/stdio.js";
+const transport = new StdioClientTransport({{ command: {python}, args: ["-m", "engram", "serve"], env: {env},
+  stderr: "ignore" }});
+const client = new Client({{ name: "progress-check", version: "1" }});
+await client.connect(transport);
+const seen = [];
+const result = await client.callTool({{ name: "ingest_files", arguments: {{ paths: [{docs}] }} }}, undefined,
+  {{ onprogress: (p) => seen.push([p.progress, p.total]) }});
+console.log(JSON.stringify({{ seen, isError: result.isError ?? false }}));
+await client.close();
+"""
+
+
+def test_the_typescript_sdk_gets_the_last_progress_before_the_result_over_stdio(npm_bin: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in (1, 2):
+        (docs / f"note{n}.md").write_text(f"# Note {n}\n\nSomething worth knowing, number {n}.\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ENGRAM_")}
+    env |= {
+        "ENGRAM_DATA_DIR": str(tmp_path / "data"),
+        "ENGRAM_EMBEDDING_MODEL": "hash",
+        "ENGRAM_TOOLS": "all",
+        "ENGRAM_KNOWLEDGE_ROOTS": json.dumps([str(docs)]),
+        "ENGRAM_DEFAULT_USER": "alice",
+    }
+    sdk = npm_bin.parent / "@modelcontextprotocol" / "sdk" / "dist" / "esm"
+    script = tmp_path / "progress.mjs"
+    script.write_text(
+        _PROGRESS_SCRIPT.format(
+            sdk=sdk.as_posix(), python=json.dumps(sys.executable), env=json.dumps(env), docs=json.dumps(str(docs))
+        )
+    )
+    node = shutil.which("node")
+    assert node is not None  # npm is installed, so node is too
+    run = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    assert outcome == {"seen": [[0, 3], [1, 3], [2, 3], [3, 3]], "isError": False}
