@@ -28,7 +28,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", embedding_model="hash")
+    """Every tool listed (ENGRAM_TOOLS=all): the tests exercise them all; test_surface checks the default profile."""
+    return Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
 
 
 @pytest.fixture

@@ -94,6 +94,7 @@ def spawn(
     full_env |= {
         "ENGRAM_DATA_DIR": str(data_dir),
         "ENGRAM_EMBEDDING_MODEL": model,
+        "ENGRAM_TOOLS": "all",
         "HF_HUB_OFFLINE": "1",
         **(env or {}),
     }

@@ -21,8 +21,16 @@ async def _remember(client: Client, content: str, **arguments: Any) -> str:
     return str(result["id"])
 
 
-async def _recalled(client: Client, **arguments: Any) -> set[str]:
-    result = ok(await client.call_tool("recall", {"user_id": "alice", "query": QUERY, "top_k": 50, **arguments}))
+async def _recalled(client: Client, agent_id: str | None = None, **filters: Any) -> set[str]:
+    arguments = {
+        "detail": "full",
+        "user_id": "alice",
+        "query": QUERY,
+        "top_k": 50,
+        "agent_id": agent_id,
+        "filters": filters,
+    }
+    result = ok(await client.call_tool("recall", arguments))
     return {hit["memory"]["content"] for hit in result["memories"]}
 
 
@@ -41,7 +49,11 @@ SHARED |= {"mail shared note about the customer", "agentless note about the cust
 
 
 async def test_every_memory_records_the_agent_that_wrote_it(team: Client) -> None:
-    result = ok(await team.call_tool("recall", {"user_id": "alice", "query": QUERY, "top_k": 50, "agent_id": "ide"}))
+    result = ok(
+        await team.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": QUERY, "top_k": 50, "agent_id": "ide"}
+        )
+    )
     writers = {hit["memory"]["content"].split()[0]: hit["memory"]["agent_id"] for hit in result["memories"]}
     assert writers == {"desk": "desk", "ide": "ide", "mail": "mail", "agentless": None}
     visibility = {hit["memory"]["content"]: hit["memory"]["visibility"] for hit in result["memories"]}
@@ -97,7 +109,8 @@ async def test_private_session_turns_stay_out_of_other_agents_working_memory(cli
     for agent, expected in (("ide", ["ide says hello", "ide thinks privately"]), ("desk", ["ide says hello"])):
         result = ok(
             await client.call_tool(
-                "recall", {"user_id": "alice", "query": "hello", "session_id": "s1", "agent_id": agent}
+                "recall",
+                {"detail": "full", "user_id": "alice", "query": "hello", "session_id": "s1", "agent_id": agent},
             )
         )
         assert [t["content"] for t in result["working"]] == expected
@@ -148,9 +161,15 @@ async def test_summaries_of_private_turns_stay_private(client: Client) -> None:
             "summarize_session", {"user_id": "alice", "session_id": "s9", "agent_id": "ide", "keep_recent": 2}
         )
     )
-    listed = ok(await client.call_tool("list_memories", {"user_id": "alice", "agent_id": "desk", "kind": "summary"}))
+    listed = ok(
+        await client.call_tool(
+            "list_memories", {"user_id": "alice", "agent_id": "desk", "filters": {"kind": "summary"}}
+        )
+    )
     assert listed["memories"] == []
-    mine = ok(await client.call_tool("list_memories", {"user_id": "alice", "agent_id": "ide", "kind": "summary"}))
+    mine = ok(
+        await client.call_tool("list_memories", {"user_id": "alice", "agent_id": "ide", "filters": {"kind": "summary"}})
+    )
     assert [m["id"] for m in mine["memories"]] == [summary["summary_id"]]
     assert mine["memories"][0]["visibility"] == "private"
 

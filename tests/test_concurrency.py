@@ -46,7 +46,11 @@ async def test_four_servers_writing_at_once_store_every_memory_exactly_once(tmp_
 
     # A fifth, fresh process sees every acknowledged memory, each exactly once.
     async with Client(_server(data_dir)) as client:
-        hits = ok(await client.call_tool("recall", {"user_id": "alice", "query": "shared fact 8", "top_k": 50}))
+        hits = ok(
+            await client.call_tool(
+                "recall", {"detail": "full", "user_id": "alice", "query": "shared fact 8", "top_k": 50}
+            )
+        )
         assert "shared fact 8" in [h["memory"]["content"] for h in hits["memories"]]
     rows = lancedb.connect(str(data_dir / "lancedb")).open_table("memories").to_arrow().column("id").to_pylist()
     assert set(rows) == set(acknowledged)

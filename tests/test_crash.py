@@ -57,7 +57,7 @@ async def test_sigkill_during_writes_loses_no_acknowledged_write_and_retries_sto
     for kill in range(KILLS + 1):
         async with Client(_server(data_dir)) as client:
             # The store opens (replaying whatever the killed server had journalled) and answers.
-            ok(await client.call_tool("recall", {"user_id": "alice", "query": "anything"}))
+            ok(await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "anything"}))
             stored = Counter(_stored_ids(data_dir))
             missing = set(acknowledged) - set(stored)
             assert not missing, f"after kill {kill}: {len(missing)} acknowledged writes lost"

@@ -73,7 +73,7 @@ async def test_a_damaged_query_cache_left_by_an_earlier_version_is_removed_and_e
     settings.query_cache_dir.mkdir(parents=True)
     (settings.query_cache_dir / "cache.db").write_bytes(b"this is not SQLite at all" + bytes(4096))
     async with connected(settings) as client:
-        recalled = await client.call_tool("recall", {"user_id": "alice", "query": "tea"})
+        recalled = await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "tea"})
         assert not recalled.is_error, text(recalled)
         assert recalled.structured_content["memories"]
         assert not (await client.call_tool("remember", {"user_id": "alice", "content": "new"})).is_error
@@ -85,7 +85,7 @@ async def test_deleted_knowledge_files_leave_recall_serving_long_term_memories(s
     await fill(settings)
     delete_knowledge_data(settings)
     async with connected(settings) as client:
-        recalled = await client.call_tool("recall", {"user_id": "alice", "query": "tea"})
+        recalled = await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "tea"})
         assert not recalled.is_error, text(recalled)
         found = recalled.structured_content
         assert "alice drinks green tea every morning" in [m["memory"]["content"] for m in found["memories"]]
@@ -93,7 +93,9 @@ async def test_deleted_knowledge_files_leave_recall_serving_long_term_memories(s
         (note,) = found["unavailable"]
         assert "knowledge store is damaged" in note and str(settings.knowledge_dir) in note
 
-        only_knowledge = await client.call_tool("recall", {"user_id": "alice", "query": "tea", "scope": "knowledge"})
+        only_knowledge = await client.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": "tea", "scope": "knowledge"}
+        )
         assert only_knowledge.is_error
         message = text(only_knowledge)
         assert "The knowledge store is damaged" in message
@@ -117,14 +119,16 @@ async def test_a_truncated_memories_fragment_is_a_clear_error_naming_the_tier(se
         assert "The long-term store is damaged" in message and str(settings.long_term_dir) in message
         assert "engram doctor" in message
         # Knowledge still answers a default recall, which says what it could not search.
-        recalled = await client.call_tool("recall", {"user_id": "alice", "query": "refunds thirty days"})
+        recalled = await client.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": "refunds thirty days"}
+        )
         assert not recalled.is_error, text(recalled)
         assert recalled.structured_content["knowledge"]
         assert "long-term store is damaged" in recalled.structured_content["unavailable"][0]
 
 
 async def test_healthz_reports_a_tier_damaged_at_start_while_the_others_serve(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash")
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
     await fill(settings)
     garble_header(settings.session_cache_dir / "cache.db")  # sessions hold memories: reported, never rebuilt
     built = build_http_app(settings, "streamable-http")

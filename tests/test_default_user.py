@@ -48,13 +48,16 @@ async def test_an_omitted_user_id_is_the_default_user(tmp_path: Path) -> None:
     server = build_server(_settings(tmp_path / "data", "ana"), embedder=HashEmbedder())
     async with Client(server, raise_exceptions=True) as client:
         ok(await client.call_tool("remember", {"content": "Ana grows tomatoes on her balcony."}))
-        mine = ok(await client.call_tool("recall", {"query": "tomatoes balcony"}))
+        mine = ok(await client.call_tool("recall", {"detail": "full", "query": "tomatoes balcony"}))
         assert _contents(mine) == ["Ana grows tomatoes on her balcony."]
         # The default user is an ordinary user id: naming it explicitly reaches the same memories.
-        assert _contents(ok(await client.call_tool("recall", {"user_id": "ana", "query": "tomatoes"}))) == _contents(
-            mine
+        assert _contents(
+            ok(await client.call_tool("recall", {"detail": "full", "user_id": "ana", "query": "tomatoes"}))
+        ) == _contents(mine)
+        assert (
+            _contents(ok(await client.call_tool("recall", {"detail": "full", "user_id": "bo", "query": "tomatoes"})))
+            == []
         )
-        assert _contents(ok(await client.call_tool("recall", {"user_id": "bo", "query": "tomatoes"}))) == []
         # The tool descriptions tell the model it may leave user_id out.
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         described = tools["recall"].input_schema["properties"]["user_id"]["description"]
@@ -72,7 +75,9 @@ async def test_two_servers_with_different_default_users_never_share(tmp_path: Pa
         async with Client(server, raise_exceptions=True) as client:
             listed = ok(await client.call_tool("list_memories", {}))
             assert [m["content"] for m in listed["memories"]] == [own]
-            assert _contents(ok(await client.call_tool("recall", {"query": "PIN hint locker code"}))) == [own]
+            assert _contents(
+                ok(await client.call_tool("recall", {"detail": "full", "query": "PIN hint locker code"}))
+            ) == [own]
 
 
 async def test_without_a_default_user_user_id_is_required(tmp_path: Path) -> None:
@@ -95,10 +100,12 @@ async def test_stdio_servers_remember_and_recall_for_their_default_user(tmp_path
     with anyio.fail_after(120):
         async with Client(_stdio(data_dir, "ana")) as ana:
             ok(await ana.call_tool("remember", {"content": "Ana's dentist appointment is on Friday."}))
-            assert _contents(ok(await ana.call_tool("recall", {"query": "dentist appointment"}))) == [
+            assert _contents(ok(await ana.call_tool("recall", {"detail": "full", "query": "dentist appointment"}))) == [
                 "Ana's dentist appointment is on Friday."
             ]
         async with Client(_stdio(data_dir, "bo")) as bo:
-            assert _contents(ok(await bo.call_tool("recall", {"query": "dentist appointment"}))) == []
+            assert _contents(ok(await bo.call_tool("recall", {"detail": "full", "query": "dentist appointment"}))) == []
             ok(await bo.call_tool("remember", {"content": "Bo's dentist is Dr Lee."}))
-            assert _contents(ok(await bo.call_tool("recall", {"query": "dentist"}))) == ["Bo's dentist is Dr Lee."]
+            assert _contents(ok(await bo.call_tool("recall", {"detail": "full", "query": "dentist"}))) == [
+                "Bo's dentist is Dr Lee."
+            ]

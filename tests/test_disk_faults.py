@@ -68,7 +68,7 @@ LONG = " ".join(f"word{i}" for i in range(900))  # bigger than any free space a 
 
 
 async def test_a_full_disk_says_disk_full_and_loses_nothing_acknowledged(small_disk: Path) -> None:
-    settings = Settings(data_dir=small_disk / "data", embedding_model="hash")
+    settings = Settings(data_dir=small_disk / "data", embedding_model="hash", tools="all")
     async with connected(settings) as client:
         assert not (await client.call_tool("remember", {"user_id": "alice", "content": "first memory"})).is_error
         assert await listed(client) == ["first memory"]
@@ -93,7 +93,7 @@ async def test_a_full_disk_says_disk_full_and_loses_nothing_acknowledged(small_d
 
 
 async def test_a_read_only_file_system_says_read_only_and_loses_nothing_acknowledged(small_disk: Path) -> None:
-    settings = Settings(data_dir=small_disk / "data", embedding_model="hash")
+    settings = Settings(data_dir=small_disk / "data", embedding_model="hash", tools="all")
     # Written by another process, which exits: remounting read-only needs no file of the disk open for writing
     # (as when a disk went read-only while the server was down).
     env = {**os.environ, "ENGRAM_DATA_DIR": str(settings.data_dir), "ENGRAM_EMBEDDING_MODEL": "hash"}

@@ -59,7 +59,9 @@ async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings
             content = f"bob's garden journal entry {i} about tomatoes and basil"
             ok(await client.call_tool("remember", {"user_id": "bob", "content": content, "session_id": "g"}))
         ok(await client.call_tool("summarize_session", {"user_id": USER_A, "session_id": "s1", "keep_recent": 2}))
-        ok(await client.call_tool("recall", {"user_id": USER_A, "query": QUERY}))  # queries are A's data too
+        ok(
+            await client.call_tool("recall", {"detail": "full", "user_id": USER_A, "query": QUERY})
+        )  # queries are A's data too
 
         pseudonym = Pseudonymizer(user_id_key(settings))(USER_A)
         decoded = _decoded_texts(settings)
@@ -78,13 +80,15 @@ async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings
             assert trace.encode() not in raw, f"{trace!r} left in a file"
             assert trace not in decoded, f"{trace!r} left in the stores"
 
-        everything = {"user_id": "bob", "query": "garden journal tomatoes", "top_k": 50}
+        everything = {"detail": "full", "user_id": "bob", "query": "garden journal tomatoes", "top_k": 50}
         by_meaning = ok(await client.call_tool("recall", everything))
         assert len(by_meaning["memories"]) == 30  # all of bob's memories survive
         # The rebuilt keyword index still finds "17": in entry 17, and in entry 18, which is indexed with the turn it
         # replies to. The two tie on keywords, so which comes first is left to the hash embedder's meaningless
         # similarity, and only the keyword ranks are checked.
-        by_keyword = ok(await client.call_tool("recall", {"user_id": "bob", "query": "entry 17", "top_k": 50}))
+        by_keyword = ok(
+            await client.call_tool("recall", {"detail": "full", "user_id": "bob", "query": "entry 17", "top_k": 50})
+        )
         top = {
             h["memory"]["content"].split()[4] for h in by_keyword["memories"] if h["scores"]["keyword_rank"] in (1, 2)
         }

@@ -31,7 +31,6 @@ ALL_TOOLS = sorted(
         "summarize_session",
         "forget_memory",
         "forget_user",
-        "ingest_files",
         "ingest_text",
         "forget_source",
     ]
@@ -97,7 +96,9 @@ async def exercise_everything(client: Client, user: str) -> None:
     )
     assert batch["created"] == 2
 
-    recalled = ok(await client.call_tool("recall", {"query": "bees roof", "session_id": "s1", "top_k": 3}))
+    recalled = ok(
+        await client.call_tool("recall", {"detail": "full", "query": "bees roof", "session_id": "s1", "top_k": 3})
+    )
     assert recalled["memories"][0]["memory"]["content"] == "Dana keeps bees on her roof."
     assert recalled["memories"][0]["memory"]["user_id"] == user
     assert len(recalled["working"]) == 3
@@ -117,13 +118,13 @@ async def exercise_everything(client: Client, user: str) -> None:
     assert "Dana likes tea." in [m["content"] for m in memories]
     agents = await resource_json(client, f"engram://users/{user}/agents")
     assert sum(a["shared"] for a in agents) >= 5
-    listed = ok(await client.call_tool("list_memories", {"kind": "fact"}))
+    listed = ok(await client.call_tool("list_memories", {"filters": {"kind": "fact"}}))
     tea = next(m for m in listed["memories"] if m["content"] == "Dana likes tea.")
     updated = ok(await client.call_tool("update_memory", {"memory_id": tea["id"], "resolved": True}))
     assert updated["memory"]["resolved"] is True
-    assert [m["content"] for m in ok(await client.call_tool("list_memories", {"resolved": True}))["memories"]] == [
-        "Dana likes tea."
-    ]
+    assert [
+        m["content"] for m in ok(await client.call_tool("list_memories", {"filters": {"resolved": True}}))["memories"]
+    ] == ["Dana likes tea."]
     stats = await resource_json(client, "engram://stats")
     assert stats["status"] == "ready"
     assert stats["long_term"]["items"] >= 5
@@ -136,7 +137,7 @@ async def exercise_everything(client: Client, user: str) -> None:
     receipt = ok(await client.call_tool("forget_user", {"confirm": True}))
     assert receipt["erased"] is True
     assert receipt["user_id"] == user
-    assert ok(await client.call_tool("recall", {"query": "bees"}))["memories"] == []
+    assert ok(await client.call_tool("recall", {"detail": "full", "query": "bees"}))["memories"] == []
 
 
 # Acceptance 1: both HTTP transports serve every tool and resource to an authenticated client.
@@ -169,15 +170,16 @@ def test_missing_or_wrong_token_gets_401_with_www_authenticate(
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith("Bearer ")
-    assert f'resource_metadata="{streamable.base}/.well-known/oauth-protected-resource/mcp"' in challenge
-    metadata = httpx2.get(f"{streamable.base}/.well-known/oauth-protected-resource/mcp").json()
-    assert metadata["resource"] == streamable.endpoint
+    # No identity provider is configured: the client is told what is wrong, not sent to a made-up OAuth server.
+    assert "invalid or missing bearer token" in challenge and "resource_metadata" not in challenge
+    assert "engram token create" in response.json()["error_description"]
+    assert httpx2.get(f"{streamable.base}/.well-known/oauth-protected-resource/mcp").status_code == 404
 
 
 def test_sse_without_token_gets_401(sse: RunningServer) -> None:
     response = httpx2.get(sse.endpoint)
     assert response.status_code == 401
-    assert "resource_metadata=" in response.headers["www-authenticate"]
+    assert "invalid or missing bearer token" in response.headers["www-authenticate"]
     forged = httpx2.get(sse.endpoint, headers={"Authorization": "Bearer egm_forged"})
     assert forged.status_code == 401
 
@@ -202,7 +204,7 @@ async def test_read_only_token_cannot_remember(streamable: RunningServer) -> Non
         assert "'write' scope" in refused
         refused = error(await client.call_tool("forget_user", {"confirm": True}))
         assert "'write' scope" in refused
-        recalled = ok(await client.call_tool("recall", {"query": "cello"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "cello"}))
         assert [hit["memory"]["content"] for hit in recalled["memories"]] == ["Erin plays the cello."]
 
 
@@ -226,9 +228,9 @@ async def test_token_for_one_user_cannot_touch_another(streamable: RunningServer
         with pytest.raises(MCPError, match="may not act for the user_id given"):
             await client.get_prompt("layered_context", {"user_id": "bea", "message": "door code?"})
         # The token's own memory does not contain Bea's, whatever the query.
-        assert ok(await client.call_tool("recall", {"query": "door code"}))["memories"] == []
+        assert ok(await client.call_tool("recall", {"detail": "full", "query": "door code"}))["memories"] == []
     async with connect(streamable, token(streamable, "bea")) as client:
-        recalled = ok(await client.call_tool("recall", {"query": "door code"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "door code"}))
         assert [hit["memory"]["content"] for hit in recalled["memories"]] == ["Bea's door code is 4711."]
         assert len((await resource_json(client, "engram://users/bea/sessions/b1"))["turns"]) == 1
 
@@ -238,9 +240,12 @@ async def test_token_for_several_users_must_name_one(streamable: RunningServer) 
         refused = error(await client.call_tool("remember", {"content": "Cy commutes by bike."}))
         assert "'user_id' is required" in refused
         ok(await client.call_tool("remember", {"user_id": "cy-work", "content": "Cy's team ships on Fridays."}))
-        recalled = ok(await client.call_tool("recall", {"user_id": "cy-work", "query": "ships"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "user_id": "cy-work", "query": "ships"}))
         assert recalled["memories"][0]["memory"]["user_id"] == "cy-work"
-        assert ok(await client.call_tool("recall", {"user_id": "cy", "query": "ships"}))["memories"] == []
+        assert (
+            ok(await client.call_tool("recall", {"detail": "full", "user_id": "cy", "query": "ships"}))["memories"]
+            == []
+        )
 
 
 async def test_agent_bound_token_writes_as_its_agent(streamable: RunningServer) -> None:
@@ -249,7 +254,7 @@ async def test_agent_bound_token_writes_as_its_agent(streamable: RunningServer) 
         refused = error(await client.call_tool("remember", {"content": "Fay's trip moved.", "agent_id": "mailer"}))
         assert "own agent" in refused
         ok(await client.call_tool("remember", {"content": "Fay packs light.", "agent_id": "planner"}))
-        recalled = ok(await client.call_tool("recall", {"query": "Fay", "top_k": 5}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "Fay", "top_k": 5}))
         assert {hit["memory"]["agent_id"] for hit in recalled["memories"]} == {"planner"}
         assert len(recalled["memories"]) == 2
         ok(
@@ -260,20 +265,22 @@ async def test_agent_bound_token_writes_as_its_agent(streamable: RunningServer) 
     # Another agent of the same user, and a token with no agent, never see the planner's private memory.
     for other in (token(streamable, "fay", agent="mailer"), token(streamable, "fay")):
         async with connect(streamable, other) as client:
-            recalled = ok(await client.call_tool("recall", {"query": "Fay passport", "top_k": 10}))
+            recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "Fay passport", "top_k": 10}))
             contents = {hit["memory"]["content"] for hit in recalled["memories"]}
             assert contents == {"Fay's trip is in May.", "Fay packs light."}
     # An agent-bound token cannot pose as the planner to read its private memories.
     async with connect(streamable, token(streamable, "fay", agent="mailer")) as client:
-        assert "own agent" in error(await client.call_tool("recall", {"query": "Fay", "agent_id": "planner"}))
+        assert "own agent" in error(
+            await client.call_tool("recall", {"detail": "full", "query": "Fay", "agent_id": "planner"})
+        )
 
 
 async def test_admin_token_acts_for_any_named_user(streamable: RunningServer) -> None:
     async with connect(streamable, token(streamable, "gus")) as client:
         ok(await client.call_tool("remember", {"content": "Gus collects stamps."}))
     async with connect(streamable, token(streamable, scopes=("admin",))) as client:
-        assert "'user_id' is required" in error(await client.call_tool("recall", {"query": "stamps"}))
-        recalled = ok(await client.call_tool("recall", {"user_id": "gus", "query": "stamps"}))
+        assert "'user_id' is required" in error(await client.call_tool("recall", {"detail": "full", "query": "stamps"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "user_id": "gus", "query": "stamps"}))
         assert recalled["memories"][0]["memory"]["content"] == "Gus collects stamps."
 
 
@@ -293,7 +300,7 @@ async def test_revoked_token_is_refused_at_once(streamable: RunningServer) -> No
     tokens = TokenFile(streamable.data_dir / "tokens.json")
     record, secret = tokens.create(users=["hal"], scopes=["read"])
     async with connect(streamable, secret) as client:
-        ok(await client.call_tool("recall", {"query": "anything"}))
+        ok(await client.call_tool("recall", {"detail": "full", "query": "anything"}))
     assert tokens.revoke(record.id)
     response = httpx2.get(f"{streamable.base}/metrics", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 401
@@ -306,12 +313,14 @@ async def test_sse_isolates_users_too(sse: RunningServer) -> None:
     async with connect(sse, token(sse, "ivy")) as client:
         ok(await client.call_tool("remember", {"content": "Ivy's PIN is 1234."}))
     async with connect(sse, token(sse, "jon", scopes=("read",))) as client:
-        assert "may not act for" in error(await client.call_tool("recall", {"user_id": "ivy", "query": "PIN"}))
+        assert "may not act for" in error(
+            await client.call_tool("recall", {"detail": "full", "user_id": "ivy", "query": "PIN"})
+        )
         assert "'write' scope" in error(await client.call_tool("remember", {"content": "Jon was here."}))
         with pytest.raises(MCPError, match="may not act for"):
             await client.read_resource("engram://users/ivy/memories")
     async with connect(sse, token(sse, "ivy")) as client:
-        assert len(ok(await client.call_tool("recall", {"query": "PIN"}))["memories"]) == 1
+        assert len(ok(await client.call_tool("recall", {"detail": "full", "query": "PIN"}))["memories"]) == 1
 
 
 # Acceptance 4: /metrics parses with prometheus-client's parser and moves after calls; /healthz.
@@ -333,9 +342,9 @@ async def test_metrics_parse_and_move_after_calls(streamable: RunningServer) -> 
     async with connect(streamable, token(streamable, "kim")) as client:
         ok(await client.call_tool("remember", {"content": "Kim runs marathons.", "session_id": "k1"}))
         ok(await client.call_tool("remember", {"content": "Kim eats pasta before a race.", "session_id": "k1"}))
-        ok(await client.call_tool("recall", {"query": "marathons", "session_id": "k1"}))
-        ok(await client.call_tool("recall", {"query": "marathons", "min_score": 0.99}))
-        error(await client.call_tool("recall", {"query": "   "}))
+        ok(await client.call_tool("recall", {"detail": "full", "query": "marathons", "session_id": "k1"}))
+        ok(await client.call_tool("recall", {"detail": "full", "query": "marathons", "min_score": 0.99}))
+        error(await client.call_tool("recall", {"detail": "full", "query": "   "}))
     after = scrape(streamable, scraper)
 
     def moved(name: str, **labels: str) -> float:

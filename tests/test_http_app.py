@@ -65,7 +65,7 @@ async def test_public_metrics_with_capped_pseudonymous_user_series(tmp_path: Pat
                 ) as authed,
                 Client(streamable_http_client(f"{BASE}/mcp", http_client=authed)) as client,
             ):
-                result = await client.call_tool("recall", {"query": "anything"})
+                result = await client.call_tool("recall", {"detail": "full", "query": "anything"})
                 assert not result.is_error, user
         response = await http.get("/metrics")  # no token: the operator made it public
         assert response.status_code == 200

@@ -99,7 +99,7 @@ async def test_the_file_size_refusal_names_the_configured_limit(tmp_path: Path) 
     big = root / "big.md"
     with big.open("wb") as handle:  # sparse: refused by its size, never read
         handle.truncate(20 * MIB + 1)
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root])
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root], tools="all")
     async with Client(build_server(settings), raise_exceptions=True) as client:
         report = ok(await client.call_tool("ingest_files", {"user_id": "alice", "paths": [str(big)]}))
     [failure] = report["failed"]
@@ -108,7 +108,7 @@ async def test_the_file_size_refusal_names_the_configured_limit(tmp_path: Path) 
 
 
 async def test_ingest_text_states_its_limit_in_the_schema(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash")
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
     async with Client(build_server(settings), raise_exceptions=True) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert tools["ingest_text"].input_schema["properties"]["text"]["maxLength"] == 1_000_000

@@ -15,6 +15,7 @@ from engram.server.http import build_http_app
 pytestmark = pytest.mark.anyio
 
 BASE = "http://127.0.0.1:8765"
+#: The metadata path answers 404 without an identity provider (test_http_auth_clients), once past the Host check.
 PATHS = ("/mcp", "/metrics", "/.well-known/oauth-protected-resource/mcp")
 
 #: Each must get 421 on every path: near misses of the loopback names that a prefix or substring match lets through.
@@ -119,10 +120,10 @@ async def test_exact_loopback_hosts_and_origins_still_pass(http: httpx2.AsyncCli
     for host in VALID_HOSTS:
         statuses = await _statuses(http, {"Host": host})
         # No token: the MCP endpoint and /metrics ask for one, the metadata is public.
-        assert statuses == {PATHS[0]: 401, PATHS[1]: 401, PATHS[2]: 200, "POST /mcp": 401}, host
+        assert statuses == {PATHS[0]: 401, PATHS[1]: 401, PATHS[2]: 404, "POST /mcp": 401}, host
     for origin in VALID_ORIGINS:
         statuses = await _statuses(http, {"Origin": origin})
-        assert statuses == {PATHS[0]: 401, PATHS[1]: 401, PATHS[2]: 200, "POST /mcp": 401}, origin
+        assert statuses == {PATHS[0]: 401, PATHS[1]: 401, PATHS[2]: 404, "POST /mcp": 401}, origin
 
 
 async def test_a_repeated_host_header_is_refused(http: httpx2.AsyncClient) -> None:

@@ -137,7 +137,7 @@ def test_foreign_origin_is_rejected_on_a_wildcard_bind(deployed: Deployment) -> 
 async def test_real_client_works_through_the_wildcard_bind(deployed: Deployment) -> None:
     async with connect(deployed.server, deployed.env_secret) as client:
         ok(await client.call_tool("remember", {"content": "Olga's token came from ENGRAM_TOKENS."}))
-        recalled = ok(await client.call_tool("recall", {"query": "ENGRAM_TOKENS"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "ENGRAM_TOKENS"}))
         assert recalled["memories"][0]["memory"]["user_id"] == "olga"
 
 
@@ -162,10 +162,12 @@ def _jwt(deployment: Deployment, key: Any = None, algorithm: str = "ES256", **ov
 async def test_jwt_acts_for_its_subject_and_agent(deployed: Deployment) -> None:
     async with connect(deployed.server, _jwt(deployed)) as client:
         ok(await client.call_tool("remember", {"content": "Nia signs in with a JWT."}))
-        recalled = ok(await client.call_tool("recall", {"query": "JWT"}))
+        recalled = ok(await client.call_tool("recall", {"detail": "full", "query": "JWT"}))
         hit = recalled["memories"][0]["memory"]
         assert (hit["user_id"], hit["agent_id"]) == ("nia", "nia-phone")
-        assert "may not act for" in error(await client.call_tool("recall", {"user_id": "olga", "query": "token"}))
+        assert "may not act for" in error(
+            await client.call_tool("recall", {"detail": "full", "user_id": "olga", "query": "token"})
+        )
     async with connect(deployed.server, _jwt(deployed, scope="read")) as client:
         assert "'write' scope" in error(await client.call_tool("remember", {"content": "Nia was read-only."}))
 

@@ -83,7 +83,9 @@ def test_the_installed_server_works_over_stdio(installed: Path, tmp_path: Path) 
                 assert {"remember", "recall", "forget_user"} <= names
                 ok(await client.call_tool("remember", {"content": "Ana is allergic to shellfish."}))
                 ok(await client.call_tool("remember", {"content": "Ana's flight to Lisbon is on Friday."}))
-                recalled = ok(await client.call_tool("recall", {"query": "which seafood must she avoid?"}))
+                recalled = ok(
+                    await client.call_tool("recall", {"detail": "full", "query": "which seafood must she avoid?"})
+                )
                 assert recalled["memories"][0]["memory"]["content"] == "Ana is allergic to shellfish."
 
     anyio.run(session)

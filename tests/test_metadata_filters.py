@@ -83,12 +83,12 @@ async def history(client: Client) -> dict[str, str]:
 
 
 async def _recall(client: Client, **filters: Any) -> set[str]:
-    arguments = {"user_id": "alice", "query": "invoice app email", "top_k": 50, **filters}
+    arguments = {"detail": "full", "user_id": "alice", "query": "invoice app email", "top_k": 50, "filters": filters}
     return {h["memory"]["content"] for h in ok(await client.call_tool("recall", arguments))["memories"]}
 
 
 async def _list(client: Client, **filters: Any) -> set[str]:
-    arguments = {"user_id": "alice", "limit": 100, **filters}
+    arguments = {"user_id": "alice", "limit": 100, "filters": filters}
     return {m["content"] for m in ok(await client.call_tool("list_memories", arguments))["memories"]}
 
 
@@ -142,14 +142,18 @@ async def test_update_memory_moves_a_memory_between_resolved_results(client: Cli
 
 async def test_update_memory_changes_metadata_and_keeps_the_rest(client: Client, history: dict[str, str]) -> None:
     crash = HISTORY[2][0]
-    before = ok(await client.call_tool("list_memories", {"user_id": "alice", "entity": "engram app"}))["memories"][0]
+    before = ok(await client.call_tool("list_memories", {"user_id": "alice", "filters": {"entity": "engram app"}}))[
+        "memories"
+    ][0]
     ok(
         await client.call_tool(
             "update_memory",
             {"user_id": "alice", "memory_id": history[crash], "tags": ["Urgent"], "category": "bug", "importance": 1},
         )
     )
-    after = ok(await client.call_tool("list_memories", {"user_id": "alice", "tags": ["urgent"]}))["memories"]
+    after = ok(await client.call_tool("list_memories", {"user_id": "alice", "filters": {"tags": ["urgent"]}}))[
+        "memories"
+    ]
     assert [m["content"] for m in after] == [crash]
     assert after[0]["category"] == "bug" and after[0]["importance"] == 1.0 and after[0]["tags"] == ["urgent"]
     assert after[0]["created_at"] == before["created_at"] and after[0]["entities"] == ["Engram App"]
@@ -165,12 +169,18 @@ async def test_update_memory_content_is_reembedded_and_reindexed(client: Client,
         )
     )
     assert updated["previous_id"] == history[email] and updated["id"] != history[email]
-    hits = ok(await client.call_tool("recall", {"user_id": "alice", "query": "phone calls lunch", "top_k": 1}))
+    hits = ok(
+        await client.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": "phone calls lunch", "top_k": 1}
+        )
+    )
     top = hits["memories"][0]["memory"]
     assert top["content"] == "Prefers phone calls after lunch" and top["id"] == updated["id"]
     assert top["created_at"] == updated["memory"]["created_at"] and top["category"] == "preference"
     assert email not in await _list(client)
-    keyword = ok(await client.call_tool("recall", {"user_id": "alice", "query": "morning email", "top_k": 50}))
+    keyword = ok(
+        await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "morning email", "top_k": 50})
+    )
     assert email not in {h["memory"]["content"] for h in keyword["memories"]}
     # Bob's memories are untouched and out of reach.
     assert error(
@@ -182,7 +192,7 @@ async def test_update_memory_content_is_reembedded_and_reindexed(client: Client,
     ("arguments", "field", "accepted"),
     [
         ({"memory_id": "0" * 32, "resolved": True}, "memory_id", "no memory"),
-        ({"memory_id": "xyz", "resolved": True}, "memory_id", "pattern"),
+        ({"memory_id": "xyz", "resolved": True}, "memory_id", "32 lowercase hexadecimal"),
         ({"memory_id": "0" * 32}, "update", "nothing to change"),
         ({"memory_id": "0" * 32, "importance": 2}, "importance", "less than or equal to 1"),
     ],

@@ -44,17 +44,17 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("remember_many", {"user_id": "alice", "items": [{"content": "hi", "tags": [BIG]}]}),
     ("remember_many", {"user_id": "alice", "items": [{"content": BIG}]}),
     ("recall", {"user_id": "alice", "query": BIG}),
-    ("recall", {"user_id": "alice", "query": "hi", "tags": [BIG]}),
-    ("recall", {"user_id": "alice", "query": "hi", "tags_all": [BIG]}),
-    ("recall", {"user_id": "alice", "query": "hi", "entity": BIG}),
-    ("recall", {"user_id": "alice", "query": "hi", "category": BIG}),
-    ("recall", {"user_id": "alice", "query": "hi", "from_agents": [BIG]}),
-    ("recall", {"user_id": "alice", "query": "hi", "from_session": BIG}),
+    ("recall", {"user_id": "alice", "query": "hi", "filters": {"tags": [BIG]}}),
+    ("recall", {"user_id": "alice", "query": "hi", "filters": {"tags_all": [BIG]}}),
+    ("recall", {"user_id": "alice", "query": "hi", "filters": {"entity": BIG}}),
+    ("recall", {"user_id": "alice", "query": "hi", "filters": {"category": BIG}}),
+    ("recall", {"user_id": "alice", "query": "hi", "filters": {"from_agents": [BIG]}}),
+    ("recall", {"user_id": "alice", "query": "hi", "filters": {"from_session": BIG}}),
     ("recall", {"user_id": "alice", "query": "hi", "session_id": BIG}),
-    ("recall", {"user_id": "alice", "query": "hi", "since": BIG}),
+    ("recall", {"user_id": "alice", "query": "hi", "filters": {"since": BIG}}),
     ("recall", {"user_id": "alice", "query": "hi", "scope": BIG}),
-    ("list_memories", {"user_id": "alice", "tags": [BIG]}),
-    ("list_memories", {"user_id": "alice", "entity": BIG}),
+    ("list_memories", {"user_id": "alice", "filters": {"tags": [BIG]}}),
+    ("list_memories", {"user_id": "alice", "filters": {"entity": BIG}}),
     ("update_memory", {"user_id": "alice", "memory_id": BIG, "resolved": True}),
     ("update_memory", {"user_id": "alice", "memory_id": MEMORY_ID, "tags": [BIG]}),
     ("update_memory", {"user_id": "alice", "memory_id": MEMORY_ID, "content": BIG}),
@@ -98,7 +98,7 @@ async def test_a_huge_path_to_ingest_is_quoted_short(tmp_path: Path, caplog: pyt
     caplog.set_level(logging.DEBUG)
     root = tmp_path / "docs"
     root.mkdir()
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root])
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", knowledge_roots=[root], tools="all")
     async with Client(build_server(settings, clock=stepping_clock), raise_exceptions=True) as client:
         for path in (str(root / BIG), str(tmp_path / BIG), "/" + BIG, str(root / "a" / BIG / "b.md")):
             result = await client.call_tool("ingest_files", {"user_id": "alice", "paths": [path]})

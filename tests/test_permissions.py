@@ -37,13 +37,17 @@ async def test_a_world_readable_data_dir_gets_owner_only_files_and_a_warning(
     # The usual umask of a login shell: without Engram's own, every store would create 644 files and 755 folders.
     previous = os.umask(0o022)
     try:
-        settings = Settings(data_dir=data, embedding_model="hash")
+        settings = Settings(data_dir=data, embedding_model="hash", tools="all")
         async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
             for i in range(3):
                 turn = {"user_id": "alice", "content": f"note {i} about the garden", "session_id": "s1"}
                 ok(await client.call_tool("remember", turn))
             ok(await client.call_tool("summarize_session", {"user_id": "alice", "session_id": "s1", "keep_recent": 1}))
-            ok(await client.call_tool("recall", {"user_id": "alice", "query": "garden", "session_id": "s1"}))
+            ok(
+                await client.call_tool(
+                    "recall", {"detail": "full", "user_id": "alice", "query": "garden", "session_id": "s1"}
+                )
+            )
             document = {"user_id": "alice", "source": "notes/garden.md", "text": "# Garden\n\nWater the basil."}
             ok(await client.call_tool("ingest_text", document))
             ok(await client.call_tool("forget_user", {"user_id": "bob", "confirm": True}))
@@ -55,7 +59,7 @@ async def test_a_world_readable_data_dir_gets_owner_only_files_and_a_warning(
         for path in data.rglob("*"):
             path.chmod(stat.S_IMODE(path.stat().st_mode) | (0o755 if path.is_dir() else 0o644))
         async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
-            ok(await client.call_tool("recall", {"user_id": "alice", "query": "garden"}))
+            ok(await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "garden"}))
         assert _open_to_others(data) == []
     finally:
         os.umask(previous)

@@ -32,7 +32,11 @@ async def test_the_raw_user_id_never_reaches_any_file(settings: Settings) -> Non
             ok(await client.call_tool("remember", {"user_id": RAW_ID, "content": content, "session_id": "s1"}))
         ok(await client.call_tool("remember_many", {"user_id": RAW_ID, "items": [{"content": "allergic to latex"}]}))
         ok(await client.call_tool("summarize_session", {"user_id": RAW_ID, "session_id": "s1", "keep_recent": 2}))
-        recalled = ok(await client.call_tool("recall", {"user_id": RAW_ID, "query": "latex", "session_id": "s1"}))
+        recalled = ok(
+            await client.call_tool(
+                "recall", {"detail": "full", "user_id": RAW_ID, "query": "latex", "session_id": "s1"}
+            )
+        )
         # Callers still see their own id.
         assert recalled["memories"][0]["memory"]["user_id"] == RAW_ID
         await client.read_resource(f"engram://users/{RAW_ID}/sessions")
@@ -93,7 +97,7 @@ async def test_a_lost_key_file_stops_every_tool_and_says_how_to_restore_it(setti
     settings.user_key_file.unlink()
 
     async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
-        recall = error(await client.call_tool("recall", {"user_id": RAW_ID, "query": "latex"}))
+        recall = error(await client.call_tool("recall", {"detail": "full", "user_id": RAW_ID, "query": "latex"}))
         erase = error(await client.call_tool("forget_user", {"user_id": RAW_ID, "confirm": True}))
     for message in (recall, erase):
         assert "user-id.key" in message and "backup" in message and str(settings.data_dir) in message
@@ -101,7 +105,7 @@ async def test_a_lost_key_file_stops_every_tool_and_says_how_to_restore_it(setti
 
     settings.user_key_file.write_bytes(backup)  # restored from the backup: everything is found again
     async with Client(build_server(settings, embedder=HashEmbedder()), raise_exceptions=True) as client:
-        found = ok(await client.call_tool("recall", {"user_id": RAW_ID, "query": "latex"}))
+        found = ok(await client.call_tool("recall", {"detail": "full", "user_id": RAW_ID, "query": "latex"}))
         assert found["memories"][0]["memory"]["content"] == "allergic to latex"
         ok(await client.call_tool("forget_user", {"user_id": RAW_ID, "confirm": True}))
 

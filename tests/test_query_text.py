@@ -73,24 +73,32 @@ async def stocked(client: Client) -> Client:
 @pytest.mark.parametrize("scope", ["both", "memories", "knowledge"])
 async def test_any_query_text_is_answered_in_every_scope(stocked: Client, scope: str) -> None:
     for query in ADVERSARIAL:
-        result = await stocked.call_tool("recall", {"user_id": "alice", "query": query, "scope": scope})
+        result = await stocked.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": query, "scope": scope}
+        )
         assert not result.is_error, f"{query[:40]!r} in scope {scope}: {result.content}"
 
 
 async def test_a_quoted_phrase_finds_its_words_in_both_tables(stocked: Client) -> None:
-    found = ok(await stocked.call_tool("recall", {"user_id": "alice", "query": '"thirty days"', "top_k": 1}))
+    found = ok(
+        await stocked.call_tool("recall", {"detail": "full", "user_id": "alice", "query": '"thirty days"', "top_k": 1})
+    )
     (memory,) = found["memories"]
     assert memory["memory"]["content"] == "We keep the access logs for thirty days."
     assert memory["scores"]["keyword_rank"] == 1  # found by its words, as the unquoted query would be
     assert "thirty days" in found["knowledge"][0]["content"]
     assert found["knowledge"][0]["scores"]["keyword_rank"] == 1
-    plain = ok(await stocked.call_tool("recall", {"user_id": "alice", "query": "thirty days", "top_k": 1}))
+    plain = ok(
+        await stocked.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "thirty days", "top_k": 1})
+    )
     assert plain["memories"][0]["scores"]["keyword"] == memory["scores"]["keyword"]
     assert plain["knowledge"][0]["scores"]["keyword"] == found["knowledge"][0]["scores"]["keyword"]
 
 
 async def test_a_blank_query_is_refused_with_a_reason(stocked: Client) -> None:
-    assert "must contain text" in error(await stocked.call_tool("recall", {"user_id": "alice", "query": "  \n "}))
+    assert "must contain text" in error(
+        await stocked.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "  \n "})
+    )
 
 
 async def test_a_quoted_phrase_searches_an_optimized_long_term_index(service: MemoryService) -> None:

@@ -105,5 +105,7 @@ async def test_a_starting_server_applies_retention(tmp_path: Path) -> None:
         # The first purge runs in the background as the server starts: wait for it (an event, not a poll).
         with anyio.fail_after(60):  # only a hang guard
             await anyio.to_thread.run_sync(lifecycle.purged.wait)
-        found = ok(await client.call_tool("recall", {"user_id": "alice", "query": "note", "top_k": 10}))
+        found = ok(
+            await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "note", "top_k": 10})
+        )
         assert [hit["memory"]["content"] for hit in found["memories"]] == ["a new note"]

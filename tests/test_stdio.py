@@ -115,16 +115,20 @@ async def test_mcp_json_command_remembers_across_processes(tmp_path: Path, onnx_
     # A new process on the same data dir: nothing is shared with the first one but the disk.
     async with serve(params) as client:
         recalled = ok(
-            await client.call_tool("recall", {"user_id": "alice", "query": "what food can't she eat?", "top_k": 3})
+            await client.call_tool(
+                "recall", {"detail": "full", "user_id": "alice", "query": "what food can't she eat?", "top_k": 3}
+            )
         )
         assert top_content(recalled) == FACTS[0], json.dumps(recalled["memories"], indent=2)
         assert sorted(hit["memory"]["content"] for hit in recalled["memories"]) == sorted(FACTS)
         assert recalled["working"] == [], "no session_id was passed, so no working memory is returned"
 
-        instrument = {"user_id": "alice", "query": "Which instrument does her kid play?"}
+        instrument = {"detail": "full", "user_id": "alice", "query": "Which instrument does her kid play?"}
         assert top_content(ok(await client.call_tool("recall", instrument))) == FACTS[1]
 
-        other_user = ok(await client.call_tool("recall", {"user_id": "bob", "query": "what food can't she eat?"}))
+        other_user = ok(
+            await client.call_tool("recall", {"detail": "full", "user_id": "bob", "query": "what food can't she eat?"})
+        )
         assert other_user["memories"] == []
         assert other_user["working"] == []
 
@@ -152,7 +156,9 @@ async def test_bad_input_does_not_kill_the_server(tmp_path: Path) -> None:
         assert "content" in blank
         assert "whitespace" in blank
 
-        too_many = error(await client.call_tool("recall", {"user_id": "alice", "query": "peanuts", "top_k": 500}))
+        too_many = error(
+            await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "peanuts", "top_k": 500})
+        )
         assert "top_k" in too_many
         assert "50" in too_many
 
@@ -160,5 +166,7 @@ async def test_bad_input_does_not_kill_the_server(tmp_path: Path) -> None:
             await client.call_tool("remember", {"user_id": "alice", "content": "Alice is allergic to peanuts."})
         )
         assert stored["created"] is True
-        recalled = ok(await client.call_tool("recall", {"user_id": "alice", "query": "peanuts", "top_k": 1}))
+        recalled = ok(
+            await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "peanuts", "top_k": 1})
+        )
         assert top_content(recalled) == "Alice is allergic to peanuts."

@@ -60,13 +60,13 @@ WRITES: list[tuple[str, dict[str, Any]]] = [
 
 
 async def test_a_read_only_token_can_write_nothing(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash")
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
     _, secret = TokenFile(settings.token_file).create(users=["erin"], scopes=["read"])
     async with serving(settings) as app, connected(app, secret) as client:
         for tool, arguments in WRITES:
             refused = error(await client.call_tool(tool, arguments))
             assert "'write' scope" in refused, tool
-        found = ok(await client.call_tool("recall", {"query": "tea"}))  # reading is allowed
+        found = ok(await client.call_tool("recall", {"detail": "full", "query": "tea"}))  # reading is allowed
         assert found["memories"] == []
 
 
@@ -77,7 +77,7 @@ async def _transcript(client: Client) -> list[str]:
 
 
 async def test_an_agent_token_reads_a_transcript_without_other_agents_private_turns(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash")
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
     tokens = TokenFile(settings.token_file)
     ide = tokens.create(users=["alice"], scopes=["read", "write"], agent="ide")[1]
     desk = tokens.create(users=["alice"], scopes=["read", "write"], agent="desk")[1]
@@ -94,7 +94,7 @@ async def test_an_agent_token_reads_a_transcript_without_other_agents_private_tu
 
 
 async def test_a_token_for_one_user_cannot_read_anothers_transcript(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash")
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
     tokens = TokenFile(settings.token_file)
     alice = tokens.create(users=["alice"], scopes=["read", "write"])[1]
     bob = tokens.create(users=["bob"], scopes=["read", "write"])[1]
@@ -107,7 +107,7 @@ async def test_a_token_for_one_user_cannot_read_anothers_transcript(tmp_path: Pa
 
 
 async def test_a_wrong_token_cannot_open_a_session(tmp_path: Path) -> None:
-    async with serving(Settings(data_dir=tmp_path / "data", embedding_model="hash")) as app:
+    async with serving(Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")) as app:
         refused = pytest.RaisesGroup(
             pytest.RaisesExc(MCPError, match="Server returned an error response"), flatten_subgroups=True
         )

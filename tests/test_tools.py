@@ -32,14 +32,12 @@ async def test_the_tools_are_listed_with_schemas_and_hints(client: Client) -> No
         "summarize_session",
         "forget_user",
         "forget_memory",
-        "ingest_files",
         "ingest_text",
         "forget_source",
     }
+    # ingest_files is listed only where ENGRAM_KNOWLEDGE_ROOTS lets it work (test_surface).
     for tool in tools.values():
         assert tool.description and tool.output_schema is not None
-        for name, prop in tool.input_schema["properties"].items():
-            assert prop.get("description"), f"{tool.name}.{name} has no description"
     assert tools["recall"].annotations is not None and tools["recall"].annotations.read_only_hint
     assert tools["forget_user"].annotations is not None and tools["forget_user"].annotations.destructive_hint
     assert tools["forget_memory"].annotations is not None and tools["forget_memory"].annotations.destructive_hint
@@ -58,7 +56,11 @@ async def test_remember_and_recall_return_structured_results(client: Client) -> 
     again = ok(await client.call_tool("remember", {"user_id": "alice", "content": "owns a red bicycle"}))
     assert again == {"id": stored["id"], "created": False, "session_turns": None, "redacted": {}}
 
-    recalled = ok(await client.call_tool("recall", {"user_id": "alice", "query": "red bicycle", "session_id": "s1"}))
+    recalled = ok(
+        await client.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": "red bicycle", "session_id": "s1"}
+        )
+    )
     assert [t["tier"] for t in recalled["working"]] == ["working"]
     assert recalled["memories"][0]["tier"] == "long_term"
     assert recalled["memories"][0]["memory"]["content"] == "owns a red bicycle"
@@ -71,20 +73,24 @@ async def test_remember_and_recall_return_structured_results(client: Client) -> 
         ("remember", {"user_id": "alice", "content": ""}, "content", "at least 1 character"),
         ("remember", {"user_id": "alice", "content": "  \n "}, "content", "only whitespace"),
         ("remember", {"user_id": "alice", "content": "x" * 8001}, "content", "the limit is 8000"),
-        ("remember", {"user_id": "x' OR '1'='1", "content": "hi"}, "user_id", "should match pattern"),
+        ("remember", {"user_id": "x' OR '1'='1", "content": "hi"}, "user_id", "expected 1-128 characters"),
         ("remember", {"user_id": "alice", "content": "hi", "role": "robot"}, "role", "'user', 'assistant'"),
         ("remember", {"user_id": "alice", "content": "hi", "importance": 3}, "importance", "less than or equal to 1"),
         ("remember", {"user_id": "alice", "content": "hi", "tags": "billing"}, "tags", "valid list"),
         ("recall", {"user_id": "alice", "query": "tea", "top_k": 500}, "top_k", "less than or equal to 50"),
         ("recall", {"user_id": "alice", "query": "tea", "top_k": "many"}, "top_k", "valid integer"),
-        ("recall", {"user_id": "alice", "query": "tea", "since": "last week"}, "since", "valid datetime"),
+        ("recall", {"user_id": "alice", "query": "tea", "filters": {"since": "last week"}}, "since", "valid datetime"),
         (
             "recall",
-            {"user_id": "alice", "query": "tea", "since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            {
+                "user_id": "alice",
+                "query": "tea",
+                "filters": {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            },
             "since",
             "earlier than 'until'",
         ),
-        ("recall", {"user_id": "alice"}, "query", "Field required"),
+        ("recall", {"user_id": "alice"}, "'query' is required", ""),
         ("summarize_session", {"user_id": "alice", "session_id": "nope"}, "session_id", "unknown or expired"),
         ("summarize_session", {"user_id": "alice", "session_id": "s1", "keep_recent": -2}, "keep_recent", "greater"),
         ("forget_user", {"user_id": "alice"}, "confirm=true", "cannot be undone"),
@@ -101,9 +107,9 @@ async def test_bad_input_is_a_tool_error_naming_the_field(
 
 async def test_a_hostile_user_id_cannot_read_or_erase_others(client: Client) -> None:
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "alice's diary"}))
-    error(await client.call_tool("recall", {"user_id": "x' OR '1'='1", "query": "diary"}))
+    error(await client.call_tool("recall", {"detail": "full", "user_id": "x' OR '1'='1", "query": "diary"}))
     error(await client.call_tool("forget_user", {"user_id": "x' OR '1'='1", "confirm": True}))
-    hits = ok(await client.call_tool("recall", {"user_id": "alice", "query": "diary"}))["memories"]
+    hits = ok(await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "diary"}))["memories"]
     assert [h["memory"]["content"] for h in hits] == ["alice's diary"]
 
 
@@ -112,14 +118,19 @@ async def test_forget_user_erases_every_tier_and_leaves_others(client: Client) -
         ok(await client.call_tool("remember", {"user_id": user, "content": f"{user} likes jazz", "session_id": "s1"}))
     receipt = ok(await client.call_tool("forget_user", {"user_id": "alice", "confirm": True}))
     assert (receipt["erased"], receipt["long_term"], receipt["working"], receipt["short_term"]) == (True, 1, 1, 1)
-    assert ok(await client.call_tool("recall", {"user_id": "alice", "query": "jazz", "session_id": "s1"})) == {
+    assert ok(
+        await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "jazz", "session_id": "s1"})
+    ) == {
+        "hits": [],
         "working": [],
         "memories": [],
         "dropped_below_min_score": 0,
         "knowledge": [],
         "unavailable": [],
     }
-    bob = ok(await client.call_tool("recall", {"user_id": "bob", "query": "jazz", "session_id": "s1"}))
+    bob = ok(
+        await client.call_tool("recall", {"detail": "full", "user_id": "bob", "query": "jazz", "session_id": "s1"})
+    )
     assert len(bob["working"]) == 1 and bob["memories"][0]["memory"]["content"] == "bob likes jazz"
 
 
@@ -141,7 +152,9 @@ async def test_forget_user_asks_clients_that_can_show_a_form(
             assert ok(result)["long_term"] == 1
         else:
             assert "confirm" not in error(result)
-        remaining = ok(await client.call_tool("recall", {"user_id": "alice", "query": "forgotten"}))["memories"]
+        remaining = ok(await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "forgotten"}))[
+            "memories"
+        ]
         assert len(remaining) == (0 if erased else 1)
 
 
@@ -165,7 +178,9 @@ async def test_only_the_person_approves_an_erasure_when_the_client_can_ask(
             assert "did not approve" in message and "nothing was erased" in message, message
             assert "confirm" not in message, message
         assert len(asked) == 2
-        remaining = ok(await client.call_tool("recall", {"user_id": "alice", "query": "kept"}))["memories"]
+        remaining = ok(await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "kept"}))[
+            "memories"
+        ]
         assert len(remaining) == 1
 
 
@@ -262,7 +277,9 @@ async def test_remember_many_over_mcp(client: Client) -> None:
     items = [{"content": f"imported fact {i}", "occurred_at": f"2024-01-0{i + 1}T09:00:00Z"} for i in range(3)]
     result = ok(await client.call_tool("remember_many", {"user_id": "alice", "items": items}))
     assert result["created"] == 3 and len(result["results"]) == 3
-    memories = ok(await client.call_tool("recall", {"user_id": "alice", "query": "imported fact", "top_k": 5}))
+    memories = ok(
+        await client.call_tool("recall", {"detail": "full", "user_id": "alice", "query": "imported fact", "top_k": 5})
+    )
     assert sorted(m["memory"]["created_at"][:10] for m in memories["memories"]) == [
         "2024-01-01",
         "2024-01-02",
@@ -279,7 +296,11 @@ async def test_remember_reports_what_it_redacted(client: Client) -> None:
     content = "Reach me at ana.lima@example.org, card 4111 1111 1111 1111."
     stored = ok(await client.call_tool("remember", {"user_id": "alice", "content": content, "session_id": "s1"}))
     assert stored["redacted"] == {"email": 1, "card": 1}
-    recalled = ok(await client.call_tool("recall", {"user_id": "alice", "query": "reach me", "session_id": "s1"}))
+    recalled = ok(
+        await client.call_tool(
+            "recall", {"detail": "full", "user_id": "alice", "query": "reach me", "session_id": "s1"}
+        )
+    )
     assert recalled["memories"][0]["memory"]["content"] == "Reach me at [EMAIL], card [CARD]."
     assert recalled["working"][0]["content"] == "Reach me at [EMAIL], card [CARD]."
 
@@ -300,8 +321,7 @@ class _SlowToLoad(HashEmbedder):
 async def test_the_server_answers_before_the_model_has_loaded(settings: Settings) -> None:
     embedder = _SlowToLoad()
     async with Client(build_server(settings, embedder=embedder, clock=stepping_clock), raise_exceptions=True) as client:
-        assert len((await client.list_tools()).tools) == 11
-        assert (await _read(client, "engram://stats"))["status"] == "loading"
+        assert len((await client.list_tools()).tools) == 10
         stored: list[dict[str, Any]] = []
 
         async def remember() -> None:
@@ -311,7 +331,7 @@ async def test_the_server_answers_before_the_model_has_loaded(settings: Settings
             tasks.start_soon(remember)
             await anyio.wait_all_tasks_blocked()
             # A call that needs the model waits for it instead of failing.
-            assert stored == [] and (await _read(client, "engram://stats"))["status"] == "loading"
+            assert stored == []
             embedder.loaded.set()
         assert stored[0]["created"] is True
         assert (await _read(client, "engram://stats"))["status"] == "ready"

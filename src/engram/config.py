@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         le=1.0,
         description="Cosine similarity a memory needs to its closest category description to get that category.",
     )
+    tools: Literal["core", "all"] = Field(
+        default="core",
+        description="Which tools MCP clients see. 'core' (default): the everyday memory tools a model needs in "
+        "every conversation; every listed tool costs context on every turn. 'all': also remember_many (bulk "
+        "import), ingest_text, forget_source, and ingest_files when ENGRAM_KNOWLEDGE_ROOTS is set.",
+    )
     knowledge_roots: list[Path] = Field(
         default_factory=list,
         description='Folders under which MCP clients may name files to ingest, as JSON, e.g. ["/srv/docs"]. '
@@ -227,6 +233,17 @@ class Settings(BaseSettings):
         default=None, description="PEM public key (RSA, EC or Ed25519) that signs accepted JWT bearer tokens."
     )
     jwt_jwks_file: Path | None = Field(default=None, description="JWKS file of the keys that sign accepted JWTs.")
+    authorization_server: str | None = Field(
+        default=None,
+        description="Issuer URL of the operator's identity provider (OAuth authorization server), advertised in "
+        "the protected-resource metadata so OAuth clients can sign in there. Unset: the JWT issuer if it is a "
+        "URL, else none is advertised and clients are told to send a token made with `engram token create`.",
+    )
+    http_no_auth: Literal["off", "loopback"] = Field(
+        default="off",
+        description="'loopback': serve HTTP without tokens, for one local user (ENGRAM_DEFAULT_USER), and only "
+        "when bound to a loopback address (refused at start otherwise).",
+    )
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of accepted JWTs (unset: not checked).")
     jwt_audience: str | None = Field(
         default=None, description="Required `aud` of accepted JWTs. Default: this server's MCP endpoint URL."

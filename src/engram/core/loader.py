@@ -73,6 +73,13 @@ class BackgroundService:
         """Why opening failed, if it did."""
         return self._error
 
+    async def settled(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the open to finish (or fail); True if it did."""
+        self.start()
+        if self._done.is_set():
+            return True
+        return await anyio.to_thread.run_sync(self._done.wait, timeout)
+
     async def get(self) -> MemoryService:
         """The open service, waiting for it if it is still loading."""
         self.start()

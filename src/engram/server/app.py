@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import anyio.to_thread
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.types import CallToolResult, InputRequiredResult, TextContent
+from pydantic import ValidationError
 
 from engram import __version__
 from engram.config import Settings
@@ -23,7 +28,8 @@ from engram.core.timeutil import utc_now
 from engram.runtime import background_memory
 from engram.server.prompts import register_prompts
 from engram.server.resources import register_resources
-from engram.tools import register_tools
+from engram.tools import engram_tools
+from engram.tools.arguments import argument_error, loggable
 from engram.tools.state import AppState, use_default_user
 
 logger = logging.getLogger(__name__)
@@ -145,6 +151,36 @@ class Lifecycle:
             yield state
 
 
+class EngramServer(MCPServer[AppState]):
+    """The SDK's server with Engram's tool-call boundary: argument errors a model can act on, and compact replies."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """Run a tool; refused arguments answer in one line, and a structured reply's text is its compact JSON."""
+        try:
+            result = await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            accepted = await self._accepted_arguments(name)
+            # Chained to a validation error: the SDK then logs only the refused fields' names, never the values.
+            raise ToolError(f"Error executing tool {name}: {argument_error(cause, accepted)}") from loggable(cause)
+        if isinstance(result, CallToolResult) and result.structured_content is not None and not result.is_error:
+            # The text is the structured reply itself, as compact JSON: the same on every transport, and no
+            # pretty-printing for a model to pay for.
+            text = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
+            result = result.model_copy(update={"content": [TextContent(type="text", text=text)]})
+        return result
+
+    async def _accepted_arguments(self, name: str) -> list[str]:
+        for tool in await self.list_tools():
+            if tool.name == name:
+                return list(tool.input_schema.get("properties", {}))
+        return []
+
+
 def build_server(
     settings: Settings,
     *,
@@ -162,7 +198,7 @@ def build_server(
     """
     lifecycle = lifecycle or Lifecycle(settings, embedder, clock=clock)
 
-    server: MCPServer[AppState] = MCPServer(
+    server = EngramServer(
         "engram",
         title="Engram memory",
         version=__version__,
@@ -171,11 +207,14 @@ def build_server(
         log_level=settings.log_level,
         token_verifier=token_verifier,
         auth=auth,
+        tools=engram_tools(settings),
+        # Engram's tools, prompts and resources never change while it runs and it sends no change notifications,
+        # so it serves no subscriptions/listen: the 2026 era then advertises what the 2025 era does.
+        subscriptions=False,
     )
     sdk_logger = logging.getLogger("mcp.server.mcpserver.server")
     if not any(isinstance(f, HideUserIds) for f in sdk_logger.filters):
         sdk_logger.addFilter(HideUserIds())
-    register_tools(server)
     register_resources(server, lifecycle.current)
     register_prompts(server)
     return server

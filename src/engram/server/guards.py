@@ -134,11 +134,21 @@ class BodySizeGuard:
         await response(scope, receive, send)
 
 
-class ScopeGuard:
-    """Runs after authentication: 403 for a valid token without any memory scope on the MCP endpoints, and the
-    token requirement of /metrics (401 without one, 403 without the `metrics` or `admin` scope).
+#: What a client without a usable token is told, in the 401's body and its WWW-Authenticate header.
+NO_TOKEN = (
+    "invalid or missing bearer token: ask the operator for one (made with `engram token create`) and send it as "
+    "the header Authorization: Bearer <token>"
+)
 
-    Unauthenticated MCP requests pass through to the SDK, which answers 401 with its WWW-Authenticate header.
+
+class ScopeGuard:
+    """Runs after authentication: 401 for an MCP request without a valid token, 403 for a valid token without any
+    memory scope, and the token requirement of /metrics (401 without one, 403 without `metrics` or `admin`).
+
+    The 401 says the token is invalid or missing and how to get one; it points to protected-resource metadata
+    only when an authorization server is configured (`resource_metadata_url`), since sending an OAuth client to
+    a made-up one ends in a registration error that hides the real problem. `tokenless` (loopback mode) lets
+    MCP requests through without a token.
     """
 
     def __init__(
@@ -148,7 +158,8 @@ class ScopeGuard:
         mcp_paths: tuple[str, ...],
         metrics_path: str,
         metrics_public: bool,
-        resource_metadata_url: str,
+        resource_metadata_url: str | None,
+        tokenless: bool = False,
         rejected: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
@@ -156,6 +167,7 @@ class ScopeGuard:
         self._metrics_path = metrics_path
         self._metrics_public = metrics_public
         self._metadata_url = resource_metadata_url
+        self._tokenless = tokenless
         self._rejected = rejected
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -173,11 +185,11 @@ class ScopeGuard:
             if not scopes & {"metrics", "admin"}:
                 await self._refuse(send, 403, "insufficient_scope", "Required scope: metrics or admin", "metrics")
                 return
-        elif path.startswith(self._mcp_paths):
+        elif path.startswith(self._mcp_paths) and not self._tokenless:
             if not isinstance(user, AuthenticatedUser):
-                if self._rejected is not None:
-                    self._rejected("unauthenticated")
-            elif not scopes & MEMORY_SCOPES:
+                await self._refuse(send, 401, "invalid_token", NO_TOKEN, "read write admin")
+                return
+            if not scopes & MEMORY_SCOPES:
                 await self._refuse(
                     send, 403, "insufficient_scope", "Required scope: read, write or admin", "read write admin"
                 )
@@ -187,10 +199,11 @@ class ScopeGuard:
     async def _refuse(self, send: Send, status: int, error: str, description: str, scope_hint: str) -> None:
         if self._rejected is not None:
             self._rejected("unauthenticated" if status == 401 else "insufficient_scope")
-        challenge = (
-            f'Bearer error="{error}", error_description="{description}", scope="{scope_hint}", '
-            f'resource_metadata="{self._metadata_url}"'
-        )
+        if status == 401 and description != NO_TOKEN:
+            description = f"{description}: {NO_TOKEN}"
+        challenge = f'Bearer error="{error}", error_description="{description}", scope="{scope_hint}"'
+        if self._metadata_url is not None:
+            challenge += f', resource_metadata="{self._metadata_url}"'
         body = json.dumps({"error": error, "error_description": description}).encode()
         await send(
             {

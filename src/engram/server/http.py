@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engram import __version__
 from engram.auth.jwt_tokens import JwtVerifier
@@ -40,13 +41,15 @@ from engram.server.guards import BodySizeGuard, HostOriginGuard, ScopeGuard
 from engram.server.host_check import HostOriginPolicy
 from engram.server.metrics import CONTENT_TYPE, PrometheusMetrics, ToolCallMetrics
 from engram.server.sessions import SessionGuard, SessionLimits
-from engram.tools.state import AppState
+from engram.tools.state import AppState, use_default_user
 
 logger = logging.getLogger(__name__)
 
 HttpTransport = Literal["streamable-http", "sse"]
 MCP_PATH = "/mcp"
 SSE_PATH = "/sse"
+#: Where RFC 9728 protected-resource metadata is served (the SDK appends the endpoint's path).
+PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
 MESSAGE_PATH = "/messages/"
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
@@ -146,12 +149,36 @@ def token_verifier(settings: Settings, audience: str) -> EngramTokenVerifier:
     return EngramTokenVerifier(token_file=token_file, env_tokens=parse_env_tokens(settings.tokens), jwt=jwt)
 
 
-def _issuer(settings: Settings, fallback: str) -> AnyHttpUrl:
-    """The authorization server the protected-resource metadata names: the JWT issuer when it is a URL."""
-    issuer = settings.jwt_issuer
-    if issuer and issuer.startswith(("https://", "http://")):
-        return AnyHttpUrl(issuer)
-    return AnyHttpUrl(fallback)
+def authorization_server(settings: Settings) -> AnyHttpUrl | None:
+    """The operator's identity provider, if one is configured: ENGRAM_AUTHORIZATION_SERVER, else the JWT issuer
+    when it is a URL. None: no authorization server exists, and none may be advertised (a client sent to a
+    made-up one fails at registration and never learns its token was wrong)."""
+    for issuer in (settings.authorization_server, settings.jwt_issuer):
+        if issuer and issuer.startswith(("https://", "http://")):
+            return AnyHttpUrl(issuer)
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class LocalUser:
+    """Tokenless loopback mode: every request acts for the server's default user, as on stdio."""
+
+    def __init__(self, app: ASGIApp, *, user_id: str | None) -> None:
+        self.app = app
+        self._user_id = user_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Set the default user for this request's handlers, then pass it on."""
+        use_default_user(self._user_id)
+        await self.app(scope, receive, send)
 
 
 def build_http_app(
@@ -167,16 +194,28 @@ def build_http_app(
     """
     root = base_url(settings)
     endpoint = root + (MCP_PATH if transport == "streamable-http" else SSE_PATH)
+    tokenless = settings.http_no_auth == "loopback"
+    if tokenless and not _loopback(settings.host):
+        raise InvalidInput(
+            "ENGRAM_HTTP_NO_AUTH",
+            f"'loopback' serves without tokens, so it needs a loopback bind (127.0.0.1, ::1 or localhost), not "
+            f"{settings.host!r}; unset it, or create tokens with `engram token create`.",
+        )
     verifier = token_verifier(settings, endpoint)
     metrics = PrometheusMetrics(per_user=settings.metrics_per_user, max_users=settings.metrics_max_users)
     lifecycle = Lifecycle(settings, embedder, metrics)
+    identity_provider = authorization_server(settings)
     auth = AuthSettings(
-        issuer_url=_issuer(settings, root),
+        # Without an identity provider the SDK still needs a URL here; its metadata route is then removed below.
+        issuer_url=identity_provider or AnyHttpUrl(root),
         resource_server_url=AnyHttpUrl(endpoint),
         # Engram's verifier checks a JWT's audience itself; operator tokens belong to this server only.
         validate_token_resource=False,
     )
-    server = build_server(settings, lifecycle=lifecycle, token_verifier=verifier, auth=auth)
+    if tokenless:
+        server = build_server(settings, lifecycle=lifecycle)
+    else:
+        server = build_server(settings, lifecycle=lifecycle, token_verifier=verifier, auth=auth)
     in_flight = InFlight(metrics.in_flight)
     server.middleware.extend([in_flight, ToolCallMetrics(metrics, server)])
 
@@ -247,6 +286,11 @@ def build_http_app(
         mcp_paths = (SSE_PATH, MESSAGE_PATH.rstrip("/"))
         sessions = None
 
+    if identity_provider is None:
+        # No authorization server to point OAuth clients to: no protected-resource metadata either.
+        app.router.routes[:] = [
+            route for route in app.router.routes if not getattr(route, "path", "").startswith(PROTECTED_RESOURCE)
+        ]
     app.add_route(HEALTH_PATH, healthz, methods=["GET"])
     app.add_route(METRICS_PATH, prometheus, methods=["GET"])
 
@@ -270,10 +314,15 @@ def build_http_app(
             mcp_paths=mcp_paths,
             metrics_path=METRICS_PATH,
             metrics_public=settings.metrics_public,
-            resource_metadata_url=str(build_resource_metadata_url(AnyHttpUrl(endpoint))),
+            resource_metadata_url=(
+                str(build_resource_metadata_url(AnyHttpUrl(endpoint))) if identity_provider is not None else None
+            ),
+            tokenless=tokenless,
             rejected=rejected,
         )
     )
+    if tokenless:
+        app.user_middleware.append(Middleware(LocalUser, user_id=settings.default_user or None))
     if sessions is not None:
         # After authentication, which names the token a session belongs to.
         app.user_middleware.append(Middleware(SessionGuard, limits=sessions, path=MCP_PATH))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
+from engram.config import Settings
+from engram.tools.arguments import forbid_unknown
 from engram.tools.forget_memory import forget_memory
 from engram.tools.forget_source import forget_source
 from engram.tools.forget_user import forget_user
@@ -15,82 +18,115 @@ from engram.tools.list_memories import list_memories
 from engram.tools.recall import recall
 from engram.tools.remember import remember
 from engram.tools.remember_many import remember_many
+from engram.tools.schema import compact_input, compact_output, description
 from engram.tools.summarize_session import summarize_session
 from engram.tools.update_memory import update_memory
 
+#: The everyday memory tools a model needs in any conversation: the `core` profile (ENGRAM_TOOLS).
+CORE_TOOLS = frozenset(
+    {"remember", "recall", "list_memories", "update_memory", "forget_memory", "summarize_session", "forget_user"}
+)
 
-def register_tools(server: MCPServer[Any]) -> None:
-    """Add Engram's tools to `server`, with hints that let clients decide what needs the user's approval."""
-    server.add_tool(
-        remember,
-        title="Remember",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+
+def _tool(fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations) -> Tool:
+    """One tool as the SDK builds it, refusing arguments it does not declare, with compact schemas."""
+    tool = Tool.from_function(fn, title=title, annotations=annotations)
+    strict = forbid_unknown(tool.fn_metadata.arg_model)
+    tool.fn_metadata.arg_model = strict
+    tool.parameters = compact_input(strict.model_json_schema(by_alias=True))
+    tool.description = description(tool.description)
+    if tool.fn_metadata.output_schema is not None:
+        # Published only: results are still validated against the output model itself.
+        tool.fn_metadata.output_schema = compact_output(tool.fn_metadata.output_schema)
+    return tool
+
+
+def listed(name: str, settings: Settings) -> bool:
+    """Whether the tool `name` is listed under `settings`: in the chosen profile, and able to work there."""
+    if settings.tools == "core":
+        return name in CORE_TOOLS
+    # ingest_files refuses every path until the operator names the folders it may read.
+    return name != "ingest_files" or bool(settings.knowledge_roots)
+
+
+def engram_tools(settings: Settings) -> list[Tool]:
+    """The tools `settings` lists, with hints that let clients decide what needs the user's approval."""
+    return [tool for tool in _all_tools() if listed(tool.name, settings)]
+
+
+def _all_tools() -> list[Tool]:
+    return [
+        _tool(
+            remember,
+            title="Remember",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        remember_many,
-        title="Remember many",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        _tool(
+            remember_many,
+            title="Remember many",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        recall,
-        title="Recall",
-        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
-    )
-    server.add_tool(
-        list_memories,
-        title="List memories",
-        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
-    )
-    server.add_tool(
-        update_memory,
-        title="Update memory",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        _tool(
+            recall,
+            title="Recall",
+            annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
         ),
-    )
-    server.add_tool(
-        summarize_session,
-        title="Summarize session",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+        _tool(
+            list_memories,
+            title="List memories",
+            annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
         ),
-    )
-    server.add_tool(
-        forget_memory,
-        title="Forget memory",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        _tool(
+            update_memory,
+            title="Update memory",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        forget_user,
-        title="Forget user",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        _tool(
+            summarize_session,
+            title="Summarize session",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        ingest_files,
-        title="Ingest files",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        _tool(
+            forget_memory,
+            title="Forget memory",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        ingest_text,
-        title="Ingest text",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        _tool(
+            forget_user,
+            title="Forget user",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
-    server.add_tool(
-        forget_source,
-        title="Forget knowledge source",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        _tool(
+            ingest_files,
+            title="Ingest files",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            ),
         ),
-    )
+        _tool(
+            ingest_text,
+            title="Ingest text",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            ),
+        ),
+        _tool(
+            forget_source,
+            title="Forget knowledge source",
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+            ),
+        ),
+    ]

@@ -1,4 +1,4 @@
-"""Parameter types shared by the tools, so every tool describes the same argument the same way."""
+"""Parameter types shared by the tools, so every tool describes the same argument the same way, briefly."""
 
 from __future__ import annotations
 
@@ -6,44 +6,25 @@ from typing import Annotated
 
 from pydantic import Field
 
-from engram.core.models import ID_PATTERN, ID_RULE, MEMORY_ID_PATTERN
+from engram.core.models import ID_PATTERN, MAX_TAGS, MEMORY_ID_PATTERN
+
+#: Bounds the schemas publish; the service checks the same limits (and the configured ones) with its own messages.
+MAX_LABEL_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 1000
+MAX_CONTENT_CHARS = 100_000  # engram.config.MAX_CONTENT_CHARS_CEILING; the server's own limit may be lower
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]  # the pattern bounds the length too
+Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
+MetadataText = Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]
+Metadata = dict[Label, MetadataText | int | float | bool | None]
 
 UserIdArg = Annotated[
-    str | None,
-    Field(
-        pattern=ID_PATTERN,
-        description="Whose memory this is: a stable id for the person you are talking to "
-        f"({ID_RULE}). Omit it when one person uses this server: a local (stdio) server then uses its default "
-        "user (ENGRAM_DEFAULT_USER, else the OS login name), and an authenticated connection the token's user.",
-    ),
+    Id | None,
+    Field(description="Whose memory. Omit it for the default user (ENGRAM_DEFAULT_USER) or the token's user."),
 ]
-SessionIdArg = Annotated[
-    str,
-    Field(pattern=ID_PATTERN, description=f"The conversation this belongs to ({ID_RULE})."),
-]
-OptionalSessionIdArg = Annotated[
-    str | None,
-    Field(
-        pattern=ID_PATTERN,
-        description=f"The current conversation, if any ({ID_RULE}). Enables its working memory.",
-    ),
-]
-AgentIdArg = Annotated[
-    str | None,
-    Field(pattern=ID_PATTERN, description=f"Which assistant or agent is writing ({ID_RULE}); optional."),
-]
-AgentIdsArg = Annotated[
-    list[Annotated[str, Field(pattern=ID_PATTERN)]] | None,
-    Field(max_length=20, description="Agent ids (at most 20)."),
-]
-ViewerAgentArg = Annotated[
-    str | None,
-    Field(
-        pattern=ID_PATTERN,
-        description="Which assistant or agent is asking: it sees the user's shared memories and its own private "
-        "ones (another agent's private memories are never returned).",
-    ),
-]
-MemoryIdArg = Annotated[
-    str, Field(pattern=MEMORY_ID_PATTERN, description="The id of the memory, as returned by remember or recall.")
-]
+SessionIdArg = Annotated[Id, Field(description="The conversation.")]
+OptionalSessionIdArg = Annotated[Id | None, Field(description="The current conversation, if any.")]
+AgentIdArg = Annotated[Id | None, Field(description="The agent writing.")]
+ViewerAgentArg = Annotated[Id | None, Field(description="The agent asking (it also sees its private memories).")]
+LabelsArg = Annotated[list[Label] | None, Field(max_length=MAX_TAGS)]
+MemoryIdArg = Annotated[str, Field(pattern=MEMORY_ID_PATTERN, description="A memory id from remember or recall.")]

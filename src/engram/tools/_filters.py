@@ -1,76 +1,62 @@
-"""The metadata filters `recall` and `list_memories` share: one description of each, one way to build them."""
+"""The metadata filters `recall` and `list_memories` share: one object, declared once, turned into the core's."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from engram.core.models import ID_PATTERN, MAX_TAGS, Kind, RecallFilters, Sentiment
-from engram.tools._fields import AgentIdsArg
+from engram.core.models import Kind, RecallFilters, Sentiment
+from engram.tools._fields import Id, Label
 
-FromAgentsArg = Annotated[AgentIdsArg, Field(description="Only memories written by one of these agents (max 20).")]
-ExcludeAgentsArg = Annotated[AgentIdsArg, Field(description="Leave out memories written by these agents (max 20).")]
-SharedOnlyArg = Annotated[
-    bool, Field(description="Only memories shared with every agent (leave out the asking agent's private ones).")
-]
-FromSessionArg = Annotated[str | None, Field(pattern=ID_PATTERN, description="Only memories from this session.")]
-TagsAnyArg = Annotated[
-    list[str] | None, Field(max_length=MAX_TAGS, description="Only memories with at least one of these tags.")
-]
-TagsAllArg = Annotated[
-    list[str] | None, Field(max_length=MAX_TAGS, description="Only memories with all of these tags.")
-]
-EntityArg = Annotated[
-    str | None,
-    Field(max_length=64, description="Only memories mentioning this entity (person, company, product...; any case)."),
-]
-SentimentArg = Annotated[Sentiment | None, Field(description="Only memories of this sentiment.")]
-CategoryArg = Annotated[str | None, Field(max_length=64, description="Only memories in this category.")]
-KindArg = Annotated[Kind | None, Field(description="Only memories of this kind.")]
-ResolvedArg = Annotated[
-    bool | None,
-    Field(description="true: only memories marked resolved; false: only those not marked resolved (or never marked)."),
-]
-MinImportanceArg = Annotated[
-    float | None, Field(ge=0.0, le=1.0, description="Only memories whose importance is at least this (0 to 1).")
-]
-SinceArg = Annotated[datetime | None, Field(description="Only memories created at or after (ISO 8601).")]
-UntilArg = Annotated[datetime | None, Field(description="Only memories created before (ISO 8601).")]
+_Agents = Annotated[list[Id] | None, Field(max_length=20)]
+_Labels = Annotated[list[Label] | None, Field(max_length=32)]
 
 
-def build_filters(
-    *,
-    from_agents: list[str] | None,
-    exclude_agents: list[str] | None,
-    shared_only: bool,
-    from_session: str | None,
-    tags: list[str] | None,
-    tags_all: list[str] | None,
-    entity: str | None,
-    sentiment: Sentiment | None,
-    category: str | None,
-    kind: Kind | None,
-    resolved: bool | None,
-    min_importance: float | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> RecallFilters:
-    """The core's filter object from the tool arguments (the service checks the values)."""
-    return RecallFilters(
-        agents=from_agents or [],
-        exclude_agents=exclude_agents or [],
-        shared_only=shared_only,
-        session_id=from_session,
-        tags_any=tags or [],
-        tags_all=tags_all or [],
-        entity=entity,
-        sentiment=sentiment,
-        category=category,
-        kind=kind,
-        resolved=resolved,
-        min_importance=min_importance,
-        since=since,
-        until=until,
-    )
+class Filters(BaseModel):
+    """Conditions on long-term memories' metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_agents: Annotated[_Agents, Field(description="Written by one of these agents.")] = None
+    exclude_agents: Annotated[_Agents, Field(description="Not written by these agents.")] = None
+    shared_only: Annotated[bool, Field(description="No private memories.")] = False
+    from_session: Annotated[Id | None, Field(description="From this session.")] = None
+    tags: Annotated[_Labels, Field(description="With at least one of these tags.")] = None
+    tags_all: Annotated[_Labels, Field(description="With all of these tags.")] = None
+    entity: Label | None = None
+    sentiment: Sentiment | None = None
+    category: Label | None = None
+    kind: Kind | None = None
+    resolved: bool | None = None
+    min_importance: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    since: Annotated[datetime | None, Field(description="Created at or after (ISO 8601).")] = None
+    until: Annotated[datetime | None, Field(description="Created before (ISO 8601).")] = None
+
+    def core(self) -> RecallFilters:
+        """The core's filter object (the service checks the values)."""
+        return RecallFilters(
+            agents=self.from_agents or [],
+            exclude_agents=self.exclude_agents or [],
+            shared_only=self.shared_only,
+            session_id=self.from_session,
+            tags_any=self.tags or [],
+            tags_all=self.tags_all or [],
+            entity=self.entity,
+            sentiment=self.sentiment,
+            category=self.category,
+            kind=self.kind,
+            resolved=self.resolved,
+            min_importance=self.min_importance,
+            since=self.since,
+            until=self.until,
+        )
+
+
+FiltersArg = Filters | None
+
+
+def filters_of(filters: Filters | None) -> RecallFilters:
+    """The core's filters for a call's `filters` argument (none: no condition)."""
+    return (filters or Filters()).core()

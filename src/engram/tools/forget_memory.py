@@ -15,10 +15,9 @@ async def forget_memory(
     user_id: UserIdArg = None,
     agent_id: ViewerAgentArg = None,
 ) -> MemoryForgotten:
-    """Delete one memory of the user: from long-term memory and from their session transcripts.
+    """Delete one memory that is wrong or that the user wants gone (from long-term memory and session transcripts).
 
-    Call this when a remembered fact is wrong or outdated, or the user asks you to forget one specific thing.
-    To erase everything about a user, use forget_user instead.
+    To erase everything about a user, use forget_user.
     """
     with domain_errors():
         who = caller(user_id, agent_id, access="write")

@@ -27,10 +27,9 @@ async def forget_source(
     user_id: UserIdArg = None,
     scope: ScopeArg = "user",
 ) -> SourceRemoved:
-    """Remove a document from knowledge memory: every chunk of it is erased and recall no longer cites it.
+    """Remove an ingested document from knowledge memory (every chunk of it); the file itself is not touched.
 
-    Call this when the user says a document is obsolete or should not be used any more. Global sources need
-    administrator access. The file itself is not touched.
+    Global sources need administrator access.
     """
     with domain_errors():
         who = caller(user_id, access="admin" if scope == "global" else "write")

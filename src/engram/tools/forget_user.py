@@ -62,10 +62,10 @@ async def forget_user(
         ),
     ] = False,
 ) -> ForgetReceipt:
-    """Permanently erase everything remembered about a user: working, short-term and long-term memory.
+    """Permanently erase everything remembered about the user, only when they explicitly ask.
 
-    Call this only when the user explicitly asks to be forgotten or to delete all their data. It cannot be
-    undone. Pass confirm=true; clients that can show a confirmation form ask the user, whose answer decides.
+    Pass confirm=true; a client that can show a confirmation form asks the user, whose answer decides. Cannot be
+    undone.
     """
     with domain_errors():
         who = caller(user_id, access="write")

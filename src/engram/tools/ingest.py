@@ -33,6 +33,9 @@ ScopeArg = Annotated[
 ]
 
 
+_Globs = Annotated[list[Annotated[str, Field(max_length=300)]] | None, Field(max_length=32)]
+
+
 def knowledge_of(memory: MemoryService) -> KnowledgeService:
     """The knowledge service, or a tool error when this server runs without knowledge memory."""
     if memory.knowledge is None:
@@ -47,7 +50,7 @@ def owner_for(memory: MemoryService, who: Caller, scope: Scope) -> UserKey:
 
 async def ingest_files(
     paths: Annotated[
-        list[str],
+        list[Annotated[str, Field(max_length=4096)]],
         Field(
             min_length=1,
             max_length=100,
@@ -59,17 +62,13 @@ async def ingest_files(
     user_id: UserIdArg = None,
     scope: ScopeArg = "user",
     include: Annotated[
-        list[str] | None, Field(description="Only files matching one of these globs (e.g. '*.md', 'policies/*').")
+        _Globs, Field(description="Only files matching one of these globs (e.g. '*.md', 'policies/*').")
     ] = None,
-    exclude: Annotated[list[str] | None, Field(description="Leave out files matching one of these globs.")] = None,
+    exclude: Annotated[_Globs, Field(description="Leave out files matching one of these globs.")] = None,
 ) -> IngestReport:
-    """Add documents (Markdown, text, HTML, PDF) from the server's allowed folders to knowledge memory.
-
-    Call this when the user asks you to learn from, index or keep up to date a folder of notes, procedures or
-    policies on the server. Unchanged files are skipped; changed files have their chunks replaced; files
-    deleted from a folder are removed from knowledge. Files that cannot be read are listed in `failed` and the
-    rest is ingested. Afterwards `recall` finds the documents' passages with their citations. Reports progress.
-    To add a document you have as text, use ingest_text instead.
+    """Add documents (Markdown, text, HTML, PDF) under the server's allowed folders to knowledge memory; unchanged
+    files are skipped, changed ones replaced, deleted ones removed. Unreadable files are listed in `failed`. Reports
+    progress.
     """
     with domain_errors():
         who = caller(user_id, access="admin" if scope == "global" else "write")
@@ -112,11 +111,9 @@ async def ingest_text(
         str | None, Field(max_length=300, description="The document's title (default: its first heading).")
     ] = None,
 ) -> IngestReport:
-    """Add one document, sent as text, to knowledge memory so `recall` can cite it later.
+    """Add one document, sent as text, to knowledge memory so recall can cite it.
 
-    Use this for procedures, policies or reference notes the user gives you or asks you to keep. The document
-    is split by its headings and paragraphs; sending the same `source` again replaces the earlier version
-    (unchanged text is skipped).
+    Sending the same `source` again replaces the earlier version.
     """
     with domain_errors():
         who = caller(user_id, access="admin" if scope == "global" else "write")

@@ -2,38 +2,95 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from pydantic import Field
+from mcp.types import CallToolResult
+from pydantic import BaseModel, Field
 
 from engram.config import MAX_TOP_K
-from engram.core.models import MAX_QUERY_CHARS, RecallResult, RecallScope
+from engram.core.models import MAX_QUERY_CHARS, KnowledgeHit, RecallResult, RecallScope
 from engram.tools._fields import OptionalSessionIdArg, UserIdArg, ViewerAgentArg
-from engram.tools._filters import (
-    CategoryArg,
-    EntityArg,
-    ExcludeAgentsArg,
-    FromAgentsArg,
-    FromSessionArg,
-    KindArg,
-    MinImportanceArg,
-    ResolvedArg,
-    SentimentArg,
-    SharedOnlyArg,
-    SinceArg,
-    TagsAllArg,
-    TagsAnyArg,
-    UntilArg,
-    build_filters,
-)
+from engram.tools._filters import FiltersArg, filters_of
 from engram.tools.state import AppState, caller, domain_errors, memory_of
+
+#: Digits a hit's score keeps: enough to rank and compare, short to read.
+_SCORE_DIGITS = 3
+
+
+class Hit(BaseModel):
+    """One thing recall found, as a model reads it."""
+
+    tier: Literal["working", "long_term", "knowledge"]
+    id: str | None = None
+    when: str
+    score: float | None = None
+    content: str
+    cite: str | None = None
+
+
+class RecallReply(BaseModel):
+    """What recall found: the hits, in the order to read them (session turns, memories, documents)."""
+
+    hits: list[Hit]
+    dropped_below_min_score: int | None = None
+    unavailable: list[str] | None = None
+    working: list[dict[str, Any]] | None = None
+    memories: list[dict[str, Any]] | None = None
+    knowledge: list[dict[str, Any]] | None = None
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _cite(hit: KnowledgeHit) -> str:
+    citation = hit.citation
+    where = " > ".join([citation.title, *citation.heading_path])
+    page = f", page {citation.page}" if citation.page is not None else ""
+    return f"{where} ({citation.source}{page}, chunk {citation.position + 1}/{citation.chunks})"
+
+
+def reply_of(result: RecallResult, detail: Literal["compact", "full"]) -> RecallReply:
+    """The reply a model reads: one short line of facts per hit; the full result's parts too on request."""
+    hits = [Hit(tier="working", id=t.memory_id, when=_when(t.created_at), content=t.content) for t in result.working]
+    hits += [
+        Hit(
+            tier="long_term",
+            id=m.memory.id,
+            when=_when(m.memory.created_at),
+            score=round(m.score, _SCORE_DIGITS),
+            content=m.memory.content,
+        )
+        for m in result.memories
+    ]
+    hits += [
+        Hit(
+            tier="knowledge",
+            when=_when(k.citation.ingested_at),
+            score=round(k.score, _SCORE_DIGITS),
+            content=k.content,
+            cite=_cite(k),
+        )
+        for k in result.knowledge
+    ]
+    reply = RecallReply(
+        hits=hits,
+        dropped_below_min_score=result.dropped_below_min_score or None,
+        unavailable=result.unavailable or None,
+    )
+    if detail == "full":
+        full = result.model_dump(mode="json")
+        parts = ("working", "memories", "knowledge", "dropped_below_min_score", "unavailable")
+        reply = reply.model_copy(update={part: full[part] for part in parts})
+    return reply
 
 
 async def recall(
     query: Annotated[
         str,
-        Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What you need to know, in natural language."),
+        Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What you need to know."),
     ],
     ctx: Context[AppState],
     user_id: UserIdArg = None,
@@ -43,7 +100,7 @@ async def recall(
         Field(
             ge=1,
             le=MAX_TOP_K,
-            description=f"How many long-term memories (server default, normally 5; max {MAX_TOP_K}).",
+            description="How many long-term memories (default 5).",
         ),
     ] = None,
     min_score: Annotated[
@@ -51,70 +108,38 @@ async def recall(
         Field(
             ge=-1.0,
             le=1.0,
-            description="Leave out memories whose semantic similarity (scores.similarity, cosine -1..1) is below this.",
+            description="Leave out memories less similar than this (cosine).",
         ),
     ] = None,
     agent_id: ViewerAgentArg = None,
-    from_agents: FromAgentsArg = None,
-    exclude_agents: ExcludeAgentsArg = None,
-    shared_only: SharedOnlyArg = False,
-    from_session: FromSessionArg = None,
-    tags: TagsAnyArg = None,
-    tags_all: TagsAllArg = None,
-    entity: EntityArg = None,
-    sentiment: SentimentArg = None,
-    category: CategoryArg = None,
-    kind: KindArg = None,
-    resolved: ResolvedArg = None,
-    min_importance: MinImportanceArg = None,
-    since: SinceArg = None,
-    until: UntilArg = None,
+    filters: FiltersArg = None,
     scope: Annotated[
-        RecallScope,
-        Field(
-            description="'memories' (what the user said and did), 'knowledge' (ingested documents, with "
-            "citations; filters do not apply) or 'both' (default)."
-        ),
+        RecallScope, Field(description="'knowledge' is ingested documents (filters do not apply).")
     ] = "both",
-) -> RecallResult:
-    """Look up what you know about the user before answering.
+    detail: Annotated[
+        Literal["compact", "full"],
+        Field(description="'full' adds every score and the memories' metadata (memories, working, knowledge)."),
+    ] = "compact",
+) -> Annotated[CallToolResult, RecallReply]:
+    """Look up what you know about the user: call at the start of a conversation and when past context may matter.
 
-    Call this at the start of a conversation and whenever the user refers to something from the past
-    ("as I said", "my usual order"), or when personal context would improve the answer. Returns the current
-    session's recent turns (with session_id) and the long-term memories most relevant to `query`, found by
-    meaning and by keywords together. Each memory has a ranking `score` (higher is better, not bounded by 1)
-    and `scores` explaining it, including the cosine `similarity` that min_score tests. Filters narrow the
-    long-term search; pass agent_id to say which agent is asking (it then also sees its own private memories).
-    Passages of ingested documents come back in `knowledge`, each with its `citation` (source, title, heading
-    path, chunk position): cite it when you use it.
+    Returns the session's recent turns (with session_id), the long-term memories best matching `query` (by meaning
+    and keywords), and cited passages of ingested documents (cite them when used).
     """
     with domain_errors():
         who = caller(user_id, agent_id, access="read")
-    filters = build_filters(
-        from_agents=from_agents,
-        exclude_agents=exclude_agents,
-        shared_only=shared_only,
-        from_session=from_session,
-        tags=tags,
-        tags_all=tags_all,
-        entity=entity,
-        sentiment=sentiment,
-        category=category,
-        kind=kind,
-        resolved=resolved,
-        min_importance=min_importance,
-        since=since,
-        until=until,
-    )
     memory = await memory_of(ctx)
     with domain_errors():
-        return await memory.recall(
+        result = await memory.recall(
             who.user_id,
             query,
             session_id=session_id,
             top_k=top_k,
             min_score=min_score,
-            filters=filters,
+            filters=filters_of(filters),
             agent_id=who.agent_id,
             scope=scope,
         )
+    reply = reply_of(result, detail)
+    # Unset parts are left out rather than sent as nulls; the server writes the same JSON as the text.
+    return CallToolResult(content=[], structured_content=reply.model_dump(mode="json", exclude_none=True))

@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from engram.core.models import SessionSummary
-from engram.tools._fields import SessionIdArg, UserIdArg, ViewerAgentArg
+from engram.tools._fields import MAX_CONTENT_CHARS, SessionIdArg, UserIdArg, ViewerAgentArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
@@ -19,23 +19,19 @@ async def summarize_session(
     agent_id: ViewerAgentArg = None,
     keep_recent: Annotated[
         int | None,
-        Field(ge=0, le=1000, description="How many latest turns stay verbatim (server default, normally 6)."),
+        Field(ge=0, le=1000, description="Latest turns kept verbatim (default 6)."),
     ] = None,
     summary: Annotated[
         str | None,
         Field(
             min_length=1,
-            description="Your own summary of the older turns. It replaces any earlier summary of this session "
-            "in working memory, so fold the earlier summary into it. Omit it to let Engram pick the most "
-            "representative sentences itself.",
+            max_length=MAX_CONTENT_CHARS,
+            description="Your summary of the older turns, folding in any earlier summary of this session.",
         ),
     ] = None,
 ) -> SessionSummary:
-    """Compress a long session: older turns are replaced by a summary, the latest ones stay verbatim.
-
-    Call this when a conversation has grown long. Writing the summary yourself (`summary`) gives the best
-    result; without it Engram builds an extractive one. The summary is also saved to long-term memory, linked
-    to the turns it replaces, so it can be recalled in later sessions.
+    """Compress a long session: older turns are replaced by a summary (yours in `summary` is best; else extractive),
+    the latest stay verbatim. The summary is also kept in long-term memory.
     """
     with domain_errors():
         who = caller(user_id, agent_id, access="write")

@@ -7,8 +7,8 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from engram.core.models import MAX_TAGS, MemoryUpdated, Visibility
-from engram.tools._fields import MemoryIdArg, UserIdArg, ViewerAgentArg
+from engram.core.models import MemoryUpdated, Visibility
+from engram.tools._fields import MAX_CONTENT_CHARS, Label, LabelsArg, MemoryIdArg, UserIdArg, ViewerAgentArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
@@ -17,30 +17,26 @@ async def update_memory(
     ctx: Context[AppState],
     user_id: UserIdArg = None,
     agent_id: ViewerAgentArg = None,
-    resolved: Annotated[bool | None, Field(description="Mark the issue or request resolved (true) or open.")] = None,
-    tags: Annotated[
-        list[str] | None, Field(max_length=MAX_TAGS, description="The new tags (replace the old; [] clears them).")
-    ] = None,
-    category: Annotated[str | None, Field(max_length=64, description="The new category label.")] = None,
-    importance: Annotated[float | None, Field(ge=0.0, le=1.0, description="The new importance, 0 to 1.")] = None,
+    resolved: Annotated[bool | None, Field(description="Resolved (true) or open.")] = None,
+    tags: Annotated[LabelsArg, Field(description="Replace the tags ([] clears them).")] = None,
+    category: Label | None = None,
+    importance: Annotated[float | None, Field(ge=0.0, le=1.0)] = None,
     content: Annotated[
         str | None,
         Field(
             min_length=1,
-            description="Corrected text. It is re-embedded and re-indexed and gets a new id (returned); "
-            "created_at is kept.",
+            max_length=MAX_CONTENT_CHARS,
+            description="Corrected text; it gets a new id (returned), created_at is kept.",
         ),
     ] = None,
     visibility: Annotated[
         Visibility | None,
-        Field(description="'shared' or 'private'; only the agent that wrote the memory may change it."),
+        Field(description="Only the writing agent may change it."),
     ] = None,
 ) -> MemoryUpdated:
-    """Change a stored memory: mark it resolved, retag or recategorise it, adjust importance, or correct its text.
+    """Change a stored memory: mark it resolved, retag, recategorise, reweigh, or correct its text (new id returned).
 
-    Call this when an issue the user raised is settled (resolved=true), when a remembered fact changed and
-    should be corrected rather than duplicated, or to organise memories. Only the given fields change;
-    updated_at is set. To delete a memory use forget_memory.
+    Only the given fields change. Prefer this to storing a duplicate.
     """
     with domain_errors():
         who = caller(user_id, agent_id, access="write")
