@@ -54,79 +54,30 @@ def engram_tools(settings: Settings) -> list[Tool]:
     return [tool for tool in _all_tools() if listed(tool.name, settings)]
 
 
+def _reads() -> ToolAnnotations:
+    return ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+
+def _writes(*, destructive: bool, idempotent: bool) -> ToolAnnotations:
+    return ToolAnnotations(
+        read_only_hint=False, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=False
+    )
+
+
 def _all_tools() -> list[Tool]:
     return [
-        _tool(
-            remember,
-            title="Remember",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-            ),
-        ),
-        _tool(
-            remember_many,
-            title="Remember many",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-            ),
-        ),
-        _tool(
-            recall,
-            title="Recall",
-            annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
-        ),
-        _tool(
-            list_memories,
-            title="List memories",
-            annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
-        ),
-        _tool(
-            update_memory,
-            title="Update memory",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
-            ),
-        ),
-        _tool(
-            summarize_session,
-            title="Summarize session",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-            ),
-        ),
-        _tool(
-            forget_memory,
-            title="Forget memory",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-            ),
-        ),
-        _tool(
-            forget_user,
-            title="Forget user",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
-            ),
-        ),
-        _tool(
-            ingest_files,
-            title="Ingest files",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-            ),
-        ),
-        _tool(
-            ingest_text,
-            title="Ingest text",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-            ),
-        ),
-        _tool(
-            forget_source,
-            title="Forget knowledge source",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-            ),
-        ),
+        _tool(fn, title=title, annotations=annotations)
+        for fn, title, annotations in (
+            (remember, "Remember", _writes(destructive=False, idempotent=True)),
+            (remember_many, "Remember many", _writes(destructive=False, idempotent=True)),
+            (recall, "Recall", _reads()),
+            (list_memories, "List memories", _reads()),
+            (update_memory, "Update memory", _writes(destructive=True, idempotent=True)),
+            (summarize_session, "Summarize session", _writes(destructive=False, idempotent=False)),
+            (forget_memory, "Forget memory", _writes(destructive=True, idempotent=False)),
+            (forget_user, "Forget user", _writes(destructive=True, idempotent=True)),
+            (ingest_files, "Ingest files", _writes(destructive=False, idempotent=True)),
+            (ingest_text, "Ingest text", _writes(destructive=False, idempotent=True)),
+            (forget_source, "Forget knowledge source", _writes(destructive=True, idempotent=False)),
+        )
     ]
