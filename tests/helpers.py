@@ -42,6 +42,19 @@ class SteppingClock:
 stepping_clock = SteppingClock()
 
 
+class SlowToLoad(HashEmbedder):
+    """A real hash embedder whose loading (the first look at its dimensions) waits for a signal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded = threading.Event()
+
+    @property
+    def dimensions(self) -> int:
+        self.loaded.wait(60)  # only a hang guard: the test sets it
+        return super().dimensions
+
+
 def text(result: CallToolResult) -> str:
     """The text of a tool result's first content block."""
     block = result.content[0]

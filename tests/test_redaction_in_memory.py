@@ -21,6 +21,13 @@ CARD = "4539 1488 0343 6467"
 SECRET = "ghp_1234567890abcdefghijklmnopqrstuvwxyzAB"
 
 
+def _assert_no_secret_on_disk(settings: Settings) -> None:
+    """No redacted detail, raw or without the card's spaces, is in any file of the data directory."""
+    raw = _all_bytes(settings.data_dir)
+    for secret in (EMAIL, CARD, CARD.replace(" ", ""), SECRET, "quartermain"):
+        assert secret.encode() not in raw, secret
+
+
 def _all_bytes(root: Path) -> bytes:
     return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
 
@@ -45,9 +52,7 @@ async def test_sensitive_details_are_replaced_before_anything_is_stored(tmp_path
         service.long_term.optimize()  # type: ignore[attr-defined]  # fold rows into the keyword index too
     finally:
         service.close()
-    raw = _all_bytes(settings.data_dir)
-    for secret in (EMAIL, CARD, CARD.replace(" ", ""), SECRET, "quartermain"):
-        assert secret.encode() not in raw
+    _assert_no_secret_on_disk(settings)
 
 
 async def test_a_rejecting_policy_stores_nothing_and_names_the_field(tmp_path: Path) -> None:
@@ -104,9 +109,7 @@ async def test_new_content_given_to_update_memory_is_redacted_too(tmp_path: Path
         service.long_term.optimize()  # type: ignore[attr-defined]  # fold rows into the keyword index too
     finally:
         service.close()
-    raw = _all_bytes(settings.data_dir)
-    for secret in (EMAIL, CARD, CARD.replace(" ", ""), SECRET, "quartermain"):
-        assert secret.encode() not in raw
+    _assert_no_secret_on_disk(settings)
 
 
 async def test_a_rejecting_policy_refuses_update_memory_content_too(tmp_path: Path) -> None:

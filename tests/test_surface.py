@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import anyio
@@ -14,7 +13,7 @@ from mcp.types import INVALID_PARAMS, TextResourceContents
 from engram.config import Settings
 from engram.embeddings.hashing import HashEmbedder
 from engram.server.app import build_server
-from tests.helpers import error, ok, stepping_clock
+from tests.helpers import SlowToLoad, error, ok, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -70,19 +69,6 @@ async def test_a_refused_resource_read_is_invalid_params_not_internal_error(clie
     assert malformed.value.error.code == INVALID_PARAMS
 
 
-class _SlowToLoad(HashEmbedder):
-    """A real hash embedder whose loading (the first look at its dimensions) waits for a signal."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loaded = threading.Event()
-
-    @property
-    def dimensions(self) -> int:
-        self.loaded.wait(60)  # only a hang guard: the test sets it
-        return super().dimensions
-
-
 async def _stats(client: Client) -> dict[str, Any]:
     contents = (await client.read_resource("engram://stats")).contents[0]
     assert isinstance(contents, TextResourceContents)
@@ -91,7 +77,7 @@ async def _stats(client: Client) -> dict[str, Any]:
 
 
 async def test_stats_read_during_start_waits_for_the_stores(settings: Settings) -> None:
-    embedder = _SlowToLoad()
+    embedder = SlowToLoad()
     async with Client(build_server(settings, embedder=embedder, clock=stepping_clock), raise_exceptions=True) as client:
         read: list[dict[str, Any]] = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import anyio
@@ -13,10 +12,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ElicitRequestParams, ElicitResult, TextResourceContents
 
 from engram.config import Settings
-from engram.embeddings.hashing import HashEmbedder
 from engram.server.app import build_server
 from engram.tools.state import AppState
-from tests.helpers import error, ok, stepping_clock
+from tests.helpers import SlowToLoad, error, ok, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -305,21 +303,8 @@ async def test_remember_reports_what_it_redacted(client: Client) -> None:
     assert recalled["working"][0]["content"] == "Reach me at [EMAIL], card [CARD]."
 
 
-class _SlowToLoad(HashEmbedder):
-    """A real hash embedder whose loading (the first look at its dimensions) waits for a signal."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loaded = threading.Event()
-
-    @property
-    def dimensions(self) -> int:
-        self.loaded.wait(60)  # only a hang guard: the test sets it
-        return super().dimensions
-
-
 async def test_the_server_answers_before_the_model_has_loaded(settings: Settings) -> None:
-    embedder = _SlowToLoad()
+    embedder = SlowToLoad()
     async with Client(build_server(settings, embedder=embedder, clock=stepping_clock), raise_exceptions=True) as client:
         assert len((await client.list_tools()).tools) == 10
         stored: list[dict[str, Any]] = []
