@@ -325,6 +325,11 @@ class Settings(BaseSettings):
         return self.data_dir / "knowledge"
 
     @property
+    def graph_dir(self) -> Path:
+        """Directory of the graph's LanceDB database (entities and relations)."""
+        return self.data_dir / "graph"
+
+    @property
     def model_cache_dir(self) -> Path:
         """Directory of the ONNX builds of the embedding model: ENGRAM_MODELS_DIR, else the user's cache dir."""
         return self.models_dir if self.models_dir is not None else default_models_dir()

@@ -91,6 +91,7 @@ def open_memory(
     from engram.embeddings.measured import MeasuredEmbedder
     from engram.ingest import parse_document
     from engram.storage.faults import open_tier
+    from engram.storage.graph import LanceGraphStore
     from engram.storage.journal import WriteJournal
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
@@ -161,6 +162,7 @@ def open_memory(
             settings.knowledge_dir,
             health,
         )
+        graph = open_tier(lambda: LanceGraphStore(settings.graph_dir), "graph", settings.graph_dir, health)
     except BaseException:
         sessions.close()
         raise
@@ -183,6 +185,7 @@ def open_memory(
         metrics=metrics,
         knowledge=knowledge,
         health=health,
+        graph=graph,
     )
 
 

@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING
 from engram.core.context import MemoryContext
 from engram.core.erasure import Eraser
 from engram.core.errors import TierDamaged
+from engram.core.graph import GraphKeeper
 from engram.core.health import TierHealth
 from engram.core.identity import UserKey, unkeyed
 from engram.core.models import TierStats
 from engram.core.policy import MemoryPolicy
-from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
+from engram.core.ports import Embedder, Enricher, GraphStore, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
 from engram.core.ranking import RankingPolicy
 from engram.core.retrieval import MemoryReader
 from engram.core.summarizing import SessionSummarizer
-from engram.core.tiers import KnowledgeTier, LongTermTier, SessionTier
+from engram.core.tiers import GraphTier, KnowledgeTier, LongTermTier, SessionTier, Tier
 from engram.core.timeutil import utc_now
 from engram.core.validation import memory_id, normalize_content
 from engram.core.writing import MemoryWriter
@@ -31,6 +32,18 @@ if TYPE_CHECKING:
     from engram.core.knowledge import KnowledgeService
 
 __all__ = ["MemoryPolicy", "MemoryService", "memory_id", "normalize_content"]
+
+
+def _tiers(
+    long_term: LongTermStore, sessions: SessionStore, knowledge: KnowledgeService | None, graph: GraphStore | None
+) -> list[Tier]:
+    """Every tier the service has, in the order erasure goes through them."""
+    tiers: list[Tier] = [LongTermTier(long_term), SessionTier(sessions)]
+    if knowledge is not None:
+        tiers.append(KnowledgeTier(knowledge))
+    if graph is not None:
+        tiers.append(GraphTier(graph))
+    return tiers
 
 
 class MemoryService:
@@ -50,6 +63,7 @@ class MemoryService:
         metrics: MemoryMetrics | None = None,
         knowledge: KnowledgeService | None = None,
         health: TierHealth | None = None,
+        graph: GraphStore | None = None,
     ) -> None:
         context = MemoryContext(
             embedder=embedder,
@@ -63,18 +77,13 @@ class MemoryService:
             metrics=metrics or NoMetrics(),
             knowledge=knowledge,
             health=health or TierHealth(),
+            graph=graph,
+            tiers=_tiers(long_term, sessions, knowledge, graph),
         )
-        context.tiers = [LongTermTier(long_term), SessionTier(sessions)]
-        if knowledge is not None:
-            context.tiers.append(KnowledgeTier(knowledge))
         self._ctx = context
         self.embedder, self.long_term, self.sessions = embedder, long_term, sessions
-        self.policy, self.metrics, self.knowledge, self.health = (
-            context.policy,
-            context.metrics,
-            knowledge,
-            context.health,
-        )
+        self.policy, self.metrics = context.policy, context.metrics
+        self.knowledge, self.health = knowledge, context.health
         self.user_key = context.user_key
 
         writer = MemoryWriter(context)
@@ -91,6 +100,7 @@ class MemoryService:
         self.agents_of = reader.agents_of
 
         self.summarize_session = SessionSummarizer(context, writer).summarize_session
+        self.graph = GraphKeeper(context, writer, graph) if graph is not None else None  # None: no graph store
 
         eraser = Eraser(context)
         self.forget_user = eraser.forget_user

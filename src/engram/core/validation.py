@@ -170,6 +170,8 @@ def check_filters(filters: RecallFilters, viewer: str | None) -> RecallFilters:
         update={
             "since": since,
             "until": until,
+            "as_of": as_utc("as_of", filters.as_of),
+            "open_at": as_utc("open_at", filters.open_at),
             "tags_any": check_tags("tags", filters.tags_any),
             "tags_all": check_tags("tags_all", filters.tags_all),
             "entity": check_label("entity", filters.entity),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 
@@ -26,6 +26,17 @@ from engram.core.models import (
     Visibility,
 )
 from engram.core.ports import Enrichment, Vectors
+from engram.core.supersession import (
+    SuggestionPolicy,
+    check_order,
+    close_all,
+    link_successor,
+    successor_of,
+    suggest,
+    superseded_memories,
+    valid_from,
+    validity_changes,
+)
 from engram.core.validation import (
     as_utc,
     check_entities,
@@ -77,11 +88,25 @@ def _with_enrichment(memory: Memory, found: Enrichment) -> Memory:
     return memory.model_copy(update=update) if update else memory
 
 
+#: What `update_memory` can change.
+_UPDATABLE = (
+    "content",
+    "tags",
+    "category",
+    "importance",
+    "resolved",
+    "visibility",
+    "valid_until",
+    "superseded_by",
+)
+
+
 class MemoryWriter:
     """remember, remember_many and update_memory: every way a memory enters or changes in long-term memory."""
 
     def __init__(self, context: MemoryContext) -> None:
         self._ctx = context
+        self.suggestions = SuggestionPolicy()
 
     async def remember(
         self,
@@ -101,11 +126,14 @@ class MemoryWriter:
         entities: Sequence[str] | None = None,
         sentiment: Sentiment | None = None,
         resolved: bool | None = None,
+        supersedes: Sequence[str] | None = None,
     ) -> RememberResult:
         """Store `content` for the user in long-term memory (once), and as a turn of the session if given.
 
-        `occurred_at` dates the memory when importing history (default: now). A `speaker` entry in `metadata`
-        names who said it; it is indexed with the content so questions about that person find it.
+        `occurred_at` dates the memory when importing history (default: now); it holds from then. A `speaker`
+        entry in `metadata` names who said it; it is indexed with the content so questions about that person find
+        it. `supersedes` names older memories this one replaces: they stay readable but hold only until it starts.
+        A fact is answered with the current memories that look like older versions of it, for the caller to judge.
         """
         # Built without validation: draft() checks every field and names it in its own error.
         item = RememberItem.model_construct(
@@ -123,11 +151,31 @@ class MemoryWriter:
             sentiment=sentiment,
             resolved=resolved,
         )
-        placed = await self._place(self._draft(user_id, agent_id, item, ""))
-        created = await self.store(placed.memory, placed.indexed)
-        self._ctx.metrics.observe_write(placed.key, 1, int(created))
+        return await self._remember_one(user_id, agent_id, item, supersedes or [])
+
+    async def _remember_one(
+        self, user_id: str, agent_id: str | None, item: RememberItem, supersedes: Sequence[str]
+    ) -> RememberResult:
+        """Check, place and store one memory, close what it supersedes, and suggest what it may supersede."""
+        ctx = self._ctx
+        draft = self._draft(user_id, agent_id, item, "")
+        # Checked before anything is stored: a bad id stores nothing.
+        olds = await superseded_memories(ctx, draft.key, list(supersedes), agent_id)
+        check_order(valid_from(draft.memory), olds)
+        if olds:
+            draft = replace(draft, memory=draft.memory.model_copy(update={"supersedes": [o.id for o in olds]}))
+        placed = await self._place(draft)
+        created, memory, vector = await self._store(placed.memory, placed.indexed)
+        ctx.metrics.observe_write(placed.key, 1, int(created))
+        memory = await close_all(ctx, placed.key, olds, memory, created)
+        candidates = await suggest(ctx, placed.key, memory, vector[0], self.suggestions)
         return RememberResult(
-            id=placed.memory.id, created=created, session_turns=placed.session_turns, redacted=placed.redacted
+            id=placed.memory.id,
+            created=created,
+            session_turns=placed.session_turns,
+            redacted=placed.redacted,
+            supersede_candidates=candidates,
+            superseded=[o.id for o in olds],
         )
 
     async def remember_many(
@@ -173,7 +221,8 @@ class MemoryWriter:
             name: ctx.redact(f"{where}metadata", value, redacted) if isinstance(value, str) else value
             for name, value in check_metadata(item.metadata, f"{where}metadata").items()
         }
-        speaker_value = metadata.get("speaker")
+        # A graph observation names its subject: it is indexed with the text, as a speaker is.
+        speaker_value = metadata.get("speaker", metadata.get("subject"))
         memory = Memory(
             id=memory_id(key, text),
             user_id=key,
@@ -183,7 +232,8 @@ class MemoryWriter:
             role=item.role or (Role.USER if item.session_id is not None else None),
             kind=item.kind or (Kind.TURN if item.session_id is not None else Kind.FACT),
             content=text,
-            created_at=as_utc(f"{where}occurred_at", item.occurred_at) or ctx.clock(),
+            created_at=(when := as_utc(f"{where}occurred_at", item.occurred_at) or ctx.clock()),
+            valid_from=when,
             tags=check_tags(f"{where}tags", item.tags),
             category=check_label(f"{where}category", item.category),
             entities=check_entities(f"{where}entities", item.entities),
@@ -229,12 +279,16 @@ class MemoryWriter:
 
     async def store(self, memory: Memory, indexed: str) -> bool:
         """Embed, enrich and insert one memory; True if it was new (the insert is conditional on its id)."""
+        return (await self._store(memory, indexed))[0]
+
+    async def _store(self, memory: Memory, indexed: str) -> tuple[bool, Memory, Vectors]:
+        """Embed, enrich and insert one memory: whether it was new, the memory as enriched, and its vector."""
         # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
         # write to save an embedding only on the rare repeat.
         ctx = self._ctx
         vector = await ctx.run(partial(ctx.embedder.embed, [indexed]))
         (memory,) = await self._enriched([memory], vector)
-        return await ctx.run(partial(ctx.long_term.add, memory, indexed, vector[0]))
+        return await ctx.run(partial(ctx.long_term.add, memory, indexed, vector[0])), memory, vector
 
     async def _enriched(self, memories: Sequence[Memory], vectors: Vectors) -> list[Memory]:
         """The memories with the metadata their caller left empty filled in by the enricher, if there is one."""
@@ -262,22 +316,27 @@ class MemoryWriter:
         importance: float | None = None,
         resolved: bool | None = None,
         visibility: Visibility | None = None,
+        valid_until: datetime | None = None,
+        superseded_by: str | None = None,
     ) -> MemoryUpdated:
         """Change a memory's metadata or content, keeping created_at and setting updated_at.
 
         A new content is redacted, re-embedded and re-indexed, and gets its content-addressed id (returned, with
-        the old one). Unset arguments leave the field as it is; an empty tag list clears the tags.
+        the old one). Unset arguments leave the field as it is; an empty tag list clears the tags. `valid_until`
+        closes the memory (it no longer holds from then); `superseded_by` names the newer memory that replaces it
+        (closing it when that one starts, unless `valid_until` is earlier).
         """
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_memory_id(memory_id_)
-        if all(v is None for v in (content, tags, category, importance, resolved, visibility)):
-            raise InvalidInput(
-                "update", "nothing to change: give content, tags, category, importance, resolved or visibility."
-            )
+        given = (content, tags, category, importance, resolved, visibility, valid_until, superseded_by)
+        if all(v is None for v in given):
+            raise InvalidInput("update", f"nothing to change: give one of {', '.join(_UPDATABLE)}.")
         current = await ctx.visible_memory(key, memory_id_, agent_id, required=True)
         assert current is not None
+        successor = await successor_of(ctx, key, current, superseded_by, agent_id)
         changes = self._metadata_changes(current, agent_id, tags, category, importance, resolved, visibility)
+        changes.update(validity_changes(current, as_utc("valid_until", valid_until), successor))
         indexed: str | None = None
         vector: Vectors | None = None
         if content is not None:
@@ -298,6 +357,8 @@ class MemoryWriter:
         updated = current.model_copy(update=changes)
         if not await ctx.run(partial(ctx.long_term.replace, key, current.id, updated, indexed, vector)):
             raise InvalidInput("memory_id", f"no memory {quoted(memory_id_)} is held for this user.")
+        if successor is not None:
+            await link_successor(ctx, key, successor, [updated])
         previous = current.id if updated.id != current.id else None
         return MemoryUpdated(
             id=updated.id, previous_id=previous, memory=updated.model_copy(update={"user_id": user_id})

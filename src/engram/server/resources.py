@@ -117,6 +117,7 @@ def stats_resource(current: Callable[[], AppState | None]) -> Callable[[], Any]:
                     "long_term": tiers["long_term"],
                     "sessions": tiers["sessions"],
                     "knowledge": tiers.get("knowledge"),
+                    "graph": tiers.get("graph"),
                 }
             )
         return stats.model_dump_json(indent=2)

@@ -77,4 +77,10 @@ def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:
         clauses.append(f"created_at >= {timestamp(filters.since)}")
     if filters.until is not None:
         clauses.append(f"created_at < {timestamp(filters.until)}")
+    if filters.as_of is not None:
+        # A row written before validity existed holds from its created_at and was never closed.
+        clauses.append(f"COALESCE(valid_from, created_at) <= {timestamp(filters.as_of)}")
+        clauses.append(f"valid_until IS NULL OR valid_until > {timestamp(filters.as_of)}")
+    if filters.open_at is not None:
+        clauses.append(f"valid_until IS NULL OR valid_until > {timestamp(filters.open_at)}")
     return " AND ".join(f"({c})" for c in clauses)

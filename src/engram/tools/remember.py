@@ -10,12 +10,14 @@ from pydantic import Field
 
 from engram.core.models import (
     MAX_METADATA_KEYS,
+    MEMORY_ID_PATTERN,
     Kind,
     RememberResult,
     Role,
     Sentiment,
     Visibility,
 )
+from engram.core.supersession import MAX_SUPERSEDES
 from engram.tools._fields import (
     MAX_CONTENT_CHARS,
     AgentIdArg,
@@ -60,6 +62,10 @@ async def remember(
     visibility: Annotated[
         Visibility, Field(description="'private': only agent_id may recall it; 'shared': every agent.")
     ] = Visibility.SHARED,
+    supersedes: Annotated[
+        list[Annotated[str, Field(pattern=MEMORY_ID_PATTERN)]] | None,
+        Field(max_length=MAX_SUPERSEDES, description="Ids of older memories this replaces (supersede_candidates)."),
+    ] = None,
 ) -> RememberResult:
     """Save something lasting about the user (a fact, preference, decision, commitment) or log a conversation turn
     (with session_id and role), to recall in later conversations. Saving the same content twice is harmless
@@ -85,4 +91,5 @@ async def remember(
             entities=entities,
             sentiment=sentiment,
             resolved=resolved,
+            supersedes=supersedes,
         )
