@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engram.config import Settings
     from engram.core.knowledge import KnowledgeService
     from engram.core.knowledge_models import IngestReport, KnowledgeSource, SourceRemoved
+    from engram.core.memory_json import MemoryJsonImport
     from engram.core.models import RecallScope
     from engram.core.ports import Embedder
     from engram.core.service import MemoryService
@@ -282,6 +283,36 @@ def _knowledge(memory: MemoryService) -> KnowledgeService:
     if memory.knowledge is None:
         raise click.ClickException("knowledge memory is not available")
     return memory.knowledge
+
+
+@cli.group("import")
+def import_() -> None:
+    """Bring memory from another memory server into Engram."""
+
+
+@import_.command("memory-json")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--user", "user_id", required=True, help="The user whose graph and memories receive the file.")
+def import_memory_json(file: Path, user_id: str) -> None:
+    """Import the official MCP memory server's FILE (memory.jsonl or memory.json): entities, relations and
+    observations become the user's graph and memories. Importing the same file again changes nothing."""
+    from engram.core.errors import InvalidInput
+    from engram.core.memory_json import import_memory_json as run_import
+
+    settings = _settings()
+    _configure_logging("WARNING")
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {file}: {exc}") from exc
+
+    async def run(memory: MemoryService) -> MemoryJsonImport:
+        if memory.graph is None:
+            raise InvalidInput("graph", "this data directory has no graph store.")
+        return await run_import(memory.graph, user_id, lines)
+
+    result = _with_memory(settings, run)
+    _echo_json(result.model_dump(mode="json"))
 
 
 @cli.command("forget-user")

@@ -172,11 +172,13 @@ class Settings(BaseSettings):
         le=1.0,
         description="Cosine similarity a memory needs to its closest category description to get that category.",
     )
-    tools: Literal["core", "all"] = Field(
+    tools: Literal["core", "all", "graph"] = Field(
         default="core",
         description="Which tools MCP clients see. 'core' (default): the everyday memory tools a model needs in "
         "every conversation; every listed tool costs context on every turn. 'all': also remember_many (bulk "
-        "import), ingest_text, forget_source, and ingest_files when ENGRAM_KNOWLEDGE_ROOTS is set.",
+        "import), ingest_text, forget_source, and ingest_files when ENGRAM_KNOWLEDGE_ROOTS is set. 'graph': core "
+        "plus the knowledge-graph tools of the official MCP memory server (create_entities, create_relations, "
+        "add_observations, search_nodes, open_nodes, read_graph) and merge_entities.",
     )
     knowledge_roots: list[Path] = Field(
         default_factory=list,

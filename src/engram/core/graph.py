@@ -166,6 +166,7 @@ class GraphKeeper:
                 content=f"{source} {kind.replace('_', ' ')} {target}",
                 kind=Kind.FACT,
                 entities=[source, target],
+                metadata={"relation": kind},
                 occurred_at=since,
                 visibility=visibility,
             )
@@ -354,7 +355,8 @@ class GraphKeeper:
                 filters = viewer.model_copy(update={"entity": name, "open_at": now})
                 found = await ctx.run(partial(ctx.long_term.list_memories, key, filters, OBSERVATIONS_PER_NODE))
                 for memory in found:
-                    seen.setdefault(memory.id, memory.content)
+                    if "relation" not in memory.metadata:  # a relation's statement is shown as the relation
+                        seen.setdefault(memory.id, memory.content)
             nodes.append(
                 GraphNode(
                     name=entity.name,

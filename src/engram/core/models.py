@@ -252,12 +252,16 @@ class RememberResult(BaseModel):
         description="Sensitive details replaced by placeholders before storing, as counts per category "
         "(email, phone, card, iban, national_id, ip_address, secret); never the values.",
     )
+    # Left out of the reply when empty: most writes have none, and every reply costs the caller context.
     supersede_candidates: list[SupersedeSuggestion] = Field(
         default_factory=list,
+        exclude_if=lambda found: not found,
         description="Current memories that look like older versions of this fact. If this one replaces them, pass "
         "their ids as `supersedes` (now or in a later remember of the same content); Engram never decides alone.",
     )
-    superseded: list[str] = Field(default_factory=list, description="Ids this call closed as superseded.")
+    superseded: list[str] = Field(
+        default_factory=list, exclude_if=lambda ids: not ids, description="Ids this call closed as superseded."
+    )
 
 
 class RecallResult(BaseModel):

@@ -33,9 +33,11 @@ from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
 from engram.core.validation import check_filters, check_id, check_optional_id
 
-#: What recall adds to a memory naming an entity the query names, or one of its one-hop neighbours.
+#: What recall adds to a memory naming an entity the query names, or one of its one-hop neighbours. A neighbour's
+#: memories share no words with the question ("Where is Priya's employer?" - "Headquarters in Rotterdam"), so the
+#: relation has to carry them further than the memories that name the entity itself.
 GRAPH_DIRECT_BOOST = 0.1
-GRAPH_NEIGHBOUR_BOOST = 0.08
+GRAPH_NEIGHBOUR_BOOST = 0.25
 #: How many names (with aliases) recall follows, and how many memories it brings in per name.
 GRAPH_MAX_NAMES = 12
 GRAPH_PER_ENTITY = 10
