@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +17,10 @@ MAX_NAME_CHARS = 200
 MAX_ALIASES = 20
 MAX_OBSERVATIONS = 50
 MAX_GRAPH_READ = 500
+MAX_OBSERVATION_CHARS = 10_000
+#: Bounded text: a name, an alias, a type or relation type, an observation.
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Observation = Annotated[str, Field(min_length=1, max_length=MAX_OBSERVATION_CHARS)]
 
 
 def entity_key(name: str) -> str:
@@ -82,8 +87,8 @@ class EntityIn(BaseModel):
     entity_type: str = Field(
         default="thing", alias="entityType", max_length=64, description="person, organization, place, product..."
     )
-    observations: list[str] = Field(default_factory=list, max_length=MAX_OBSERVATIONS)
-    aliases: list[str] = Field(default_factory=list, max_length=MAX_ALIASES)
+    observations: list[Observation] = Field(default_factory=list, max_length=MAX_OBSERVATIONS)
+    aliases: list[Name] = Field(default_factory=list, max_length=MAX_ALIASES)
 
 
 class RelationIn(BaseModel):
@@ -103,7 +108,7 @@ class ObservationsIn(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     entity_name: str = Field(alias="entityName", min_length=1, max_length=MAX_NAME_CHARS)
-    contents: list[str] = Field(min_length=1, max_length=MAX_OBSERVATIONS)
+    contents: list[Observation] = Field(min_length=1, max_length=MAX_OBSERVATIONS)
 
 
 class GraphNode(BaseModel):
