@@ -32,7 +32,6 @@ from engram.core.models import (
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
 from engram.core.validation import check_filters, check_id, check_optional_id
-from engram.core.versions import newer_versions_first
 
 #: What recall adds to a memory naming an entity the query names, or one of its one-hop neighbours. A neighbour's
 #: memories share no words with the question ("Where is Priya's employer?" - "Headquarters in Rotterdam"), so the
@@ -226,8 +225,6 @@ class MemoryReader:
         hits = fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock())
         if boosts:
             hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
-        vectors = {c.memory.id: c.vector for c in [*searched.semantic, *searched.keyword]}
-        hits = newer_versions_first(hits, vectors)
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
         for hit in hits:
             if len(kept) == top_k:
