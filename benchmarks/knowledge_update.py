@@ -7,6 +7,11 @@ the outdated one the evidence in earlier sessions. A question counts when the cu
 outdated one (an outdated one not retrieved at all counts as below). Questions with one evidence session have
 nothing to compare and are reported apart.
 
+With `--caller accepts-suggestions`, a caller that follows Engram's suggestions is simulated: the current
+evidence turn is remembered again as a fact (same content, so the same memory), and the outdated evidence turns
+among its `supersede_candidates` are passed back as `supersedes` (what a model would do when a suggestion is the
+old value of the same fact). Engram itself picks nothing: an outdated turn it does not suggest stays current.
+
     .venv/bin/python benchmarks/knowledge_update.py ../shared/bench/longmemeval_s_dev.jsonl.gz [--out report.json]
 """
 
@@ -48,7 +53,9 @@ def _session_order(turns: list[dict[str, Any]]) -> dict[str, int]:
     return order
 
 
-async def _one(settings: Settings, embedder: Any, row: dict[str, Any], question: dict[str, Any]) -> dict[str, Any]:
+async def _one(
+    settings: Settings, embedder: Any, row: dict[str, Any], question: dict[str, Any], accepts: bool
+) -> dict[str, Any]:
     memory = open_memory(settings, embedder)
     try:
         user = "u-" + "".join(c if c.isalnum() else "-" for c in str(row["conv_id"]))[:100]
@@ -67,6 +74,7 @@ async def _one(settings: Settings, embedder: Any, row: dict[str, Any], question:
             results = await memory.remember_many(user, items[start : start + BATCH])
             for result, turn in zip(results, row["turns"][start : start + BATCH], strict=True):
                 turns_of[result.id].append(str(turn["id"]))
+        suggested = await _accept_suggestions(memory, user, row, question, turns_of) if accepts else None
         asked = datetime.fromisoformat(question["question_date"]) if question.get("question_date") else None
         recall_args: dict[str, Any] = {"top_k": DEPTH, "scope": "memories"}
         if asked is not None and "as_of" in memory.recall.__code__.co_varnames:
@@ -90,10 +98,41 @@ async def _one(settings: Settings, embedder: Any, row: dict[str, Any], question:
         "current_rank": None if best_current == math.inf else best_current,
         "outdated_rank": None if best_outdated == math.inf else best_outdated,
         "current_first": best_current < best_outdated,
+        "outdated_suggested": suggested,
     }
 
 
-async def _main(path: Path, category: str) -> dict[str, Any]:
+def _evidence(row: dict[str, Any], question: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The current and the outdated evidence turns of a question (by the order of their sessions)."""
+    order = _session_order(row["turns"])
+    wanted = {str(t) for t in question.get("evidence_turn_ids", [])}
+    evidence = [t for t in row["turns"] if str(t["id"]) in wanted]
+    if not evidence:
+        return [], []
+    latest = max((str(t["session_id"]) for t in evidence), key=order.__getitem__)
+    return [t for t in evidence if str(t["session_id"]) == latest], [
+        t for t in evidence if str(t["session_id"]) != latest
+    ]
+
+
+async def _accept_suggestions(
+    memory: Any, user: str, row: dict[str, Any], question: dict[str, Any], turns_of: dict[str, list[str]]
+) -> bool | None:
+    """Remember the current evidence again as a fact and supersede the outdated evidence it is offered."""
+    current, outdated = _evidence(row, question)
+    if not current or not outdated:
+        return None
+    outdated_ids = {str(t["id"]) for t in outdated}
+    fact = current[0]
+    when = datetime.fromisoformat(fact["timestamp"]) if fact.get("timestamp") else None
+    offered = await memory.remember(user, str(fact["text"]), occurred_at=when)
+    chosen = [c.id for c in offered.supersede_candidates if outdated_ids & set(turns_of.get(c.id, []))]
+    if chosen:
+        await memory.remember(user, str(fact["text"]), occurred_at=when, supersedes=chosen)
+    return bool(chosen)
+
+
+async def _main(path: Path, category: str, accepts: bool) -> dict[str, Any]:
     defaults = Settings()
     embedder = load_embedder(
         defaults.embedding_model, backend=defaults.embedding_backend, cache_dir=defaults.model_cache_dir
@@ -106,13 +145,14 @@ async def _main(path: Path, category: str) -> dict[str, Any]:
                 continue
             with tempfile.TemporaryDirectory() as directory:
                 settings = Settings(data_dir=Path(directory), enrichment=False, max_content_chars=100_000)
-                outcome = await _one(settings, embedder, row, question)
+                outcome = await _one(settings, embedder, row, question, accepts)
             outcomes.append(outcome)
             print(json.dumps(outcome), file=sys.stderr)
     comparable = [o for o in outcomes if o["comparable"]]
     return {
         "file": str(path),
         "category": category,
+        "caller": "accepts-suggestions" if accepts else "none",
         "questions": len(outcomes),
         "comparable": len(comparable),
         "current_first": sum(o["current_first"] for o in comparable),
@@ -129,8 +169,9 @@ def main() -> None:
     parser.add_argument("path", type=Path)
     parser.add_argument("--category", default="knowledge-update")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--caller", choices=["none", "accepts-suggestions"], default="none")
     args = parser.parse_args()
-    report = anyio.run(_main, args.path, args.category)
+    report = anyio.run(_main, args.path, args.category, args.caller == "accepts-suggestions")
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text)
