@@ -200,6 +200,9 @@ def test_import_of_the_official_servers_file_answers_across_a_relation_and_erase
     code, out, _ = _cli(data, "import", "memory-json", str(FIXTURE), "--user", "zoe")
     again = json.loads(out)
     assert (again["entities_created"], again["relations_created"], again["memories_created"]) == (0, 0, 0)
+    code, out, _ = _cli(data, "doctor", "--json")
+    checked = {c["component"]: c for c in json.loads(out)["components"]}
+    assert code == 0 and checked["graph entities"]["items"] == 3 and checked["graph relations"]["items"] == 2
 
     settings = Settings(data_dir=data, embedding_model="hash", tools="graph")
     key = anyio.run(_ask_then_forget, settings)

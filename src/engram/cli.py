@@ -391,6 +391,7 @@ def doctor(as_json: bool) -> None:
         session_cache_dir=settings.session_cache_dir,
         key_file=settings.user_key_file,
         key_from_environment=settings.user_id_key is not None,
+        graph_dir=settings.graph_dir,
     )
     findings = examine(layout)
     damaged = any(f.status == "damaged" for f in findings)
