@@ -229,3 +229,17 @@ async def _ask_then_forget(settings: Settings) -> str:
         return key
     finally:
         memory.close()
+
+
+async def test_a_damaged_graph_leaves_recall_answering_and_is_reported(graph_settings: Settings) -> None:
+    async with Client(build_server(graph_settings, embedder=HashEmbedder(), clock=stepping_clock)) as client:
+        await _fill(client)
+    for fragment in (graph_settings.graph_dir / "entities.lance" / "data").glob("*.lance"):
+        fragment.unlink()
+    async with Client(build_server(graph_settings, embedder=HashEmbedder(), clock=stepping_clock)) as client:
+        reply = ok(await client.call_tool("recall", {"user_id": "uma", "query": "Where does Priya Patel work?"}))
+        assert "Priya Patel works at Acme Robotics" in [h["content"] for h in reply["hits"]]
+        damaged = error(await client.call_tool("read_graph", {"user_id": "uma"}))
+        assert "graph" in damaged.lower()
+        stats = json.loads((await client.read_resource("engram://stats")).contents[0].text)  # type: ignore[union-attr]
+        assert stats["graph"]["status"] == "damaged"
