@@ -34,7 +34,7 @@ class SuggestionPolicy:
     #: Mentions an entity the new memory mentions, and says something similar about it.
     shared_entity: float = 0.35
     #: Says something similar without a shared entity (the subject may be implied: "I", "we").
-    similar: float = 0.5
+    similar: float = 0.4
 
 
 def valid_from(memory: Memory) -> datetime:
