@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 from lancedb.index import Bitmap, BTree
 
@@ -20,6 +18,7 @@ from engram.storage.filters import agent_clauses, ids_clause, quote, quote_list
 from engram.storage.lance_support import (
     FileLock,
     ReadersWriterLock,
+    connect,
     directory_bytes,
     ensure_indexes,
     erase_rows,
@@ -83,7 +82,7 @@ class LanceGraphStore:
         directory.mkdir(parents=True, exist_ok=True)
         self._directory = directory
         # Other servers on the same data directory write too: every read must see their commits.
-        self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
+        self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
         self._process_lock = FileLock(directory / ".engram-write.lock")
         self._readers = ReadersWriterLock()
