@@ -15,8 +15,8 @@ from mcp import Client
 
 from engram.config import Settings
 from engram.core.errors import ErasureBlocked, ErasureIncomplete
+from engram.core.filters import MemoryFilters
 from engram.core.identity import Pseudonymizer
-from engram.core.models import RecallFilters
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory, user_id_key
@@ -135,8 +135,8 @@ def test_readers_of_another_server_keep_working_during_erasure(settings: Setting
         def read_continuously() -> None:
             while not done.is_set():
                 try:
-                    assert reader.long_term.vector_search(bob, vector, RecallFilters(), 5)
-                    assert reader.long_term.keyword_search(bob, "note", RecallFilters(), 5)
+                    assert reader.long_term.vector_search(bob, vector, MemoryFilters(), 5)
+                    assert reader.long_term.keyword_search(bob, "note", MemoryFilters(), 5)
                 except BaseException as exc:
                     errors.append(exc)
                     return
@@ -148,7 +148,7 @@ def test_readers_of_another_server_keep_working_during_erasure(settings: Setting
         done.set()
         thread.join()
         assert errors == []
-        assert len(reader.long_term.vector_search(bob, vector, RecallFilters(), 50)) == 15
+        assert len(reader.long_term.vector_search(bob, vector, MemoryFilters(), 50)) == 15
     finally:
         done.set()
         writer.close()

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from engram.config import Settings
-from engram.core.models import Kind, Memory, RecallFilters
+from engram.core.filters import MemoryFilters
+from engram.core.models import Kind, Memory
 from engram.core.ports import Candidate, Embedder
 from engram.core.ranking import RankingPolicy, fuse
 from engram.core.service import MemoryService
@@ -117,7 +118,7 @@ async def test_keyword_results_respect_user_and_filters(service: MemoryService) 
     await service.remember("bob", "invoice INV-88812 was disputed", tags=["billing"])
     await service.remember("alice", "invoice INV-88812 copy requested", tags=["support"])
     keyword = _with_fusion(service, "keyword")
-    hits = (await keyword.recall("alice", "INV-88812", filters=RecallFilters(tags_any=["billing"]))).memories
+    hits = (await keyword.recall("alice", "INV-88812", filters=MemoryFilters(tags=["billing"]))).memories
     assert [h.memory.content for h in hits] == ["invoice INV-88812 was paid"]
 
 

@@ -8,22 +8,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Accepted shape of every caller-supplied identifier (user, session, agent). Parsing ids at the
-#: boundary is the first defence for storage filters; storage quotes literals as the second.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+:-]{0,127}$"
-ID_RULE = "1-128 characters: letters, digits and _ . @ + : - (starting with a letter or digit)"
+# Re-exported for code that imported the limits from here before `core/limits.py` held them all.
+from engram.core.limits import ID_PATTERN as ID_PATTERN
+from engram.core.limits import ID_RULE as ID_RULE
+from engram.core.limits import MAX_METADATA_KEYS as MAX_METADATA_KEYS
+from engram.core.limits import MAX_OFFSET as MAX_OFFSET
+from engram.core.limits import MAX_PAGE as MAX_PAGE
+from engram.core.limits import MAX_QUERY_CHARS as MAX_QUERY_CHARS
+from engram.core.limits import MAX_TAGS as MAX_TAGS
+from engram.core.limits import MEMORY_ID_PATTERN as MEMORY_ID_PATTERN
 
-#: Shape of a memory id (content-addressed, see `memory_id`).
-MEMORY_ID_PATTERN = r"^[0-9a-f]{32}$"
-MAX_QUERY_CHARS = 2000
-
-MAX_TAGS = 32
-#: `list_memories` pages: at most this many memories per page, and pages reach this far.
-MAX_PAGE = 100
-MAX_OFFSET = 10_000
 #: Which memory `recall` searches: personal memory (working and long-term), knowledge, or both.
 RecallScope = Literal["memories", "knowledge", "both"]
-MAX_METADATA_KEYS = 32
 MetadataValue = str | int | float | bool | None
 
 
@@ -155,40 +151,6 @@ class KnowledgeHit(BaseModel):
     scores: HitScores
     content: str
     citation: Citation
-
-
-class RecallFilters(BaseModel):
-    """Metadata conditions a memory must meet to be recalled or listed; unset fields do not filter.
-
-    `viewer_agent` is not a choice of the caller's but who is asking: every query sees the user's shared
-    memories plus the private memories of `viewer_agent` only.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    viewer_agent: str | None = None
-    agents: list[str] = Field(default_factory=list)
-    exclude_agents: list[str] = Field(default_factory=list)
-    shared_only: bool = False
-    session_id: str | None = None
-    kind: Kind | None = None
-    tags_any: list[str] = Field(default_factory=list)
-    tags_all: list[str] = Field(default_factory=list)
-    entity: str | None = None
-    sentiment: Sentiment | None = None
-    category: str | None = None
-    resolved: bool | None = None
-    min_importance: float | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def admits(self, agent_id: str | None, visibility: Visibility) -> bool:
-        """Whether a memory or turn written by `agent_id` with `visibility` passes the agent rules."""
-        if visibility is Visibility.PRIVATE and (self.shared_only or agent_id is None or agent_id != self.viewer_agent):
-            return False
-        if self.agents and agent_id not in self.agents:
-            return False
-        return not (self.exclude_agents and agent_id in self.exclude_agents)
 
 
 class RememberItem(BaseModel):

@@ -12,8 +12,8 @@ from engram.core.context import MemoryContext
 from engram.core.errors import InvalidInput, quoted
 from engram.core.identity import UserKey
 from engram.core.indexing import index_text
+from engram.core.limits import MAX_TAGS
 from engram.core.models import (
-    MAX_TAGS,
     Kind,
     Memory,
     MemoryUpdated,

@@ -1,11 +1,11 @@
-"""Safe construction of LanceDB (DataFusion SQL) filter expressions from caller-supplied values."""
+"""LanceDB's compilation of `MemoryFilters` into DataFusion SQL: every caller value quoted, never spliced."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from engram.core.models import RecallFilters
+from engram.core.filters import MemoryFilters
 from engram.core.timeutil import to_utc
 
 
@@ -31,20 +31,20 @@ def timestamp(value: datetime) -> str:
     return "timestamp " + quote(to_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f"))
 
 
-def agent_clauses(filters: RecallFilters) -> list[str]:
+def agent_clauses(filters: MemoryFilters) -> list[str]:
     """Who may see what: shared memories, the asking agent's private ones, then the include/exclude lists."""
     if filters.shared_only or filters.viewer_agent is None:
         clauses = ["visibility = 'shared'"]
     else:
         clauses = [f"visibility = 'shared' OR agent_id = {quote(filters.viewer_agent)}"]
-    if filters.agents:
-        clauses.append(f"agent_id IN ({', '.join(quote(a) for a in filters.agents)})")
+    if filters.from_agents:
+        clauses.append(f"agent_id IN ({', '.join(quote(a) for a in filters.from_agents)})")
     if filters.exclude_agents:
         clauses.append(f"agent_id IS NULL OR agent_id NOT IN ({', '.join(quote(a) for a in filters.exclude_agents)})")
     return clauses
 
 
-def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:
+def memory_filter(user_id: str, filters: MemoryFilters | None = None) -> str:
     """Build the where-clause that scopes a query to one user and the given metadata conditions.
 
     Without `filters` every memory of the user matches (for maintenance: look-ups by id, erasure); with them,
@@ -54,12 +54,12 @@ def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:
     if filters is None:
         return clauses[0]
     clauses.extend(agent_clauses(filters))
-    if filters.session_id is not None:
-        clauses.append(f"session_id = {quote(filters.session_id)}")
+    if filters.from_session is not None:
+        clauses.append(f"session_id = {quote(filters.from_session)}")
     if filters.kind is not None:
         clauses.append(f"kind = {quote(filters.kind.value)}")
-    if filters.tags_any:
-        clauses.append(f"array_has_any(tags, {quote_list(filters.tags_any)})")
+    if filters.tags:
+        clauses.append(f"array_has_any(tags, {quote_list(filters.tags)})")
     if filters.tags_all:
         clauses.append(f"array_has_all(tags, {quote_list(filters.tags_all)})")
     if filters.entity is not None:
@@ -71,7 +71,7 @@ def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:
     if filters.resolved is not None:
         clauses.append("resolved = true" if filters.resolved else "resolved IS NULL OR resolved = false")
     if filters.min_importance is not None:
-        # A float rendered by Python (checked finite by the service), never caller text.
+        # A float rendered by Python (bounded by the filters' type), never caller text.
         clauses.append(f"importance >= {float(filters.min_importance)!r}")
     if filters.since is not None:
         clauses.append(f"created_at >= {timestamp(filters.since)}")

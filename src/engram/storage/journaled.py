@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from engram.core.models import AgentActivity, Memory, RecallFilters
+from engram.core.filters import MemoryFilters
+from engram.core.models import AgentActivity, Memory
 from engram.core.ports import Candidate, Vectors
 from engram.storage.journal import WriteJournal
 from engram.storage.long_term import LanceLongTermStore
@@ -131,17 +132,17 @@ class JournaledLongTermStore:
         self.catch_up()
         return self.store.get(user_id, ids)
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def vector_search(self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         self.catch_up()
         return self.store.vector_search(user_id, vector, filters, limit)
 
-    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         self.catch_up()
         return self.store.keyword_search(user_id, text, filters, limit)
 
-    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: str, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters` (agent visibility included), newest first, after `offset`."""
         self.catch_up()
         return self.store.list_memories(user_id, filters, limit, offset)

@@ -25,7 +25,8 @@ import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
 from lancedb.query import ColumnOrdering, MatchQuery
 
-from engram.core.models import AgentActivity, Kind, Memory, RecallFilters, Role, Sentiment, Visibility
+from engram.core.filters import MemoryFilters
+from engram.core.models import AgentActivity, Kind, Memory, Role, Sentiment, Visibility
 from engram.core.ports import Candidate, Vectors
 from engram.core.timeutil import to_utc
 from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
@@ -318,7 +319,7 @@ class LanceLongTermStore:
             return []
         return self._select(f"{memory_filter(user_id)} AND {ids_clause(ids)}", len(ids))
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def vector_search(self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         query = (
             self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
@@ -335,7 +336,7 @@ class LanceLongTermStore:
             rows = read_retrying(query.to_list)
         return [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
 
-    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         query = (
             # Plain terms, never query syntax: a string query in quotes is a phrase query, which fails on an index
@@ -355,7 +356,7 @@ class LanceLongTermStore:
             return 0
         return self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
 
-    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: str, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters`, newest first, skipping `offset` of them."""
         query = (
             self._table.search()

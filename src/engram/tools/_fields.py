@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from engram.core.models import ID_PATTERN, MAX_TAGS, MEMORY_ID_PATTERN
+from engram.core.limits import ID_PATTERN, MAX_TAGS, MEMORY_ID_PATTERN
 
 #: Bounds the schemas publish; the service checks the same limits (and the configured ones) with its own messages.
 MAX_LABEL_CHARS = 64

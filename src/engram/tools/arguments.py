@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
 from engram.core.errors import QUOTE_CHARS, quoted
-from engram.core.models import ID_PATTERN, ID_RULE, MEMORY_ID_PATTERN
+from engram.core.limits import ID_PATTERN, ID_RULE, MEMORY_ID_PATTERN
 
 #: At most this many problems are spelled out in one message; the model fixes them and learns of the rest next.
 _MAX_PROBLEMS = 3

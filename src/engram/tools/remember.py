@@ -8,14 +8,8 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from engram.core.models import (
-    MAX_METADATA_KEYS,
-    Kind,
-    RememberResult,
-    Role,
-    Sentiment,
-    Visibility,
-)
+from engram.core.limits import MAX_METADATA_KEYS
+from engram.core.models import Kind, RememberResult, Role, Sentiment, Visibility
 from engram.tools._fields import (
     MAX_CONTENT_CHARS,
     AgentIdArg,

@@ -8,16 +8,9 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, ConfigDict, Field
 
-from engram.config import MAX_BATCH as MAX_ITEMS
-from engram.core.models import (
-    MAX_METADATA_KEYS,
-    Kind,
-    RememberItem,
-    RememberResult,
-    Role,
-    Sentiment,
-    Visibility,
-)
+from engram.core.limits import MAX_BATCH as MAX_ITEMS
+from engram.core.limits import MAX_METADATA_KEYS
+from engram.core.models import Kind, RememberItem, RememberResult, Role, Sentiment, Visibility
 from engram.tools._fields import MAX_CONTENT_CHARS, AgentIdArg, Id, Label, LabelsArg, Metadata, UserIdArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
