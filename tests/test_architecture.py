@@ -208,3 +208,21 @@ def test_no_adapter_resolves_whom_data_belongs_to(path: Path) -> None:
         or (isinstance(node, ast.Name) and node.id in {"GLOBAL_OWNER", "UserKey", "owner_for"})
     ]
     assert keyed == [], f"{path.name} resolves users to keys itself: {keyed}"
+
+
+def _assigned_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+
+
+@pytest.mark.parametrize("path", [p for p in _modules(SRC) if p != SRC / "core" / "limits.py"], ids=str)
+def test_each_limit_is_declared_once(path: Path) -> None:
+    # Limits on a caller's values live in core/limits.py; the schemas and the core's types read them from there.
+    declared = _assigned_names(SRC / "core" / "limits.py")
+    assert _assigned_names(path) & declared == set(), f"{path.name} declares its own copy of a limit"
+
+
+@pytest.mark.parametrize("path", _modules(SRC / "core"), ids=lambda p: p.name)
+def test_core_takes_parsed_values_without_rebuilding_them(path: Path) -> None:
+    # Tools hand core parsed values (RememberItem, MemoryFilters); building one unchecked would skip their rules.
+    assert "model_construct" not in path.read_text(), f"{path.name} builds a model without parsing it"

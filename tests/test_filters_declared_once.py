@@ -82,3 +82,14 @@ async def test_a_caller_cannot_name_the_viewer_through_the_filters(client: Clien
         await client.call_tool("recall", {"user_id": "alice", "query": "secret", "filters": {"viewer_agent": "desk"}})
     )
     assert "unknown argument 'viewer_agent' in 'filters'" in message
+
+
+async def test_the_batch_items_schema_is_the_cores_remember_item(client: Client) -> None:
+    from engram.core.models import RememberItem
+
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    schema = tools["remember_many"].input_schema
+    ref = schema["properties"]["items"]["items"]["$ref"].rsplit("/", 1)[-1]
+    assert list(schema["$defs"][ref]["properties"]) == list(RememberItem.model_fields)
+    # And remember's own arguments are the same fields, parsed by the same types.
+    assert set(RememberItem.model_fields) <= set(tools["remember"].input_schema["properties"])

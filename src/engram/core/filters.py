@@ -8,8 +8,10 @@ it is a new kind of condition, plus `admits` when working memory must honour it 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -20,26 +22,46 @@ from engram.core.values import Id, Label, Tags, UtcDate
 
 _Agents = Annotated[list[Id] | None, Field(max_length=MAX_FILTER_AGENTS)]
 
+#: The kinds of condition a back end compiles. A filter of a known kind is one field below; a new kind needs a rule
+#: in every back end (`storage/filters.py` for LanceDB).
+ConditionKind = Literal["equals", "in", "not_in", "has_any", "has_all", "has_folded", "is_true", "at_least", "before"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How a filter field constrains a memory: which attribute of it, and by what kind of test."""
+
+    attribute: str
+    kind: ConditionKind
+
 
 class MemoryFilters(BaseModel):
     """Conditions on long-term memories' metadata."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="Filters")
 
-    from_agents: Annotated[_Agents, Field(description="Written by one of these agents.")] = None
-    exclude_agents: Annotated[_Agents, Field(description="Not written by these agents.")] = None
+    from_agents: Annotated[
+        _Agents, Field(description="Written by one of these agents."), Condition("agent_id", "in")
+    ] = None
+    exclude_agents: Annotated[
+        _Agents, Field(description="Not written by these agents."), Condition("agent_id", "not_in")
+    ] = None
     shared_only: Annotated[bool, Field(description="No private memories.")] = False
-    from_session: Annotated[Id | None, Field(description="From this session.")] = None
-    tags: Annotated[Tags, Field(description="With at least one of these tags.")] = None
-    tags_all: Annotated[Tags, Field(description="With all of these tags.")] = None
-    entity: Label | None = None
-    sentiment: Sentiment | None = None
-    category: Label | None = None
-    kind: Kind | None = None
-    resolved: bool | None = None
-    min_importance: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
-    since: Annotated[UtcDate | None, Field(description="Created at or after.")] = None
-    until: Annotated[UtcDate | None, Field(description="Created before.")] = None
+    from_session: Annotated[Id | None, Field(description="From this session."), Condition("session_id", "equals")] = (
+        None
+    )
+    tags: Annotated[Tags, Field(description="With at least one of these tags."), Condition("tags", "has_any")] = None
+    tags_all: Annotated[Tags, Field(description="With all of these tags."), Condition("tags", "has_all")] = None
+    entity: Annotated[Label | None, Condition("entities", "has_folded")] = None
+    sentiment: Annotated[Sentiment | None, Condition("sentiment", "equals")] = None
+    category: Annotated[Label | None, Condition("category", "equals")] = None
+    kind: Annotated[Kind | None, Condition("kind", "equals")] = None
+    resolved: Annotated[bool | None, Condition("resolved", "is_true")] = None
+    min_importance: Annotated[float | None, Field(ge=0.0, le=1.0), Condition("importance", "at_least")] = None
+    since: Annotated[UtcDate | None, Field(description="Created at or after."), Condition("created_at", "at_least")] = (
+        None
+    )
+    until: Annotated[UtcDate | None, Field(description="Created before."), Condition("created_at", "before")] = None
 
     # Who is asking is not the caller's choice, so it is no field: the service sets it from the request.
     _viewer_agent: str | None = PrivateAttr(default=None)
@@ -74,3 +96,11 @@ class MemoryFilters(BaseModel):
         if self.from_agents and agent_id not in self.from_agents:
             return False
         return not (self.exclude_agents and agent_id in self.exclude_agents)
+
+    def conditions(self) -> Iterator[tuple[Condition, Any]]:
+        """Each set filter's condition and value; `shared_only` and the viewer are the visibility rule instead."""
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            condition = next((m for m in field.metadata if isinstance(m, Condition)), None)
+            if condition is not None and value is not None and value != []:
+                yield condition, value

@@ -17,6 +17,7 @@ from engram.core.limits import MAX_PAGE as MAX_PAGE
 from engram.core.limits import MAX_QUERY_CHARS as MAX_QUERY_CHARS
 from engram.core.limits import MAX_TAGS as MAX_TAGS
 from engram.core.limits import MEMORY_ID_PATTERN as MEMORY_ID_PATTERN
+from engram.core.values import Content, Entities, Id, Label, Metadata, Tags, Unit, UtcDate
 
 #: Which memory `recall` searches: personal memory (working and long-term), knowledge, or both.
 RecallScope = Literal["memories", "knowledge", "both"]
@@ -153,27 +154,27 @@ class KnowledgeHit(BaseModel):
     citation: Citation
 
 
+# Parsed once: each field within its limits and in the form stores keep. `remember_many`'s tool takes a list of
+# these as its schema (the docstring is their description there); the service applies only what depends on its
+# settings (the content limit, redaction) and on the caller (a private memory needs an agent).
 class RememberItem(BaseModel):
-    """One memory of a batch `remember_many` call (the same fields as `remember`)."""
+    """One memory to store (the fields of remember)."""
 
-    content: str = Field(description="The text to remember, verbatim.")
-    session_id: str | None = Field(default=None, description="The conversation it belongs to, if any.")
-    role: Role | None = Field(default=None, description="Who said it (for a turn).")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    content: Content
+    session_id: Id | None = None
+    role: Role | None = None
     kind: Kind | None = None
-    tags: list[str] = Field(default_factory=list)
-    category: str | None = None
-    entities: list[str] = Field(default_factory=list, description="People, organisations, products... it mentions.")
+    tags: Tags = None
+    category: Label | None = None
+    entities: Entities = None
     sentiment: Sentiment | None = None
     resolved: bool | None = None
-    visibility: Visibility = Field(
-        default=Visibility.SHARED,
-        description="'shared' (default) with every agent of the user, or 'private' to the writing agent.",
-    )
-    metadata: dict[str, MetadataValue] = Field(
-        default_factory=dict, description="Extra key/value pairs; a 'speaker' entry names who said it."
-    )
-    importance: float | None = Field(default=None, ge=0.0, le=1.0)
-    occurred_at: datetime | None = Field(default=None, description="When it happened (ISO 8601). Default: now.")
+    visibility: Visibility = Visibility.SHARED
+    metadata: Metadata = None
+    importance: Unit = None
+    occurred_at: UtcDate | None = None
 
 
 class RememberResult(BaseModel):

@@ -77,6 +77,7 @@ class MemoryService:
 
         writer = MemoryWriter(context)
         self.remember = writer.remember
+        self.remember_item = writer.remember_item
         self.remember_many = writer.remember_many
         self.update_memory = writer.update_memory
 

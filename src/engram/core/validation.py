@@ -12,6 +12,9 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from engram.core.errors import InvalidInput, quoted
 from engram.core.limits import (
@@ -25,6 +28,7 @@ from engram.core.limits import (
     MEMORY_ID_PATTERN,
 )
 from engram.core.models import MetadataValue
+from engram.core.problems import argument_problem
 from engram.core.timeutil import to_utc
 
 _ID = re.compile(ID_PATTERN)
@@ -40,6 +44,22 @@ def memory_id(user_id: str, content: str) -> str:
     """Content-addressed id: the same normalised content for the same user always has the same id."""
     digest = hashlib.sha256(f"{user_id}\x00{normalize_content(content)}".encode())
     return digest.hexdigest()[:32]
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parsed(model: type[Model], values: Mapping[str, object]) -> Model:
+    """`values` parsed into `model` for a caller of the service's Python API (the tools parse at their boundary);
+    a refused value is an InvalidInput naming its argument."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = str(error["loc"][0]) if error["loc"] else "arguments"
+        # The message names the exact place ('tags[2]'); the error's field is the argument ('tags').
+        problem = argument_problem(error, list(model.model_fields)).removeprefix(f"'{field}' ")
+        raise InvalidInput(field, problem.rstrip(".") + ".") from None
 
 
 def check_id(field: str, value: str) -> str:

@@ -13,7 +13,10 @@ from engram.core.limits import (
     FIRST_YEAR,
     ID_PATTERN,
     LAST_YEAR,
+    MAX_CONTENT_CHARS,
     MAX_LABEL_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_CHARS,
     MAX_TAG_CHARS,
     MAX_TAGS,
 )
@@ -47,6 +50,21 @@ def unique(values: list[str] | None) -> list[str]:
     return list(dict.fromkeys(values or []))
 
 
+def unique_names(values: list[str] | None) -> list[str]:
+    """Names (entities) in order, without repeats that differ only in case."""
+    kept: dict[str, str] = {}
+    for value in values or []:
+        kept.setdefault(value.casefold(), value)
+    return list(kept.values())
+
+
+def metadata_key(value: str) -> str:
+    """A metadata key: 1-64 characters."""
+    if not value:
+        raise PydanticCustomError("metadata_key", f"keys must be 1-{MAX_LABEL_CHARS} characters")
+    return value
+
+
 def utc_date(value: datetime) -> datetime:
     """`value` in UTC (naive means UTC), within the years storage can hold."""
     if not FIRST_YEAR <= value.year <= LAST_YEAR:
@@ -61,3 +79,13 @@ Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS), AfterValidator(label)]
 Tag = Annotated[str, Field(max_length=MAX_TAG_CHARS), AfterValidator(tag)]
 Tags = Annotated[list[Tag] | None, Field(max_length=MAX_TAGS), AfterValidator(unique)]
 UtcDate = Annotated[datetime, AfterValidator(utc_date)]
+Entities = Annotated[list[Label] | None, Field(max_length=MAX_TAGS), AfterValidator(unique_names)]
+#: Text as a caller sends it; the server's own limit (a setting) and redaction are applied by the service.
+Content = Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
+MetadataKey = Annotated[str, Field(max_length=MAX_LABEL_CHARS), AfterValidator(metadata_key)]
+MetadataText = Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]
+FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+Metadata = Annotated[
+    dict[MetadataKey, MetadataText | int | FiniteNumber | bool | None] | None, Field(max_length=MAX_METADATA_KEYS)
+]
+Unit = Annotated[float | None, Field(ge=0.0, le=1.0)]
