@@ -97,7 +97,7 @@ async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings
 
 async def test_a_tagged_version_blocks_erasure_loudly(service: MemoryService) -> None:
     await service.remember("alice", "tagged memory")
-    table = service.long_term._table  # type: ignore[attr-defined]
+    table = service.long_term.inner.store._table  # type: ignore[attr-defined]
     table.tags.create("backup", table.version)
     with pytest.raises(ErasureBlocked, match="backup"):
         await service.forget_user("alice", confirm=True)
@@ -200,7 +200,7 @@ def test_a_commit_of_another_server_after_an_erasure_is_no_trace_of_the_user(set
         eraser.long_term.delete_user(key)
         # Another server writes between the erasure and its check: a newer table version, none of it the user's.
         anyio_run(writer.remember("bob", "bob writes right after the erasure"))
-        writer.long_term.catch_up()
+        writer.long_term.inner.catch_up()
         assert eraser.long_term.traces_of(key) == []
     finally:
         eraser.close()

@@ -99,7 +99,7 @@ async def test_a_forgotten_memory_leaves_keyword_results(service: MemoryService,
     kept = await service.remember("alice", "the zephyrine valve needs replacing")
     gone = await service.remember("alice", "the zephyrine gasket was replaced", session_id="s1")
     if compacted:
-        service.long_term.optimize()  # type: ignore[attr-defined]
+        service.long_term.inner.optimize()  # type: ignore[attr-defined]
     keyword = _with_fusion(service, "keyword")
     before = await keyword.recall("alice", "zephyrine")
     assert {h.memory.id for h in before.memories} == {kept.id, gone.id}

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 
 def test_the_table_has_id_user_agent_tag_and_keyword_indexes(service: MemoryService) -> None:
-    table = service.long_term._table  # type: ignore[attr-defined]
+    table = service.long_term.inner.store._table  # type: ignore[attr-defined]
     indexed = {(tuple(index.columns), index.index_type) for index in table.list_indices()}
     assert indexed == {
         (("id",), "BTree"),

@@ -92,6 +92,7 @@ def open_memory(
     from engram.embeddings.measured import MeasuredEmbedder
     from engram.ingest import parse_document
     from engram.storage.faults import open_tier
+    from engram.storage.guarded import GuardedKnowledgeStore, GuardedLongTermStore, GuardedSessionStore
     from engram.storage.journal import WriteJournal
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
@@ -121,6 +122,7 @@ def open_memory(
             short_term_turns=settings.short_term_max_turns,
             short_term_ttl=timedelta(days=settings.short_term_ttl_days),
         ),
+        GuardedSessionStore,
         "session",
         settings.session_cache_dir,
         health,
@@ -159,10 +161,11 @@ def open_memory(
             journal = WriteJournal(settings.long_term_dir / "journal.sqlite")
             return JournaledLongTermStore(table, journal, upkeep=upkeep)
 
-        long_term = open_tier(open_long_term, "long-term", settings.long_term_dir, health)
+        long_term = open_tier(open_long_term, GuardedLongTermStore, "long-term", settings.long_term_dir, health)
         opened.callback(long_term.close)
         knowledge_store = open_tier(
             lambda: LanceKnowledgeStore(settings.knowledge_dir, dimensions=dimensions, model_id=model_id),
+            GuardedKnowledgeStore,
             "knowledge",
             settings.knowledge_dir,
             health,
