@@ -19,6 +19,7 @@ from engram.core.identity import UserKey, unkeyed
 from engram.core.models import TierStats
 from engram.core.policy import MemoryPolicy
 from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
+from engram.core.projects import ProjectEraser
 from engram.core.ranking import RankingPolicy
 from engram.core.retrieval import MemoryReader
 from engram.core.summarizing import SessionSummarizer
@@ -76,6 +77,7 @@ class MemoryService:
             context.health,
         )
         self.user_key = context.user_key
+        self.clock = context.clock
 
         writer = MemoryWriter(context)
         self.remember = writer.remember
@@ -96,6 +98,7 @@ class MemoryService:
         self.forget_user = eraser.forget_user
         self.forget_memory = eraser.forget_memory
         self.purge = eraser.purge
+        self.forget_project = ProjectEraser(context).forget_project
 
     @property
     def ranking(self) -> RankingPolicy:
