@@ -27,6 +27,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "claude_code"
 SESSION = "5d2c8f4e-1b7a-4c39-9e0d-2f6a8b1c3e57"
 #: Long enough that no machine is that slow: these tests check what is injected, not how fast.
 NO_HURRY = ["--budget-ms", "60000"]
+#: In this test process, not through a hook daemon (tests/test_hook_daemon.py covers that path).
+HERE = "--no-daemon"
 
 
 @pytest.fixture
@@ -60,7 +62,7 @@ def _transcript(tmp_path: Path, cwd: Path, *parts: str) -> Path:
 
 
 def _hook(event: str, payload: str, *options: str) -> Result:
-    result = CliRunner().invoke(cli, ["hook", event, *options], input=payload)
+    result = CliRunner().invoke(cli, ["hook", event, HERE, *options], input=payload)
     assert result.exit_code == 0, (result.output, result.exception)
     return result
 
@@ -171,11 +173,11 @@ def test_the_generic_form_captures_once_and_answers_in_its_own_json(data_dir: Pa
 def test_bad_input_never_blocks_a_prompt_and_a_bad_capture_says_what_is_accepted(
     data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    result = _hook("user-prompt-submit", "{not json")
+    result = _hook("user-prompt-submit", "{not json", *NO_HURRY)
     assert result.stdout == "" and "no context injected: stdin is not JSON" in caplog.text
-    refused = CliRunner().invoke(cli, ["hook", "capture"], input=json.dumps({"turns": [{"role": "robot"}]}))
+    refused = CliRunner().invoke(cli, ["hook", "capture", HERE], input=json.dumps({"turns": [{"role": "robot"}]}))
     assert refused.exit_code == 1 and "turns[0]" in refused.output and "user" in refused.output
-    missing = CliRunner().invoke(cli, ["hook", "stop"], input=json.dumps({"session_id": "s"}))
+    missing = CliRunner().invoke(cli, ["hook", "stop", HERE], input=json.dumps({"session_id": "s"}))
     assert missing.exit_code == 1 and "transcript_path" in missing.output
 
 
@@ -187,7 +189,7 @@ def test_a_busy_store_injects_nothing_and_logs_why(data_dir: Path, webshop: Path
     lock = FileLock(settings.long_term_dir / ".engram-write.lock")
     with lock:
         done = subprocess.run(
-            [sys.executable, "-m", "engram", "hook", "user-prompt-submit", "--budget-ms", "200"],
+            [sys.executable, "-m", "engram", "hook", "user-prompt-submit", "--budget-ms", "200", HERE],
             input=_payload("user_prompt_submit.json", webshop, transcript),
             capture_output=True,
             text=True,

@@ -1,4 +1,4 @@
-"""`engram hook`: run as an assistant's hook (inject context, capture turns), or install the hooks in its settings."""
+"""`engram hook`: run as an assistant's hook (inject context, capture turns), serve hooks, or install them."""
 
 from __future__ import annotations
 
@@ -7,25 +7,23 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from engram.hooks.payloads import CAPTURING, CLAUDE_EVENTS, INJECTING, HookInput, PayloadError, parse
+from engram.hooks.payloads import CAPTURING, CLAUDE_EVENTS
 
 if TYPE_CHECKING:
     from engram.config import Settings
-    from engram.core.briefing import Briefing
     from engram.core.ports import Embedder
-    from engram.core.service import MemoryService
+    from engram.hooks.answer import HookReply
 
 T = TypeVar("T")
 logger = logging.getLogger("engram.hook")
 
-#: How long an injecting hook may work before it gives up and injects nothing (it must not hold the prompt up).
+#: How long an injecting hook may take before it gives up and injects nothing (it must not hold the prompt up).
 DEFAULT_BUDGET_MS = 300
 
 
@@ -53,114 +51,50 @@ def within(budget_s: float, work: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[return-value]
 
 
-def _lazy_model(settings: Settings) -> Embedder | None:
-    """The configured model's id and size without loading it (the briefing never embeds), if they can be read."""
+def lazy_model(settings: Settings) -> Embedder | None:
+    """The configured model's id and size without loading it (it loads on the first embedding), if readable."""
     from engram.cli import _embedder
     from engram.embeddings.lazy import lazy_embedder
 
     return lazy_embedder(settings.embedding_model, backend=settings.embedding_backend, load=lambda: _embedder(settings))
 
 
-def _brief(settings: Settings, user_id: str, given: HookInput, max_tokens: int) -> Briefing:
-    """Open the stores (not the model), gather the briefing and close them (blocking; run on the hook's thread)."""
+def in_process(settings: Settings, event: str, text: str, user_id: str | None, max_tokens: int) -> HookReply:
+    """Answer one event in this process: open the stores (the model only if a capture embeds), answer, close."""
     import anyio
 
-    from engram.core.briefing import BriefingLimits, brief
+    from engram.hooks.answer import answer
     from engram.runtime import open_memory
 
-    async def gather() -> Briefing:
-        memory = open_memory(settings, _lazy_model(settings))
+    async def run() -> HookReply:
+        memory = open_memory(settings, lazy_model(settings))
         try:
-            return await brief(
-                memory,
-                user_id,
-                query=given.prompt,
-                session_id=given.session_id,
-                project=given.project,
-                agent_id=given.agent_id,
-                limits=BriefingLimits(max_tokens=max_tokens),
-            )
+            return await answer(memory, event, text, user_id, max_tokens)
         finally:
             memory.close()
 
-    return anyio.run(gather)
+    return anyio.run(run)
 
 
-async def capture(memory: MemoryService, user_id: str, given: HookInput) -> dict[str, int]:
-    """Store the turns not stored yet (content-addressed, so a hook that fires twice stores once); count them."""
-    from engram.core.errors import InvalidInput
-    from engram.core.models import RememberItem, Role
+def _reply_in_process(
+    settings: Settings, event: str, text: str, user_id: str | None, budget_ms: int, max_tokens: int
+) -> dict[str, Any]:
+    from engram.hooks.answer import HookReply, checked_input
 
-    limit = memory.policy.max_content_chars
-    items = [
-        RememberItem(
-            content=turn.content if len(turn.content) <= limit else turn.content[: limit - 1] + "…",
-            session_id=given.session_id,
-            project=given.project,
-            role=Role(turn.role),
-            occurred_at=turn.occurred_at,
-        )
-        for turn in given.turns
-    ]
-    counts = {"stored": 0, "already_stored": 0, "skipped": 0}
-    batch = memory.policy.max_batch
-    for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
-        try:
-            done = await memory.remember_many(user_id, chunk, agent_id=given.agent_id, skip_stored=True)
-        except InvalidInput:
-            # One turn the policy refuses (say, a secret under a 'reject' redaction rule) must not cost the others.
-            done = []
-            for item in chunk:
-                try:
-                    done += await memory.remember_many(user_id, [item], agent_id=given.agent_id, skip_stored=True)
-                except InvalidInput as exc:
-                    counts["skipped"] += 1
-                    logger.warning("a turn was not stored: %s", exc)
-        counts["stored"] += sum(1 for r in done if r.created)
-    counts["already_stored"] = len(items) - counts["stored"] - counts["skipped"]
-    return counts
-
-
-def _inject(event: str, settings: Settings, user_id: str, given: HookInput, budget_ms: int, max_tokens: int) -> None:
-    started = time.monotonic()
+    wrong = checked_input(event, text, user_id)
+    if isinstance(wrong, HookReply):
+        return wrong.as_dict()  # said at once: no store is opened for a payload that cannot be answered
+    if event in CAPTURING:
+        return in_process(settings, event, text, user_id, max_tokens).as_dict()
     try:
-        found = within(budget_ms / 1000, lambda: _brief(settings, user_id, given, max_tokens))
+        return within(budget_ms / 1000, lambda: in_process(settings, event, text, user_id, max_tokens)).as_dict()
     except _OutOfTime:
-        logger.warning(
-            "no context injected: the memory store did not answer within %d ms (slow, busy or still loading)",
-            budget_ms,
-        )
+        why = f"the memory store did not answer within {budget_ms} ms (slow, busy or still loading)"
+        sys.stderr.write(f"engram hook: no context injected: {why}\n")
         sys.stdout.flush()
         sys.stderr.flush()
-        # The store is still being opened on the worker thread: leave now rather than hold up the prompt.
+        # The stores are still being opened on the worker thread: leave now rather than hold up the prompt.
         os._exit(0)
-    except Exception as exc:
-        # Whatever went wrong, the prompt goes on without memory; the reason goes to the log (stderr).
-        logger.warning("no context injected: %s: %s", type(exc).__name__, exc)
-        return
-    logger.info(
-        "injected %d memories, %d passages, %d working turns (~%d tokens) in %.0f ms",
-        found.memories,
-        found.knowledge,
-        found.working,
-        found.tokens,
-        (time.monotonic() - started) * 1000,
-    )
-    if event == "context":
-        click.echo(json.dumps({"context": found.text, **found.model_dump(exclude={"text"})}))
-    elif found.text:
-        output = {"hookEventName": CLAUDE_EVENTS[event], "additionalContext": found.text}
-        click.echo(json.dumps({"hookSpecificOutput": output}, ensure_ascii=False))
-
-
-def _capture(event: str, settings: Settings, user_id: str, given: HookInput) -> None:
-    from engram.cli import _with_memory
-
-    counts = _with_memory(settings, lambda memory: capture(memory, user_id, given))
-    logger.info("captured %s", ", ".join(f"{n} {name}" for name, n in counts.items()))
-    if event == "capture":
-        click.echo(json.dumps(counts))
 
 
 def _install(action: str, level: str, settings_file: Path | None) -> None:
@@ -169,7 +103,7 @@ def _install(action: str, level: str, settings_file: Path | None) -> None:
     path = settings_file or settings_path(level)
     try:
         if action == "install":
-            data = install(path)
+            data = install(path, _install_environ())
             click.echo(json.dumps({"hooks": data["hooks"]}, indent=2))
             click.echo(f"Engram's hooks are in {path}; restart Claude Code to load them.", err=True)
         else:
@@ -178,10 +112,20 @@ def _install(action: str, level: str, settings_file: Path | None) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def _install_environ() -> dict[str, str]:
+    """The settings the hook commands carry: the resolved data directory always (the hooks' fast path needs it)."""
+    from engram.cli import _settings
+
+    settings = _settings()
+    environ = {k: v for k, v in os.environ.items() if k.startswith("ENGRAM_")}
+    return environ | {"ENGRAM_DATA_DIR": str(settings.data_dir.expanduser().resolve())}
+
+
 @click.command("hook")
 @click.argument("event", required=False, type=click.Choice([*CLAUDE_EVENTS, "context", "capture"]))
 @click.option("--install", "action", flag_value="install", help="Write Engram's hooks into Claude Code's settings.")
 @click.option("--uninstall", "action", flag_value="uninstall", help="Remove Engram's hooks (only ours) again.")
+@click.option("--serve", "action", flag_value="serve", help="Run the hook daemon (the hooks start it themselves).")
 @click.option("--user", "level", flag_value="user", default=True, help="~/.claude/settings.json (the default).")
 @click.option("--project", "level", flag_value="project", help="./.claude/settings.json of this project.")
 @click.option("--settings", "settings_file", type=click.Path(path_type=Path), help="Another settings file.")
@@ -190,6 +134,9 @@ def _install(action: str, level: str, settings_file: Path | None) -> None:
               help="Injecting events: give up (inject nothing) after this long.")  # fmt: skip
 @click.option("--max-tokens", type=click.IntRange(50, 20_000), default=1000, show_default=True,
               help="Injecting events: the most context to inject (estimated as characters / 4).")  # fmt: skip
+@click.option("--no-daemon", is_flag=True, help="Answer in this process instead of through the hook daemon.")
+@click.option("--idle-minutes", type=click.FloatRange(0.1, 24 * 60), default=30.0, show_default=True,
+              help="--serve: stop after this long without a hook event.")  # fmt: skip
 def hook(
     event: str | None,
     action: str | None,
@@ -198,33 +145,40 @@ def hook(
     user_id: str | None,
     budget_ms: int,
     max_tokens: int,
+    no_daemon: bool,
+    idle_minutes: float,
 ) -> None:
     """Run as an assistant's hook for EVENT, reading its JSON from stdin; or --install / --uninstall the hooks.
 
     session-start and user-prompt-submit print the relevant memories, knowledge and working memory for Claude
     Code to add to the context; stop and pre-compact store the transcript's new turns. context and capture are
-    the same for other assistants, in Engram's own JSON (see the README).
+    the same for other assistants, in Engram's own JSON (see the README). Events go to the hook daemon, which
+    keeps the stores open; the first event starts it.
     """
     from engram.cli import _configure_logging, _settings
+    from engram.hooks.client import daemons_supported, emit, via_daemon
 
-    if action is not None:
+    if action in ("install", "uninstall"):
         _install(action, level, settings_file)
         return
-    if event is None:
-        raise click.UsageError("name an EVENT, or use --install / --uninstall.")
     settings = _settings()
     _configure_logging(settings.log_level)
+    if action == "serve":
+        from engram.hooks.daemon import serve
+
+        serve(settings, idle_minutes * 60, announce=lambda line: click.echo(line))
+        return
+    if event is None:
+        raise click.UsageError("name an EVENT, or use --install, --uninstall or --serve.")
+    text = sys.stdin.read()
     user_id = user_id or settings.default_user
-    try:
-        given = parse(event, sys.stdin.read())
-        if user_id is None:
-            raise PayloadError("no user: set ENGRAM_DEFAULT_USER or pass --user-id")
-    except PayloadError as exc:
-        if event in INJECTING:
-            logger.warning("no context injected: %s", exc)
-            return
-        raise click.ClickException(str(exc)) from exc
-    if event in INJECTING:
-        _inject(event, settings, user_id, given, budget_ms, max_tokens)
-    elif event in CAPTURING:
-        _capture(event, settings, user_id, given)
+    if no_daemon or not daemons_supported():
+        reply = _reply_in_process(settings, event, text, user_id, budget_ms, max_tokens)
+    else:
+        reply = via_daemon(settings.data_dir, event, text, user_id, max_tokens, budget_ms)
+    for message in reply.get("messages") or []:
+        failed = reply.get("exit") or message.startswith(("no context injected", "nothing captured"))
+        (logger.warning if failed else logger.info)("%s", message)
+    code = emit({**reply, "messages": []})
+    if code:
+        raise click.ClickException("; ".join(reply.get("messages") or ["the hook failed"]))
