@@ -542,9 +542,10 @@ def main() -> None:
 
 def _register_commands() -> None:
     """Add the commands that live in their own modules (hooks, projects, export and import)."""
+    from engram.hooks.command import hook
     from engram.project_commands import forget_project
 
-    for command in (forget_project,):
+    for command in (hook, forget_project):
         cli.add_command(command)
 
 

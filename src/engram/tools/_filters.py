@@ -24,9 +24,7 @@ class Filters(BaseModel):
     shared_only: Annotated[bool, Field(description="No private memories.")] = False
     from_session: Annotated[Id | None, Field(description="From this session.")] = None
     project: Annotated[Id | None, Field(description="Current project (plus global).")] = None
-    projects: Annotated[ProjectScope, Field(description="'only' it; 'any' project.")] = (
-        "with_global"
-    )
+    projects: Annotated[ProjectScope, Field(description="'only' it; 'any' project.")] = "with_global"
     tags: Annotated[_Labels, Field(description="With at least one of these tags.")] = None
     tags_all: Annotated[_Labels, Field(description="With all of these tags.")] = None
     entity: Label | None = None
