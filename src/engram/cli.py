@@ -543,9 +543,10 @@ def main() -> None:
 def _register_commands() -> None:
     """Add the commands that live in their own modules (hooks, projects, export and import)."""
     from engram.hooks.command import hook
+    from engram.portability.commands import export, import_
     from engram.project_commands import forget_project
 
-    for command in (hook, forget_project):
+    for command in (hook, export, import_, forget_project):
         cli.add_command(command)
 
 
