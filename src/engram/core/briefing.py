@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from engram.core.context import turn_admitted
 from engram.core.identity import GLOBAL_OWNER
-from engram.core.models import Memory, RecallFilters, Turn
+from engram.core.models import MAX_QUERY_CHARS, Memory, RecallFilters, Turn
 from engram.core.validation import check_filters, check_optional_id
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ async def brief(
     check_optional_id("session_id", session_id)
     filters = check_filters(RecallFilters(project=project), agent_id)
     store = memory.long_term
-    query = (query or "").strip() or None
+    # A pasted page is a prompt too: its first part is plenty to match on, and keeps the search quick.
+    query = (query or "").strip()[:MAX_QUERY_CHARS] or None
     wanted = limits.memories + limits.working_turns  # room for the current session's own turns, dropped below
     if query is not None:
         found = [c.memory for c in await _run(partial(store.keyword_search, key, query, filters, wanted))]

@@ -164,6 +164,8 @@ def hook(
     settings = _settings()
     _configure_logging(settings.log_level)
     if action == "serve":
+        if not daemons_supported():
+            raise click.ClickException("the hook daemon needs Unix domain sockets; use the hooks with --no-daemon")
         from engram.hooks.daemon import serve
 
         serve(settings, idle_minutes * 60, announce=lambda line: click.echo(line))
