@@ -144,3 +144,14 @@ def test_a_table_written_before_projects_gains_the_column_and_its_rows_are_globa
         assert only == []
     finally:
         upgraded.close()
+
+
+async def test_a_sessions_summary_stays_in_the_sessions_project(service: MemoryService) -> None:
+    for text in ("the webshop deploy failed on step three", "we rolled the webshop deploy back", "retry tomorrow"):
+        await service.remember("alice", text, project="webshop", session_id="incident")
+    done = await service.summarize_session("alice", "incident", keep_recent=1, summary="Webshop deploy rolled back.")
+    listed = await service.list_memories("alice", filters=RecallFilters(project_scope="any"))
+    (summary,) = [m for m in listed.memories if m.id == done.summary_id]
+    assert summary.project == "webshop"
+    elsewhere = await service.recall("alice", "webshop deploy rolled back", filters=RecallFilters(project="firmware"))
+    assert done.summary_id not in {hit.memory.id for hit in elsewhere.memories}
