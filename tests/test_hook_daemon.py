@@ -3,8 +3,10 @@ the first event starts it; it answers what the in-process hook answers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -39,10 +41,19 @@ def environ(tmp_path: Path) -> dict[str, str]:
 
 
 def _stop(data_dir: Path) -> None:
-    """Ask the daemon to stop, and wait until its socket is gone (it removes it on the way out)."""
+    """Ask the daemon to stop, and wait until its socket is gone (it removes it on the way out).
+
+    A daemon that cannot be asked (it never came up) is stopped by the process id it wrote in its lock file.
+    """
     path = socket_path(data_dir)
     if wait_for_daemon(path, 1.0):
         assert ask(path, {"event": "shutdown"}, 30.0) == {"stopping": True}
+    else:
+        lock = Path(f"{path}.lock")
+        pid = lock.read_text().strip() if lock.exists() else ""
+        if pid.isdigit():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
     deadline = time.monotonic() + 60
     while path.exists() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -95,12 +96,16 @@ def serve(settings: Settings, idle_s: float, announce: Any = print) -> bool:
 
     path = socket_path(settings.data_dir)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(f"{path}.lock", "a") as lock:
+    with open(f"{path}.lock", "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             logger.info("a hook daemon already serves %s", settings.data_dir)
             return False
+        # Which process serves, for whoever must stop it without a working socket.
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
         path.unlink(missing_ok=True)  # left by a daemon that was killed
         memory = open_memory(settings, lazy_model(settings))
         try:
