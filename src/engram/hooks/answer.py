@@ -6,7 +6,10 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
 
 from engram.core.briefing import Briefing, BriefingLimits, brief
 from engram.core.errors import EngramError, InvalidInput
@@ -93,7 +96,8 @@ async def answer(
 ) -> HookReply:
     """Answer one hook event: inject (a failure injects nothing and says why) or capture (a failure exits 1)."""
     started = time.monotonic()
-    checked = checked_input(event, text, user_id)
+    # Reading a long transcript is blocking file work: off the event loop, which the daemon shares between hooks.
+    checked = await anyio.to_thread.run_sync(partial(checked_input, event, text, user_id))
     if isinstance(checked, HookReply):
         return checked
     given, user_id = checked
