@@ -101,6 +101,9 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
     settings = _settings()
     _configure_logging(settings.log_level)
     _cap_native_threads(settings)
+    from engram.allocator import tune_allocator
+
+    tune_allocator()  # before any thread starts: see engram.allocator
     if transport == "stdio":
         if host is not None or port is not None:
             raise click.UsageError("--host and --port apply to the HTTP transports (streamable-http, sse) only.")
@@ -532,3 +535,16 @@ def token_revoke(token_id: str) -> None:
 def main() -> None:
     """Entry point of the `engram` console script."""
     cli()
+
+
+def _register_commands() -> None:
+    """Add the commands that live in their own modules (hooks, projects, export and import)."""
+    from engram.hooks.command import hook
+    from engram.portability.commands import export, import_
+    from engram.project_commands import forget_project
+
+    for command in (hook, export, import_, forget_project):
+        cli.add_command(command)
+
+
+_register_commands()

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 from pydantic_core import PydanticCustomError
 
 from engram.core.limits import MAX_FILTER_AGENTS
-from engram.core.models import Kind, Sentiment, Visibility
+from engram.core.models import Kind, ProjectScope, Sentiment, Visibility
 from engram.core.values import Id, Label, Tags, UtcDate
 
 _Agents = Annotated[list[Id] | None, Field(max_length=MAX_FILTER_AGENTS)]
@@ -50,6 +50,9 @@ class MemoryFilters(BaseModel):
     from_session: Annotated[Id | None, Field(description="From this session."), Condition("session_id", "equals")] = (
         None
     )
+    # Which projects a query reaches is a scope, like visibility, not a condition: unset, it is global memories.
+    project: Annotated[Id | None, Field(description="Current project (plus global).")] = None
+    projects: Annotated[ProjectScope, Field(description="'only' it; 'any' project.")] = "with_global"
     tags: Annotated[Tags, Field(description="With at least one of these tags."), Condition("tags", "has_any")] = None
     tags_all: Annotated[Tags, Field(description="With all of these tags."), Condition("tags", "has_all")] = None
     entity: Annotated[Label | None, Condition("entities", "has_folded")] = None

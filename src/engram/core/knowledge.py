@@ -21,6 +21,7 @@ from engram.core.knowledge_ingest import (
     KnowledgeIngest,
     KnowledgePolicy,
     Progress,
+    chunk_id,
     chunk_index_text,
 )
 from engram.core.knowledge_models import (
@@ -39,7 +40,7 @@ from engram.core.ranking import RankingPolicy
 from engram.core.timeutil import utc_now
 from engram.core.validation import check_id
 
-__all__ = ["MAX_GLOBS", "KnowledgePolicy", "KnowledgeService", "Progress", "chunk_index_text", "scope_of"]
+__all__ = ["MAX_GLOBS", "KnowledgePolicy", "KnowledgeService", "Progress", "chunk_id", "chunk_index_text", "scope_of"]
 
 T = TypeVar("T")
 

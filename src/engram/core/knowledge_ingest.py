@@ -92,7 +92,8 @@ def chunk_index_text(title: str, heading_path: Sequence[str], content: str) -> s
     return " > ".join(context) + "\n" + content
 
 
-def _chunk_id(owner: UserKey, source: str, position: int, index_text: str) -> str:
+def chunk_id(owner: UserKey, source: str, position: int, index_text: str) -> str:
+    """The content-addressed id of a chunk (restores recompute it for the owner they restore to)."""
     digest = hashlib.sha256(f"{owner}\x00{source}\x00{position}\x00{index_text}".encode())
     return digest.hexdigest()[:32]
 
@@ -302,7 +303,7 @@ class KnowledgeIngest:
                 text = chunk_index_text(prepared.title, draft.heading_path, draft.content)
                 chunks.append(
                     KnowledgeChunk(
-                        id=_chunk_id(owner, prepared.source, draft.position, text),
+                        id=chunk_id(owner, prepared.source, draft.position, text),
                         owner=owner,
                         source=prepared.source,
                         origin=prepared.origin,

@@ -22,6 +22,10 @@ from engram.core.values import Content, Entities, Id, Label, Metadata, Tags, Uni
 #: Which memory `recall` searches: personal memory (working and long-term), knowledge, or both.
 RecallScope = Literal["memories", "knowledge", "both"]
 MetadataValue = str | int | float | bool | None
+#: Which projects `recall` and `list_memories` search: the given project and the user's global (project-less)
+#: memories ('with_global', the default; without a project, global memories only), that project alone ('only'),
+#: or every project ('any').
+ProjectScope = Literal["with_global", "only", "any"]
 
 
 class Role(StrEnum):
@@ -70,6 +74,7 @@ class Memory(BaseModel):
         description="'shared' with every agent of the user, or 'private' to the agent that wrote it.",
     )
     session_id: str | None = None
+    project: str | None = Field(default=None, description="The project it belongs to; null: global to the user.")
     role: Role | None = None
     kind: Kind = Kind.FACT
     content: str
@@ -164,6 +169,7 @@ class RememberItem(BaseModel):
 
     content: Content
     session_id: Id | None = None
+    project: Id | None = None
     role: Role | None = None
     kind: Kind | None = None
     tags: Tags = None

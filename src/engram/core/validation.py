@@ -40,9 +40,12 @@ def normalize_content(content: str) -> str:
     return unicodedata.normalize("NFC", content).strip()
 
 
-def memory_id(user_id: str, content: str) -> str:
-    """Content-addressed id: the same normalised content for the same user always has the same id."""
-    digest = hashlib.sha256(f"{user_id}\x00{normalize_content(content)}".encode())
+def memory_id(user_id: str, content: str, project: str | None = None) -> str:
+    """Content-addressed id: the same normalised content for the same user (and project) always has the same id."""
+    # A project is part of the address, so the same words remembered in two projects are two memories; a global
+    # memory keeps the id it had before projects existed.
+    scope = user_id if project is None else f"{user_id}\x00{project}"
+    digest = hashlib.sha256(f"{scope}\x00{normalize_content(content)}".encode())
     return digest.hexdigest()[:32]
 
 

@@ -39,6 +39,17 @@ def agent_clauses(filters: MemoryFilters) -> list[str]:
     return [f"visibility = 'shared' OR agent_id = {quote(filters.viewer_agent)}"]
 
 
+def project_clauses(filters: MemoryFilters) -> list[str]:
+    """Which projects a query reaches: by default the given one plus the user's global memories, never another."""
+    if filters.projects == "any":
+        return []
+    if filters.project is None:
+        return ["project IS NULL"]
+    if filters.projects == "only":
+        return [f"project = {quote(filters.project)}"]
+    return [f"project IS NULL OR project = {quote(filters.project)}"]
+
+
 #: Where a memory's attribute is kept, when the column is not named after it: entities are matched case-folded.
 _COLUMNS = {"entities": "entity_keys"}
 
@@ -88,5 +99,6 @@ def memory_filter(user_id: str, filters: MemoryFilters | None = None) -> str:
     if filters is None:
         return clauses[0]
     clauses.extend(agent_clauses(filters))
+    clauses.extend(project_clauses(filters))
     clauses.extend(condition_clause(condition, value) for condition, value in filters.conditions())
     return " AND ".join(f"({c})" for c in clauses)

@@ -16,7 +16,7 @@ from engram.core.health import TierHealth
 from engram.core.identity import UserKey
 from engram.core.knowledge_models import ChunkCandidate, KnowledgeChunk, KnowledgeStore, StoredSource
 from engram.core.models import AgentActivity, Memory, SessionInfo, Turn
-from engram.core.ports import AppendedTurn, Candidate, LongTermStore, SessionStore, Vectors
+from engram.core.ports import AppendedTurn, Candidate, LongTermStore, SessionStore, StoredMemory, Vectors
 from engram.storage.faults import translated
 
 T = TypeVar("T")
@@ -32,7 +32,7 @@ class _Guard:
         return translated(call, self._tier, self._directory, self._health)
 
 
-class GuardedLongTermStore(_Guard):
+class GuardedLongTermStore(_Guard, LongTermStore):
     """The LongTermStore port over `inner`, raising TierDamaged or StorageFailure instead of engine errors."""
 
     def __init__(self, inner: LongTermStore, tier: str, directory: Path, health: TierHealth) -> None:
@@ -86,6 +86,14 @@ class GuardedLongTermStore(_Guard):
         """See LongTermStore.delete_older_than."""
         return self._run(lambda: self.inner.delete_older_than(cutoff, category, exclude))
 
+    def stored_memories(self, user_id: UserKey, project: str | None = None) -> list[StoredMemory]:
+        """See LongTermStore.stored_memories."""
+        return self._run(lambda: self.inner.stored_memories(user_id, project))
+
+    def delete_project(self, user_id: UserKey, project: str) -> list[str]:
+        """See LongTermStore.delete_project."""
+        return self._run(lambda: self.inner.delete_project(user_id, project))
+
     def delete_user(self, user_id: UserKey) -> int:
         """See LongTermStore.delete_user."""
         return self._run(lambda: self.inner.delete_user(user_id))
@@ -107,7 +115,7 @@ class GuardedLongTermStore(_Guard):
         self._run(self.inner.close)
 
 
-class GuardedSessionStore(_Guard):
+class GuardedSessionStore(_Guard, SessionStore):
     """The SessionStore port over `inner`, raising TierDamaged or StorageFailure instead of engine errors."""
 
     def __init__(self, inner: SessionStore, tier: str, directory: Path, health: TierHealth) -> None:
@@ -167,7 +175,7 @@ class GuardedSessionStore(_Guard):
         self._run(self.inner.close)
 
 
-class GuardedKnowledgeStore(_Guard):
+class GuardedKnowledgeStore(_Guard, KnowledgeStore):
     """The KnowledgeStore port over `inner`, raising TierDamaged or StorageFailure instead of engine errors."""
 
     def __init__(self, inner: KnowledgeStore, tier: str, directory: Path, health: TierHealth) -> None:
@@ -187,6 +195,10 @@ class GuardedKnowledgeStore(_Guard):
     ) -> None:
         """See KnowledgeStore.replace_sources."""
         self._run(lambda: self.inner.replace_sources(owner, sources, chunks, vectors))
+
+    def chunks_of(self, owner: UserKey) -> list[ChunkCandidate]:
+        """See KnowledgeStore.chunks_of."""
+        return self._run(lambda: self.inner.chunks_of(owner))
 
     def remove_sources(self, owner: UserKey, sources: Sequence[str]) -> int:
         """See KnowledgeStore.remove_sources."""
@@ -223,3 +235,10 @@ class GuardedKnowledgeStore(_Guard):
     def close(self) -> None:
         """See KnowledgeStore.close."""
         self._run(self.inner.close)
+
+
+def _each_decorator_is_its_port(
+    long_term: GuardedLongTermStore, sessions: GuardedSessionStore, knowledge: GuardedKnowledgeStore
+) -> tuple[LongTermStore, SessionStore, KnowledgeStore]:
+    # Never called: the type checker refuses it if a decorator lacks a method of its port or changes one.
+    return long_term, sessions, knowledge

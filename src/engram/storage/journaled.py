@@ -14,7 +14,7 @@ import numpy as np
 from engram.core.filters import MemoryFilters
 from engram.core.identity import UserKey
 from engram.core.models import AgentActivity, Memory
-from engram.core.ports import Candidate, LongTermStore, Vectors
+from engram.core.ports import Candidate, LongTermStore, StoredMemory, Vectors
 from engram.storage.journal import WriteJournal
 from engram.storage.lance_support import FileLock
 from engram.storage.upkeep import Upkeep
@@ -41,7 +41,7 @@ class JournalableStore(LongTermStore, Protocol):
         ...
 
 
-class JournaledLongTermStore:
+class JournaledLongTermStore(LongTermStore):
     """The LongTermStore port decorating another one, with writes acknowledged from a durable journal.
 
     A write is acknowledged once it is fsync'd in the journal (a few ms) instead of after a LanceDB commit (tens of
@@ -229,6 +229,18 @@ class JournaledLongTermStore:
         self._scrub()
         return deleted
 
+    def stored_memories(self, user_id: UserKey, project: str | None = None) -> list[StoredMemory]:
+        """Every memory of the user (of one project, if given), whatever its agent or visibility, oldest first."""
+        self.catch_up()
+        return self.store.stored_memories(user_id, project)
+
+    def delete_project(self, user_id: UserKey, project: str) -> list[str]:
+        """Delete every memory of the user's project; return the ids deleted."""
+        self.catch_up()
+        deleted = self.store.delete_project(user_id, project)
+        self._scrub()
+        return deleted
+
     def delete_user(self, user_id: UserKey) -> int:
         """Delete every memory of the user; return how many were deleted."""
         self.catch_up()
@@ -263,3 +275,8 @@ class JournaledLongTermStore:
             logger.exception("could not move journalled writes at shutdown; they will be replayed at the next start")
         self._journal.close()
         self.store.close()
+
+
+def _the_journal_is_a_long_term_store(store: JournaledLongTermStore) -> LongTermStore:
+    # Never called: the type checker refuses it if the decorator lacks a method of the port or changes one.
+    return store

@@ -19,7 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
@@ -27,16 +26,18 @@ from lancedb.query import ColumnOrdering, MatchQuery
 
 from engram.core.filters import MemoryFilters
 from engram.core.models import AgentActivity, Kind, Memory, Role, Sentiment, Visibility
-from engram.core.ports import Candidate, Vectors
+from engram.core.ports import Candidate, StoredMemory, Vectors
 from engram.core.timeutil import to_utc
 from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
 from engram.storage.lance_support import (
     META_MODEL,
     FileLock,
     ReadersWriterLock,
+    connect,
     directory_bytes,
     ensure_indexes,
     erase_rows,
+    lance_dataset,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
@@ -66,6 +67,7 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
             pa.field("agent_id", pa.string()),
             pa.field("visibility", pa.string(), nullable=False),
             pa.field("session_id", pa.string()),
+            pa.field("project", pa.string()),
             pa.field("role", pa.string()),
             pa.field("kind", pa.string(), nullable=False),
             pa.field("content", pa.string(), nullable=False),
@@ -94,7 +96,11 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
 
 _COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "index_text", "entity_keys"}]
 #: Columns added after schema version 1, with the SQL value that existing rows get.
-_ADDED_COLUMNS = {"visibility": "'shared'", "entity_keys": "arrow_cast(NULL, 'List(Utf8)')"}
+_ADDED_COLUMNS = {
+    "visibility": "'shared'",
+    "entity_keys": "arrow_cast(NULL, 'List(Utf8)')",
+    "project": "arrow_cast(NULL, 'Utf8')",
+}
 _FTS_COLUMN = "index_text"
 T = TypeVar("T")
 
@@ -116,9 +122,7 @@ class LanceLongTermStore:
     def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._directory = directory
-        # Several servers may share a data directory (Claude Desktop and an IDE each launch one): every read
-        # must see the other processes' commits, or inserts duplicate and deletes miss rows.
-        self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
+        self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
         # Servers sharing this directory take turns to write: concurrent LanceDB commits conflict, and two
         # conditional inserts of the same id racing in two processes could both insert it.
@@ -201,7 +205,7 @@ class LanceLongTermStore:
     def all_ids(self) -> list[str]:
         """The id of every stored memory."""
         with self._readers.shared():
-            ids = read_retrying(lambda: self._table.to_lance().to_table(columns=["id"]).column("id").to_pylist())
+            ids = read_retrying(lambda: lance_dataset(self._table).to_table(columns=["id"]).column("id").to_pylist())
         return [str(i) for i in ids]
 
     @property
@@ -228,7 +232,7 @@ class LanceLongTermStore:
     def health(self) -> StoreHealth:
         """What upkeep looks at: fragments, rows outside the indexes, versions and data files."""
         with self._readers.shared():
-            dataset = self._table.to_lance()
+            latest = lance_dataset(self._table)
             unindexed = 0
             # The vector index is left out: its statistics are costly (lance logs a warning about their size), and
             # rows missing from it are missing from the others too, which upkeep brings up to date all together.
@@ -239,10 +243,10 @@ class LanceLongTermStore:
                 if stats is not None:
                     unindexed = max(unindexed, int(stats.num_unindexed_rows))
             return StoreHealth(
-                rows=int(dataset.count_rows()),
-                fragments=len(dataset.get_fragments()),
+                rows=int(latest.count_rows()),
+                fragments=len(latest.get_fragments()),
                 unindexed_rows=unindexed,
-                versions=len(dataset.versions()),
+                versions=len(latest.versions()),
                 data_files=_count_files(self._table_dir / "data"),
             )
 
@@ -266,11 +270,11 @@ class LanceLongTermStore:
     def _compact_and_reindex(self) -> None:
         # The dataset handle is taken per attempt: a conflict means another process committed a newer version.
         retry_on_conflict(
-            lambda: self._table.to_lance().optimize.compact_files(
+            lambda: lance_dataset(self._table).optimize.compact_files(
                 target_rows_per_fragment=_FRAGMENT_ROWS, num_threads=1
             )
         )
-        retry_on_conflict(lambda: self._table.to_lance().optimize.optimize_indices())
+        retry_on_conflict(lambda: lance_dataset(self._table).optimize.optimize_indices())
         self._ensure_vector_index()
 
     def _has_vector_index(self) -> bool:
@@ -285,7 +289,7 @@ class LanceLongTermStore:
         )
 
     def _remove_versions_superseded_before(self, cutoff: datetime) -> None:
-        versions = sorted(self._table.to_lance().versions(), key=lambda v: v["version"])
+        versions = sorted(lance_dataset(self._table).versions(), key=lambda v: v["version"])
         doomed = [
             older["version"]
             for older, newer in itertools.pairwise(versions)
@@ -293,7 +297,7 @@ class LanceLongTermStore:
             if newer["timestamp"].astimezone(UTC) < cutoff
         ]
         if doomed:
-            retry_on_conflict(lambda: self._table.to_lance().cleanup_old_versions(versions=doomed))
+            retry_on_conflict(lambda: lance_dataset(self._table).cleanup_old_versions(versions=doomed))
 
     def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
@@ -413,6 +417,30 @@ class LanceLongTermStore:
             clauses.append(f"(category IS NULL OR category NOT IN ({', '.join(quote(c) for c in exclude)}))")
         return self._erase(" AND ".join(clauses))
 
+    def stored_memories(self, user_id: str, project: str | None = None) -> list[StoredMemory]:
+        """Every memory of the user (of one project, if given), whatever its agent or visibility, oldest first."""
+        where = memory_filter(user_id)
+        if project is not None:
+            where += f" AND project = {quote(project)}"
+        query = self._table.search().where(where).select([*_COLUMNS, "index_text", "vector"]).limit(None)
+        with self._readers.shared():
+            rows = read_retrying(query.to_list)
+        found = [
+            StoredMemory(memory=_to_memory(r), index_text=r["index_text"], vector=np.asarray(r["vector"], np.float32))
+            for r in rows
+        ]
+        return sorted(found, key=lambda s: (s.memory.created_at, s.memory.id))
+
+    def delete_project(self, user_id: str, project: str) -> list[str]:
+        """Delete every memory of the user's project; return the ids deleted."""
+        where = f"{memory_filter(user_id)} AND project = {quote(project)}"
+        query = self._table.search().where(where).select(["id"]).limit(None)
+        with self._readers.shared():
+            ids = [str(r["id"]) for r in read_retrying(query.to_list)]
+        if ids:
+            self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
+        return ids
+
     def delete_user(self, user_id: str) -> int:
         """Delete every memory of the user; return how many were deleted."""
         # Older versions are removed even when no row is left, so the check that nothing remains can pass.
@@ -497,6 +525,7 @@ def _to_memory(row: dict[str, Any]) -> Memory:
         agent_id=row["agent_id"],
         visibility=Visibility(row["visibility"]),
         session_id=row["session_id"],
+        project=row.get("project"),
         role=Role(row["role"]) if row["role"] else None,
         kind=Kind(row["kind"]),
         content=row["content"],

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from engram.core.models import Kind, RememberItem, RememberResult, Role, Sentiment, Visibility
 from engram.core.values import Entities, Label, Metadata, Tags, Unit, UtcDate
-from engram.tools._fields import MAX_CONTENT_CHARS, AgentIdArg, OptionalSessionIdArg, UserIdArg
+from engram.tools._fields import MAX_CONTENT_CHARS, AgentIdArg, OptionalSessionIdArg, ProjectArg, UserIdArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
@@ -26,6 +26,7 @@ async def remember(
     user_id: UserIdArg = None,
     session_id: OptionalSessionIdArg = None,
     agent_id: AgentIdArg = None,
+    project: ProjectArg = None,
     role: Annotated[Role | None, Field(description="Who said it (a turn; default 'user').")] = None,
     kind: Annotated[Kind | None, Field(description="Default: 'turn' with a session, else 'fact'.")] = None,
     tags: Annotated[Tags, Field(description="Labels to filter by later, e.g. 'billing'.")] = None,
@@ -51,6 +52,7 @@ async def remember(
     item = RememberItem(
         content=content,
         session_id=session_id,
+        project=project,
         role=role,
         kind=kind,
         tags=tags,
