@@ -94,7 +94,7 @@ async def test_supersedes_in_the_same_call_closes_the_old_fact(service: MemorySe
 async def test_a_bad_supersedes_stores_nothing_and_says_what_is_accepted(service: MemoryService) -> None:
     with pytest.raises(InvalidInput, match="no memory"):
         await service.remember("cy", "I work at Acme", supersedes=["0" * 32])
-    with pytest.raises(InvalidInput, match="memory_id"):
+    with pytest.raises(InvalidInput, match="supersedes"):
         await service.remember("cy", "I work at Acme", supersedes=["not-an-id"])
     assert (await service.list_memories("cy")).memories == []
 
@@ -144,14 +144,20 @@ async def test_a_near_duplicate_fact_is_suggested_and_a_turn_gets_no_suggestions
     assert len((await service.list_memories("gu")).memories) == 3
 
 
-def _old_schema(dimensions: int, model_id: str) -> pa.Schema:
-    """The memories table as today's main writes it: without the validity columns."""
-    added = {"valid_from", "valid_until", "supersedes", "superseded_by"}
+_VALIDITY = ("valid_from", "valid_until", "supersedes", "superseded_by")
+
+
+def _old_schema(dimensions: int, model_id: str, added: tuple[str, ...]) -> pa.Schema:
+    """The memories table as an earlier version wrote it: without the `added` columns."""
     full = lt.memory_schema(dimensions, model_id)
     return pa.schema([f for f in full if f.name not in added], metadata=full.metadata)
 
 
-async def test_a_table_written_before_validity_opens_with_every_memory_current(tmp_path: Path) -> None:
+# Today's main has the project column but not validity; a directory older than projects lacks both.
+@pytest.mark.parametrize("added", [_VALIDITY, (*_VALIDITY, "project")], ids=["before-validity", "before-projects"])
+async def test_a_table_written_before_validity_opens_with_every_memory_current(
+    tmp_path: Path, added: tuple[str, ...]
+) -> None:
     settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
     embedder = HashEmbedder()
     old_memory = Memory(
@@ -160,14 +166,14 @@ async def test_a_table_written_before_validity_opens_with_every_memory_current(t
     service = open_memory(settings, embedder, clock=stepping_clock)
     key = service.user_key("hu")
     service.close()
-    # Written the way the previous schema did: no validity columns at all.
+    # Written the way a previous schema did: none of the `added` columns.
     directory = settings.long_term_dir
     shutil.rmtree(directory / f"{lt.TABLE_NAME}.lance")
     db = lancedb.connect(str(directory))
     row = lt._to_row(old_memory.model_copy(update={"user_id": key}), "I live in Lyon", embedder.embed(["x"])[0])
-    for name in ("valid_from", "valid_until", "supersedes", "superseded_by"):
+    for name in added:
         row.pop(name)
-    db.create_table(lt.TABLE_NAME, data=[row], schema=_old_schema(embedder.dimensions, embedder.model_id))
+    db.create_table(lt.TABLE_NAME, data=[row], schema=_old_schema(embedder.dimensions, embedder.model_id, added))
 
     service = open_memory(settings, embedder, clock=stepping_clock)
     try:

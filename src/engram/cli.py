@@ -203,14 +203,11 @@ def ingest(paths: tuple[Path, ...], include: tuple[str, ...], exclude: tuple[str
     Unchanged files are skipped, changed ones replaced, and files deleted from an ingested folder removed.
     Interrupting is safe: run the same command again to finish.
     """
-    from engram.core.knowledge_models import GLOBAL_OWNER
-
     settings = _settings()
     _configure_logging("WARNING")
 
     async def run(memory: MemoryService) -> IngestReport:
         knowledge = _knowledge(memory)
-        owner = GLOBAL_OWNER if user_id is None else memory.user_key(user_id)
         with click.progressbar(length=1, label="ingesting", file=sys.stderr, show_pos=True) as bar:
 
             async def progress(done: float, total: float, message: str) -> None:
@@ -218,7 +215,7 @@ def ingest(paths: tuple[Path, ...], include: tuple[str, ...], exclude: tuple[str
                 bar.update(int(done) - bar.pos)
 
             return await knowledge.ingest_paths(
-                owner, list(paths), include=list(include), exclude=list(exclude), progress=progress
+                user_id, list(paths), include=list(include), exclude=list(exclude), progress=progress
             )
 
     report = _with_memory(settings, run)
@@ -249,7 +246,7 @@ def sources(user_id: str | None, as_json: bool) -> None:
     _configure_logging("WARNING")
 
     async def run(memory: MemoryService) -> list[KnowledgeSource]:
-        return await _knowledge(memory).sources(None if user_id is None else memory.user_key(user_id))
+        return await _knowledge(memory).sources(user_id)
 
     listed = _with_memory(settings, run)
     if as_json:
@@ -266,8 +263,6 @@ def sources(user_id: str | None, as_json: bool) -> None:
 @click.option("--user", "user_id", help="A source of this user (default: a global source).")
 def forget_source(source: str, user_id: str | None) -> None:
     """Remove SOURCE (a path as listed by `engram sources`) from knowledge memory."""
-    from engram.core.knowledge_models import GLOBAL_OWNER
-
     settings = _settings()
     _configure_logging("WARNING")
     # A path given relative to here names the same source as its absolute form used at ingest.
@@ -276,8 +271,7 @@ def forget_source(source: str, user_id: str | None) -> None:
         source = str(candidate.resolve())
 
     async def run(memory: MemoryService) -> SourceRemoved:
-        owner = GLOBAL_OWNER if user_id is None else memory.user_key(user_id)
-        return await _knowledge(memory).remove_source(owner, source)
+        return await _knowledge(memory).remove_source(user_id, source)
 
     _echo_json(_with_memory(settings, run).model_dump(mode="json"))
 
@@ -288,12 +282,23 @@ def _knowledge(memory: MemoryService) -> KnowledgeService:
     return memory.knowledge
 
 
-@cli.group("import")
-def import_() -> None:
-    """Bring memory from another memory server into Engram."""
+class _ImportGroup(click.Group):
+    """`engram import FILE` (an export or conversations, `engram import file --help`) beside `engram import
+    memory-json FILE`: an argument that names no subcommand is the file of the first form."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["file", *args]
+        return super().parse_args(ctx, args)
 
 
-@import_.command("memory-json")
+@cli.group("import", cls=_ImportGroup)
+def import_group() -> None:
+    """Bring memory into Engram: FILE (an `engram export`, or a claude.ai or ChatGPT conversations.json; see
+    `engram import file --help`), or the official MCP memory server's file (`engram import memory-json`)."""
+
+
+@import_group.command("memory-json")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--user", "user_id", required=True, help="The user whose graph and memories receive the file.")
 def import_memory_json(file: Path, user_id: str) -> None:
@@ -573,3 +578,17 @@ def token_revoke(token_id: str) -> None:
 def main() -> None:
     """Entry point of the `engram` console script."""
     cli()
+
+
+def _register_commands() -> None:
+    """Add the commands that live in their own modules (hooks, projects, export and import)."""
+    from engram.hooks.command import hook
+    from engram.portability.commands import export, import_
+    from engram.project_commands import forget_project
+
+    for command in (hook, export, forget_project):
+        cli.add_command(command)
+    import_group.add_command(import_, "file")
+
+
+_register_commands()

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from engram.core.ports import LongTermStore, SessionStore
+from engram.core.health import TierHealth
+from engram.core.ports import GraphStore, LongTermStore, SessionStore
 from engram.embeddings.hashing import HashEmbedder
+from engram.storage.graph import LanceGraphStore
+from engram.storage.guarded import GuardedGraphStore, GuardedLongTermStore
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.long_term import LanceLongTermStore
@@ -31,7 +34,16 @@ def _journaled(directory: Path) -> LongTermStore:
     return JournaledLongTermStore(table, WriteJournal(directory / "journal.sqlite"))
 
 
-LONG_TERM_BACK_ENDS: dict[str, Callable[[Path], LongTermStore]] = {"lance": _lance, "journaled-lance": _journaled}
+def _guarded(directory: Path) -> LongTermStore:
+    # The stack a server runs: the fault translator over the journal over LanceDB, each a decorator of the port.
+    return GuardedLongTermStore(_journaled(directory), "long-term", directory, TierHealth())
+
+
+LONG_TERM_BACK_ENDS: dict[str, Callable[[Path], LongTermStore]] = {
+    "lance": _lance,
+    "journaled-lance": _journaled,
+    "guarded-journaled-lance": _guarded,
+}
 
 
 def _diskcache(directory: Path) -> SessionStore:
@@ -47,6 +59,13 @@ def _diskcache(directory: Path) -> SessionStore:
 SESSION_BACK_ENDS: dict[str, Callable[[Path], SessionStore]] = {"diskcache": _diskcache}
 
 
+def _guarded_graph(directory: Path) -> GraphStore:
+    return GuardedGraphStore(LanceGraphStore(directory), "graph", directory, TierHealth())
+
+
+GRAPH_BACK_ENDS: dict[str, Callable[[Path], GraphStore]] = {"lance": LanceGraphStore, "guarded-lance": _guarded_graph}
+
+
 @pytest.fixture(params=sorted(LONG_TERM_BACK_ENDS))
 def long_term(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LongTermStore]:
     """A fresh long-term store of each back end."""
@@ -59,5 +78,13 @@ def long_term(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LongTe
 def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
     """A fresh session store of each back end: working memory keeps 3 turns, short-term 5."""
     store = SESSION_BACK_ENDS[request.param](tmp_path / "sessions")
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=sorted(GRAPH_BACK_ENDS))
+def graph(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
+    """A fresh graph store of each back end."""
+    store = GRAPH_BACK_ENDS[request.param](tmp_path / "graph")
     yield store
     store.close()

@@ -5,14 +5,15 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from engram.core.models import Kind, Memory, RecallFilters, Visibility
+from engram.core.filters import MemoryFilters
+from engram.core.models import Kind, Memory, Visibility
 from engram.core.ports import LongTermStore
 from engram.embeddings.hashing import HashEmbedder
 
 EMBED = HashEmbedder()
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 ALICE, BOB = "k-alice", "k-bob"
-EVERYONE = RecallFilters()
+EVERYONE = MemoryFilters()
 
 
 def memory(user: str, n: int, content: str, **fields: object) -> Memory:
@@ -70,14 +71,14 @@ def test_filters_and_agent_visibility_apply_to_every_read(long_term: LongTermSto
         memory(ALICE, 3, "summary of the garden talk", kind=Kind.SUMMARY, agent_id="planner"),
     )
     query = EMBED.embed(["note about the garden"])
-    planner = RecallFilters(viewer_agent="planner")
+    planner = MemoryFilters().seen_by("planner")
     seen = {c.memory.id for c in long_term.vector_search(ALICE, query, planner, 10)}
     assert seen == {f"{ALICE}-m1", f"{ALICE}-m3"}  # never another agent's private memory
-    coder = RecallFilters(viewer_agent="coder")
+    coder = MemoryFilters().seen_by("coder")
     assert f"{ALICE}-m2" in {m.id for m in long_term.list_memories(ALICE, coder, 10)}
-    tagged = long_term.keyword_search(ALICE, "garden", RecallFilters(tags_any=["garden"]), 10)
+    tagged = long_term.keyword_search(ALICE, "garden", MemoryFilters(tags=["garden"]), 10)
     assert [c.memory.id for c in tagged] == [f"{ALICE}-m1"]
-    summaries = long_term.list_memories(ALICE, RecallFilters(kind=Kind.SUMMARY), 10)
+    summaries = long_term.list_memories(ALICE, MemoryFilters(kind=Kind.SUMMARY), 10)
     assert [m.id for m in summaries] == [f"{ALICE}-m3"]
 
 
@@ -118,3 +119,64 @@ def test_erasing_a_user_leaves_no_trace_and_keeps_the_others(long_term: LongTerm
     assert long_term.count() == 1 and [m.id for m in long_term.get(BOB, [f"{BOB}-m1"])] == [f"{BOB}-m1"]
     activity = long_term.agent_activity(BOB)
     assert [a.shared for a in activity] == [1]
+
+
+def test_project_filters_reach_the_current_project_and_global_memories(long_term: LongTermStore) -> None:
+    store(
+        long_term,
+        memory(ALICE, 1, "deploy on weekdays"),
+        memory(ALICE, 2, "deploy the webshop with the blue pipeline", project="webshop"),
+        memory(ALICE, 3, "deploy the firmware by hand", project="firmware"),
+    )
+
+    def listed(**filters: object) -> list[str]:
+        found = long_term.list_memories(ALICE, MemoryFilters.model_validate(filters), 10)
+        return sorted(m.id.removeprefix(f"{ALICE}-") for m in found)
+
+    assert listed() == ["m1"]
+    assert listed(project="webshop") == ["m1", "m2"]
+    assert listed(project="webshop", projects="only") == ["m2"]
+    assert listed(projects="any") == ["m1", "m2", "m3"]
+    hits = long_term.keyword_search(ALICE, "deploy", MemoryFilters(project="firmware"), 10)
+    assert sorted(c.memory.id for c in hits) == [f"{ALICE}-m1", f"{ALICE}-m3"]
+
+
+def test_stored_memories_and_project_erasure_cover_every_agent_and_only_that_project(
+    long_term: LongTermStore,
+) -> None:
+    store(
+        long_term,
+        memory(ALICE, 1, "global note"),
+        memory(ALICE, 2, "private webshop note", project="webshop", agent_id="ide", visibility=Visibility.PRIVATE),
+        memory(ALICE, 3, "shared webshop note", project="webshop"),
+        memory(BOB, 1, "bob's webshop note", project="webshop"),
+    )
+    everything = long_term.stored_memories(ALICE)
+    assert [s.memory.id for s in everything] == [f"{ALICE}-m1", f"{ALICE}-m2", f"{ALICE}-m3"]  # oldest first
+    assert everything[0].index_text == "global note" and everything[0].vector.shape == (EMBED.dimensions,)
+    assert [s.memory.id for s in long_term.stored_memories(ALICE, "webshop")] == [f"{ALICE}-m2", f"{ALICE}-m3"]
+    assert sorted(long_term.delete_project(ALICE, "webshop")) == [f"{ALICE}-m2", f"{ALICE}-m3"]
+    assert [s.memory.id for s in long_term.stored_memories(ALICE)] == [f"{ALICE}-m1"]
+    assert [s.memory.id for s in long_term.stored_memories(BOB)] == [f"{BOB}-m1"]
+
+
+def test_validity_filters_keep_what_held_at_a_time(long_term: LongTermStore) -> None:
+    day = timedelta(days=1)
+    store(
+        long_term,
+        memory(ALICE, 1, "lives in Paris", valid_from=T0, valid_until=T0 + 10 * day, superseded_by=[f"{ALICE}-m2"]),
+        memory(ALICE, 2, "lives in Berlin", valid_from=T0 + 10 * day, supersedes=[f"{ALICE}-m1"]),
+        memory(ALICE, 3, "likes green tea"),  # no valid_from: it holds from its created_at
+    )
+    query = EMBED.embed(["lives in"])
+
+    def found(**filters: object) -> list[str]:
+        seen = long_term.vector_search(ALICE, query, MemoryFilters.model_validate(filters), 10)
+        return sorted(c.memory.id.removeprefix(f"{ALICE}-") for c in seen)
+
+    assert found(as_of=T0 + 5 * day) == ["m1", "m3"]
+    assert found(as_of=T0 + 20 * day) == ["m2", "m3"]
+    assert found(as_of=T0 - day) == []
+    assert found(open_at=T0 + 20 * day) == ["m2", "m3"]
+    (paris,) = long_term.get(ALICE, [f"{ALICE}-m1"])
+    assert paris.valid_until == T0 + 10 * day and paris.superseded_by == [f"{ALICE}-m2"]

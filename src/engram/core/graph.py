@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
 from engram.core.context import MemoryContext
 from engram.core.errors import InvalidInput, quoted
+from engram.core.filters import MemoryFilters
+from engram.core.graph_links import SCAN_ENTITIES
 from engram.core.graph_models import (
     MAX_GRAPH_ITEMS,
     MAX_GRAPH_READ,
@@ -32,25 +33,14 @@ from engram.core.graph_models import (
     graph_id,
 )
 from engram.core.identity import UserKey
-from engram.core.models import Kind, RecallFilters, RememberItem, Visibility
+from engram.core.models import Kind, RememberItem, Visibility
 from engram.core.ports import GraphStore
-from engram.core.validation import as_utc, check_optional_id
+from engram.core.validation import as_utc, check_optional_id, parsed
 from engram.core.writing import MemoryWriter
 
 #: How many observations of one entity a graph read returns.
 OBSERVATIONS_PER_NODE = 50
-#: Recall looks at this many of the user's entities for names in a question, and follows this many relations.
-_SCAN_ENTITIES = 5_000
-_SCAN_RELATIONS = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class GraphLinks:
-    """The entities a question names and their one-hop neighbours, as the names memories carry."""
-
-    direct: list[str] = field(default_factory=list)
-    neighbours: list[str] = field(default_factory=list)
 
 
 def _name(where: str, value: str) -> str:
@@ -59,11 +49,6 @@ def _name(where: str, value: str) -> str:
     if not name or _CONTROL.search(name):
         raise InvalidInput(where, "must be a non-empty name without control characters.")
     return name
-
-
-def _words(text: str) -> str:
-    """`text` as space-separated words in the compared form, padded, for whole-name matching."""
-    return " " + " ".join(re.findall(r"\w+", entity_key(text))) + " "
 
 
 class GraphKeeper:
@@ -161,17 +146,7 @@ class GraphKeeper:
             edges.append((ends[0], kind, ends[1], since))
         if new_entities:
             await ctx.run(partial(self._graph.upsert_entities, list(new_entities.values())))
-        items = [
-            RememberItem(
-                content=f"{source} {kind.replace('_', ' ')} {target}",
-                kind=Kind.FACT,
-                entities=[source, target],
-                metadata={"relation": kind},
-                occurred_at=since,
-                visibility=visibility,
-            )
-            for source, kind, target, since in edges
-        ]
+        items = [self._statement(source, kind, target, since, visibility) for source, kind, target, since in edges]
         ids = await self._remember(user_id, items, agent_id, change)
         owner = (agent_id or "") if Visibility(visibility) is Visibility.PRIVATE else ""
         stored = [
@@ -228,7 +203,7 @@ class GraphKeeper:
         """The user's whole graph as the asking agent may see it (up to a limit, flagged `truncated`)."""
         ctx = self._ctx
         key = ctx.user_key(user_id)
-        viewer = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        viewer = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         entities = await ctx.run(partial(self._graph.entities, key, viewer, None, MAX_GRAPH_READ + 1))
         relations = await ctx.run(partial(self._graph.relations, key, viewer, None, MAX_GRAPH_READ))
         return KnowledgeGraph(
@@ -249,11 +224,11 @@ class GraphKeeper:
         """Entities whose name, alias or type contains `query`, or whose observations match it by meaning."""
         ctx = self._ctx
         key = ctx.user_key(user_id)
-        viewer = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        viewer = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         needle = query.strip().casefold()
         if not needle:
             raise InvalidInput("query", "must contain text; it is empty or only whitespace.")
-        everyone = await ctx.run(partial(self._graph.entities, key, viewer, None, _SCAN_ENTITIES))
+        everyone = await ctx.run(partial(self._graph.entities, key, viewer, None, SCAN_ENTITIES))
         chosen = {
             e.id: e
             for e in everyone
@@ -272,17 +247,17 @@ class GraphKeeper:
 
     def _who(
         self, user_id: str, agent_id: str | None, visibility: Visibility, count: int, what: str
-    ) -> tuple[UserKey, RecallFilters]:
+    ) -> tuple[UserKey, MemoryFilters]:
         """The user's key and the asking agent's view, once the call's size and visibility are checked."""
         key = self._ctx.user_key(user_id)
-        viewer = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        viewer = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         if not 1 <= count <= MAX_GRAPH_ITEMS:
             raise InvalidInput(what, f"give 1 to {MAX_GRAPH_ITEMS} items, got {count}.")
         if Visibility(visibility) is Visibility.PRIVATE and agent_id is None:
             raise InvalidInput("visibility", "'private' keeps the graph's items to one agent: pass agent_id as well.")
         return key, viewer
 
-    async def _find(self, key: UserKey, viewer: RecallFilters, name: str) -> Entity | None:
+    async def _find(self, key: UserKey, viewer: MemoryFilters, name: str) -> Entity | None:
         """The visible entity called `name` (or with it as an alias), if any."""
         found = await self._ctx.run(partial(self._graph.entities, key, viewer, [entity_key(name)], 1))
         return found[0] if found else None
@@ -311,11 +286,17 @@ class GraphKeeper:
         )
 
     @staticmethod
+    def _statement(source: str, kind: str, target: str, since: datetime, visibility: Visibility) -> RememberItem:
+        """The memory stating a relation ("Priya Patel works at Acme"), dated from when it holds."""
+        fields = {"content": f"{source} {kind.replace('_', ' ')} {target}", "kind": Kind.FACT}
+        extra = {"entities": [source, target], "metadata": {"relation": kind}, "occurred_at": since}
+        return parsed(RememberItem, {**fields, **extra, "visibility": visibility})
+
+    @staticmethod
     def _observation(name: str, text: str, visibility: Visibility) -> RememberItem:
         # The entity's name is indexed with the observation ("Priya Patel: speaks Hindi"), as a speaker is.
-        return RememberItem(
-            content=text, kind=Kind.FACT, entities=[name], metadata={"subject": name}, visibility=visibility
-        )
+        fields = {"content": text, "kind": Kind.FACT, "entities": [name], "metadata": {"subject": name}}
+        return parsed(RememberItem, {**fields, "visibility": visibility})
 
     async def _remember(
         self, user_id: str, items: list[RememberItem], agent_id: str | None, change: GraphChange
@@ -337,14 +318,14 @@ class GraphKeeper:
         result = await MemoryReader(self._ctx).recall(user_id, query, agent_id=agent_id, top_k=10, scope="memories")
         return [hit.memory.entities for hit in result.memories]
 
-    async def _subgraph(self, key: UserKey, viewer: RecallFilters, entities: list[Entity]) -> KnowledgeGraph:
+    async def _subgraph(self, key: UserKey, viewer: MemoryFilters, entities: list[Entity]) -> KnowledgeGraph:
         keys = sorted({k for e in entities for k in e.keys})
         relations = await self._ctx.run(partial(self._graph.relations, key, viewer, keys, MAX_GRAPH_READ))
         return KnowledgeGraph(
             entities=await self._nodes(key, viewer, entities), relations=[_edge(r) for r in relations]
         )
 
-    async def _nodes(self, key: UserKey, viewer: RecallFilters, entities: Sequence[Entity]) -> list[GraphNode]:
+    async def _nodes(self, key: UserKey, viewer: MemoryFilters, entities: Sequence[Entity]) -> list[GraphNode]:
         """The entities with their current observations: the memories naming them, newest first."""
         ctx = self._ctx
         now = ctx.clock()
@@ -382,30 +363,6 @@ class GraphKeeper:
             entity_key(target),
         )
         return relation.model_copy(update={"id": new_id, "source": source, "target": target})
-
-
-async def links(ctx: MemoryContext, graph: GraphStore, key: UserKey, query: str, viewer: RecallFilters) -> GraphLinks:
-    """The entities `query` names (by name or alias, as whole words) and their one-hop neighbours."""
-    everyone = await ctx.run(partial(graph.entities, key, viewer, None, _SCAN_ENTITIES))
-    if not everyone:
-        return GraphLinks()
-    words = _words(query)
-    named = [e for e in everyone if any(f" {k} " in words for k in (_words(n).strip() for n in e.names) if k)]
-    if not named:
-        return GraphLinks()
-    named_keys = {k for e in named for k in e.keys}
-    edges = await ctx.run(partial(graph.relations, key, viewer, sorted(named_keys), _SCAN_RELATIONS))
-    by_key = {k: e for e in everyone for k in e.keys}
-    neighbours: dict[str, Entity] = {}
-    for edge in edges:
-        for end in (edge.source, edge.target):
-            other = by_key.get(entity_key(end))
-            if other is not None and not (set(other.keys) & named_keys):
-                neighbours.setdefault(other.id, other)
-    return GraphLinks(
-        direct=list(dict.fromkeys(n for e in named for n in e.names)),
-        neighbours=list(dict.fromkeys(n for e in neighbours.values() for n in e.names)),
-    )
 
 
 def _edge(relation: Relation) -> GraphEdge:

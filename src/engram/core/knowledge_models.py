@@ -29,6 +29,11 @@ Scope = Literal["global", "user"]
 Origin = Literal["file", "text"]
 
 
+def scope_of(owner: str) -> Scope:
+    """'global' for shared knowledge, 'user' for a user's own."""
+    return "global" if owner == GLOBAL_OWNER else "user"
+
+
 class DocumentFormat(StrEnum):
     """The document formats Engram can ingest."""
 
@@ -142,6 +147,10 @@ class KnowledgeStore(Protocol):
         self, owner: UserKey, sources: Sequence[str], chunks: Sequence[KnowledgeChunk], vectors: Vectors
     ) -> None:
         """Make `chunks` the whole content of `sources` (of this owner) in one commit."""
+        ...
+
+    def chunks_of(self, owner: UserKey) -> list[ChunkCandidate]:
+        """Every chunk of the owner's sources with its vector (score 0), by source and position."""
         ...
 
     def remove_sources(self, owner: UserKey, sources: Sequence[str]) -> int:

@@ -10,9 +10,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from engram.core.filters import MemoryFilters
 from engram.core.graph_models import Entity, Relation
 from engram.core.identity import UserKey
-from engram.core.models import AgentActivity, Memory, RecallFilters, Sentiment, SessionInfo, Turn
+from engram.core.models import AgentActivity, Memory, Sentiment, SessionInfo, Turn
 
 Vectors = npt.NDArray[np.float32]
 
@@ -23,6 +24,15 @@ class Candidate:
 
     memory: Memory
     score: float
+    vector: Vectors
+
+
+@dataclass(frozen=True)
+class StoredMemory:
+    """A memory with what the store keeps beside it: its index text and vector (for export and restore)."""
+
+    memory: Memory
+    index_text: str
     vector: Vectors
 
 
@@ -71,11 +81,11 @@ class LongTermStore(Protocol):
         """Return the user's memories with these ids (missing ones are skipped)."""
         ...
 
-    def vector_search(self, user_id: UserKey, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def vector_search(self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         ...
 
-    def keyword_search(self, user_id: UserKey, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: UserKey, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         ...
 
@@ -83,7 +93,7 @@ class LongTermStore(Protocol):
         """Delete the user's memories with these ids; return how many were deleted."""
         ...
 
-    def list_memories(self, user_id: UserKey, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: UserKey, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters` (agent visibility included), newest first, after `offset`."""
         ...
 
@@ -104,6 +114,14 @@ class LongTermStore(Protocol):
 
     def delete_older_than(self, cutoff: datetime, category: str | None = None, exclude: Sequence[str] = ()) -> int:
         """Delete memories of every user created before `cutoff`: of one category, or of all but `exclude`."""
+        ...
+
+    def stored_memories(self, user_id: UserKey, project: str | None = None) -> list[StoredMemory]:
+        """Every memory of the user (of one project, if given), whatever its agent or visibility, oldest first."""
+        ...
+
+    def delete_project(self, user_id: UserKey, project: str) -> list[str]:
+        """Delete every memory of the user's project; return the ids deleted."""
         ...
 
     def delete_user(self, user_id: UserKey) -> int:
@@ -195,7 +213,7 @@ class GraphStore(Protocol):
         ...
 
     def entities(
-        self, user_id: UserKey, filters: RecallFilters, keys: Sequence[str] | None, limit: int
+        self, user_id: UserKey, filters: MemoryFilters, keys: Sequence[str] | None, limit: int
     ) -> list[Entity]:
         """The user's entities (visible under `filters`) whose name or an alias has one of `keys` (None: all)."""
         ...
@@ -209,7 +227,7 @@ class GraphStore(Protocol):
         ...
 
     def relations(
-        self, user_id: UserKey, filters: RecallFilters, keys: Sequence[str] | None, limit: int
+        self, user_id: UserKey, filters: MemoryFilters, keys: Sequence[str] | None, limit: int
     ) -> list[Relation]:
         """The user's relations (visible under `filters`) from or to an entity with one of `keys` (None: all)."""
         ...

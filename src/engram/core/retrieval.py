@@ -11,18 +11,16 @@ import anyio
 
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import EngramError, InvalidInput, TierDamaged, quoted
-from engram.core.graph import links
+from engram.core.filters import MemoryFilters
+from engram.core.graph_links import links
 from engram.core.identity import UserKey
+from engram.core.limits import MAX_OFFSET, MAX_PAGE, MAX_QUERY_CHARS
 from engram.core.models import (
-    MAX_OFFSET,
-    MAX_PAGE,
-    MAX_QUERY_CHARS,
     AgentActivity,
     KnowledgeHit,
     Memory,
     MemoryHit,
     MemoryPage,
-    RecallFilters,
     RecallResult,
     RecallScope,
     SessionInfo,
@@ -31,7 +29,7 @@ from engram.core.models import (
 )
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
-from engram.core.validation import check_filters, check_id, check_optional_id
+from engram.core.validation import as_utc, check_id, check_optional_id
 
 #: What recall adds to a memory naming an entity the query names, or one of its one-hop neighbours. A neighbour's
 #: memories share no words with the question ("Where is Priya's employer?" - "Headquarters in Rotterdam"), so the
@@ -75,7 +73,7 @@ class MemoryReader:
         session_id: str | None = None,
         top_k: int | None = None,
         min_score: float | None = None,
-        filters: RecallFilters | None = None,
+        filters: MemoryFilters | None = None,
         agent_id: str | None = None,
         scope: RecallScope = "both",
         as_of: datetime | None = None,
@@ -91,7 +89,7 @@ class MemoryReader:
         key = ctx.user_key(user_id)
         check_optional_id("session_id", session_id)
         query, top_k = self._checked_query(query, top_k, min_score)
-        filters = check_filters(self._valid(filters or RecallFilters(), as_of), agent_id)
+        filters = self._valid(filters or MemoryFilters(), as_of).seen_by(check_optional_id("agent_id", agent_id))
         if scope == "knowledge":
             found, dropped = await self._knowledge_hits(key, query, await self._embed_query(query), top_k, min_score)
             return RecallResult(working=[], memories=[], knowledge=found, dropped_below_min_score=dropped)
@@ -128,8 +126,9 @@ class MemoryReader:
             unavailable=unavailable,
         )
 
-    def _valid(self, filters: RecallFilters, as_of: datetime | None) -> RecallFilters:
+    def _valid(self, filters: MemoryFilters, as_of: datetime | None) -> MemoryFilters:
         """`filters` narrowed to the memories valid `as_of`, or by default to those not superseded now."""
+        as_of = as_utc("as_of", as_of)
         return filters.model_copy(update={"as_of": as_of} if as_of is not None else {"open_at": self._ctx.clock()})
 
     def _checked_query(self, query: str, top_k: int | None, min_score: float | None) -> tuple[str, int]:
@@ -147,7 +146,7 @@ class MemoryReader:
             raise InvalidInput("min_score", f"must be between -1 and 1, got {min_score}.")
         return query, top_k
 
-    async def _working(self, key: UserKey, session_id: str | None, filters: RecallFilters) -> list[WorkingTurn]:
+    async def _working(self, key: UserKey, session_id: str | None, filters: MemoryFilters) -> list[WorkingTurn]:
         """The session's working memory as the asking agent may see it (none without a session)."""
         if session_id is None:
             return []
@@ -158,7 +157,7 @@ class MemoryReader:
         return working
 
     async def _search_long_term(
-        self, key: UserKey, query: str, filters: RecallFilters, top_k: int
+        self, key: UserKey, query: str, filters: MemoryFilters, top_k: int
     ) -> tuple[Vectors, _Searched]:
         """The query's vector, and the candidates of the keyword and vector searches of long-term memory."""
         ctx, ranking = self._ctx, self._ctx.ranking
@@ -185,7 +184,7 @@ class MemoryReader:
         return vector, searched
 
     async def _follow_graph(
-        self, key: UserKey, query: str, vector: Vectors, filters: RecallFilters, searched: _Searched
+        self, key: UserKey, query: str, vector: Vectors, filters: MemoryFilters, searched: _Searched
     ) -> dict[str, float]:
         """Bring in the memories naming an entity the query names or its one-hop neighbours; their boosts by id."""
         ctx = self._ctx
@@ -256,7 +255,7 @@ class MemoryReader:
         self,
         user_id: str,
         *,
-        filters: RecallFilters | None = None,
+        filters: MemoryFilters | None = None,
         limit: int = 20,
         offset: int = 0,
         agent_id: str | None = None,
@@ -270,7 +269,7 @@ class MemoryReader:
             raise InvalidInput(
                 "offset", f"must be between 0 and {MAX_OFFSET}, got {offset}; narrow the filters instead."
             )
-        checked = check_filters(filters or RecallFilters(), agent_id)
+        checked = (filters or MemoryFilters()).seen_by(check_optional_id("agent_id", agent_id))
         # One extra row tells whether another page follows without a separate count.
         rows = await ctx.run(partial(ctx.long_term.list_memories, key, checked, limit + 1, offset))
         memories = [m.model_copy(update={"user_id": user_id}) for m in rows[:limit]]
@@ -293,7 +292,7 @@ class MemoryReader:
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_id("session_id", session_id)
-        visible = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        visible = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         working = await ctx.run(partial(ctx.sessions.working, key, session_id))
         if working:
             turns = [t for t in working if turn_admitted(visible, t)]

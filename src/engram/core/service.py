@@ -20,11 +20,13 @@ from engram.core.identity import UserKey, unkeyed
 from engram.core.models import TierStats
 from engram.core.policy import MemoryPolicy
 from engram.core.ports import Embedder, Enricher, GraphStore, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
+from engram.core.projects import ProjectEraser, ProjectForgotten
 from engram.core.ranking import RankingPolicy
 from engram.core.retrieval import MemoryReader
 from engram.core.summarizing import SessionSummarizer
 from engram.core.tiers import GraphTier, KnowledgeTier, LongTermTier, SessionTier, Tier
 from engram.core.timeutil import utc_now
+from engram.core.updating import MemoryUpdater
 from engram.core.validation import memory_id, normalize_content
 from engram.core.writing import MemoryWriter
 
@@ -80,16 +82,19 @@ class MemoryService:
             graph=graph,
             tiers=_tiers(long_term, sessions, knowledge, graph),
         )
+        if knowledge is not None:
+            # One identity for every tier: knowledge resolves users' keys with the same pseudonymiser.
+            knowledge.pseudonymize = context.pseudonymize
         self._ctx = context
-        self.embedder, self.long_term, self.sessions = embedder, long_term, sessions
-        self.policy, self.metrics = context.policy, context.metrics
-        self.knowledge, self.health = knowledge, context.health
+        self.embedder, self.long_term, self.sessions, self.knowledge = embedder, long_term, sessions, knowledge
+        self.policy, self.metrics, self.health = context.policy, context.metrics, context.health
         self.user_key = context.user_key
 
         writer = MemoryWriter(context)
         self.remember = writer.remember
+        self.remember_item = writer.remember_item
         self.remember_many = writer.remember_many
-        self.update_memory = writer.update_memory
+        self.update_memory = MemoryUpdater(context).update_memory
 
         reader = MemoryReader(context)
         self.recall = reader.recall
@@ -115,6 +120,15 @@ class MemoryService:
     @ranking.setter
     def ranking(self, value: RankingPolicy) -> None:
         self._ctx.ranking = value
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The service's clock (restores date what they write with it)."""
+        return self._ctx.clock
+
+    async def forget_project(self, user_id: str, project: str, *, confirm: bool) -> ProjectForgotten:
+        """Erase one project of the user: its long-term memories and their session turns (core/projects.py)."""
+        return await ProjectEraser(self._ctx).forget_project(user_id, project, confirm=confirm)
 
     @property
     def enricher(self) -> Enricher | None:

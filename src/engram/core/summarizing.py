@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
 
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import InvalidInput, NothingToSummarize, quoted
+from engram.core.filters import MemoryFilters
 from engram.core.identity import UserKey
 from engram.core.indexing import index_text
-from engram.core.models import Kind, Memory, RecallFilters, SessionSummary, Turn, Visibility
+from engram.core.models import Kind, Memory, SessionSummary, Turn, Visibility
 from engram.core.summarizer import extractive_summary
 from engram.core.validation import check_id, check_optional_id, memory_id
 from engram.core.writing import MemoryWriter
@@ -44,7 +46,7 @@ class SessionSummarizer:
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_id("session_id", session_id)
-        visible = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        visible = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         keep = ctx.policy.keep_recent_default if keep_recent is None else keep_recent
         if not (0 <= keep <= ctx.policy.max_keep_recent):
             raise InvalidInput("keep_recent", f"must be between 0 and {ctx.policy.max_keep_recent}, got {keep}.")
@@ -114,16 +116,21 @@ class SessionSummarizer:
         """Store the summary as a long-term memory and put it in working memory in place of the older turns."""
         ctx = self._ctx
         now = ctx.clock()
+        links = list(dict.fromkeys(t.memory_id for t in older))
+        # The summary repeats its turns: it belongs where they do, or it would carry a project's words elsewhere.
+        projects = Counter(m.project for m in await ctx.run(partial(ctx.long_term.get, key, links)) if m.project)
+        project = projects.most_common(1)[0][0] if projects else None
         memory = Memory(
-            id=memory_id(key, text),
+            id=memory_id(key, text, project),
             user_id=key,
             agent_id=agent_id,
             visibility=Visibility.PRIVATE if private else Visibility.SHARED,
             session_id=session_id,
+            project=project,
             kind=Kind.SUMMARY,
             content=text,
             created_at=now,
-            links=list(dict.fromkeys(t.memory_id for t in older)),
+            links=links,
             metadata={"summarized_turns": len(older), "method": method},
         )
         await self._writer.store(memory, index_text(text, when=now, speaker="summary"))

@@ -15,13 +15,14 @@ from functools import partial
 
 from engram.core.context import MemoryContext
 from engram.core.errors import InvalidInput, quoted
+from engram.core.filters import MemoryFilters
 from engram.core.identity import UserKey
-from engram.core.models import Kind, Memory, RecallFilters, SupersedeSuggestion
+from engram.core.limits import MAX_SUPERSEDES as MAX_SUPERSEDES
+from engram.core.models import Kind, Memory, SupersedeSuggestion
 from engram.core.ports import Vectors
 from engram.core.validation import check_memory_id
 
-#: At most this many ids in one `supersedes`, and this many suggestions in one answer.
-MAX_SUPERSEDES = 20
+#: At most this many suggestions in one answer (`supersedes` takes at most MAX_SUPERSEDES ids, core/limits.py).
 MAX_SUGGESTIONS = 3
 
 
@@ -63,7 +64,7 @@ async def suggest(
     """
     if memory.kind is not Kind.FACT:
         return []
-    filters = RecallFilters(viewer_agent=memory.agent_id, open_at=ctx.clock())
+    filters = MemoryFilters(project=memory.project, open_at=ctx.clock()).seen_by(memory.agent_id)
     found = await ctx.run(partial(ctx.long_term.vector_search, key, vector, filters, MAX_SUGGESTIONS * 4))
     suggestions: list[SupersedeSuggestion] = []
     for candidate in found:

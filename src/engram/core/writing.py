@@ -9,14 +9,13 @@ from datetime import datetime
 from functools import partial
 
 from engram.core.context import MemoryContext
-from engram.core.errors import InvalidInput, quoted
+from engram.core.errors import InvalidInput
 from engram.core.identity import UserKey
 from engram.core.indexing import index_text
+from engram.core.limits import MAX_TAGS
 from engram.core.models import (
-    MAX_TAGS,
     Kind,
     Memory,
-    MemoryUpdated,
     MetadataValue,
     RememberItem,
     RememberResult,
@@ -30,23 +29,14 @@ from engram.core.supersession import (
     SuggestionPolicy,
     check_order,
     close_all,
-    link_successor,
-    successor_of,
     suggest,
     superseded_memories,
     valid_from,
-    validity_changes,
 )
 from engram.core.validation import (
-    as_utc,
-    check_entities,
-    check_label,
-    check_memory_id,
-    check_metadata,
     check_optional_id,
-    check_tags,
-    check_unit,
     memory_id,
+    parsed,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,21 +78,8 @@ def _with_enrichment(memory: Memory, found: Enrichment) -> Memory:
     return memory.model_copy(update=update) if update else memory
 
 
-#: What `update_memory` can change.
-_UPDATABLE = (
-    "content",
-    "tags",
-    "category",
-    "importance",
-    "resolved",
-    "visibility",
-    "valid_until",
-    "superseded_by",
-)
-
-
 class MemoryWriter:
-    """remember, remember_many and update_memory: every way a memory enters or changes in long-term memory."""
+    """remember and remember_many: every way a memory enters long-term memory (update_memory: core/updating.py)."""
 
     def __init__(self, context: MemoryContext) -> None:
         self._ctx = context
@@ -113,8 +90,9 @@ class MemoryWriter:
         user_id: str,
         content: str,
         *,
-        session_id: str | None = None,
         agent_id: str | None = None,
+        session_id: str | None = None,
+        project: str | None = None,
         role: Role | None = None,
         kind: Kind | None = None,
         tags: Sequence[str] | None = None,
@@ -128,39 +106,38 @@ class MemoryWriter:
         resolved: bool | None = None,
         supersedes: Sequence[str] | None = None,
     ) -> RememberResult:
-        """Store `content` for the user in long-term memory (once), and as a turn of the session if given.
+        """`remember_item` for Python callers (CLI, tests): the fields are parsed into a RememberItem first."""
+        fields = {
+            "content": content,
+            "session_id": session_id,
+            "project": project,
+            "role": role,
+            "kind": kind,
+            "tags": tags,
+            "category": category,
+            "metadata": metadata,
+            "importance": importance,
+            "occurred_at": occurred_at,
+            "visibility": visibility,
+            "entities": entities,
+            "sentiment": sentiment,
+            "resolved": resolved,
+            "supersedes": supersedes,
+        }
+        return await self.remember_item(user_id, parsed(RememberItem, fields), agent_id=agent_id)
+
+    async def remember_item(self, user_id: str, item: RememberItem, *, agent_id: str | None = None) -> RememberResult:
+        """Store the item for the user in long-term memory (once), and as a turn of its session if it has one.
 
         `occurred_at` dates the memory when importing history (default: now); it holds from then. A `speaker`
         entry in `metadata` names who said it; it is indexed with the content so questions about that person find
         it. `supersedes` names older memories this one replaces: they stay readable but hold only until it starts.
         A fact is answered with the current memories that look like older versions of it, for the caller to judge.
         """
-        # Built without validation: draft() checks every field and names it in its own error.
-        item = RememberItem.model_construct(
-            content=content,
-            session_id=session_id,
-            role=role,
-            kind=kind,
-            tags=list(tags or []),
-            category=category,
-            metadata=dict(metadata or {}),
-            importance=importance,
-            occurred_at=occurred_at,
-            visibility=visibility,
-            entities=list(entities or []),
-            sentiment=sentiment,
-            resolved=resolved,
-        )
-        return await self._remember_one(user_id, agent_id, item, supersedes or [])
-
-    async def _remember_one(
-        self, user_id: str, agent_id: str | None, item: RememberItem, supersedes: Sequence[str]
-    ) -> RememberResult:
-        """Check, place and store one memory, close what it supersedes, and suggest what it may supersede."""
         ctx = self._ctx
         draft = self._draft(user_id, agent_id, item, "")
         # Checked before anything is stored: a bad id stores nothing.
-        olds = await superseded_memories(ctx, draft.key, list(supersedes), agent_id)
+        olds = await superseded_memories(ctx, draft.key, list(item.supersedes or []), agent_id)
         check_order(valid_from(draft.memory), olds)
         if olds:
             draft = replace(draft, memory=draft.memory.model_copy(update={"supersedes": [o.id for o in olds]}))
@@ -179,17 +156,33 @@ class MemoryWriter:
         )
 
     async def remember_many(
-        self, user_id: str, items: Sequence[RememberItem], *, agent_id: str | None = None
+        self,
+        user_id: str,
+        items: Sequence[RememberItem],
+        *,
+        agent_id: str | None = None,
+        skip_stored: bool = False,
     ) -> list[RememberResult]:
         """Store several memories in one call: one batched embedding and one write (for importing history).
 
         Every item is checked before anything is stored, so a bad item stores nothing. Items with a session are
-        appended to it in the given order.
+        appended to it in the given order. With `skip_stored`, items already in long-term memory are left out
+        before anything else happens, their session included (a capture that runs twice stores once).
         """
         ctx = self._ctx
         if not 1 <= len(items) <= ctx.policy.max_batch:
             raise InvalidInput("items", f"give 1 to {ctx.policy.max_batch} items, got {len(items)}.")
+        for i, item in enumerate(items):
+            if item.supersedes:  # closing older memories needs one remember per memory, with its suggestions
+                raise InvalidInput(f"items[{i}].supersedes", "is taken by remember only, one memory at a time.")
         drafts = [self._draft(user_id, agent_id, item, f"items[{i}].") for i, item in enumerate(items)]
+        if skip_stored:
+            key = ctx.user_key(user_id)
+            ids = list(dict.fromkeys(d.memory.id for d in drafts))
+            stored = {m.id for m in await ctx.run(partial(ctx.long_term.get, key, ids))}
+            drafts = [d for d in drafts if d.memory.id not in stored]
+            if not drafts:
+                return []
         placed = [await self._place(draft) for draft in drafts]
         vectors = await ctx.run(partial(ctx.embedder.embed, [p.indexed for p in placed]))
         memories = await self._enriched([p.memory for p in placed], vectors)
@@ -205,13 +198,15 @@ class MemoryWriter:
         return results
 
     def _draft(self, user_id: str, agent_id: str | None, item: RememberItem, where: str) -> _Draft:
-        """Check one memory's fields (naming them with `where` as prefix) without touching any store."""
+        """The memory an item makes, with what depends on settings and caller applied, without touching any store.
+
+        The item's own fields were parsed with it; here the content limit and redaction (settings) apply, and a
+        private memory needs the writing agent (`where` prefixes the argument named in an error).
+        """
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_optional_id("agent_id", agent_id)
-        check_optional_id(f"{where}session_id", item.session_id)
-        visibility = Visibility(item.visibility)
-        if visibility is Visibility.PRIVATE and agent_id is None:
+        if item.visibility is Visibility.PRIVATE and agent_id is None:
             raise InvalidInput(
                 f"{where}visibility", "'private' keeps a memory to the agent that wrote it: pass agent_id as well."
             )
@@ -219,28 +214,31 @@ class MemoryWriter:
         text = ctx.content(f"{where}content", item.content, redacted)
         metadata = {
             name: ctx.redact(f"{where}metadata", value, redacted) if isinstance(value, str) else value
-            for name, value in check_metadata(item.metadata, f"{where}metadata").items()
+            for name, value in (item.metadata or {}).items()
         }
         # A graph observation names its subject: it is indexed with the text, as a speaker is.
         speaker_value = metadata.get("speaker", metadata.get("subject"))
+        in_session = item.session_id is not None
+        project = item.project
         memory = Memory(
-            id=memory_id(key, text),
+            id=memory_id(key, text, project),
             user_id=key,
             agent_id=agent_id,
-            visibility=visibility,
+            visibility=item.visibility,
             session_id=item.session_id,
-            role=item.role or (Role.USER if item.session_id is not None else None),
-            kind=item.kind or (Kind.TURN if item.session_id is not None else Kind.FACT),
+            project=project,
+            role=item.role or (Role.USER if in_session else None),
+            kind=item.kind or (Kind.TURN if in_session else Kind.FACT),
             content=text,
-            created_at=(when := as_utc(f"{where}occurred_at", item.occurred_at) or ctx.clock()),
+            created_at=(when := item.occurred_at or ctx.clock()),
             valid_from=when,
-            tags=check_tags(f"{where}tags", item.tags),
-            category=check_label(f"{where}category", item.category),
-            entities=check_entities(f"{where}entities", item.entities),
-            sentiment=None if item.sentiment is None else Sentiment(item.sentiment),
+            tags=list(item.tags or []),
+            category=item.category,
+            entities=list(item.entities or []),
+            sentiment=item.sentiment,
             resolved=item.resolved,
             metadata=metadata,
-            importance=check_unit(f"{where}importance", item.importance),
+            importance=item.importance,
         )
         speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
         return _Draft(key=key, memory=memory, speaker=speaker, redacted=redacted)
@@ -303,92 +301,3 @@ class MemoryWriter:
             logger.warning("metadata extraction failed (%s); storing without it", type(exc).__name__)
             return list(memories)
         return [_with_enrichment(m, e) for m, e in zip(memories, found, strict=True)]
-
-    async def update_memory(
-        self,
-        user_id: str,
-        memory_id_: str,
-        *,
-        agent_id: str | None = None,
-        content: str | None = None,
-        tags: Sequence[str] | None = None,
-        category: str | None = None,
-        importance: float | None = None,
-        resolved: bool | None = None,
-        visibility: Visibility | None = None,
-        valid_until: datetime | None = None,
-        superseded_by: str | None = None,
-    ) -> MemoryUpdated:
-        """Change a memory's metadata or content, keeping created_at and setting updated_at.
-
-        A new content is redacted, re-embedded and re-indexed, and gets its content-addressed id (returned, with
-        the old one). Unset arguments leave the field as it is; an empty tag list clears the tags. `valid_until`
-        closes the memory (it no longer holds from then); `superseded_by` names the newer memory that replaces it
-        (closing it when that one starts, unless `valid_until` is earlier).
-        """
-        ctx = self._ctx
-        key = ctx.user_key(user_id)
-        check_memory_id(memory_id_)
-        given = (content, tags, category, importance, resolved, visibility, valid_until, superseded_by)
-        if all(v is None for v in given):
-            raise InvalidInput("update", f"nothing to change: give one of {', '.join(_UPDATABLE)}.")
-        current = await ctx.visible_memory(key, memory_id_, agent_id, required=True)
-        assert current is not None
-        successor = await successor_of(ctx, key, current, superseded_by, agent_id)
-        changes = self._metadata_changes(current, agent_id, tags, category, importance, resolved, visibility)
-        changes.update(validity_changes(current, as_utc("valid_until", valid_until), successor))
-        indexed: str | None = None
-        vector: Vectors | None = None
-        if content is not None:
-            text = ctx.content("content", content, {})
-            new_id = memory_id(key, text)
-            clash: list[Memory] = (
-                [] if new_id == current.id else await ctx.run(partial(ctx.long_term.get, key, [new_id]))
-            )
-            if clash:
-                raise InvalidInput(
-                    "content", f"the same content is already stored as memory {new_id!r}; forget this one instead."
-                )
-            changes.update(id=new_id, content=text)
-            speaker = current.metadata.get("speaker")
-            who = speaker if isinstance(speaker, str) else (current.role.value if current.role else None)
-            indexed = index_text(text, when=current.created_at, speaker=who)
-            vector = (await ctx.run(partial(ctx.embedder.embed, [indexed])))[0]
-        updated = current.model_copy(update=changes)
-        if not await ctx.run(partial(ctx.long_term.replace, key, current.id, updated, indexed, vector)):
-            raise InvalidInput("memory_id", f"no memory {quoted(memory_id_)} is held for this user.")
-        if successor is not None:
-            await link_successor(ctx, key, successor, [updated])
-        previous = current.id if updated.id != current.id else None
-        return MemoryUpdated(
-            id=updated.id, previous_id=previous, memory=updated.model_copy(update={"user_id": user_id})
-        )
-
-    def _metadata_changes(
-        self,
-        current: Memory,
-        agent_id: str | None,
-        tags: Sequence[str] | None,
-        category: str | None,
-        importance: float | None,
-        resolved: bool | None,
-        visibility: Visibility | None,
-    ) -> dict[str, object]:
-        """The checked metadata fields an update sets, with updated_at."""
-        changes: dict[str, object] = {"updated_at": self._ctx.clock()}
-        if tags is not None:
-            changes["tags"] = check_tags("tags", tags)
-        if category is not None:
-            changes["category"] = check_label("category", category)
-        if importance is not None:
-            changes["importance"] = check_unit("importance", importance)
-        if resolved is not None:
-            changes["resolved"] = resolved
-        if visibility is not None:
-            visibility = Visibility(visibility)
-            if visibility != current.visibility and (current.agent_id is None or current.agent_id != agent_id):
-                raise InvalidInput(
-                    "visibility", "only the agent that wrote a memory can change its visibility (pass its agent_id)."
-                )
-            changes["visibility"] = visibility
-        return changes

@@ -11,8 +11,9 @@ from typing import Any
 import pyarrow as pa
 from lancedb.index import Bitmap, BTree
 
+from engram.core.filters import MemoryFilters
 from engram.core.graph_models import Entity, Relation, entity_key
-from engram.core.models import RecallFilters, Visibility
+from engram.core.models import Visibility
 from engram.core.timeutil import to_utc
 from engram.storage.filters import agent_clauses, ids_clause, quote, quote_list
 from engram.storage.lance_support import (
@@ -67,7 +68,7 @@ RELATION_SCHEMA = pa.schema(
 )
 
 
-def _scope(user_id: str, filters: RecallFilters | None = None) -> str:
+def _scope(user_id: str, filters: MemoryFilters | None = None) -> str:
     """The where-clause of one user's rows, as the asking agent may see them (all of them without filters)."""
     clauses = [f"user_id = {quote(user_id)}"]
     if filters is not None:
@@ -122,7 +123,7 @@ class LanceGraphStore:
         if rows:
             self._upsert(self._entities, list(rows.values()))
 
-    def entities(self, user_id: str, filters: RecallFilters, keys: Sequence[str] | None, limit: int) -> list[Entity]:
+    def entities(self, user_id: str, filters: MemoryFilters, keys: Sequence[str] | None, limit: int) -> list[Entity]:
         """The user's entities (visible under `filters`) whose name or an alias has one of `keys` (None: all)."""
         where = _scope(user_id, filters)
         if keys is not None:
@@ -144,7 +145,7 @@ class LanceGraphStore:
         self._upsert(self._relations, list(rows.values()))
         return set(rows) - existing
 
-    def relations(self, user_id: str, filters: RecallFilters, keys: Sequence[str] | None, limit: int) -> list[Relation]:
+    def relations(self, user_id: str, filters: MemoryFilters, keys: Sequence[str] | None, limit: int) -> list[Relation]:
         """The user's relations (visible under `filters`) from or to an entity with one of `keys` (None: all)."""
         where = _scope(user_id, filters)
         if keys is not None:
