@@ -535,6 +535,13 @@ def token_revoke(token_id: str) -> None:
     click.echo(f"revoked {token_id}", err=True)
 
 
+# The memory-correcting commands live in their own module, which uses this one's helpers: registered once both exist.
+from engram.cli_memory import COMMANDS as _MEMORY_COMMANDS  # noqa: E402
+
+for _command in _MEMORY_COMMANDS:
+    cli.add_command(_command)
+
+
 def main() -> None:
     """Entry point of the `engram` console script."""
     cli()
