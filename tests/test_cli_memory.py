@@ -140,3 +140,9 @@ def test_table_pads_columns_and_cuts_long_content() -> None:
     lines = text.splitlines()
     assert lines[0] == "ID  CONTENT" and lines[1].startswith("a   xxx") and lines[1].endswith("…")
     assert len(lines[1]) == 4 + 60 and lines[2] == "bb  short line"
+
+
+def test_ui_without_tokens_refuses_a_non_loopback_bind_in_one_line(tmp_path: Path) -> None:
+    code, out, err = _run(tmp_path, "ui", "--host", "0.0.0.0", user="alice")
+    assert code == 1 and out == "" and err.startswith("Error: Invalid '--host'") and "loopback" in err
+    assert len(err.strip().splitlines()) == 1

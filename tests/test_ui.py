@@ -194,3 +194,30 @@ async def test_with_tokens_every_page_needs_sign_in_and_the_token_decides(
         assert refused.status_code == 403 and "bob secret" not in refused.text
         await client.post("/logout", data={"csrf": _csrf(page)})
         assert (await client.get("/")).status_code == 303
+
+
+async def test_working_memory_knowledge_and_an_agents_private_memories(settings: Settings, browser: Browser) -> None:
+    from engram.core.knowledge_models import GLOBAL_OWNER, DocumentFormat
+    from engram.core.models import Visibility
+
+    memory = open_memory(settings, HashEmbedder(), clock=stepping_clock)
+    try:
+        await memory.remember("alice", "the turn said in chat one", session_id="chat-1")
+        await memory.remember("alice", "planner's own private note", agent_id="planner", visibility=Visibility.PRIVATE)
+        assert memory.knowledge is not None
+        await memory.knowledge.ingest_text(
+            GLOBAL_OWNER,
+            "handbook",
+            "# Vacation\n\nEvery employee gets twenty days of vacation.",
+            DocumentFormat.MARKDOWN,
+        )
+    finally:
+        memory.close()
+    async with browser() as client:
+        page = (await client.get("/", params={"tier": "working", "session": "chat-1"})).text
+        assert "Working memory" in page and "the turn said in chat one" in page
+        assert "give a session id" in (await client.get("/", params={"tier": "working"})).text
+        page = (await client.get("/", params={"tier": "knowledge", "query": "vacation days"})).text
+        assert "twenty days of vacation" in page and "handbook" in page
+        assert "private note" not in (await client.get("/")).text
+        assert "private note" in (await client.get("/", params={"agent": "planner"})).text
