@@ -221,3 +221,20 @@ async def test_working_memory_knowledge_and_an_agents_private_memories(settings:
         assert "twenty days of vacation" in page and "handbook" in page
         assert "private note" not in (await client.get("/")).text
         assert "private note" in (await client.get("/", params={"agent": "planner"})).text
+
+
+async def test_signing_in_gives_the_browser_a_new_session_so_a_planted_one_gets_nothing(
+    settings: Settings, browser: Browser
+) -> None:
+    await _seed(settings, "alice", "alice note")
+    secret = issue_token(settings.data_dir, users=["alice"], scopes=["read"])
+    async with browser(users=()) as victim:
+        login = (await victim.get("/login")).text
+        (cookie,) = victim.cookies.jar
+        planted = cookie.value  # the id an attacker could have planted before the victim signs in
+        assert (await victim.post("/login", data={"csrf": _csrf(login), "token": secret})).status_code == 303
+        assert "alice note" in (await victim.get("/")).text
+        assert next(iter(victim.cookies.jar)).value != planted
+        victim.cookies.clear()
+        victim.cookies.set(cookie.name, planted, domain=cookie.domain)
+        assert (await victim.get("/")).status_code == 303  # back to sign-in: the planted id was never signed in

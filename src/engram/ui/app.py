@@ -128,6 +128,9 @@ class Page:
             response = render(state, request, "error.html", session_id, message=str(exc), status=403)
         except EngramError as exc:
             response = render(state, request, "error.html", session_id, message=str(exc), status=400)
+        renewed: str | None = getattr(request.state, "renewed_session", None)
+        if renewed is not None:
+            return _finish(response, renewed, True)
         return _finish(response, session_id, fresh)
 
 
@@ -259,11 +262,16 @@ async def login_page(request: Request, state: UiState, viewer: Viewer, session_i
         return RedirectResponse("/", status_code=303)
     if request.method == "GET":
         return render(state, request, "login.html", session_id)
-    if not await state.sessions.sign_in(session_id, request.state.form.get("token", "")):
+    # A new session id on sign-in: an id planted in the browser beforehand (another local port can set cookies for
+    # 127.0.0.1) must not become a signed-in session its planter also holds.
+    renewed = state.sessions.new_id()
+    if not await state.sessions.sign_in(renewed, request.state.form.get("token", "")):
         return render(
             state, request, "login.html", session_id, status=401,
             error="That token is not valid (unknown, revoked or expired). Create one with `engram token create`.",
         )  # fmt: skip
+    state.sessions.sign_out(session_id)
+    request.state.renewed_session = renewed
     return RedirectResponse("/?done=signed-in", status_code=303)
 
 
