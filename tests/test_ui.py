@@ -238,3 +238,14 @@ async def test_signing_in_gives_the_browser_a_new_session_so_a_planted_one_gets_
         victim.cookies.clear()
         victim.cookies.set(cookie.name, planted, domain=cookie.domain)
         assert (await victim.get("/")).status_code == 303  # back to sign-in: the planted id was never signed in
+
+
+async def test_the_session_cookie_is_secure_behind_https_and_never_readable_by_script(
+    settings: Settings, browser: Browser
+) -> None:
+    async with browser() as client:
+        cookie = (await client.get("/")).headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
+    async with browser(public_url="https://memory.example.com") as client:
+        cookie = (await client.get("/")).headers["set-cookie"].lower()
+        assert "httponly" in cookie and "; secure" in cookie

@@ -113,11 +113,8 @@ class Page:
             if request.method == "POST":
                 form = await _form(request)
                 if fresh or not state.sessions.csrf_valid(session_id, form.get("csrf")):
-                    return _finish(
-                        render(state, request, "error.html", session_id, message=_CSRF_MESSAGE, status=403),
-                        session_id,
-                        fresh,
-                    )
+                    refused = render(state, request, "error.html", session_id, message=_CSRF_MESSAGE, status=403)
+                    return _finish(state, refused, session_id, fresh)
                 request.state.form = form
             viewer = await state.sessions.viewer(session_id)
             if viewer is None and self._signed_in:
@@ -130,8 +127,8 @@ class Page:
             response = render(state, request, "error.html", session_id, message=str(exc), status=400)
         renewed: str | None = getattr(request.state, "renewed_session", None)
         if renewed is not None:
-            return _finish(response, renewed, True)
-        return _finish(response, session_id, fresh)
+            return _finish(state, response, renewed, True)
+        return _finish(state, response, session_id, fresh)
 
 
 _CSRF_MESSAGE = (
@@ -140,9 +137,11 @@ _CSRF_MESSAGE = (
 )
 
 
-def _finish(response: Response, session_id: str, fresh: bool) -> Response:
+def _finish(state: UiState, response: Response, session_id: str, fresh: bool) -> Response:
     if fresh:
-        response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", path="/")
+        # Secure when the browser reaches the page over HTTPS (a proxy in front, named by ENGRAM_PUBLIC_URL).
+        secure = str(state.settings.public_url or "").startswith("https://")
+        response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", path="/", secure=secure)
     response.headers.update(SECURITY_HEADERS)
     return response
 
