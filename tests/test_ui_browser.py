@@ -21,14 +21,13 @@ import pytest
 from engram.config import Settings
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
-from tests.conftest import REPO_ROOT
 from tests.http_server import START_TIMEOUT_S, engram_command, free_port
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SCREENSHOT = REPO_ROOT / "docs" / "memory-browser.png"
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "memory-browser.png"
 #: Longest a page may take to appear in the browser on a loaded machine (a ceiling, not a measurement).
 PAGE_TIMEOUT_S = 60
 
