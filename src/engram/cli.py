@@ -538,13 +538,20 @@ def token_revoke(token_id: str) -> None:
     click.echo(f"revoked {token_id}", err=True)
 
 
-# The memory-correcting commands live in their own module, which uses this one's helpers: registered once both exist.
-from engram.cli_memory import COMMANDS as _MEMORY_COMMANDS  # noqa: E402
-
-for _command in _MEMORY_COMMANDS:
-    cli.add_command(_command)
-
-
 def main() -> None:
     """Entry point of the `engram` console script."""
     cli()
+
+
+def _register_commands() -> None:
+    """Add the commands that live in their own modules (hooks, projects, export and import, seeing and correcting)."""
+    from engram.cli_memory import COMMANDS as memory_commands
+    from engram.hooks.command import hook
+    from engram.portability.commands import export, import_
+    from engram.project_commands import forget_project
+
+    for command in (hook, export, import_, forget_project, *memory_commands):
+        cli.add_command(command)
+
+
+_register_commands()
