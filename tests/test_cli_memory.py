@@ -32,7 +32,7 @@ def test_list_shows_a_headed_table_and_json_of_one_user_only(tmp_path: Path) -> 
     code, out, _ = _run(tmp_path, "list", "--user", "alice")
     assert code == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["ID", "CREATED", "KIND", "AGENT", "TAGS", "CATEGORY", "CONTENT"]
+    assert header.split() == ["ID", "CREATED", "PROJECT", "KIND", "AGENT", "TAGS", "CATEGORY", "CONTENT"]
     assert len(rows) == 2 and "bob's secret" not in out
     code, out, _ = _run(tmp_path, "list", "--user", "alice", "--json", "--tag", "baking")
     listed = json.loads(out)
@@ -146,3 +146,31 @@ def test_ui_without_tokens_refuses_a_non_loopback_bind_in_one_line(tmp_path: Pat
     code, out, err = _run(tmp_path, "ui", "--host", "0.0.0.0", user="alice")
     assert code == 1 and out == "" and err.startswith("Error: Invalid '--host'") and "loopback" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_list_shows_every_project_unless_one_is_named(tmp_path: Path) -> None:
+    import anyio
+
+    from engram.config import Settings
+    from engram.embeddings.hashing import HashEmbedder
+    from engram.runtime import open_memory
+
+    async def seed() -> str:
+        memory = open_memory(Settings(data_dir=tmp_path, embedding_model="hash"), HashEmbedder())
+        try:
+            alpha = (await memory.remember("alice", "alpha's build uses make", project="alpha")).id
+            await memory.remember("alice", "beta deploys on fridays", project="beta")
+            await memory.remember("alice", "likes short answers")
+            return alpha
+        finally:
+            memory.close()
+
+    alpha = anyio.run(seed)
+    code, out, _ = _run(tmp_path, "list", "--user", "alice")
+    assert code == 0 and out.splitlines()[0].split()[:4] == ["ID", "CREATED", "PROJECT", "KIND"]
+    assert "alpha's build" in out and "beta deploys" in out and "likes short answers" in out
+    code, out, _ = _run(tmp_path, "list", "--user", "alice", "--project", "alpha", "--json")
+    listed = json.loads(out)["memories"]
+    assert [(m["id"], m["project"]) for m in listed] == [(alpha, "alpha")]
+    code, out, _ = _run(tmp_path, "show", alpha, "--user", "alice")
+    assert "project     alpha" in out

@@ -249,3 +249,21 @@ async def test_the_session_cookie_is_secure_behind_https_and_never_readable_by_s
     async with browser(public_url="https://memory.example.com") as client:
         cookie = (await client.get("/")).headers["set-cookie"].lower()
         assert "httponly" in cookie and "; secure" in cookie
+
+
+async def test_the_project_filter_and_every_project_by_default(settings: Settings, browser: Browser) -> None:
+    memory = open_memory(settings, HashEmbedder(), clock=stepping_clock)
+    try:
+        alpha = (await memory.remember("alice", "the alpha build uses make", project="alpha")).id
+        await memory.remember("alice", "beta deploys on fridays", project="beta")
+        await memory.remember("alice", "likes short answers")
+    finally:
+        memory.close()
+    async with browser() as client:
+        page = (await client.get("/")).text
+        assert "alpha build" in page and "beta deploys" in page and "likes short answers" in page
+        page = (await client.get("/", params={"project": "alpha"})).text
+        assert _memory_ids(page) == [alpha]
+        page = (await client.get("/", params={"project": "alpha", "query": "build"})).text
+        assert _memory_ids(page) == [alpha]
+        assert ">alpha<" in (await client.get(f"/memory/{alpha}")).text

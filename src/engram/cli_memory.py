@@ -107,10 +107,10 @@ def _run(settings: Settings, action: Callable[[MemoryService], Awaitable[T]]) ->
 
 
 def _memory_row(m: Memory) -> list[object]:
-    return [m.id, m.created_at, m.kind.value, m.agent_id, m.tags, m.category, m.content]
+    return [m.id, m.created_at, m.project, m.kind.value, m.agent_id, m.tags, m.category, m.content]
 
 
-MEMORY_HEADERS = ("id", "created", "kind", "agent", "tags", "category", "content")
+MEMORY_HEADERS = ("id", "created", "project", "kind", "agent", "tags", "category", "content")
 
 user_option = click.option("--user", "user_id", help="Whose memory [default: ENGRAM_DEFAULT_USER, the login name].")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -122,6 +122,7 @@ def _filters(
     category: str | None,
     entity: str | None,
     agents: tuple[str, ...],
+    project: str | None,
     session_id: str | None,
     kind: str | None,
     since: datetime | None,
@@ -134,7 +135,10 @@ def _filters(
     def aware(when: datetime | None) -> datetime | None:
         return when if when is None or when.tzinfo is not None else when.replace(tzinfo=UTC)
 
+    # Seeing what is stored means every project unless one is named; then that project alone.
     return RecallFilters(
+        project=project,
+        project_scope="only" if project else "any",
         tags_any=list(tags),
         category=category,
         entity=entity,
@@ -154,6 +158,7 @@ def _filters(
 @click.option("--category", help="Only memories of this category.")
 @click.option("--entity", help="Only memories naming this entity.")
 @click.option("--by-agent", "agents", multiple=True, help="Only memories written by this agent (repeatable).")
+@click.option("--project", help="Only memories of this project [default: every project and the global ones].")
 @click.option("--session", "session_id", help="Only memories of this session.")
 @click.option("--kind", type=click.Choice(["turn", "fact", "summary", "document"]), help="Only this kind.")
 @click.option("--since", type=click.DateTime(), help="Created at or after this time (UTC unless it says).")
@@ -169,6 +174,7 @@ def list_(
     category: str | None,
     entity: str | None,
     agents: tuple[str, ...],
+    project: str | None,
     session_id: str | None,
     kind: str | None,
     since: datetime | None,
@@ -180,7 +186,7 @@ def list_(
     """List a user's long-term memories, newest first, optionally filtered by their metadata."""
     settings = _settings()
     user = _user(settings, user_id)
-    filters = _filters(tags, category, entity, agents, session_id, kind, since, until)
+    filters = _filters(tags, category, entity, agents, project, session_id, kind, since, until)
 
     async def run(memory: MemoryService) -> tuple[list[Memory], int | None]:
         found: list[Memory] = []
@@ -214,6 +220,7 @@ def _details(m: Memory) -> str:
     fields: list[tuple[str, object]] = [
         ("id", m.id),
         ("user", m.user_id),
+        ("project", m.project),
         ("kind", m.kind.value),
         ("created", m.created_at.isoformat()),
         ("updated", m.updated_at.isoformat() if m.updated_at else None),

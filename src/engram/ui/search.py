@@ -42,6 +42,7 @@ class SearchForm:
     category: str = ""
     entity: str = ""
     agent: str = ""
+    project: str = ""
     session: str = ""
     since: str = ""
     until: str = ""
@@ -51,7 +52,19 @@ class SearchForm:
     def parse(cls, params: dict[str, str]) -> SearchForm:
         """The form from query parameters; a bad value raises InvalidInput naming the field."""
         values: dict[str, str] = {}
-        for name in ("user", "query", "tier", "tag", "category", "entity", "agent", "session", "since", "until"):
+        for name in (
+            "user",
+            "query",
+            "tier",
+            "tag",
+            "category",
+            "entity",
+            "agent",
+            "project",
+            "session",
+            "since",
+            "until",
+        ):
             value = params.get(name, "").strip()
             if len(value) > MAX_FIELD:
                 raise InvalidInput(name, f"is {len(value)} characters; the limit is {MAX_FIELD}.")
@@ -67,7 +80,10 @@ class SearchForm:
 
     def filters(self) -> RecallFilters:
         """The metadata conditions the form sets (the core checks each one)."""
+        # A browser shows every project unless one is named; then that project alone.
         return RecallFilters(
+            project=self.project or None,
+            project_scope="only" if self.project else "any",
             tags_any=[self.tag] if self.tag else [],
             category=self.category or None,
             entity=self.entity or None,
