@@ -32,11 +32,11 @@ SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "memory-browser.p
 PAGE_TIMEOUT_S = 60
 
 MEMORIES = [
-    ("Prefers green tea in the morning, never coffee after 2 pm.", ["drinks"], "preference"),
-    ("The team's staging database is on the db-staging host; backups run nightly at 02:00.", ["infra"], "work"),
-    ("Allergic to peanuts: check every recipe suggestion.", ["health"], "health"),
-    ("Walks the dog, Miso, every day at noon.", ["pets"], "routine"),
-    ("Wants the quarterly report as a PDF, with charts first.", ["reports"], "work"),
+    ("Prefers green tea in the morning, never coffee after 2 pm.", ["drinks"], "preference", None),
+    ("The staging database is on the db-staging host; backups run nightly at 02:00.", ["infra"], "work", "shop-api"),
+    ("Allergic to peanuts: check every recipe suggestion.", ["health"], "health", None),
+    ("Walks the dog, Miso, every day at noon.", ["pets"], "routine", None),
+    ("Wants the quarterly report as a PDF, with charts first.", ["reports"], "work", "finance"),
 ]
 
 
@@ -64,8 +64,8 @@ def _seed(data_dir: Path) -> None:
     try:
 
         async def store() -> None:
-            for content, tags, category in MEMORIES:
-                stored = await memory.remember("alice", content, tags=tags)
+            for content, tags, category, project in MEMORIES:
+                stored = await memory.remember("alice", content, tags=tags, project=project)
                 await memory.update_memory("alice", stored.id, category=category)
 
         anyio.run(store)
