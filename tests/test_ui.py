@@ -197,7 +197,7 @@ async def test_with_tokens_every_page_needs_sign_in_and_the_token_decides(
 
 
 async def test_working_memory_knowledge_and_an_agents_private_memories(settings: Settings, browser: Browser) -> None:
-    from engram.core.knowledge_models import GLOBAL_OWNER, DocumentFormat
+    from engram.core.knowledge_models import DocumentFormat
     from engram.core.models import Visibility
 
     memory = open_memory(settings, HashEmbedder(), clock=stepping_clock)
@@ -206,7 +206,7 @@ async def test_working_memory_knowledge_and_an_agents_private_memories(settings:
         await memory.remember("alice", "planner's own private note", agent_id="planner", visibility=Visibility.PRIVATE)
         assert memory.knowledge is not None
         await memory.knowledge.ingest_text(
-            GLOBAL_OWNER,
+            None,
             "handbook",
             "# Vacation\n\nEvery employee gets twenty days of vacation.",
             DocumentFormat.MARKDOWN,

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from engram.config import Settings
-    from engram.core.models import Memory, MemoryForgotten, RecallFilters
+    from engram.core.filters import MemoryFilters
+    from engram.core.models import Memory, MemoryForgotten
     from engram.core.service import MemoryService
 
 T = TypeVar("T")
@@ -127,27 +128,29 @@ def _filters(
     kind: str | None,
     since: datetime | None,
     until: datetime | None,
-) -> RecallFilters:
+) -> MemoryFilters:
     from datetime import UTC
 
-    from engram.core.models import Kind, RecallFilters
+    from engram.core.filters import MemoryFilters
+    from engram.core.validation import parsed
 
     def aware(when: datetime | None) -> datetime | None:
         return when if when is None or when.tzinfo is not None else when.replace(tzinfo=UTC)
 
     # Seeing what is stored means every project unless one is named; then that project alone.
-    return RecallFilters(
-        project=project,
-        project_scope="only" if project else "any",
-        tags_any=list(tags),
-        category=category,
-        entity=entity,
-        agents=list(agents),
-        session_id=session_id,
-        kind=Kind(kind) if kind else None,
-        since=aware(since),
-        until=aware(until),
-    )
+    values: dict[str, object] = {
+        "project": project,
+        "projects": "only" if project else "any",
+        "tags": list(tags) or None,
+        "category": category,
+        "entity": entity,
+        "from_agents": list(agents) or None,
+        "from_session": session_id,
+        "kind": kind,
+        "since": aware(since),
+        "until": aware(until),
+    }
+    return parsed(MemoryFilters, values)
 
 
 @click.command("list")
@@ -186,7 +189,8 @@ def list_(
     """List a user's long-term memories, newest first, optionally filtered by their metadata."""
     settings = _settings()
     user = _user(settings, user_id)
-    filters = _filters(tags, category, entity, agents, project, session_id, kind, since, until)
+    with _clean_errors():
+        filters = _filters(tags, category, entity, agents, project, session_id, kind, since, until)
 
     async def run(memory: MemoryService) -> tuple[list[Memory], int | None]:
         found: list[Memory] = []

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from engram.config import MAX_BATCH, MAX_TOP_K, Settings
+from engram.config import Settings
 from engram.core.errors import InvalidInput, quoted
 from engram.core.health import TierHealth
 from engram.core.identity import Pseudonymizer
 from engram.core.knowledge import KnowledgePolicy, KnowledgeService
+from engram.core.limits import MAX_BATCH, MAX_TOP_K
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder, MemoryMetrics
 from engram.core.ranking import RankingPolicy
@@ -92,6 +93,7 @@ def open_memory(
     from engram.embeddings.measured import MeasuredEmbedder
     from engram.ingest import parse_document
     from engram.storage.faults import open_tier
+    from engram.storage.guarded import GuardedKnowledgeStore, GuardedLongTermStore, GuardedSessionStore
     from engram.storage.journal import WriteJournal
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
@@ -112,6 +114,9 @@ def open_memory(
     pseudonymize = Pseudonymizer(user_id_key(settings))
     # A damaged tier is opened as a stand-in that reports the damage, so the other tiers keep serving.
     health = TierHealth()
+    # Every store opened so far is closed again if a later one fails: nothing keeps running or locked behind a
+    # failed start (the long-term store runs a flusher and upkeep threads and holds its journal).
+    opened = contextlib.ExitStack()
     sessions = open_tier(
         lambda: DiskSessionStore(
             settings.session_cache_dir,
@@ -120,10 +125,12 @@ def open_memory(
             short_term_turns=settings.short_term_max_turns,
             short_term_ttl=timedelta(days=settings.short_term_ttl_days),
         ),
+        GuardedSessionStore,
         "session",
         settings.session_cache_dir,
         health,
     )
+    opened.callback(sessions.close)
     try:
         if embedder is None:
             embedder = load_embedder(
@@ -157,23 +164,28 @@ def open_memory(
             journal = WriteJournal(settings.long_term_dir / "journal.sqlite")
             return JournaledLongTermStore(table, journal, upkeep=upkeep)
 
-        long_term = open_tier(open_long_term, "long-term", settings.long_term_dir, health)
+        long_term = open_tier(open_long_term, GuardedLongTermStore, "long-term", settings.long_term_dir, health)
+        opened.callback(long_term.close)
         knowledge_store = open_tier(
             lambda: LanceKnowledgeStore(settings.knowledge_dir, dimensions=dimensions, model_id=model_id),
+            GuardedKnowledgeStore,
             "knowledge",
             settings.knowledge_dir,
             health,
         )
     except BaseException:
-        sessions.close()
+        opened.close()  # the last opened first
         raise
+    opened.pop_all()  # from here on the service owns them and closes them
     from engram.embeddings.batching import BatchingEmbedder
 
     if metrics is not None:
         embedder = MeasuredEmbedder(embedder, metrics)
     # Concurrent single calls (several clients) share model calls: +15% texts/s with 8 callers, measured loaded.
     embedder = BatchingEmbedder(embedder)
-    knowledge = KnowledgeService(embedder, knowledge_store, parse_document, knowledge_policy, ranking, clock)
+    knowledge = KnowledgeService(
+        embedder, knowledge_store, parse_document, knowledge_policy, ranking, clock, pseudonymize=pseudonymize
+    )
     return MemoryService(
         embedder=embedder,
         long_term=long_term,

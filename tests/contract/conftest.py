@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from engram.core.health import TierHealth
 from engram.core.ports import LongTermStore, SessionStore
 from engram.embeddings.hashing import HashEmbedder
+from engram.storage.guarded import GuardedLongTermStore
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.long_term import LanceLongTermStore
@@ -31,7 +33,16 @@ def _journaled(directory: Path) -> LongTermStore:
     return JournaledLongTermStore(table, WriteJournal(directory / "journal.sqlite"))
 
 
-LONG_TERM_BACK_ENDS: dict[str, Callable[[Path], LongTermStore]] = {"lance": _lance, "journaled-lance": _journaled}
+def _guarded(directory: Path) -> LongTermStore:
+    # The stack a server runs: the fault translator over the journal over LanceDB, each a decorator of the port.
+    return GuardedLongTermStore(_journaled(directory), "long-term", directory, TierHealth())
+
+
+LONG_TERM_BACK_ENDS: dict[str, Callable[[Path], LongTermStore]] = {
+    "lance": _lance,
+    "journaled-lance": _journaled,
+    "guarded-journaled-lance": _guarded,
+}
 
 
 def _diskcache(directory: Path) -> SessionStore:

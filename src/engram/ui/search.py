@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from engram.core.errors import InvalidInput
-from engram.core.models import KnowledgeHit, Memory, MemoryHit, RecallFilters, RecallScope, WorkingTurn
+from engram.core.filters import MemoryFilters
+from engram.core.models import KnowledgeHit, Memory, MemoryHit, RecallScope, WorkingTurn
 from engram.core.service import MemoryService
+from engram.core.validation import parsed
 
 Tier = Literal["all", "long_term", "working", "knowledge"]
 TIERS: tuple[Tier, ...] = ("all", "long_term", "working", "knowledge")
@@ -78,20 +80,21 @@ class SearchForm:
             raise InvalidInput("offset", "must be a whole number from 0.")
         return cls(tier=tier, offset=int(offset_text), **values)
 
-    def filters(self) -> RecallFilters:
-        """The metadata conditions the form sets (the core checks each one)."""
+    def filters(self) -> MemoryFilters:
+        """The metadata conditions the form sets (parsed by core: a bad value is an InvalidInput naming it)."""
         # A browser shows every project unless one is named; then that project alone.
-        return RecallFilters(
-            project=self.project or None,
-            project_scope="only" if self.project else "any",
-            tags_any=[self.tag] if self.tag else [],
-            category=self.category or None,
-            entity=self.entity or None,
-            agents=[self.agent] if self.agent else [],
-            session_id=self.session or None,
-            since=_when("since", self.since, end=False),
-            until=_when("until", self.until, end=True),
-        )
+        values: dict[str, object] = {
+            "project": self.project or None,
+            "projects": "only" if self.project else "any",
+            "tags": [self.tag] if self.tag else None,
+            "category": self.category or None,
+            "entity": self.entity or None,
+            "from_agents": [self.agent] if self.agent else None,
+            "from_session": self.session or None,
+            "since": _when("since", self.since, end=False),
+            "until": _when("until", self.until, end=True),
+        }
+        return parsed(MemoryFilters, values)
 
 
 @dataclass
