@@ -1,7 +1,9 @@
 """The memory browser in a real headless Chromium (Debian's, driven by Selenium): load, search, edit, forget.
 
 The set-up installs Debian's `chromium` and `chromium-driver` when they are missing, as CI on a clean machine must.
-The screenshot the test takes of the search page is the one in the README (docs/memory-browser.png).
+The screenshot the test takes of the search page is the one in the README (docs/memory-browser.png): with
+`ENGRAM_UPDATE_SCREENSHOT=1` the test writes it there; otherwise into its temporary directory, so a test run
+leaves the checkout clean.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "memory-browser.png"
+README_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "memory-browser.png"
 #: Longest a page may take to appear in the browser on a loaded machine (a ceiling, not a measurement).
 PAGE_TIMEOUT_S = 60
 
@@ -127,7 +129,7 @@ def driver(chromium: None) -> Iterator[Any]:
         browser.quit()
 
 
-def test_load_search_edit_and_forget_in_chromium(ui_server: str, driver: Any) -> None:
+def test_load_search_edit_and_forget_in_chromium(ui_server: str, driver: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -144,8 +146,9 @@ def test_load_search_edit_and_forget_in_chromium(ui_server: str, driver: Any) ->
     wait.until(shown.url_contains("query="))
     first = driver.find_element(By.CSS_SELECTOR, "table.memories a.memory")
     assert first.text.startswith("Prefers green tea")
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert driver.save_screenshot(str(SCREENSHOT))
+    screenshot = README_SCREENSHOT if os.environ.get("ENGRAM_UPDATE_SCREENSHOT") == "1" else tmp_path / "page.png"
+    assert driver.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 0
 
     first.click()
     wait.until(shown.presence_of_element_located((By.CSS_SELECTOR, "blockquote.content")))
