@@ -581,12 +581,13 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    """Add the commands that live in their own modules (hooks, projects, export and import)."""
+    """Add the commands that live in their own modules (hooks, projects, export and import, seeing and correcting)."""
+    from engram.cli_memory import COMMANDS as memory_commands
     from engram.hooks.command import hook
     from engram.portability.commands import export, import_
     from engram.project_commands import forget_project
 
-    for command in (hook, export, forget_project):
+    for command in (hook, export, forget_project, *memory_commands):
         cli.add_command(command)
     import_group.add_command(import_, "file")
 

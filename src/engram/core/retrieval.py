@@ -29,7 +29,7 @@ from engram.core.models import (
 )
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
-from engram.core.validation import as_utc, check_id, check_optional_id
+from engram.core.validation import as_utc, check_id, check_memory_id, check_optional_id
 
 #: What recall adds to a memory naming an entity the query names, or one of its one-hop neighbours. A neighbour's
 #: memories share no words with the question ("Where is Priya's employer?" - "Headquarters in Rotterdam"), so the
@@ -274,6 +274,14 @@ class MemoryReader:
         rows = await ctx.run(partial(ctx.long_term.list_memories, key, checked, limit + 1, offset))
         memories = [m.model_copy(update={"user_id": user_id}) for m in rows[:limit]]
         return MemoryPage(memories=memories, next_offset=offset + limit if len(rows) > limit else None)
+
+    async def get_memory(self, user_id: str, memory_id_: str, *, agent_id: str | None = None) -> Memory:
+        """One of the user's memories by id, as the asking `agent_id` may see it (InvalidInput if it is not held)."""
+        key = self._ctx.user_key(user_id)
+        check_memory_id(memory_id_)
+        found = await self._ctx.visible_memory(key, memory_id_, agent_id, required=True)
+        assert found is not None
+        return found.model_copy(update={"user_id": user_id})
 
     async def recent_memories(self, user_id: str, limit: int = 20, *, agent_id: str | None = None) -> list[Memory]:
         """The user's most recently stored long-term memories that `agent_id` may see, newest first."""

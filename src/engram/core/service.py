@@ -98,7 +98,7 @@ class MemoryService:
 
         reader = MemoryReader(context)
         self.recall = reader.recall
-        self.list_memories = reader.list_memories
+        self.list_memories, self.get_memory = reader.list_memories, reader.get_memory
         self.recent_memories = reader.recent_memories
         self.sessions_of = reader.sessions_of
         self.transcript = reader.transcript
