@@ -81,6 +81,23 @@ class Settings(BaseSettings):
         "e.g. ~/.cache/engram/models, shared by every data dir). The default int8 model is shipped built and needs "
         "none.",
     )
+    storage_uri: str | None = Field(
+        default=None,
+        description="Object store for long-term and knowledge memory, shared by every replica: s3://bucket/prefix "
+        "(endpoint, region and credentials the usual AWS way: AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY; needs the `distributed` extra). gs:// and az:// pass to LanceDB untested. Unset: "
+        "LanceDB under the data directory.",
+    )
+    sessions_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL for working and short-term memory, shared by every replica: redis://[:password@]host:"
+        "port/db, or rediss:// for TLS (needs the `distributed` extra). Unset: a diskcache under the data directory.",
+    )
+    sessions_rewrite_after_erasure: bool = Field(
+        default=True,
+        description="With ENGRAM_SESSIONS_URL: after forget_user, ask Redis to rewrite its AOF (BGREWRITEAOF) and RDB "
+        "snapshot (BGSAVE), which otherwise keep the erased keys' bytes.",
+    )
     working_memory_turns: int = Field(default=20, ge=1, le=1000, description="Turns kept verbatim per session.")
     working_memory_ttl_hours: float = Field(
         default=24.0, gt=0, description="A session's working memory expires this long after its last turn."

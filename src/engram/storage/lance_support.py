@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
-from engram.storage.residue import files_containing
+from engram.storage.location import Location, location_bytes, location_holding
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ _READ_ATTEMPTS = 4
 _COMMIT_ATTEMPTS = 10
 
 
-def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Path, what: str) -> tuple[Any, bool]:
+def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Location, what: str) -> tuple[Any, bool]:
     """Open table `name`, or create it with `schema`; return it and whether it was created.
 
     Raises EmbeddingModelMismatch when the stored table was built with another model or dimension than `schema`
@@ -87,7 +87,7 @@ def ensure_indexes(table: Any, wanted: list[tuple[str, Any]], rebuild: bool = Fa
 
 
 def erase_rows(
-    table: Any, where: str, directory: Path, what: str, rebuild_indexes: Callable[[], None], *, clean: bool = False
+    table: Any, where: str, directory: Location, what: str, rebuild_indexes: Callable[[], None], *, clean: bool = False
 ) -> int:
     """Delete the rows matching `where` and every trace of them on disk; return how many were deleted.
 
@@ -119,7 +119,7 @@ def erase_rows(
     return deleted
 
 
-def traces(table: Any, where: str, directory: Path, key: str, *, erased_through: int = 0) -> list[str]:
+def traces(table: Any, where: str, directory: Location, key: str, *, erased_through: int = 0) -> list[str]:
     """What is left on disk of the rows matching `where` and of `key`, named by place and never by content.
 
     A trace is a live row, a table version that still holds matching rows or that an erasure ending at version
@@ -141,13 +141,13 @@ def traces(table: Any, where: str, directory: Path, key: str, *, erased_through:
             continue
         if stale:
             found.append(f"table version {version}")
-    found += [f"the file {name}" for name in files_containing(directory, key)]
+    found += [f"the file {name}" for name in location_holding(directory, key)]
     return found
 
 
-def directory_bytes(directory: Path) -> int:
-    """Size of the files under `directory`."""
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+def directory_bytes(directory: Location) -> int:
+    """Size of the files under `directory` (or of the objects under its prefix)."""
+    return location_bytes(directory)
 
 
 def retry_on_conflict(action: Callable[[], T]) -> T:

@@ -19,7 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
@@ -32,7 +31,6 @@ from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
 from engram.storage.journal import WriteJournal
 from engram.storage.lance_support import (
     META_MODEL,
-    FileLock,
     ReadersWriterLock,
     directory_bytes,
     ensure_indexes,
@@ -42,6 +40,7 @@ from engram.storage.lance_support import (
     retry_on_conflict,
     traces,
 )
+from engram.storage.location import Location, ObjectStore, connect, location_lock
 
 logger = logging.getLogger(__name__)
 
@@ -113,19 +112,18 @@ class StoreHealth:
 class LanceLongTermStore:
     """Long-term memories in a LanceDB table; every query is prefiltered to one user."""
 
-    def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Location, *, dimensions: int, model_id: str) -> None:
         self._directory = directory
         # Several servers may share a data directory (Claude Desktop and an IDE each launch one): every read
         # must see the other processes' commits, or inserts duplicate and deletes miss rows.
-        self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
+        self._db: Any = connect(directory, read_consistency_interval=timedelta(0))
         self._write_lock = threading.Lock()
         # Servers sharing this directory take turns to write: concurrent LanceDB commits conflict, and two
         # conditional inserts of the same id racing in two processes could both insert it.
-        self._process_lock = FileLock(directory / ".engram-write.lock")
+        self._process_lock = location_lock(directory, "write")
         # Upkeep (compaction, index upkeep, version clean-up) runs in one process at a time, outside the write lock
         # so that writes go on meanwhile; erasure takes it too, since erasure deletes unreferenced files.
-        self._upkeep_lock = FileLock(directory / ".engram-upkeep.lock")
+        self._upkeep_lock = location_lock(directory, "upkeep")
         self._readers = ReadersWriterLock()
         self._commits = 0
         self._erased_through = 0  # the table version this store's latest erasure ended at
@@ -228,6 +226,8 @@ class LanceLongTermStore:
 
     @property
     def _table_dir(self) -> Path:
+        # Only local stores have a directory to fsync and count files in (absorb runs with the local journal).
+        assert isinstance(self._directory, Path), "a store on object storage has no local table directory"
         return self._directory / f"{TABLE_NAME}.lance"
 
     def _select(self, where: str, limit: int) -> list[Memory]:
@@ -260,8 +260,13 @@ class LanceLongTermStore:
                 fragments=len(dataset.get_fragments()),
                 unindexed_rows=unindexed,
                 versions=len(dataset.versions()),
-                data_files=_count_files(self._table_dir / "data"),
+                data_files=self._data_files(),
             )
+
+    def _data_files(self) -> int:
+        if isinstance(self._directory, ObjectStore):
+            return sum(1 for _ in self._directory.child(f"{TABLE_NAME}.lance/data").objects())
+        return _count_files(self._table_dir / "data")
 
     def upkeep(self, keep_versions_for: timedelta) -> bool:
         """Compact, bring the indexes up to date, and remove versions superseded more than `keep_versions_for` ago.
