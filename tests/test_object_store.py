@@ -11,10 +11,10 @@ import lance
 import pytest
 import redis
 
-from engram.config import Settings
+from engram.config import Settings, aws_storage_options
 from engram.core.errors import InvalidInput
 from engram.core.identity import Pseudonymizer
-from engram.storage.location import ObjectStore, s3_client, storage_options_from_environment
+from engram.storage.location import ObjectStore, s3_client
 from engram.storage.s3_probe import check_conditional_put
 from engram.user_key import user_id_key
 from tests.engines import RedisEngine, redis_contents
@@ -65,7 +65,7 @@ def test_a_store_that_ignores_conditional_put_is_refused_naming_the_setting(care
 
 
 def test_radosgw_honours_conditional_put(s3_bucket: str) -> None:
-    check_conditional_put(ObjectStore(s3_bucket, storage_options_from_environment()))  # no error
+    check_conditional_put(ObjectStore(s3_bucket, aws_storage_options()))  # no error
     assert list(ObjectStore(s3_bucket).objects()) == []  # and the probe cleans up after itself
 
 
@@ -76,7 +76,7 @@ def _every_object(uri: str) -> dict[str, bytes]:
 
 def _decoded_rows(uri: str) -> str:
     """Every row of every version of the long-term table, decoded (Lance may compress what a byte scan reads)."""
-    dataset = lance.dataset(f"{uri}/lancedb/memories.lance", storage_options=storage_options_from_environment())
+    dataset = lance.dataset(f"{uri}/lancedb/memories.lance", storage_options=aws_storage_options())
     parts: list[str] = []
     for version in dataset.versions():
         table = dataset.checkout_version(version["version"]).to_table()
@@ -113,7 +113,9 @@ async def test_forget_user_leaves_no_object_and_no_key_holding_the_user(
         assert MARKER in _decoded_rows(s3_bucket)
         receipt = ok(await client.call_tool("forget_user", {"user_id": USER, "confirm": True}))
         assert receipt["long_term"] == 5
-        bob = ok(await client.call_tool("recall", {"user_id": "bob", "query": "garden basil", "top_k": 10, "detail": "full"}))
+        bob = ok(
+            await client.call_tool("recall", {"user_id": "bob", "query": "garden basil", "top_k": 10, "detail": "full"})
+        )
         assert len(bob["memories"]) == 5
 
     pseudonym = Pseudonymizer(user_id_key(settings))(USER)

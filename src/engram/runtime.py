@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from engram.config import MAX_BATCH, MAX_TOP_K, Settings
+from engram.config import MAX_BATCH, MAX_TOP_K, Settings, aws_storage_options
 from engram.core.errors import InvalidInput, quoted
 from engram.core.health import TierHealth
 from engram.core.identity import Pseudonymizer
@@ -145,7 +145,7 @@ def open_memory(
             from engram.storage.distributed import open_object_store
 
             url = None if settings.sessions_url is None else settings.sessions_url.get_secret_value()
-            shared = open_object_store(settings.storage_uri, url)
+            shared = open_object_store(settings.storage_uri, url, aws_storage_options())
 
         def open_long_term() -> JournaledLongTermStore | DirectLongTermStore:
             place = settings.long_term_dir if shared is None else shared.child("lancedb")

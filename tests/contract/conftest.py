@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from engram.config import aws_storage_options
 from engram.core.ports import LongTermStore, SessionStore
 from engram.embeddings.hashing import HashEmbedder
 from engram.storage.direct import DirectLongTermStore
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
-from engram.storage.location import ObjectStore, storage_options_from_environment
+from engram.storage.location import ObjectStore
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.redis_sessions import RedisSessionStore
 from engram.storage.sessions import DiskSessionStore
@@ -41,9 +42,7 @@ LONG_TERM_BACK_ENDS: dict[str, Callable[[Path], LongTermStore]] = {"lance": _lan
 
 def _radosgw(uri: str) -> LongTermStore:
     """The distributed back end: LanceDB on a fresh radosgw bucket, committing directly (storage/direct.py)."""
-    table = LanceLongTermStore(
-        ObjectStore(uri, storage_options_from_environment()), dimensions=DIMENSIONS, model_id=MODEL_ID
-    )
+    table = LanceLongTermStore(ObjectStore(uri, aws_storage_options()), dimensions=DIMENSIONS, model_id=MODEL_ID)
     return DirectLongTermStore(table)
 
 

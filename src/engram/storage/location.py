@@ -7,7 +7,6 @@ conditional-PUT commits and conflict retries).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -151,27 +150,6 @@ def connect(location: Location, **options: Any) -> Any:
         return lancedb.connect(location.uri, storage_options=location.storage_options, **options)
     location.mkdir(parents=True, exist_ok=True)
     return lancedb.connect(str(location), **options)
-
-
-def storage_options_from_environment() -> dict[str, str]:
-    """LanceDB's S3 options from the usual AWS variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...).
-
-    LanceDB reads most of these itself; they are passed explicitly so that the probe and LanceDB surely use the
-    same store. Plain http is allowed only when the endpoint says http:// (a loopback or private test store).
-    """
-    names = {
-        "AWS_ENDPOINT_URL": "aws_endpoint",
-        "AWS_REGION": "aws_region",
-        "AWS_ACCESS_KEY_ID": "aws_access_key_id",
-        "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
-        "AWS_SESSION_TOKEN": "aws_session_token",
-    }
-    options = {option: os.environ[name] for name, option in names.items() if os.environ.get(name)}
-    if "aws_region" not in options and os.environ.get("AWS_DEFAULT_REGION"):
-        options["aws_region"] = os.environ["AWS_DEFAULT_REGION"]
-    if options.get("aws_endpoint", "").startswith("http://"):
-        options["allow_http"] = "true"
-    return options
 
 
 def s3_client() -> Any:
