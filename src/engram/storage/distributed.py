@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from engram.core.errors import InvalidInput
@@ -53,6 +54,7 @@ class EngineProbe:
         self._sessions_url = sessions_url
         self._store = None if storage_uri is None else ObjectStore(storage_uri.rstrip("/"))
         self._redis: object | None = None
+        self._s3: Any = None
 
     @property
     def configured(self) -> bool:
@@ -81,7 +83,10 @@ class EngineProbe:
         from engram.storage.location import s3_client
 
         assert self._store is not None
-        s3_client().head_bucket(Bucket=self._store.bucket)
+        # One client for the probe's life: a load balancer asks every second or so, and a new one costs ~0.3 s CPU.
+        if self._s3 is None:
+            self._s3 = s3_client()
+        self._s3.head_bucket(Bucket=self._store.bucket)
 
 
 def _outcome(check: Callable[[], None]) -> str:
