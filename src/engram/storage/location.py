@@ -59,8 +59,12 @@ class ObjectStore:
     """A prefix in an S3-compatible bucket, with what LanceDB needs to reach it and how replicas take turns."""
 
     uri: str  # s3://bucket/prefix (no trailing slash)
-    storage_options: dict[str, str] = field(default_factory=dict)
-    lock_factory: Callable[[str], StoreLock] | None = None
+    # Never in a repr or a message: the options hold the secret key.
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
+    lock_factory: Callable[[str], StoreLock] | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return self.uri
 
     @property
     def bucket(self) -> str:
