@@ -132,3 +132,22 @@ async def test_forget_user_leaves_no_object_and_no_key_holding_the_user(
     for key, value in redis_contents(redis_engine.url).items():
         for needle in needles:
             assert needle not in key and needle not in value, f"{needle!r} left in Redis"
+
+
+def test_the_secret_key_never_reaches_a_message_or_log(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "wJalrXUtnFEMI-not-a-real-key"
+    store = ObjectStore("s3://bucket/prefix", {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": secret})
+    assert secret not in repr(store) and secret not in str(store) and secret not in f"{store.child('lancedb')!r}"
+    assert str(store) == "s3://bucket/prefix"
+
+
+def test_opening_a_table_on_s3_logs_no_secret(s3_bucket: str, caplog: pytest.LogCaptureFixture) -> None:
+    from engram.embeddings.hashing import HashEmbedder
+    from engram.storage.long_term import LanceLongTermStore
+
+    options = aws_storage_options()
+    with caplog.at_level("DEBUG"):
+        store = LanceLongTermStore(ObjectStore(s3_bucket, options), dimensions=HashEmbedder().dimensions, model_id="h")
+        store.close()
+    assert "creating the long-term memory table" in caplog.text
+    assert options["aws_secret_access_key"] not in caplog.text
