@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -24,6 +24,7 @@ from engram.storage.filters import quote
 from engram.storage.lance_support import (
     META_MODEL,
     ReadersWriterLock,
+    connect,
     directory_bytes,
     ensure_indexes,
     erase_rows,
@@ -32,7 +33,7 @@ from engram.storage.lance_support import (
     retry_on_conflict,
     traces,
 )
-from engram.storage.location import Location, connect, location_lock
+from engram.storage.location import Location, location_lock
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class LanceKnowledgeStore:
     def __init__(self, directory: Location, *, dimensions: int, model_id: str) -> None:
         self._directory = directory
         # Other servers on the same data directory may ingest too: every read must see their commits.
-        self._db: Any = connect(directory, read_consistency_interval=timedelta(0))
+        self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
         self._process_lock = location_lock(directory, "write")
         self._readers = ReadersWriterLock()

@@ -146,16 +146,6 @@ def location_bytes(location: Location) -> int:
     return sum(p.stat().st_size for p in location.rglob("*") if p.is_file())
 
 
-def connect(location: Location, **options: Any) -> Any:
-    """A LanceDB connection to the store, creating a local directory first."""
-    import lancedb
-
-    if isinstance(location, ObjectStore):
-        return lancedb.connect(location.uri, storage_options=location.storage_options, **options)
-    location.mkdir(parents=True, exist_ok=True)
-    return lancedb.connect(str(location), **options)
-
-
 def s3_client() -> Any:
     """A boto3 S3 client configured the usual AWS way (environment, shared config, instance role)."""
     import boto3
