@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from engram.core.models import AgentActivity, Memory, RecallFilters
-from engram.core.ports import Candidate, Vectors
+from engram.core.ports import Candidate, StoredMemory, Vectors
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.upkeep import Upkeep
 
@@ -83,6 +83,14 @@ class DirectLongTermStore:
     def delete_user(self, user_id: str) -> int:
         """Delete every memory of the user; return how many were deleted."""
         return self.store.delete_user(user_id)
+
+    def stored_memories(self, user_id: str, project: str | None = None) -> list[StoredMemory]:
+        """Every memory of the user (of one project, if given), whatever its agent or visibility, oldest first."""
+        return self.store.stored_memories(user_id, project)
+
+    def delete_project(self, user_id: str, project: str) -> list[str]:
+        """Delete every memory of the user's project, and every object holding them; return the ids deleted."""
+        return self.store.delete_project(user_id, project)
 
     def traces_of(self, user_id: str) -> list[str]:
         """What is left of the user in the bucket (rows, older versions, objects holding the key)."""
