@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from engram.cli import cli
 from engram.config import Settings
+from engram.core.filters import MemoryFilters
 from engram.core.knowledge_models import DocumentFormat
-from engram.core.models import Kind, RecallFilters, Role, Sentiment, Visibility
+from engram.core.models import Kind, Role, Sentiment, Visibility
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
@@ -68,7 +69,7 @@ async def _populate(memory: MemoryService) -> None:
     await memory.summarize_session("alice", "call-planning", keep_recent=2, summary="Call moved to Friday 10:00.")
     assert memory.knowledge is not None
     await memory.knowledge.ingest_text(
-        memory.user_key("alice"),
+        "alice",
         "runbook.md",
         "# Runbook\n\n## Deploys\n\nDeploy on weekdays only.",
         DocumentFormat.MARKDOWN,
@@ -192,7 +193,7 @@ def test_claude_ai_conversations_are_imported_once(settings: Settings) -> None:
     first = json.loads(_invoke("import", str(source)))
     assert (first["format"], first["conversations"], first["stored"]) == ("claude", 2, 2)
     assert json.loads(_invoke("import", str(source)))["stored"] == 0
-    page = _with(settings, lambda m: m.list_memories("alice", filters=RecallFilters(project_scope="any")))
+    page = _with(settings, lambda m: m.list_memories("alice", filters=MemoryFilters(projects="any")))
     turns = sorted(page.memories, key=lambda m: m.created_at)
     assert [(t.role, t.session_id, t.agent_id) for t in turns] == [
         (Role.USER, "0b6f4a52-8d1e-4c2a-9f3b-7e5d1c2a4b60", "claude.ai"),
@@ -206,7 +207,7 @@ def test_chatgpt_conversations_follow_the_branch_last_shown(settings: Settings) 
     source = EXPORTS / "chatgpt_conversations.json"
     first = json.loads(_invoke("import", str(source), "--project", "cycling"))
     assert (first["format"], first["stored"]) == ("chatgpt", 2)
-    page = _with(settings, lambda m: m.list_memories("alice", filters=RecallFilters(project="cycling")))
+    page = _with(settings, lambda m: m.list_memories("alice", filters=MemoryFilters(project="cycling")))
     turns = sorted(page.memories, key=lambda m: m.created_at)
     assert [(t.role, t.content) for t in turns] == [
         (Role.USER, "I commute 14 km by bike; which tyre width is best for wet cobblestones?"),

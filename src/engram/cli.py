@@ -202,14 +202,11 @@ def ingest(paths: tuple[Path, ...], include: tuple[str, ...], exclude: tuple[str
     Unchanged files are skipped, changed ones replaced, and files deleted from an ingested folder removed.
     Interrupting is safe: run the same command again to finish.
     """
-    from engram.core.knowledge_models import GLOBAL_OWNER
-
     settings = _settings()
     _configure_logging("WARNING")
 
     async def run(memory: MemoryService) -> IngestReport:
         knowledge = _knowledge(memory)
-        owner = GLOBAL_OWNER if user_id is None else memory.user_key(user_id)
         with click.progressbar(length=1, label="ingesting", file=sys.stderr, show_pos=True) as bar:
 
             async def progress(done: float, total: float, message: str) -> None:
@@ -217,7 +214,7 @@ def ingest(paths: tuple[Path, ...], include: tuple[str, ...], exclude: tuple[str
                 bar.update(int(done) - bar.pos)
 
             return await knowledge.ingest_paths(
-                owner, list(paths), include=list(include), exclude=list(exclude), progress=progress
+                user_id, list(paths), include=list(include), exclude=list(exclude), progress=progress
             )
 
     report = _with_memory(settings, run)
@@ -248,7 +245,7 @@ def sources(user_id: str | None, as_json: bool) -> None:
     _configure_logging("WARNING")
 
     async def run(memory: MemoryService) -> list[KnowledgeSource]:
-        return await _knowledge(memory).sources(None if user_id is None else memory.user_key(user_id))
+        return await _knowledge(memory).sources(user_id)
 
     listed = _with_memory(settings, run)
     if as_json:
@@ -265,8 +262,6 @@ def sources(user_id: str | None, as_json: bool) -> None:
 @click.option("--user", "user_id", help="A source of this user (default: a global source).")
 def forget_source(source: str, user_id: str | None) -> None:
     """Remove SOURCE (a path as listed by `engram sources`) from knowledge memory."""
-    from engram.core.knowledge_models import GLOBAL_OWNER
-
     settings = _settings()
     _configure_logging("WARNING")
     # A path given relative to here names the same source as its absolute form used at ingest.
@@ -275,8 +270,7 @@ def forget_source(source: str, user_id: str | None) -> None:
         source = str(candidate.resolve())
 
     async def run(memory: MemoryService) -> SourceRemoved:
-        owner = GLOBAL_OWNER if user_id is None else memory.user_key(user_id)
-        return await _knowledge(memory).remove_source(owner, source)
+        return await _knowledge(memory).remove_source(user_id, source)
 
     _echo_json(_with_memory(settings, run).model_dump(mode="json"))
 

@@ -13,15 +13,15 @@ import platformdirs
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engram.core.models import ID_PATTERN
+# Hard ceilings no setting may raise (re-exported: they used to be declared here).
+from engram.core.limits import ID_PATTERN
+from engram.core.limits import MAX_BATCH as MAX_BATCH
+from engram.core.limits import MAX_CONTENT_CHARS as MAX_CONTENT_CHARS_CEILING
+from engram.core.limits import MAX_TOP_K as MAX_TOP_K
 
 #: The name that selects the bundled, offline all-MiniLM-L6-v2 weights.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
-#: Hard ceilings that no setting may raise: they protect the server's memory and the caller's context.
-MAX_CONTENT_CHARS_CEILING = 100_000
-MAX_TOP_K = 50
-MAX_BATCH = 500
 #: Port of the HTTP transports unless ENGRAM_PORT or --port says otherwise.
 DEFAULT_PORT = 8765
 

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from engram.config import MAX_BATCH, MAX_TOP_K, Settings, aws_storage_options
+from engram.config import Settings, aws_storage_options
 from engram.core.errors import InvalidInput, quoted
 from engram.core.health import TierHealth
 from engram.core.identity import Pseudonymizer
 from engram.core.knowledge import KnowledgePolicy, KnowledgeService
+from engram.core.limits import MAX_BATCH, MAX_TOP_K
 from engram.core.loader import BackgroundService
 from engram.core.ports import Embedder, MemoryMetrics, SessionStore
 from engram.core.ranking import RankingPolicy
@@ -93,6 +94,7 @@ def open_memory(
     from engram.ingest import parse_document
     from engram.storage.direct import DirectLongTermStore
     from engram.storage.faults import open_tier
+    from engram.storage.guarded import GuardedKnowledgeStore, GuardedLongTermStore, GuardedSessionStore
     from engram.storage.journal import WriteJournal
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
@@ -118,12 +120,17 @@ def open_memory(
     pseudonymize = Pseudonymizer(user_id_key(settings))
     # A damaged tier is opened as a stand-in that reports the damage, so the other tiers keep serving.
     health = TierHealth()
+    # Every store opened so far is closed again if a later one fails: nothing keeps running or locked behind a
+    # failed start (the long-term store runs a flusher and upkeep threads and holds its journal).
+    opened = contextlib.ExitStack()
     sessions = open_tier(
         lambda: _session_store(settings),
+        GuardedSessionStore,
         "session",
         settings.session_cache_dir,
         health,
     )
+    opened.callback(sessions.close)
     try:
         if embedder is None:
             embedder = load_embedder(
@@ -167,27 +174,32 @@ def open_memory(
             journal = WriteJournal(settings.long_term_dir / "journal.sqlite")
             return JournaledLongTermStore(table, journal, upkeep=upkeep)
 
-        long_term = open_tier(open_long_term, "long-term", settings.long_term_dir, health)
+        long_term = open_tier(open_long_term, GuardedLongTermStore, "long-term", settings.long_term_dir, health)
+        opened.callback(long_term.close)
         knowledge_store = open_tier(
             lambda: LanceKnowledgeStore(
                 settings.knowledge_dir if shared is None else shared.child("knowledge"),
                 dimensions=dimensions,
                 model_id=model_id,
             ),
+            GuardedKnowledgeStore,
             "knowledge",
             settings.knowledge_dir,
             health,
         )
     except BaseException:
-        sessions.close()
+        opened.close()  # the last opened first
         raise
+    opened.pop_all()  # from here on the service owns them and closes them
     from engram.embeddings.batching import BatchingEmbedder
 
     if metrics is not None:
         embedder = MeasuredEmbedder(embedder, metrics)
     # Concurrent single calls (several clients) share model calls: +15% texts/s with 8 callers, measured loaded.
     embedder = BatchingEmbedder(embedder)
-    knowledge = KnowledgeService(embedder, knowledge_store, parse_document, knowledge_policy, ranking, clock)
+    knowledge = KnowledgeService(
+        embedder, knowledge_store, parse_document, knowledge_policy, ranking, clock, pseudonymize=pseudonymize
+    )
     return MemoryService(
         embedder=embedder,
         long_term=long_term,

@@ -13,9 +13,11 @@ import pytest
 import redis
 
 from engram.config import aws_storage_options
+from engram.core.health import TierHealth
 from engram.core.ports import LongTermStore, SessionStore
 from engram.embeddings.hashing import HashEmbedder
 from engram.storage.direct import DirectLongTermStore
+from engram.storage.guarded import GuardedLongTermStore
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.location import ObjectStore
@@ -37,7 +39,16 @@ def _journaled(directory: Path) -> LongTermStore:
     return JournaledLongTermStore(table, WriteJournal(directory / "journal.sqlite"))
 
 
-LONG_TERM_BACK_ENDS: dict[str, Callable[[Path], LongTermStore]] = {"lance": _lance, "journaled-lance": _journaled}
+def _guarded(directory: Path) -> LongTermStore:
+    # The stack a server runs: the fault translator over the journal over LanceDB, each a decorator of the port.
+    return GuardedLongTermStore(_journaled(directory), "long-term", directory, TierHealth())
+
+
+LONG_TERM_BACK_ENDS: dict[str, Callable[[Path], LongTermStore]] = {
+    "lance": _lance,
+    "journaled-lance": _journaled,
+    "guarded-journaled-lance": _guarded,
+}
 
 
 def _radosgw(uri: str) -> LongTermStore:

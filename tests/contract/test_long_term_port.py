@@ -5,14 +5,15 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from engram.core.models import Kind, Memory, RecallFilters, Visibility
+from engram.core.filters import MemoryFilters
+from engram.core.models import Kind, Memory, Visibility
 from engram.core.ports import LongTermStore
 from engram.embeddings.hashing import HashEmbedder
 
 EMBED = HashEmbedder()
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 ALICE, BOB = "k-alice", "k-bob"
-EVERYONE = RecallFilters()
+EVERYONE = MemoryFilters()
 
 
 def memory(user: str, n: int, content: str, **fields: object) -> Memory:
@@ -70,14 +71,14 @@ def test_filters_and_agent_visibility_apply_to_every_read(long_term: LongTermSto
         memory(ALICE, 3, "summary of the garden talk", kind=Kind.SUMMARY, agent_id="planner"),
     )
     query = EMBED.embed(["note about the garden"])
-    planner = RecallFilters(viewer_agent="planner")
+    planner = MemoryFilters().seen_by("planner")
     seen = {c.memory.id for c in long_term.vector_search(ALICE, query, planner, 10)}
     assert seen == {f"{ALICE}-m1", f"{ALICE}-m3"}  # never another agent's private memory
-    coder = RecallFilters(viewer_agent="coder")
+    coder = MemoryFilters().seen_by("coder")
     assert f"{ALICE}-m2" in {m.id for m in long_term.list_memories(ALICE, coder, 10)}
-    tagged = long_term.keyword_search(ALICE, "garden", RecallFilters(tags_any=["garden"]), 10)
+    tagged = long_term.keyword_search(ALICE, "garden", MemoryFilters(tags=["garden"]), 10)
     assert [c.memory.id for c in tagged] == [f"{ALICE}-m1"]
-    summaries = long_term.list_memories(ALICE, RecallFilters(kind=Kind.SUMMARY), 10)
+    summaries = long_term.list_memories(ALICE, MemoryFilters(kind=Kind.SUMMARY), 10)
     assert [m.id for m in summaries] == [f"{ALICE}-m3"]
 
 
@@ -129,14 +130,14 @@ def test_project_filters_reach_the_current_project_and_global_memories(long_term
     )
 
     def listed(**filters: object) -> list[str]:
-        found = long_term.list_memories(ALICE, RecallFilters.model_validate(filters), 10)
+        found = long_term.list_memories(ALICE, MemoryFilters.model_validate(filters), 10)
         return sorted(m.id.removeprefix(f"{ALICE}-") for m in found)
 
     assert listed() == ["m1"]
     assert listed(project="webshop") == ["m1", "m2"]
-    assert listed(project="webshop", project_scope="only") == ["m2"]
-    assert listed(project_scope="any") == ["m1", "m2", "m3"]
-    hits = long_term.keyword_search(ALICE, "deploy", RecallFilters(project="firmware"), 10)
+    assert listed(project="webshop", projects="only") == ["m2"]
+    assert listed(projects="any") == ["m1", "m2", "m3"]
+    hits = long_term.keyword_search(ALICE, "deploy", MemoryFilters(project="firmware"), 10)
     assert sorted(c.memory.id for c in hits) == [f"{ALICE}-m1", f"{ALICE}-m3"]
 
 

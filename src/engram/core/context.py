@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio.to_thread
 
 from engram.core.errors import InvalidInput, quoted
+from engram.core.filters import MemoryFilters
 from engram.core.health import TierHealth
 from engram.core.identity import UserKey, unkeyed
-from engram.core.models import Memory, RecallFilters, Turn
+from engram.core.models import Memory, Turn
 from engram.core.policy import MemoryPolicy
 from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
 from engram.core.ranking import RankingPolicy
@@ -74,7 +75,7 @@ class MemoryContext:
     ) -> Memory | None:
         """The user's memory `memory_id` if the asking agent may see it; else None, or InvalidInput if `required`."""
         found = await self.run(partial(self.long_term.get, key, [memory_id]))
-        visible = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        visible = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         if not found or not visible.admits(found[0].agent_id, found[0].visibility):
             # Another agent's private memory gets the same answer as a missing one: its existence is private too.
             if required or found:
@@ -83,6 +84,6 @@ class MemoryContext:
         return found[0]
 
 
-def turn_admitted(filters: RecallFilters, turn: Turn) -> bool:
+def turn_admitted(filters: MemoryFilters, turn: Turn) -> bool:
     """Whether the asking agent may see a session turn (summaries are shared, like their memory)."""
     return filters.admits(turn.agent_id, turn.visibility)

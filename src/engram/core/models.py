@@ -8,22 +8,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Accepted shape of every caller-supplied identifier (user, session, agent). Parsing ids at the
-#: boundary is the first defence for storage filters; storage quotes literals as the second.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+:-]{0,127}$"
-ID_RULE = "1-128 characters: letters, digits and _ . @ + : - (starting with a letter or digit)"
+# Re-exported for code that imported the limits from here before `core/limits.py` held them all.
+from engram.core.limits import ID_PATTERN as ID_PATTERN
+from engram.core.limits import ID_RULE as ID_RULE
+from engram.core.limits import MAX_METADATA_KEYS as MAX_METADATA_KEYS
+from engram.core.limits import MAX_OFFSET as MAX_OFFSET
+from engram.core.limits import MAX_PAGE as MAX_PAGE
+from engram.core.limits import MAX_QUERY_CHARS as MAX_QUERY_CHARS
+from engram.core.limits import MAX_TAGS as MAX_TAGS
+from engram.core.limits import MEMORY_ID_PATTERN as MEMORY_ID_PATTERN
+from engram.core.values import Content, Entities, Id, Label, Metadata, Tags, Unit, UtcDate
 
-#: Shape of a memory id (content-addressed, see `memory_id`).
-MEMORY_ID_PATTERN = r"^[0-9a-f]{32}$"
-MAX_QUERY_CHARS = 2000
-
-MAX_TAGS = 32
-#: `list_memories` pages: at most this many memories per page, and pages reach this far.
-MAX_PAGE = 100
-MAX_OFFSET = 10_000
 #: Which memory `recall` searches: personal memory (working and long-term), knowledge, or both.
 RecallScope = Literal["memories", "knowledge", "both"]
-MAX_METADATA_KEYS = 32
 MetadataValue = str | int | float | bool | None
 #: Which projects `recall` and `list_memories` search: the given project and the user's global (project-less)
 #: memories ('with_global', the default; without a project, global memories only), that project alone ('only'),
@@ -162,64 +159,28 @@ class KnowledgeHit(BaseModel):
     citation: Citation
 
 
-class RecallFilters(BaseModel):
-    """Metadata conditions a memory must meet to be recalled or listed; unset fields do not filter.
-
-    `viewer_agent` is not a choice of the caller's but who is asking: every query sees the user's shared
-    memories plus the private memories of `viewer_agent` only.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    viewer_agent: str | None = None
-    project: str | None = None
-    project_scope: ProjectScope = "with_global"
-    agents: list[str] = Field(default_factory=list)
-    exclude_agents: list[str] = Field(default_factory=list)
-    shared_only: bool = False
-    session_id: str | None = None
-    kind: Kind | None = None
-    tags_any: list[str] = Field(default_factory=list)
-    tags_all: list[str] = Field(default_factory=list)
-    entity: str | None = None
-    sentiment: Sentiment | None = None
-    category: str | None = None
-    resolved: bool | None = None
-    min_importance: float | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def admits(self, agent_id: str | None, visibility: Visibility) -> bool:
-        """Whether a memory or turn written by `agent_id` with `visibility` passes the agent rules."""
-        if visibility is Visibility.PRIVATE and (self.shared_only or agent_id is None or agent_id != self.viewer_agent):
-            return False
-        if self.agents and agent_id not in self.agents:
-            return False
-        return not (self.exclude_agents and agent_id in self.exclude_agents)
-
-
+# Parsed once: each field within its limits and in the form stores keep. `remember_many`'s tool takes a list of
+# these as its schema (the docstring is their description there); the service applies only what depends on its
+# settings (the content limit, redaction) and on the caller (a private memory needs an agent).
 class RememberItem(BaseModel):
-    """One memory of a batch `remember_many` call (the same fields as `remember`)."""
+    """One memory to store (the fields of remember)."""
 
-    content: str = Field(description="The text to remember, verbatim.")
-    session_id: str | None = Field(default=None, description="The conversation it belongs to, if any.")
-    project: str | None = Field(default=None, description="The project it belongs to (default: global to the user).")
-    role: Role | None = Field(default=None, description="Who said it (for a turn).")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    content: Content
+    session_id: Id | None = None
+    project: Id | None = None
+    role: Role | None = None
     kind: Kind | None = None
-    tags: list[str] = Field(default_factory=list)
-    category: str | None = None
-    entities: list[str] = Field(default_factory=list, description="People, organisations, products... it mentions.")
+    tags: Tags = None
+    category: Label | None = None
+    entities: Entities = None
     sentiment: Sentiment | None = None
     resolved: bool | None = None
-    visibility: Visibility = Field(
-        default=Visibility.SHARED,
-        description="'shared' (default) with every agent of the user, or 'private' to the writing agent.",
-    )
-    metadata: dict[str, MetadataValue] = Field(
-        default_factory=dict, description="Extra key/value pairs; a 'speaker' entry names who said it."
-    )
-    importance: float | None = Field(default=None, ge=0.0, le=1.0)
-    occurred_at: datetime | None = Field(default=None, description="When it happened (ISO 8601). Default: now.")
+    visibility: Visibility = Visibility.SHARED
+    metadata: Metadata = None
+    importance: Unit = None
+    occurred_at: UtcDate | None = None
 
 
 class RememberResult(BaseModel):

@@ -10,8 +10,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from engram.core.filters import MemoryFilters
 from engram.core.identity import UserKey
-from engram.core.models import AgentActivity, Memory, RecallFilters, Sentiment, SessionInfo, Turn
+from engram.core.models import AgentActivity, Memory, Sentiment, SessionInfo, Turn
 
 Vectors = npt.NDArray[np.float32]
 
@@ -79,11 +80,11 @@ class LongTermStore(Protocol):
         """Return the user's memories with these ids (missing ones are skipped)."""
         ...
 
-    def vector_search(self, user_id: UserKey, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def vector_search(self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         ...
 
-    def keyword_search(self, user_id: UserKey, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: UserKey, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         ...
 
@@ -91,7 +92,7 @@ class LongTermStore(Protocol):
         """Delete the user's memories with these ids; return how many were deleted."""
         ...
 
-    def list_memories(self, user_id: UserKey, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: UserKey, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters` (agent visibility included), newest first, after `offset`."""
         ...
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from engram.core.models import HitScores, MemoryHit
+from engram.core.models import HitScores, Memory, MemoryHit
 from engram.core.ports import Candidate, Vectors
 
 Fusion = Literal["convex", "rrf", "vector", "keyword"]
@@ -71,6 +71,16 @@ def fused_scores(
     return dict(keyword)
 
 
+def _with_priors(score: float, memory: Memory, policy: RankingPolicy, now: datetime) -> float:
+    """`score` plus what the memory earns before any match: recency (halving every half-life) and importance."""
+    if policy.recency_weight:
+        age_days = max(0.0, (now - memory.created_at).total_seconds() / 86400)
+        score += policy.recency_weight * math.pow(0.5, age_days / policy.recency_half_life_days)
+    if policy.importance_weight and memory.importance is not None:
+        score += policy.importance_weight * memory.importance
+    return score
+
+
 def fuse(
     semantic: Sequence[Candidate],
     keyword: Sequence[Candidate],
@@ -109,12 +119,7 @@ def fuse(
                 if n is not None
             ]
             boost = policy.neighbor_weight * max(neighbours, default=0.0)
-        fused = score + boost
-        if policy.recency_weight:
-            age_days = max(0.0, (now - memory.created_at).total_seconds() / 86400)
-            fused += policy.recency_weight * math.pow(0.5, age_days / policy.recency_half_life_days)
-        if policy.importance_weight and memory.importance is not None:
-            fused += policy.importance_weight * memory.importance
+        fused = _with_priors(score + boost, memory, policy, now)
         similarity = float(np.dot(query, by_id[memory_id].vector))
         hits.append(
             MemoryHit(

@@ -10,17 +10,15 @@ import anyio
 
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import EngramError, InvalidInput, TierDamaged, quoted
+from engram.core.filters import MemoryFilters
 from engram.core.identity import UserKey
+from engram.core.limits import MAX_OFFSET, MAX_PAGE, MAX_QUERY_CHARS
 from engram.core.models import (
-    MAX_OFFSET,
-    MAX_PAGE,
-    MAX_QUERY_CHARS,
     AgentActivity,
     KnowledgeHit,
     Memory,
     MemoryHit,
     MemoryPage,
-    RecallFilters,
     RecallResult,
     RecallScope,
     SessionInfo,
@@ -29,7 +27,7 @@ from engram.core.models import (
 )
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
-from engram.core.validation import check_filters, check_id, check_optional_id
+from engram.core.validation import check_id, check_optional_id
 
 
 @dataclass
@@ -55,7 +53,7 @@ class MemoryReader:
         session_id: str | None = None,
         top_k: int | None = None,
         min_score: float | None = None,
-        filters: RecallFilters | None = None,
+        filters: MemoryFilters | None = None,
         agent_id: str | None = None,
         scope: RecallScope = "both",
     ) -> RecallResult:
@@ -68,7 +66,7 @@ class MemoryReader:
         key = ctx.user_key(user_id)
         check_optional_id("session_id", session_id)
         query, top_k = self._checked_query(query, top_k, min_score)
-        filters = check_filters(filters or RecallFilters(), agent_id)
+        filters = (filters or MemoryFilters()).seen_by(check_optional_id("agent_id", agent_id))
         if scope == "knowledge":
             found, dropped = await self._knowledge_hits(key, query, await self._embed_query(query), top_k, min_score)
             return RecallResult(working=[], memories=[], knowledge=found, dropped_below_min_score=dropped)
@@ -119,7 +117,7 @@ class MemoryReader:
             raise InvalidInput("min_score", f"must be between -1 and 1, got {min_score}.")
         return query, top_k
 
-    async def _working(self, key: UserKey, session_id: str | None, filters: RecallFilters) -> list[WorkingTurn]:
+    async def _working(self, key: UserKey, session_id: str | None, filters: MemoryFilters) -> list[WorkingTurn]:
         """The session's working memory as the asking agent may see it (none without a session)."""
         if session_id is None:
             return []
@@ -130,7 +128,7 @@ class MemoryReader:
         return working
 
     async def _search_long_term(
-        self, key: UserKey, query: str, filters: RecallFilters, top_k: int
+        self, key: UserKey, query: str, filters: MemoryFilters, top_k: int
     ) -> tuple[Vectors, _Searched]:
         """The query's vector, and the candidates of the keyword and vector searches of long-term memory."""
         ctx, ranking = self._ctx, self._ctx.ranking
@@ -193,7 +191,7 @@ class MemoryReader:
         self,
         user_id: str,
         *,
-        filters: RecallFilters | None = None,
+        filters: MemoryFilters | None = None,
         limit: int = 20,
         offset: int = 0,
         agent_id: str | None = None,
@@ -207,7 +205,7 @@ class MemoryReader:
             raise InvalidInput(
                 "offset", f"must be between 0 and {MAX_OFFSET}, got {offset}; narrow the filters instead."
             )
-        checked = check_filters(filters or RecallFilters(), agent_id)
+        checked = (filters or MemoryFilters()).seen_by(check_optional_id("agent_id", agent_id))
         # One extra row tells whether another page follows without a separate count.
         rows = await ctx.run(partial(ctx.long_term.list_memories, key, checked, limit + 1, offset))
         memories = [m.model_copy(update={"user_id": user_id}) for m in rows[:limit]]
@@ -230,7 +228,7 @@ class MemoryReader:
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_id("session_id", session_id)
-        visible = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        visible = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         working = await ctx.run(partial(ctx.sessions.working, key, session_id))
         if working:
             turns = [t for t in working if turn_admitted(visible, t)]

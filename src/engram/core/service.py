@@ -67,19 +67,18 @@ class MemoryService:
         )
         context.tiers = [LongTermTier(long_term), SessionTier(sessions)]
         if knowledge is not None:
+            # One identity for every tier: knowledge resolves users' keys with the same pseudonymiser.
+            knowledge.pseudonymize = context.pseudonymize
             context.tiers.append(KnowledgeTier(knowledge))
         self._ctx = context
         self.embedder, self.long_term, self.sessions = embedder, long_term, sessions
-        self.policy, self.metrics, self.knowledge, self.health = (
-            context.policy,
-            context.metrics,
-            knowledge,
-            context.health,
-        )
+        self.policy, self.metrics, self.health = context.policy, context.metrics, context.health
+        self.knowledge = knowledge
         self.user_key = context.user_key
 
         writer = MemoryWriter(context)
         self.remember = writer.remember
+        self.remember_item = writer.remember_item
         self.remember_many = writer.remember_many
         self.update_memory = writer.update_memory
 

@@ -12,8 +12,8 @@ from engram.core.context import MemoryContext
 from engram.core.errors import InvalidInput, quoted
 from engram.core.identity import UserKey
 from engram.core.indexing import index_text
+from engram.core.limits import MAX_TAGS
 from engram.core.models import (
-    MAX_TAGS,
     Kind,
     Memory,
     MemoryUpdated,
@@ -27,15 +27,13 @@ from engram.core.models import (
 )
 from engram.core.ports import Enrichment, Vectors
 from engram.core.validation import (
-    as_utc,
-    check_entities,
     check_label,
     check_memory_id,
-    check_metadata,
     check_optional_id,
     check_tags,
     check_unit,
     memory_id,
+    parsed,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,8 +86,8 @@ class MemoryWriter:
         user_id: str,
         content: str,
         *,
-        session_id: str | None = None,
         agent_id: str | None = None,
+        session_id: str | None = None,
         project: str | None = None,
         role: Role | None = None,
         kind: Kind | None = None,
@@ -103,28 +101,31 @@ class MemoryWriter:
         sentiment: Sentiment | None = None,
         resolved: bool | None = None,
     ) -> RememberResult:
-        """Store `content` for the user in long-term memory (once), and as a turn of the session if given.
+        """`remember_item` for Python callers (CLI, tests): the fields are parsed into a RememberItem first."""
+        fields = {
+            "content": content,
+            "session_id": session_id,
+            "project": project,
+            "role": role,
+            "kind": kind,
+            "tags": tags,
+            "category": category,
+            "metadata": metadata,
+            "importance": importance,
+            "occurred_at": occurred_at,
+            "visibility": visibility,
+            "entities": entities,
+            "sentiment": sentiment,
+            "resolved": resolved,
+        }
+        return await self.remember_item(user_id, parsed(RememberItem, fields), agent_id=agent_id)
+
+    async def remember_item(self, user_id: str, item: RememberItem, *, agent_id: str | None = None) -> RememberResult:
+        """Store the item for the user in long-term memory (once), and as a turn of its session if it has one.
 
         `occurred_at` dates the memory when importing history (default: now). A `speaker` entry in `metadata`
         names who said it; it is indexed with the content so questions about that person find it.
         """
-        # Built without validation: draft() checks every field and names it in its own error.
-        item = RememberItem.model_construct(
-            content=content,
-            session_id=session_id,
-            project=project,
-            role=role,
-            kind=kind,
-            tags=list(tags or []),
-            category=category,
-            metadata=dict(metadata or {}),
-            importance=importance,
-            occurred_at=occurred_at,
-            visibility=visibility,
-            entities=list(entities or []),
-            sentiment=sentiment,
-            resolved=resolved,
-        )
         placed = await self._place(self._draft(user_id, agent_id, item, ""))
         created = await self.store(placed.memory, placed.indexed)
         self._ctx.metrics.observe_write(placed.key, 1, int(created))
@@ -172,13 +173,15 @@ class MemoryWriter:
         return results
 
     def _draft(self, user_id: str, agent_id: str | None, item: RememberItem, where: str) -> _Draft:
-        """Check one memory's fields (naming them with `where` as prefix) without touching any store."""
+        """The memory an item makes, with what depends on settings and caller applied, without touching any store.
+
+        The item's own fields were parsed with it; here the content limit and redaction (settings) apply, and a
+        private memory needs the writing agent (`where` prefixes the argument named in an error).
+        """
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_optional_id("agent_id", agent_id)
-        check_optional_id(f"{where}session_id", item.session_id)
-        visibility = Visibility(item.visibility)
-        if visibility is Visibility.PRIVATE and agent_id is None:
+        if item.visibility is Visibility.PRIVATE and agent_id is None:
             raise InvalidInput(
                 f"{where}visibility", "'private' keeps a memory to the agent that wrote it: pass agent_id as well."
             )
@@ -186,28 +189,29 @@ class MemoryWriter:
         text = ctx.content(f"{where}content", item.content, redacted)
         metadata = {
             name: ctx.redact(f"{where}metadata", value, redacted) if isinstance(value, str) else value
-            for name, value in check_metadata(item.metadata, f"{where}metadata").items()
+            for name, value in (item.metadata or {}).items()
         }
         speaker_value = metadata.get("speaker")
-        project = check_optional_id(f"{where}project", item.project)
+        in_session = item.session_id is not None
+        project = item.project
         memory = Memory(
             id=memory_id(key, text, project),
             user_id=key,
             agent_id=agent_id,
-            visibility=visibility,
+            visibility=item.visibility,
             session_id=item.session_id,
             project=project,
-            role=item.role or (Role.USER if item.session_id is not None else None),
-            kind=item.kind or (Kind.TURN if item.session_id is not None else Kind.FACT),
+            role=item.role or (Role.USER if in_session else None),
+            kind=item.kind or (Kind.TURN if in_session else Kind.FACT),
             content=text,
-            created_at=as_utc(f"{where}occurred_at", item.occurred_at) or ctx.clock(),
-            tags=check_tags(f"{where}tags", item.tags),
-            category=check_label(f"{where}category", item.category),
-            entities=check_entities(f"{where}entities", item.entities),
-            sentiment=None if item.sentiment is None else Sentiment(item.sentiment),
+            created_at=item.occurred_at or ctx.clock(),
+            tags=list(item.tags or []),
+            category=item.category,
+            entities=list(item.entities or []),
+            sentiment=item.sentiment,
             resolved=item.resolved,
             metadata=metadata,
-            importance=check_unit(f"{where}importance", item.importance),
+            importance=item.importance,
         )
         speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
         return _Draft(key=key, memory=memory, speaker=speaker, redacted=redacted)

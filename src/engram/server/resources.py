@@ -81,7 +81,7 @@ async def knowledge_sources(user_id: str, ctx: Context[AppState]) -> str:
         memory = await ctx.request_context.lifespan_context.memory.get()
         if memory.knowledge is None:
             raise ResourceError("Knowledge memory is not available on this server.")
-        return _SOURCES.dump_json(await memory.knowledge.sources(memory.user_key(user_id)), indent=2).decode()
+        return _SOURCES.dump_json(await memory.knowledge.sources(user_id), indent=2).decode()
 
 
 def stats_resource(current: Callable[[], AppState | None]) -> Callable[[], Any]:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from engram.core.models import AgentActivity, Memory, RecallFilters
+from engram.core.filters import MemoryFilters
+from engram.core.models import AgentActivity, Memory
 from engram.core.ports import Candidate, StoredMemory, Vectors
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.upkeep import Upkeep
@@ -48,11 +49,11 @@ class DirectLongTermStore:
         """Return the user's memories with these ids (missing ones are skipped)."""
         return self.store.get(user_id, ids)
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def vector_search(self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity, best first."""
         return self.store.vector_search(user_id, vector, filters, limit)
 
-    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         return self.store.keyword_search(user_id, text, filters, limit)
 
@@ -60,7 +61,7 @@ class DirectLongTermStore:
         """Delete the user's memories with these ids, and every object holding them; return how many."""
         return self.store.delete(user_id, ids)
 
-    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: str, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters`, newest first, after `offset`."""
         return self.store.list_memories(user_id, filters, limit, offset)
 

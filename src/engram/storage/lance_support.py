@@ -33,7 +33,6 @@ META_MODEL = b"engram.embedding_model"
 #: the README, "Memory under a stream of writes").
 INDEX_CACHE_BYTES = 64 << 20
 METADATA_CACHE_BYTES = 16 << 20
-_SESSION: Any = None
 _READ_ATTEMPTS = 4
 _COMMIT_ATTEMPTS = 10
 
@@ -43,22 +42,19 @@ def connect(directory: Location) -> Any:
     directory is created first, a store on object storage gets its S3 options."""
     import lancedb
 
-    global _SESSION
-    if _SESSION is None:
-        _SESSION = lancedb.Session(
-            index_cache_size_bytes=INDEX_CACHE_BYTES, metadata_cache_size_bytes=METADATA_CACHE_BYTES
-        )
+    # One session per store, not per process: a store reopened after damage must read the disk, not a cache.
+    session = lancedb.Session(index_cache_size_bytes=INDEX_CACHE_BYTES, metadata_cache_size_bytes=METADATA_CACHE_BYTES)
     # Several servers may share a data directory (Claude Desktop and an IDE each launch one): every read
     # must see the other processes' commits, or inserts duplicate and deletes miss rows.
     if isinstance(directory, ObjectStore):
         return lancedb.connect(
             directory.uri,
             read_consistency_interval=timedelta(0),
-            session=_SESSION,
+            session=session,
             storage_options=directory.storage_options,
         )
     directory.mkdir(parents=True, exist_ok=True)
-    return lancedb.connect(str(directory), read_consistency_interval=timedelta(0), session=_SESSION)
+    return lancedb.connect(str(directory), read_consistency_interval=timedelta(0), session=session)
 
 
 def lance_dataset(table: Any) -> Any:

@@ -24,11 +24,11 @@ import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
 from lancedb.query import ColumnOrdering, MatchQuery
 
-from engram.core.models import AgentActivity, Kind, Memory, RecallFilters, Role, Sentiment, Visibility
+from engram.core.filters import MemoryFilters
+from engram.core.models import AgentActivity, Kind, Memory, Role, Sentiment, Visibility
 from engram.core.ports import Candidate, StoredMemory, Vectors
 from engram.core.timeutil import to_utc
 from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
-from engram.storage.journal import WriteJournal
 from engram.storage.lance_support import (
     META_MODEL,
     ReadersWriterLock,
@@ -169,7 +169,7 @@ class LanceLongTermStore:
         return bool(self.add_many([memory], [index_text], np.asarray(vector, dtype=np.float32).reshape(1, -1)))
 
     def add_many(self, memories: Sequence[Memory], index_texts: Sequence[str], vectors: Vectors) -> set[str]:
-        """Insert, in one commit, those memories whose id is not stored yet; return the ids inserted."""
+        """Insert, in one commit, those memories whose id is not stored yet, durably; return the ids inserted."""
         rows: dict[str, dict[str, Any]] = {}
         for memory, text, vector in zip(memories, index_texts, vectors, strict=True):
             rows.setdefault(memory.id, _to_row(memory, text, vector))
@@ -177,7 +177,13 @@ class LanceLongTermStore:
             return set()
         with self._write_lock, self._process_lock:
             existing = self.existing_ids(list(rows)) if len(rows) > 1 else set()
+            # On object storage an acknowledged PUT is durable; only local files need syncing.
+            local = isinstance(self._directory, Path)
+            before = _table_files(self._table_dir) if local else set()
             result = self._insert_locked(list(rows.values()))
+            # LanceDB does not fsync; a journal may only let go of entries once their rows are on disk.
+            if local:
+                _fsync_new(self._table_dir, before)
         if len(rows) == 1:
             return set(rows) if result.num_inserted_rows else set()
         return set(rows) - existing
@@ -203,26 +209,6 @@ class LanceLongTermStore:
         with self._readers.shared():
             ids = read_retrying(lambda: lance_dataset(self._table).to_table(columns=["id"]).column("id").to_pylist())
         return [str(i) for i in ids]
-
-    def absorb(self, journal: WriteJournal, batch: int) -> int:
-        """Move up to `batch` journalled writes into the table in one commit, durably; return how many moved.
-
-        Runs under the write locks, so two processes never move the same entries; an entry moved twice (a crash
-        between the commit and the trim) is a no-op the second time, since the insert is conditional on the id.
-        """
-        with self._write_lock, self._process_lock:
-            entries = journal.pending(batch)
-            if not entries:
-                return 0
-            rows: dict[str, dict[str, Any]] = {}
-            for entry in entries:
-                rows.setdefault(entry.memory.id, _to_row(entry.memory, entry.index_text, entry.vector))
-            before = _table_files(self._table_dir)
-            self._insert_locked(list(rows.values()))
-            # LanceDB does not fsync; the journal may only let go of entries once their rows are on disk.
-            _fsync_new(self._table_dir, before)
-            journal.trim(entries[-1].seq)
-        return len(entries)
 
     @property
     def commits(self) -> int:
@@ -329,7 +315,7 @@ class LanceLongTermStore:
             return []
         return self._select(f"{memory_filter(user_id)} AND {ids_clause(ids)}", len(ids))
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def vector_search(self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         query = (
             self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
@@ -346,7 +332,7 @@ class LanceLongTermStore:
             rows = read_retrying(query.to_list)
         return [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
 
-    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         query = (
             # Plain terms, never query syntax: a string query in quotes is a phrase query, which fails on an index
@@ -366,7 +352,7 @@ class LanceLongTermStore:
             return 0
         return self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
 
-    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: str, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters`, newest first, skipping `offset` of them."""
         query = (
             self._table.search()

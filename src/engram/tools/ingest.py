@@ -8,9 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from engram.core.identity import UserKey
 from engram.core.knowledge_models import (
-    GLOBAL_OWNER,
     MAX_SOURCE_NAME_CHARS,
     MAX_TEXT_CHARS,
     DocumentFormat,
@@ -43,9 +41,9 @@ def knowledge_of(memory: MemoryService) -> KnowledgeService:
     return memory.knowledge
 
 
-def owner_for(memory: MemoryService, who: Caller, scope: Scope) -> UserKey:
-    """The owner key knowledge is stored under: the shared global owner, or the user's pseudonym."""
-    return GLOBAL_OWNER if scope == "global" else memory.user_key(who.user_id)
+def whose(who: Caller, scope: Scope) -> str | None:
+    """Whose knowledge a call acts on: the caller's user id, or None for global knowledge (core resolves the key)."""
+    return None if scope == "global" else who.user_id
 
 
 async def ingest_files(
@@ -80,7 +78,7 @@ async def ingest_files(
 
     with domain_errors():
         return await knowledge.ingest_paths(
-            owner_for(memory, who, scope),
+            whose(who, scope),
             paths,
             include=include or [],
             exclude=exclude or [],
@@ -120,4 +118,4 @@ async def ingest_text(
     memory = await memory_of(ctx)
     knowledge = knowledge_of(memory)
     with domain_errors():
-        return await knowledge.ingest_text(owner_for(memory, who, scope), source, text, format, title)
+        return await knowledge.ingest_text(whose(who, scope), source, text, format, title)
