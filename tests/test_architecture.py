@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "engram"
-STORAGE_ENGINES = {"lancedb", "diskcache", "pyarrow", "lance"}
+STORAGE_ENGINES = {"lancedb", "diskcache", "pyarrow", "lance", "redis", "boto3", "botocore"}
 DOCUMENT_PARSERS = {"pypdf", "markdown_it"}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -33,6 +34,27 @@ def default_data_dir() -> Path:
 def default_models_dir() -> Path:
     """Return the per-user cache of built ONNX models (e.g. ~/.cache/engram/models), shared by every data dir."""
     return platformdirs.user_cache_path("engram", appauthor=False) / "models"
+
+
+def aws_storage_options() -> dict[str, str]:
+    """LanceDB's S3 options from the usual AWS variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...).
+
+    LanceDB reads most of these itself; they are passed explicitly so that the probe and LanceDB surely use the
+    same store. Plain http is allowed only when the endpoint says http:// (a loopback or private test store).
+    """
+    names = {
+        "AWS_ENDPOINT_URL": "aws_endpoint",
+        "AWS_REGION": "aws_region",
+        "AWS_ACCESS_KEY_ID": "aws_access_key_id",
+        "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+        "AWS_SESSION_TOKEN": "aws_session_token",
+    }
+    options = {option: os.environ[name] for name, option in names.items() if os.environ.get(name)}
+    if "aws_region" not in options and os.environ.get("AWS_DEFAULT_REGION"):
+        options["aws_region"] = os.environ["AWS_DEFAULT_REGION"]
+    if options.get("aws_endpoint", "").startswith("http://"):
+        options["allow_http"] = "true"
+    return options
 
 
 def default_user_id() -> str:
@@ -80,6 +102,28 @@ class Settings(BaseSettings):
         description="Where ONNX builds of the embedding model are cached (default: the user's cache directory, "
         "e.g. ~/.cache/engram/models, shared by every data dir). The default int8 model is shipped built and needs "
         "none.",
+    )
+    storage_uri: str | None = Field(
+        default=None,
+        description="Object store for long-term and knowledge memory, shared by every replica: s3://bucket/prefix "
+        "(endpoint, region and credentials the usual AWS way: AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY; needs the `distributed` extra). gs:// and az:// pass to LanceDB untested. Unset: "
+        "LanceDB under the data directory.",
+    )
+    sessions_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL for working and short-term memory, shared by every replica: redis://[:password@]host:"
+        "port/db, or rediss:// for TLS (needs the `distributed` extra). Unset: a diskcache under the data directory.",
+    )
+    http_stateless: bool | None = Field(
+        default=None,
+        description="Streamable HTTP without server-side sessions, so any replica can answer any request (no sticky "
+        "routing). Unset: on when ENGRAM_SESSIONS_URL is set.",
+    )
+    sessions_rewrite_after_erasure: bool = Field(
+        default=True,
+        description="With ENGRAM_SESSIONS_URL: after forget_user, ask Redis to rewrite its AOF (BGREWRITEAOF) and RDB "
+        "snapshot (BGSAVE), which otherwise keep the erased keys' bytes.",
     )
     working_memory_turns: int = Field(default=20, ge=1, le=1000, description="Turns kept verbatim per session.")
     working_memory_ttl_hours: float = Field(

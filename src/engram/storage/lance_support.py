@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
-from engram.storage.residue import files_containing
+from engram.storage.location import Location, ObjectStore, location_bytes, location_holding
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +37,23 @@ _READ_ATTEMPTS = 4
 _COMMIT_ATTEMPTS = 10
 
 
-def connect(directory: Path) -> Any:
-    """Open a LanceDB database whose reads see other processes' commits, with Engram's bounded caches."""
+def connect(directory: Location) -> Any:
+    """Open a LanceDB database whose reads see other processes' commits, with Engram's bounded caches; a local
+    directory is created first, a store on object storage gets its S3 options."""
     import lancedb
 
     # One session per store, not per process: a store reopened after damage must read the disk, not a cache.
     session = lancedb.Session(index_cache_size_bytes=INDEX_CACHE_BYTES, metadata_cache_size_bytes=METADATA_CACHE_BYTES)
     # Several servers may share a data directory (Claude Desktop and an IDE each launch one): every read
     # must see the other processes' commits, or inserts duplicate and deletes miss rows.
+    if isinstance(directory, ObjectStore):
+        return lancedb.connect(
+            directory.uri,
+            read_consistency_interval=timedelta(0),
+            session=session,
+            storage_options=directory.storage_options,
+        )
+    directory.mkdir(parents=True, exist_ok=True)
     return lancedb.connect(str(directory), read_consistency_interval=timedelta(0), session=session)
 
 
@@ -55,6 +64,9 @@ def lance_dataset(table: Any) -> Any:
     """
     import lance
 
+    if "://" in str(table.uri):
+        # On object storage the connection's S3 options are needed, which only the table's own handle carries.
+        return table.to_lance()
     return lance.dataset(
         table.uri,
         index_cache_size_bytes=INDEX_CACHE_BYTES,
@@ -62,7 +74,7 @@ def lance_dataset(table: Any) -> Any:
     )
 
 
-def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Path, what: str) -> tuple[Any, bool]:
+def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Location, what: str) -> tuple[Any, bool]:
     """Open table `name`, or create it with `schema`; return it and whether it was created.
 
     Raises EmbeddingModelMismatch when the stored table was built with another model or dimension than `schema`
@@ -118,7 +130,7 @@ def ensure_indexes(table: Any, wanted: list[tuple[str, Any]], rebuild: bool = Fa
 
 
 def erase_rows(
-    table: Any, where: str, directory: Path, what: str, rebuild_indexes: Callable[[], None], *, clean: bool = False
+    table: Any, where: str, directory: Location, what: str, rebuild_indexes: Callable[[], None], *, clean: bool = False
 ) -> int:
     """Delete the rows matching `where` and every trace of them on disk; return how many were deleted.
 
@@ -150,7 +162,7 @@ def erase_rows(
     return deleted
 
 
-def traces(table: Any, where: str, directory: Path, key: str, *, erased_through: int = 0) -> list[str]:
+def traces(table: Any, where: str, directory: Location, key: str, *, erased_through: int = 0) -> list[str]:
     """What is left on disk of the rows matching `where` and of `key`, named by place and never by content.
 
     A trace is a live row, a table version that still holds matching rows or that an erasure ending at version
@@ -172,13 +184,13 @@ def traces(table: Any, where: str, directory: Path, key: str, *, erased_through:
             continue
         if stale:
             found.append(f"table version {version}")
-    found += [f"the file {name}" for name in files_containing(directory, key)]
+    found += [f"the file {name}" for name in location_holding(directory, key)]
     return found
 
 
-def directory_bytes(directory: Path) -> int:
-    """Size of the files under `directory`."""
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+def directory_bytes(directory: Location) -> int:
+    """Size of the files under `directory` (or of the objects under its prefix)."""
+    return location_bytes(directory)
 
 
 def retry_on_conflict(action: Callable[[], T]) -> T:

@@ -31,7 +31,6 @@ from engram.core.timeutil import to_utc
 from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
 from engram.storage.lance_support import (
     META_MODEL,
-    FileLock,
     ReadersWriterLock,
     connect,
     directory_bytes,
@@ -43,6 +42,7 @@ from engram.storage.lance_support import (
     retry_on_conflict,
     traces,
 )
+from engram.storage.location import Location, ObjectStore, location_lock
 
 logger = logging.getLogger(__name__)
 
@@ -128,17 +128,16 @@ class StoreHealth:
 class LanceLongTermStore:
     """Long-term memories in a LanceDB table; every query is prefiltered to one user."""
 
-    def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Location, *, dimensions: int, model_id: str) -> None:
         self._directory = directory
         self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
         # Servers sharing this directory take turns to write: concurrent LanceDB commits conflict, and two
         # conditional inserts of the same id racing in two processes could both insert it.
-        self._process_lock = FileLock(directory / ".engram-write.lock")
+        self._process_lock = location_lock(directory, "write")
         # Upkeep (compaction, index upkeep, version clean-up) runs in one process at a time, outside the write lock
         # so that writes go on meanwhile; erasure takes it too, since erasure deletes unreferenced files.
-        self._upkeep_lock = FileLock(directory / ".engram-upkeep.lock")
+        self._upkeep_lock = location_lock(directory, "upkeep")
         self._readers = ReadersWriterLock()
         self._commits = 0
         self._erased_through = 0  # the table version this store's latest erasure ended at
@@ -187,10 +186,13 @@ class LanceLongTermStore:
             return set()
         with self._write_lock, self._process_lock:
             existing = self.existing_ids(list(rows)) if len(rows) > 1 else set()
-            before = _table_files(self._table_dir)
+            # On object storage an acknowledged PUT is durable; only local files need syncing.
+            local = isinstance(self._directory, Path)
+            before = _table_files(self._table_dir) if local else set()
             result = self._insert_locked(list(rows.values()))
             # LanceDB does not fsync; a journal may only let go of entries once their rows are on disk.
-            _fsync_new(self._table_dir, before)
+            if local:
+                _fsync_new(self._table_dir, before)
         if len(rows) == 1:
             return set(rows) if result.num_inserted_rows else set()
         return set(rows) - existing
@@ -224,6 +226,8 @@ class LanceLongTermStore:
 
     @property
     def _table_dir(self) -> Path:
+        # Only local stores have a directory to fsync and count files in (absorb runs with the local journal).
+        assert isinstance(self._directory, Path), "a store on object storage has no local table directory"
         return self._directory / f"{TABLE_NAME}.lance"
 
     def _select(self, where: str, limit: int) -> list[Memory]:
@@ -256,8 +260,14 @@ class LanceLongTermStore:
                 fragments=len(latest.get_fragments()),
                 unindexed_rows=unindexed,
                 versions=len(latest.versions()),
-                data_files=_count_files(self._table_dir / "data"),
+                data_files=self._data_files(),
             )
+
+    def _data_files(self) -> int:
+        if isinstance(self._directory, ObjectStore):
+            # From the manifest: listing a bucket prefix costs a request per thousand objects.
+            return sum(len(fragment.data_files()) for fragment in lance_dataset(self._table).get_fragments())
+        return _count_files(self._table_dir / "data")
 
     def upkeep(self, keep_versions_for: timedelta) -> bool:
         """Compact, bring the indexes up to date, and remove versions superseded more than `keep_versions_for` ago.

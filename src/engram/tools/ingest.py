@@ -16,6 +16,7 @@ from engram.core.knowledge_models import (
     Scope,
 )
 from engram.tools._fields import UserIdArg
+from engram.tools.progress import progress_of
 from engram.tools.state import AppState, Caller, caller, domain_errors, memory_of
 
 if TYPE_CHECKING:
@@ -73,9 +74,6 @@ async def ingest_files(
     memory = await memory_of(ctx)
     knowledge = knowledge_of(memory)
 
-    async def progress(done: float, total: float, message: str) -> None:
-        await ctx.report_progress(done, total, message)
-
     with domain_errors():
         return await knowledge.ingest_paths(
             whose(who, scope),
@@ -83,7 +81,7 @@ async def ingest_files(
             include=include or [],
             exclude=exclude or [],
             confined=True,
-            progress=progress,
+            progress=progress_of(ctx),
         )
 
 
