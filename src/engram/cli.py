@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engram.config import Settings
     from engram.core.knowledge import KnowledgeService
     from engram.core.knowledge_models import IngestReport, KnowledgeSource, SourceRemoved
+    from engram.core.memory_json import MemoryJsonImport
     from engram.core.models import RecallScope
     from engram.core.ports import Embedder
     from engram.core.service import MemoryService
@@ -281,6 +282,47 @@ def _knowledge(memory: MemoryService) -> KnowledgeService:
     return memory.knowledge
 
 
+class _ImportGroup(click.Group):
+    """`engram import FILE` (an export or conversations, `engram import file --help`) beside `engram import
+    memory-json FILE`: an argument that names no subcommand is the file of the first form."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["file", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group("import", cls=_ImportGroup)
+def import_group() -> None:
+    """Bring memory into Engram: FILE (an `engram export`, or a claude.ai or ChatGPT conversations.json; see
+    `engram import file --help`), or the official MCP memory server's file (`engram import memory-json`)."""
+
+
+@import_group.command("memory-json")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--user", "user_id", required=True, help="The user whose graph and memories receive the file.")
+def import_memory_json(file: Path, user_id: str) -> None:
+    """Import the official MCP memory server's FILE (memory.jsonl or memory.json): entities, relations and
+    observations become the user's graph and memories. Importing the same file again changes nothing."""
+    from engram.core.errors import InvalidInput
+    from engram.core.memory_json import import_memory_json as run_import
+
+    settings = _settings()
+    _configure_logging("WARNING")
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {file}: {exc}") from exc
+
+    async def run(memory: MemoryService) -> MemoryJsonImport:
+        if memory.graph is None:
+            raise InvalidInput("graph", "this data directory has no graph store.")
+        return await run_import(memory.graph, user_id, lines)
+
+    result = _with_memory(settings, run)
+    _echo_json(result.model_dump(mode="json"))
+
+
 @cli.command("forget-user")
 @click.argument("user_id")
 @click.option("--yes", is_flag=True, help="Confirm: erase every memory of USER_ID.")
@@ -357,6 +399,7 @@ def doctor(as_json: bool) -> None:
         session_cache_dir=settings.session_cache_dir,
         key_file=settings.user_key_file,
         key_from_environment=settings.user_id_key is not None,
+        graph_dir=settings.graph_dir,
     )
     findings = examine(layout)
     damaged = any(f.status == "damaged" for f in findings)
@@ -544,8 +587,9 @@ def _register_commands() -> None:
     from engram.portability.commands import export, import_
     from engram.project_commands import forget_project
 
-    for command in (hook, export, import_, forget_project, *memory_commands):
+    for command in (hook, export, forget_project, *memory_commands):
         cli.add_command(command)
+    import_group.add_command(import_, "file")
 
 
 _register_commands()

@@ -216,11 +216,13 @@ class Settings(BaseSettings):
         le=1.0,
         description="Cosine similarity a memory needs to its closest category description to get that category.",
     )
-    tools: Literal["core", "all"] = Field(
+    tools: Literal["core", "all", "graph"] = Field(
         default="core",
         description="Which tools MCP clients see. 'core' (default): the everyday memory tools a model needs in "
         "every conversation; every listed tool costs context on every turn. 'all': also remember_many (bulk "
-        "import), ingest_text, forget_source, and ingest_files when ENGRAM_KNOWLEDGE_ROOTS is set.",
+        "import), ingest_text, forget_source, and ingest_files when ENGRAM_KNOWLEDGE_ROOTS is set. 'graph': core "
+        "plus the knowledge-graph tools of the official MCP memory server (create_entities, create_relations, "
+        "add_observations, search_nodes, open_nodes, read_graph) and merge_entities.",
     )
     knowledge_roots: list[Path] = Field(
         default_factory=list,
@@ -367,6 +369,11 @@ class Settings(BaseSettings):
     def knowledge_dir(self) -> Path:
         """Directory of the knowledge-memory LanceDB database (separate from long-term memory's)."""
         return self.data_dir / "knowledge"
+
+    @property
+    def graph_dir(self) -> Path:
+        """Directory of the graph's LanceDB database (entities and relations)."""
+        return self.data_dir / "graph"
 
     @property
     def model_cache_dir(self) -> Path:

@@ -94,7 +94,13 @@ def open_memory(
     from engram.ingest import parse_document
     from engram.storage.direct import DirectLongTermStore
     from engram.storage.faults import open_tier
-    from engram.storage.guarded import GuardedKnowledgeStore, GuardedLongTermStore, GuardedSessionStore
+    from engram.storage.graph import LanceGraphStore
+    from engram.storage.guarded import (
+        GuardedGraphStore,
+        GuardedKnowledgeStore,
+        GuardedLongTermStore,
+        GuardedSessionStore,
+    )
     from engram.storage.journal import WriteJournal
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
@@ -187,6 +193,10 @@ def open_memory(
             settings.knowledge_dir,
             health,
         )
+        opened.callback(knowledge_store.close)
+        graph = open_tier(
+            lambda: LanceGraphStore(settings.graph_dir), GuardedGraphStore, "graph", settings.graph_dir, health
+        )
     except BaseException:
         opened.close()  # the last opened first
         raise
@@ -212,6 +222,7 @@ def open_memory(
         metrics=metrics,
         knowledge=knowledge,
         health=health,
+        graph=graph,
     )
 
 

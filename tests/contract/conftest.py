@@ -14,10 +14,11 @@ import redis
 
 from engram.config import aws_storage_options
 from engram.core.health import TierHealth
-from engram.core.ports import LongTermStore, SessionStore
+from engram.core.ports import GraphStore, LongTermStore, SessionStore
 from engram.embeddings.hashing import HashEmbedder
 from engram.storage.direct import DirectLongTermStore
-from engram.storage.guarded import GuardedLongTermStore
+from engram.storage.graph import LanceGraphStore
+from engram.storage.guarded import GuardedGraphStore, GuardedLongTermStore
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.location import ObjectStore
@@ -84,6 +85,13 @@ def _redis(engine: RedisEngine) -> SessionStore:
     )
 
 
+def _guarded_graph(directory: Path) -> GraphStore:
+    return GuardedGraphStore(LanceGraphStore(directory), "graph", directory, TierHealth())
+
+
+GRAPH_BACK_ENDS: dict[str, Callable[[Path], GraphStore]] = {"lance": LanceGraphStore, "guarded-lance": _guarded_graph}
+
+
 @pytest.fixture(params=[*sorted(LONG_TERM_BACK_ENDS), pytest.param("radosgw", marks=pytest.mark.distributed)])
 def long_term(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LongTermStore]:
     """A fresh long-term store of each back end."""
@@ -102,5 +110,13 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session
         store = _redis(request.getfixturevalue("redis_engine"))
     else:
         store = SESSION_BACK_ENDS[request.param](tmp_path / "sessions")
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=sorted(GRAPH_BACK_ENDS))
+def graph(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
+    """A fresh graph store of each back end."""
+    store = GRAPH_BACK_ENDS[request.param](tmp_path / "graph")
     yield store
     store.close()

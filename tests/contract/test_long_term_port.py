@@ -158,3 +158,25 @@ def test_stored_memories_and_project_erasure_cover_every_agent_and_only_that_pro
     assert sorted(long_term.delete_project(ALICE, "webshop")) == [f"{ALICE}-m2", f"{ALICE}-m3"]
     assert [s.memory.id for s in long_term.stored_memories(ALICE)] == [f"{ALICE}-m1"]
     assert [s.memory.id for s in long_term.stored_memories(BOB)] == [f"{BOB}-m1"]
+
+
+def test_validity_filters_keep_what_held_at_a_time(long_term: LongTermStore) -> None:
+    day = timedelta(days=1)
+    store(
+        long_term,
+        memory(ALICE, 1, "lives in Paris", valid_from=T0, valid_until=T0 + 10 * day, superseded_by=[f"{ALICE}-m2"]),
+        memory(ALICE, 2, "lives in Berlin", valid_from=T0 + 10 * day, supersedes=[f"{ALICE}-m1"]),
+        memory(ALICE, 3, "likes green tea"),  # no valid_from: it holds from its created_at
+    )
+    query = EMBED.embed(["lives in"])
+
+    def found(**filters: object) -> list[str]:
+        seen = long_term.vector_search(ALICE, query, MemoryFilters.model_validate(filters), 10)
+        return sorted(c.memory.id.removeprefix(f"{ALICE}-") for c in seen)
+
+    assert found(as_of=T0 + 5 * day) == ["m1", "m3"]
+    assert found(as_of=T0 + 20 * day) == ["m2", "m3"]
+    assert found(as_of=T0 - day) == []
+    assert found(open_at=T0 + 20 * day) == ["m2", "m3"]
+    (paris,) = long_term.get(ALICE, [f"{ALICE}-m1"])
+    assert paris.valid_until == T0 + 10 * day and paris.superseded_by == [f"{ALICE}-m2"]

@@ -16,7 +16,15 @@ from engram.core.health import TierHealth
 from engram.core.identity import UserKey, unkeyed
 from engram.core.models import Memory, Turn
 from engram.core.policy import MemoryPolicy
-from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
+from engram.core.ports import (
+    Embedder,
+    Enricher,
+    GraphStore,
+    LongTermStore,
+    MemoryMetrics,
+    NoMetrics,
+    SessionStore,
+)
 from engram.core.ranking import RankingPolicy
 from engram.core.redaction import SensitiveContentRejected, redact
 from engram.core.tiers import Tier
@@ -45,6 +53,8 @@ class MemoryContext:
     knowledge: KnowledgeService | None = None
     #: Which tiers storage found damaged (recall, stats and /healthz report them).
     health: TierHealth = field(default_factory=TierHealth)
+    #: Each user's entities and relations (None: no graph; recall then does not follow it).
+    graph: GraphStore | None = None
     #: Every tier, in the order erasure goes through them (closing goes backwards).
     tiers: list[Tier] = field(default_factory=list)
 

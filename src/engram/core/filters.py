@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from engram.core.limits import MAX_FILTER_AGENTS
@@ -24,7 +25,11 @@ _Agents = Annotated[list[Id] | None, Field(max_length=MAX_FILTER_AGENTS)]
 
 #: The kinds of condition a back end compiles. A filter of a known kind is one field below; a new kind needs a rule
 #: in every back end (`storage/filters.py` for LanceDB).
-ConditionKind = Literal["equals", "in", "not_in", "has_any", "has_all", "has_folded", "is_true", "at_least", "before"]
+#: `valid_at` holds for a memory valid at the time (valid from it or earlier, not closed by then); `open_at` for one not
+#: closed (superseded) by the time, whenever it started.
+ConditionKind = Literal[
+    "equals", "in", "not_in", "has_any", "has_all", "has_folded", "is_true", "at_least", "before", "valid_at", "open_at"
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,11 @@ class MemoryFilters(BaseModel):
         None
     )
     until: Annotated[UtcDate | None, Field(description="Created before."), Condition("created_at", "before")] = None
+    # Validity in time is set by the service (recall's own `as_of` argument, or "now"), so the schema leaves it out.
+    #: Only memories valid at this time (recall's `as_of`).
+    as_of: Annotated[UtcDate | None, SkipJsonSchema(), Condition("validity", "valid_at")] = None
+    #: Only memories not closed (superseded) by this time, whenever they started: recall's default, "now".
+    open_at: Annotated[UtcDate | None, SkipJsonSchema(), Condition("validity", "open_at")] = None
 
     # Who is asking is not the caller's choice, so it is no field: the service sets it from the request.
     _viewer_agent: str | None = PrivateAttr(default=None)

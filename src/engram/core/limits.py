@@ -22,6 +22,8 @@ MAX_METADATA_KEYS = 32
 MAX_METADATA_VALUE_CHARS = 1000
 #: Agents named in one include or exclude list of a filter.
 MAX_FILTER_AGENTS = 20
+#: Older memories one memory may supersede.
+MAX_SUPERSEDES = 20
 #: `list_memories` pages: at most this many memories per page, and pages reach this far.
 MAX_PAGE = 100
 MAX_OFFSET = 10_000

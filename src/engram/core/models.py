@@ -17,7 +17,7 @@ from engram.core.limits import MAX_PAGE as MAX_PAGE
 from engram.core.limits import MAX_QUERY_CHARS as MAX_QUERY_CHARS
 from engram.core.limits import MAX_TAGS as MAX_TAGS
 from engram.core.limits import MEMORY_ID_PATTERN as MEMORY_ID_PATTERN
-from engram.core.values import Content, Entities, Id, Label, Metadata, Tags, Unit, UtcDate
+from engram.core.values import Content, Entities, Id, Label, MemoryIds, Metadata, Tags, Unit, UtcDate
 
 #: Which memory `recall` searches: personal memory (working and long-term), knowledge, or both.
 RecallScope = Literal["memories", "knowledge", "both"]
@@ -90,6 +90,14 @@ class Memory(BaseModel):
     links: list[str] = Field(default_factory=list, description="For a summary: the ids of the turns it replaces.")
     turn_index: int | None = Field(default=None, description="For a turn: its position in its session, from 0.")
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    valid_from: datetime | None = Field(
+        default=None, description="Since when it holds (default: when it occurred, created_at)."
+    )
+    valid_until: datetime | None = Field(
+        default=None, description="When it stopped holding (a newer memory superseded it); null while current."
+    )
+    supersedes: list[str] = Field(default_factory=list, description="Ids of the older memories this one replaces.")
+    superseded_by: list[str] = Field(default_factory=list, description="Ids of the memories that replaced this one.")
 
 
 class Turn(BaseModel):
@@ -122,6 +130,9 @@ class HitScores(BaseModel):
     vector_rank: int | None = Field(description="Rank in the semantic result list (1 = best), or null.")
     keyword_rank: int | None = Field(description="Rank in the keyword result list (1 = best), or null.")
     neighbor_boost: float = Field(description="Added because neighbouring turns of the same session also matched.")
+    graph_boost: float = Field(
+        default=0.0, description="Added because the memory names an entity the query names, or one related to it."
+    )
     fused: float = Field(description="The final ranking score.")
 
 
@@ -181,6 +192,17 @@ class RememberItem(BaseModel):
     metadata: Metadata = None
     importance: Unit = None
     occurred_at: UtcDate | None = None
+    supersedes: MemoryIds = None
+
+
+class SupersedeSuggestion(BaseModel):
+    """A stored memory that looks like an older version of the one just remembered."""
+
+    id: str
+    content: str
+    valid_from: datetime
+    similarity: float = Field(description="Cosine similarity to the new memory, -1..1.")
+    reason: str = Field(description="Why it was suggested: a near-duplicate, a shared entity, or a similar statement.")
 
 
 class RememberResult(BaseModel):
@@ -195,6 +217,16 @@ class RememberResult(BaseModel):
         default_factory=dict,
         description="Sensitive details replaced by placeholders before storing, as counts per category "
         "(email, phone, card, iban, national_id, ip_address, secret); never the values.",
+    )
+    # Left out of the reply when empty: most writes have none, and every reply costs the caller context.
+    supersede_candidates: list[SupersedeSuggestion] = Field(
+        default_factory=list,
+        exclude_if=lambda found: not found,
+        description="Current memories that look like older versions of this fact. If this one replaces them, pass "
+        "their ids as `supersedes` (now or in a later remember of the same content); Engram never decides alone.",
+    )
+    superseded: list[str] = Field(
+        default_factory=list, exclude_if=lambda ids: not ids, description="Ids this call closed as superseded."
     )
 
 
@@ -234,6 +266,7 @@ class ForgetReceipt(BaseModel):
     short_term: int = Field(description="Short-term session records erased.")
     long_term: int = Field(description="Long-term memories erased.")
     knowledge: int = Field(default=0, description="Chunks of the user's own knowledge sources erased.")
+    graph: int = Field(default=0, description="Entities and relations of the user's graph erased.")
     finished_at: datetime
     verification: str = Field(description="The check performed after erasing, which found nothing left.")
 
@@ -296,6 +329,7 @@ class ServerStats(BaseModel):
     long_term: TierStats | None = None
     sessions: TierStats | None = Field(default=None, description="Working and short-term memory (one diskcache).")
     knowledge: TierStats | None = Field(default=None, description="Knowledge memory: chunks of ingested documents.")
+    graph: TierStats | None = Field(default=None, description="The users' graphs: entities and relations.")
     damaged: dict[str, str] = Field(
         default_factory=dict, description="Damaged tiers: what is damaged (tier, file) and what to do."
     )

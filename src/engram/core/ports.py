@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engram.core.filters import MemoryFilters
+from engram.core.graph_models import Entity, Relation
 from engram.core.identity import UserKey
 from engram.core.models import AgentActivity, Memory, Sentiment, SessionInfo, Turn
 
@@ -201,6 +202,58 @@ class SessionStore(Protocol):
 
     def close(self) -> None:
         """Release the cache."""
+        ...
+
+
+class GraphStore(Protocol):
+    """Each user's entities and relations; every read and delete is scoped to one user and the asking agent."""
+
+    def upsert_entities(self, entities: Sequence[Entity]) -> None:
+        """Insert these entities, or replace the stored ones with the same id, in one commit."""
+        ...
+
+    def entities(
+        self, user_id: UserKey, filters: MemoryFilters, keys: Sequence[str] | None, limit: int
+    ) -> list[Entity]:
+        """The user's entities (visible under `filters`) whose name or an alias has one of `keys` (None: all)."""
+        ...
+
+    def delete_entities(self, user_id: UserKey, ids: Sequence[str]) -> int:
+        """Delete the user's entities with these ids; return how many were deleted."""
+        ...
+
+    def upsert_relations(self, relations: Sequence[Relation]) -> set[str]:
+        """Insert these relations, or replace the stored ones with the same id; return the ids that were new."""
+        ...
+
+    def relations(
+        self, user_id: UserKey, filters: MemoryFilters, keys: Sequence[str] | None, limit: int
+    ) -> list[Relation]:
+        """The user's relations (visible under `filters`) from or to an entity with one of `keys` (None: all)."""
+        ...
+
+    def delete_relations(self, user_id: UserKey, ids: Sequence[str]) -> int:
+        """Delete the user's relations with these ids; return how many were deleted."""
+        ...
+
+    def delete_user(self, user_id: UserKey) -> int:
+        """Delete every entity and relation of the user; return how many were deleted."""
+        ...
+
+    def traces_of(self, user_id: UserKey) -> list[str]:
+        """What is left of the user on disk (rows, older table versions, files holding the key), without content."""
+        ...
+
+    def count(self) -> int:
+        """Number of entities and relations of all users."""
+        ...
+
+    def bytes_on_disk(self) -> int:
+        """Size of the store's files."""
+        ...
+
+    def close(self) -> None:
+        """Release the store."""
         ...
 
 

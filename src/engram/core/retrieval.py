@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 import anyio
@@ -11,6 +12,7 @@ import anyio
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import EngramError, InvalidInput, TierDamaged, quoted
 from engram.core.filters import MemoryFilters
+from engram.core.graph_links import links
 from engram.core.identity import UserKey
 from engram.core.limits import MAX_OFFSET, MAX_PAGE, MAX_QUERY_CHARS
 from engram.core.models import (
@@ -27,7 +29,25 @@ from engram.core.models import (
 )
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
-from engram.core.validation import check_id, check_memory_id, check_optional_id
+from engram.core.validation import as_utc, check_id, check_memory_id, check_optional_id
+
+#: What recall adds to a memory naming an entity the query names, or one of its one-hop neighbours. A neighbour's
+#: memories share no words with the question ("Where is Priya's employer?" - "Headquarters in Rotterdam"), so the
+#: relation has to carry them further than the memories that name the entity itself.
+GRAPH_DIRECT_BOOST = 0.1
+GRAPH_NEIGHBOUR_BOOST = 0.25
+#: How many names (with aliases) recall follows, and how many memories it brings in per name.
+GRAPH_MAX_NAMES = 12
+GRAPH_PER_ENTITY = 10
+
+
+def _boosted(hit: MemoryHit, boost: float) -> MemoryHit:
+    """`hit` with the graph's boost added to its score."""
+    if not boost:
+        return hit
+    score = hit.score + boost
+    scores = hit.scores.model_copy(update={"graph_boost": boost, "fused": round(score, 6)})
+    return hit.model_copy(update={"score": round(score, 6), "scores": scores})
 
 
 @dataclass
@@ -56,17 +76,20 @@ class MemoryReader:
         filters: MemoryFilters | None = None,
         agent_id: str | None = None,
         scope: RecallScope = "both",
+        as_of: datetime | None = None,
     ) -> RecallResult:
         """Return the session's working memory and the user's long-term memories closest to `query`.
 
         `agent_id` is the agent asking: it sees the user's shared memories and its own private ones only.
         `scope` chooses personal memory (working and long-term), knowledge (ingested documents) or both.
+        Long-term memories are those valid `as_of` (valid from then or earlier, not superseded by then); by
+        default, those not superseded now.
         """
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_optional_id("session_id", session_id)
         query, top_k = self._checked_query(query, top_k, min_score)
-        filters = (filters or MemoryFilters()).seen_by(check_optional_id("agent_id", agent_id))
+        filters = self._valid(filters or MemoryFilters(), as_of).seen_by(check_optional_id("agent_id", agent_id))
         if scope == "knowledge":
             found, dropped = await self._knowledge_hits(key, query, await self._embed_query(query), top_k, min_score)
             return RecallResult(working=[], memories=[], knowledge=found, dropped_below_min_score=dropped)
@@ -74,6 +97,7 @@ class MemoryReader:
         working = await self._working(key, session_id, filters)
         started = time.perf_counter()
         vector, searched = await self._search_long_term(key, query, filters, top_k)
+        boosts = await self._follow_graph(key, query, vector, filters, searched) if not searched.failed else {}
         unavailable: list[str] = []
         if searched.failed:
             # With scope 'both', damaged long-term memory still leaves working memory and knowledge to answer.
@@ -81,7 +105,7 @@ class MemoryReader:
                 raise searched.failed[0]
             unavailable.append(str(searched.failed[0]))
             searched = _Searched()
-        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score)
+        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score, boosts)
         ctx.metrics.observe_recall_tier("long_term", time.perf_counter() - started)
         ctx.metrics.observe_recall_results(
             key, [hit.score for hit in kept], [hit.scores.similarity for hit in kept], dropped
@@ -101,6 +125,11 @@ class MemoryReader:
             dropped_below_min_score=dropped + dropped_knowledge,
             unavailable=unavailable,
         )
+
+    def _valid(self, filters: MemoryFilters, as_of: datetime | None) -> MemoryFilters:
+        """`filters` narrowed to the memories valid `as_of`, or by default to those not superseded now."""
+        as_of = as_utc("as_of", as_of)
+        return filters.model_copy(update={"as_of": as_of} if as_of is not None else {"open_at": self._ctx.clock()})
 
     def _checked_query(self, query: str, top_k: int | None, min_score: float | None) -> tuple[str, int]:
         """The query text, trimmed, and the number of hits asked for, both within their limits."""
@@ -154,14 +183,49 @@ class MemoryReader:
                     searched.failed.append(exc)
         return vector, searched
 
+    async def _follow_graph(
+        self, key: UserKey, query: str, vector: Vectors, filters: MemoryFilters, searched: _Searched
+    ) -> dict[str, float]:
+        """Bring in the memories naming an entity the query names or its one-hop neighbours; their boosts by id."""
+        ctx = self._ctx
+        # A caller's own entity filter already says which entity to look at.
+        if ctx.graph is None or filters.entity is not None:
+            return {}
+        try:
+            found = await links(ctx, ctx.graph, key, query, filters)
+        except EngramError:  # a damaged graph must not cost the caller the memories themselves
+            return {}
+        boosts: dict[str, float] = {}
+        present = {c.memory.id for c in searched.semantic}
+        for names, boost in ((found.direct, GRAPH_DIRECT_BOOST), (found.neighbours, GRAPH_NEIGHBOUR_BOOST)):
+            for name in names[:GRAPH_MAX_NAMES]:
+                scoped = filters.model_copy(update={"entity": name})
+                linked = await ctx.run(partial(ctx.long_term.vector_search, key, vector, scoped, GRAPH_PER_ENTITY))
+                for candidate in linked:
+                    boosts[candidate.memory.id] = max(boosts.get(candidate.memory.id, 0.0), boost)
+                    if candidate.memory.id not in present:
+                        present.add(candidate.memory.id)
+                        searched.semantic.append(candidate)
+        searched.semantic.sort(key=lambda c: c.score, reverse=True)
+        return boosts
+
     def _ranked(
-        self, user_id: str, searched: _Searched, vector: Vectors, top_k: int, min_score: float | None
+        self,
+        user_id: str,
+        searched: _Searched,
+        vector: Vectors,
+        top_k: int,
+        min_score: float | None,
+        boosts: dict[str, float] | None = None,
     ) -> tuple[list[MemoryHit], int]:
         """The best `top_k` fused hits that pass `min_score` (shown under the caller's user id), and how many failed."""
         kept: list[MemoryHit] = []
         dropped = 0
+        hits = fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock())
+        if boosts:
+            hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
-        for hit in fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock()):
+        for hit in hits:
             if len(kept) == top_k:
                 break
             if min_score is not None and hit.scores.similarity < min_score:

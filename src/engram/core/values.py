@@ -17,8 +17,10 @@ from engram.core.limits import (
     MAX_LABEL_CHARS,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_CHARS,
+    MAX_SUPERSEDES,
     MAX_TAG_CHARS,
     MAX_TAGS,
+    MEMORY_ID_PATTERN,
 )
 from engram.core.timeutil import to_utc
 
@@ -89,3 +91,9 @@ Metadata = Annotated[
     dict[MetadataKey, MetadataText | int | FiniteNumber | bool | None] | None, Field(max_length=MAX_METADATA_KEYS)
 ]
 Unit = Annotated[float | None, Field(ge=0.0, le=1.0)]
+#: Ids of older memories a memory replaces (supersedes).
+MemoryIds = Annotated[
+    list[Annotated[str, Field(pattern=MEMORY_ID_PATTERN)]] | None,
+    Field(max_length=MAX_SUPERSEDES),
+    AfterValidator(unique),
+]

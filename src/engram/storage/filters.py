@@ -86,6 +86,12 @@ def condition_clause(condition: Condition, value: Any) -> str:
             return f"{column} >= {_literal(value)}"
         case "before":
             return f"{column} < {_literal(value)}"
+        case "valid_at":
+            # A row written before validity existed holds from its created_at and was never closed.
+            at = _literal(value)
+            return f"COALESCE(valid_from, created_at) <= {at} AND (valid_until IS NULL OR valid_until > {at})"
+        case "open_at":
+            return f"valid_until IS NULL OR valid_until > {_literal(value)}"
     raise ValueError(f"no LanceDB rule for filter condition {condition.kind!r}")
 
 

@@ -12,11 +12,20 @@ from pathlib import Path
 from typing import TypeVar
 
 from engram.core.filters import MemoryFilters
+from engram.core.graph_models import Entity, Relation
 from engram.core.health import TierHealth
 from engram.core.identity import UserKey
 from engram.core.knowledge_models import ChunkCandidate, KnowledgeChunk, KnowledgeStore, StoredSource
 from engram.core.models import AgentActivity, Memory, SessionInfo, Turn
-from engram.core.ports import AppendedTurn, Candidate, LongTermStore, SessionStore, StoredMemory, Vectors
+from engram.core.ports import (
+    AppendedTurn,
+    Candidate,
+    GraphStore,
+    LongTermStore,
+    SessionStore,
+    StoredMemory,
+    Vectors,
+)
 from engram.storage.faults import translated
 
 T = TypeVar("T")
@@ -237,8 +246,67 @@ class GuardedKnowledgeStore(_Guard, KnowledgeStore):
         self._run(self.inner.close)
 
 
+class GuardedGraphStore(_Guard, GraphStore):
+    """The GraphStore port over `inner`, raising TierDamaged or StorageFailure instead of engine errors."""
+
+    def __init__(self, inner: GraphStore, tier: str, directory: Path, health: TierHealth) -> None:
+        super().__init__(tier, directory, health)
+        self.inner = inner
+
+    def upsert_entities(self, entities: Sequence[Entity]) -> None:
+        """See GraphStore.upsert_entities."""
+        self._run(lambda: self.inner.upsert_entities(entities))
+
+    def entities(
+        self, user_id: UserKey, filters: MemoryFilters, keys: Sequence[str] | None, limit: int
+    ) -> list[Entity]:
+        """See GraphStore.entities."""
+        return self._run(lambda: self.inner.entities(user_id, filters, keys, limit))
+
+    def delete_entities(self, user_id: UserKey, ids: Sequence[str]) -> int:
+        """See GraphStore.delete_entities."""
+        return self._run(lambda: self.inner.delete_entities(user_id, ids))
+
+    def upsert_relations(self, relations: Sequence[Relation]) -> set[str]:
+        """See GraphStore.upsert_relations."""
+        return self._run(lambda: self.inner.upsert_relations(relations))
+
+    def relations(
+        self, user_id: UserKey, filters: MemoryFilters, keys: Sequence[str] | None, limit: int
+    ) -> list[Relation]:
+        """See GraphStore.relations."""
+        return self._run(lambda: self.inner.relations(user_id, filters, keys, limit))
+
+    def delete_relations(self, user_id: UserKey, ids: Sequence[str]) -> int:
+        """See GraphStore.delete_relations."""
+        return self._run(lambda: self.inner.delete_relations(user_id, ids))
+
+    def delete_user(self, user_id: UserKey) -> int:
+        """See GraphStore.delete_user."""
+        return self._run(lambda: self.inner.delete_user(user_id))
+
+    def traces_of(self, user_id: UserKey) -> list[str]:
+        """See GraphStore.traces_of."""
+        return self._run(lambda: self.inner.traces_of(user_id))
+
+    def count(self) -> int:
+        """See GraphStore.count."""
+        return self._run(self.inner.count)
+
+    def bytes_on_disk(self) -> int:
+        """See GraphStore.bytes_on_disk."""
+        return self._run(self.inner.bytes_on_disk)
+
+    def close(self) -> None:
+        """See GraphStore.close."""
+        self._run(self.inner.close)
+
+
 def _each_decorator_is_its_port(
-    long_term: GuardedLongTermStore, sessions: GuardedSessionStore, knowledge: GuardedKnowledgeStore
-) -> tuple[LongTermStore, SessionStore, KnowledgeStore]:
+    long_term: GuardedLongTermStore,
+    sessions: GuardedSessionStore,
+    knowledge: GuardedKnowledgeStore,
+    graph: GuardedGraphStore,
+) -> tuple[LongTermStore, SessionStore, KnowledgeStore, GraphStore]:
     # Never called: the type checker refuses it if a decorator lacks a method of its port or changes one.
-    return long_term, sessions, knowledge
+    return long_term, sessions, knowledge, graph

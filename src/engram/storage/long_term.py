@@ -85,6 +85,11 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
             pa.field("links", pa.list_(pa.string())),
             pa.field("turn_index", pa.int32()),
             pa.field("metadata", pa.string()),
+            # Validity in time: null valid_from (rows written before these columns) means created_at.
+            pa.field("valid_from", pa.timestamp("us", tz="UTC")),
+            pa.field("valid_until", pa.timestamp("us", tz="UTC")),
+            pa.field("supersedes", pa.list_(pa.string())),
+            pa.field("superseded_by", pa.list_(pa.string())),
             # Content plus the context a question asks about (speaker, date, the turn replied to): what keyword
             # search matches and the vector embeds, kept apart so the stored content stays verbatim.
             pa.field("index_text", pa.string(), nullable=False),
@@ -100,6 +105,10 @@ _ADDED_COLUMNS = {
     "visibility": "'shared'",
     "entity_keys": "arrow_cast(NULL, 'List(Utf8)')",
     "project": "arrow_cast(NULL, 'Utf8')",
+    "valid_from": "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+    "valid_until": "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+    "supersedes": "arrow_cast(NULL, 'List(Utf8)')",
+    "superseded_by": "arrow_cast(NULL, 'List(Utf8)')",
 }
 _FTS_COLUMN = "index_text"
 T = TypeVar("T")
@@ -551,6 +560,10 @@ def _to_memory(row: dict[str, Any]) -> Memory:
         links=list(row["links"] or []),
         turn_index=row["turn_index"],
         metadata=json.loads(row["metadata"]) if row["metadata"] else {},
+        valid_from=_utc(row["valid_from"]) or created_at,
+        valid_until=_utc(row["valid_until"]),
+        supersedes=list(row["supersedes"] or []),
+        superseded_by=list(row["superseded_by"] or []),
     )
 
 

@@ -120,6 +120,10 @@ async def recall(
         Literal["compact", "full"],
         Field(description="'full' adds every score and the memories' metadata (memories, working, knowledge)."),
     ] = "compact",
+    as_of: Annotated[
+        datetime | None,
+        Field(description="Answer as of this time (ISO 8601): what was valid then. Default: now."),
+    ] = None,
 ) -> Annotated[CallToolResult, RecallReply]:
     """Look up what you know about the user: call at the start of a conversation and when past context may matter.
 
@@ -139,6 +143,7 @@ async def recall(
             filters=filters,
             agent_id=who.agent_id,
             scope=scope,
+            as_of=as_of,
         )
     reply = reply_of(result, detail)
     # Unset parts are left out rather than sent as nulls; the server writes the same JSON as the text.

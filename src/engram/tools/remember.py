@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from engram.core.models import Kind, RememberItem, RememberResult, Role, Sentiment, Visibility
-from engram.core.values import Entities, Label, Metadata, Tags, Unit, UtcDate
+from engram.core.values import Entities, Label, MemoryIds, Metadata, Tags, Unit, UtcDate
 from engram.tools._fields import MAX_CONTENT_CHARS, AgentIdArg, OptionalSessionIdArg, ProjectArg, UserIdArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
@@ -40,6 +40,9 @@ async def remember(
     visibility: Annotated[
         Visibility, Field(description="'private': only agent_id may recall it; 'shared': every agent.")
     ] = Visibility.SHARED,
+    supersedes: Annotated[
+        MemoryIds, Field(description="Ids of older memories this replaces (supersede_candidates).")
+    ] = None,
 ) -> RememberResult:
     """Save something lasting about the user (a fact, preference, decision, commitment) or log a conversation turn
     (with session_id and role), to recall in later conversations. Saving the same content twice is harmless
@@ -64,6 +67,7 @@ async def remember(
         entities=entities,
         sentiment=sentiment,
         resolved=resolved,
+        supersedes=supersedes,
     )
     with domain_errors():
         return await memory.remember_item(who.user_id, item, agent_id=who.agent_id)
