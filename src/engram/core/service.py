@@ -106,6 +106,7 @@ class MemoryService:
 
         self.summarize_session = SessionSummarizer(context, writer).summarize_session
         self.graph = GraphKeeper(context, writer, graph) if graph is not None else None  # None: no graph store
+        self.graph_store = graph
 
         eraser = Eraser(context)
         self.forget_user = eraser.forget_user
