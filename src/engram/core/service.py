@@ -106,12 +106,16 @@ class MemoryService:
 
         self.summarize_session = SessionSummarizer(context, writer).summarize_session
         self.graph = GraphKeeper(context, writer, graph) if graph is not None else None  # None: no graph store
-        self.graph_store = graph
 
         eraser = Eraser(context)
         self.forget_user = eraser.forget_user
         self.forget_memory = eraser.forget_memory
         self.purge = eraser.purge
+
+    @property
+    def graph_store(self) -> GraphStore | None:
+        """The store of users' graphs (an export reads it whole), or None without a graph."""
+        return self._ctx.graph
 
     @property
     def ranking(self) -> RankingPolicy:
