@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from engram.core.errors import InvalidInput
 from engram.core.models import SessionInfo, Turn
 from engram.core.ports import AppendedTurn
+from engram.storage.sessions import session_info
 
 if TYPE_CHECKING:
     import redis
@@ -299,16 +300,7 @@ class RedisSessionStore:
         for session_id in self._redis.smembers(self._key("idx", user_id)):
             record = _loads(self._redis.get(self._key("st", user_id, session_id)))
             if record is not None:
-                infos.append(
-                    SessionInfo(
-                        session_id=session_id,
-                        started_at=datetime.fromisoformat(record["started_at"]),
-                        last_active_at=datetime.fromisoformat(record["last_active_at"]),
-                        turns=record["turn_count"],
-                        agents=record["agents"],
-                        summary=record["summary"],
-                    )
-                )
+                infos.append(session_info(session_id, record))
         return sorted(infos, key=lambda s: s.last_active_at, reverse=True)
 
     def traces_of(self, user_id: str) -> list[str]:

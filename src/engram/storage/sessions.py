@@ -234,16 +234,7 @@ class DiskSessionStore:
         for session_id in self._cache.get(_index_key(user_id)) or []:
             record = self._cache.get(_short_term_key(user_id, session_id))
             if record is not None:
-                infos.append(
-                    SessionInfo(
-                        session_id=session_id,
-                        started_at=datetime.fromisoformat(record["started_at"]),
-                        last_active_at=datetime.fromisoformat(record["last_active_at"]),
-                        turns=record["turn_count"],
-                        agents=record["agents"],
-                        summary=record["summary"],
-                    )
-                )
+                infos.append(session_info(session_id, record))
         return sorted(infos, key=lambda s: s.last_active_at, reverse=True)
 
     def forget_user(self, user_id: str) -> tuple[int, int]:
@@ -331,3 +322,15 @@ def _new_record(session_id: str, now: datetime) -> dict[str, Any]:
         "summarized_until": 0,
         "turns": [],
     }
+
+
+def session_info(session_id: str, record: dict[str, Any]) -> SessionInfo:
+    """A session's short-term record (as every session store keeps it) as the domain's `SessionInfo`."""
+    return SessionInfo(
+        session_id=session_id,
+        started_at=datetime.fromisoformat(record["started_at"]),
+        last_active_at=datetime.fromisoformat(record["last_active_at"]),
+        turns=record["turn_count"],
+        agents=record["agents"],
+        summary=record["summary"],
+    )
