@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from engram.cli import cli
 from engram.config import Settings
 from engram.core.filters import MemoryFilters
+from engram.core.graph_models import EntityIn, RelationIn
 from engram.core.knowledge_models import DocumentFormat
 from engram.core.models import Kind, Role, Sentiment, Visibility
 from engram.core.service import MemoryService
@@ -216,3 +217,58 @@ def test_chatgpt_conversations_follow_the_branch_last_shown(settings: Settings) 
     assert {t.session_id for t in turns} == {"6f1d2e3c-4b5a-4978-8a6b-5c4d3e2f1a0b"}
     assert turns[0].created_at.isoformat() == "2025-03-06T09:00:01.200000+00:00"
     assert json.loads(_invoke("import", str(source), "--project", "cycling"))["stored"] == 0
+
+
+async def _populate_graph(memory: MemoryService) -> None:
+    """Alice's graph: shared entities and a relation, and a private one of the `ide` agent; Bob's stays apart."""
+    assert memory.graph is not None
+    await memory.graph.create_entities(
+        "alice",
+        [
+            EntityIn.model_validate(
+                {"name": "Priya Patel", "entityType": "person", "observations": ["Leads the data team"]}
+            ),
+            EntityIn.model_validate({"name": "Acme", "entityType": "organization", "aliases": ["Acme Corp"]}),
+        ],
+    )
+    await memory.graph.create_relations(
+        "alice", [RelationIn.model_validate({"from": "Priya Patel", "to": "Acme", "relationType": "works_at"})]
+    )
+    await memory.graph.create_relations(
+        "alice",
+        [RelationIn.model_validate({"from": "Priya Patel", "to": "Chess club", "relationType": "member_of"})],
+        agent_id="ide",
+        visibility=Visibility.PRIVATE,
+    )
+    await memory.graph.create_entities("bob", [EntityIn.model_validate({"name": "Bob's dentist"})])
+
+
+async def _graph_snapshot(memory: MemoryService) -> dict[str, Any]:
+    """Every entity and relation of Alice, as the shared view and the `ide` agent's view see them."""
+    graph, key = memory.graph_store, memory.user_key("alice")
+    assert graph is not None
+    seen: dict[str, Any] = {}
+    for agent in (None, "ide"):
+        view = MemoryFilters().seen_by(agent)
+        seen.update({e.id: e.model_dump() for e in graph.entities(key, view, None, 1000)})
+        seen.update({r.id: r.model_dump() for r in graph.relations(key, view, None, 1000)})
+    return seen
+
+
+def test_the_graph_travels_with_the_export_private_items_included(settings: Settings, tmp_path: Path) -> None:
+    _with(settings, _populate_graph)
+    before = _with(settings, _graph_snapshot)
+    assert len(before) == 5  # Priya, Acme, works_at; the ide agent's private Chess club and member_of
+
+    exported = tmp_path / "alice.jsonl"
+    _invoke("export", "--user", "alice", str(exported))
+    kinds = [json.loads(line)["type"] for line in exported.read_text().splitlines()]
+    assert (kinds.count("entity"), kinds.count("relation")) == (3, 2)
+    assert "dentist" not in exported.read_text()
+
+    _invoke("forget-user", "alice", "--yes")
+    assert _with(settings, _graph_snapshot) == {}
+    _invoke("import", str(exported))
+    assert _with(settings, _graph_snapshot) == before
+    again = json.loads(_invoke("import", str(exported)))
+    assert again["relations_new"] == 0 and _with(settings, _graph_snapshot) == before

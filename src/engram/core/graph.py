@@ -29,8 +29,9 @@ from engram.core.graph_models import (
     ObservationsIn,
     Relation,
     RelationIn,
+    entity_id,
     entity_key,
-    graph_id,
+    relation_id,
 )
 from engram.core.identity import UserKey
 from engram.core.models import Kind, RememberItem, Visibility
@@ -151,7 +152,7 @@ class GraphKeeper:
         owner = (agent_id or "") if Visibility(visibility) is Visibility.PRIVATE else ""
         stored = [
             Relation(
-                id=graph_id(key, visibility.value, owner, entity_key(s), entity_key(k), entity_key(t)),
+                id=relation_id(key, visibility.value, owner, s, k, t),
                 user_id=key,
                 source=s,
                 target=t,
@@ -275,7 +276,7 @@ class GraphKeeper:
         visibility = Visibility(visibility)
         owner = agent_id if visibility is Visibility.PRIVATE else ""
         return Entity(
-            id=graph_id(key, visibility.value, owner or "", entity_key(name)),
+            id=entity_id(key, visibility.value, owner, name),
             user_id=key,
             name=name,
             entity_type=(entity_type or "").strip() or None,
@@ -354,14 +355,7 @@ class GraphKeeper:
         source = name if entity_key(relation.source) in moved else relation.source
         target = name if entity_key(relation.target) in moved else relation.target
         owner = relation.agent_id if relation.visibility is Visibility.PRIVATE else ""
-        new_id = graph_id(
-            relation.user_id,
-            relation.visibility.value,
-            owner or "",
-            entity_key(source),
-            entity_key(relation.relation_type),
-            entity_key(target),
-        )
+        new_id = relation_id(relation.user_id, relation.visibility.value, owner, source, relation.relation_type, target)
         return relation.model_copy(update={"id": new_id, "source": source, "target": target})
 
 

@@ -34,6 +34,16 @@ def graph_id(user: str, *parts: str) -> str:
     return digest[:32]
 
 
+def entity_id(user: str, visibility: str, owner: str | None, name: str) -> str:
+    """The id of a user's entity: one per name (its key), visibility and, when private, owning agent."""
+    return graph_id(user, visibility, owner or "", entity_key(name))
+
+
+def relation_id(user: str, visibility: str, owner: str | None, source: str, kind: str, target: str) -> str:
+    """The id of a user's relation: one per pair of ends and type, visibility and, when private, owning agent."""
+    return graph_id(user, visibility, owner or "", entity_key(source), entity_key(kind), entity_key(target))
+
+
 class Entity(BaseModel):
     """A node of the user's graph: a person, organisation, place, product, project... with its other names."""
 

@@ -113,6 +113,11 @@ class MemoryService:
         self.purge = eraser.purge
 
     @property
+    def graph_store(self) -> GraphStore | None:
+        """The store of users' graphs (an export reads it whole), or None without a graph."""
+        return self._ctx.graph
+
+    @property
     def ranking(self) -> RankingPolicy:
         """How long-term recall fuses its searches (a setting; experiments may swap it)."""
         return self._ctx.ranking
