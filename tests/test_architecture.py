@@ -190,13 +190,17 @@ def test_storage_ports_take_the_pseudonym_type_never_a_raw_id(module: str, proto
     assert untyped == [], f"{protocol} takes users as plain strings: {untyped}"
 
 
-@pytest.mark.parametrize("path", [*_modules(SRC / "tools"), *_modules(SRC / "server"), SRC / "cli.py"], ids=str)
+@pytest.mark.parametrize(
+    "path", [*_modules(SRC / "tools"), *_modules(SRC / "server"), SRC / "cli.py", SRC / "cli_admin.py"], ids=str
+)
 def test_no_adapter_makes_pseudonyms(path: Path) -> None:
     # Adapters ask the service for a user's key (MemoryService.user_key); only identity code computes one.
     assert "Pseudonymizer" not in path.read_text() and "UserKey(" not in path.read_text()
 
 
-@pytest.mark.parametrize("path", [*_modules(SRC / "tools"), *_modules(SRC / "server"), SRC / "cli.py"], ids=str)
+@pytest.mark.parametrize(
+    "path", [*_modules(SRC / "tools"), *_modules(SRC / "server"), SRC / "cli.py", SRC / "cli_admin.py"], ids=str
+)
 def test_no_adapter_resolves_whom_data_belongs_to(path: Path) -> None:
     # Adapters pass the caller's raw user id (or None for global knowledge); the core resolves the key, so the
     # privacy rule that stores see only pseudonyms lives in one place.

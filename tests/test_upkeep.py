@@ -14,7 +14,7 @@ import pytest
 from engram.core.filters import MemoryFilters
 from engram.core.models import Memory
 from engram.embeddings.hashing import HashEmbedder
-from engram.storage import long_term
+from engram.storage import table_upkeep
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.lance_support import FileLock
@@ -137,7 +137,7 @@ def test_upkeep_skips_a_healthy_table(tmp_path: Path, rows: int) -> None:
 def test_past_the_threshold_upkeep_builds_a_vector_index_that_filtered_search_uses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(long_term, "VECTOR_INDEX_MIN_ROWS", 1000)
+    monkeypatch.setattr(table_upkeep, "VECTOR_INDEX_MIN_ROWS", 1000)
     embedder = HashEmbedder()
     table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
     try:

@@ -4,6 +4,7 @@ read retries across processes, and the locks that keep writers and erasures apar
 from __future__ import annotations
 
 import logging
+import os
 import random
 
 try:
@@ -285,3 +286,37 @@ class ReadersWriterLock:
             with self._condition:
                 self._writing = False
                 self._condition.notify_all()
+
+
+def _table_files(root: Path) -> set[str]:
+    """The table's data, version and transaction files (what a commit adds)."""
+    names: set[str] = set()
+    for sub in ("data", "_versions", "_transactions"):
+        try:
+            names.update(f"{sub}/{entry.name}" for entry in os.scandir(root / sub))
+        except FileNotFoundError:
+            continue
+    return names
+
+
+def _fsync_new(root: Path, before: set[str]) -> None:
+    """Flush to disk the files a commit added, and the directories that list them."""
+    # A concurrent compaction (upkeep runs outside the write lock) adds files too, some of them temporary and gone
+    # a moment later: syncing its files is harmless, and a vanished one is not ours.
+    added = {name for name in _table_files(root) - before if not name.split("/", 1)[1].startswith(".")}
+    for path in [*(root / name for name in added), *{root / name.split("/", 1)[0] for name in added}]:
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _count_files(directory: Path) -> int:
+    try:
+        return sum(1 for entry in os.scandir(directory) if entry.is_file())
+    except FileNotFoundError:
+        return 0
