@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from engram.core.errors import InvalidInput
 from engram.core.models import SessionInfo, Turn
 from engram.core.ports import AppendedTurn
-from engram.storage.sessions import session_info
+from engram.storage.sessions import new_session_record, session_info
 
 if TYPE_CHECKING:
     import redis
@@ -113,7 +113,7 @@ class RedisSessionStore:
             window = _loads(pipe.get(wkey))
             fresh = record is None and window is None
             if record is None:
-                record = _new_record(session_id, now)
+                record = new_session_record(session_id, now)
                 # A session that expired and starts again under its id begins at seq 0 over an empty hash.
                 if window is not None:
                     record["turn_count"] = int(window.get("next_seq", 0))
@@ -357,15 +357,3 @@ def _loads(raw: Any) -> dict[str, Any] | None:
 
 def _turn(raw: Any) -> Turn | None:
     return None if raw is None else Turn.model_validate_json(raw)
-
-
-def _new_record(session_id: str, now: datetime) -> dict[str, Any]:
-    return {
-        "session_id": session_id,
-        "started_at": now.isoformat(),
-        "last_active_at": now.isoformat(),
-        "turn_count": 0,
-        "agents": [],
-        "summary": None,
-        "summarized_until": 0,
-    }
