@@ -12,13 +12,13 @@ import platformdirs
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engram.core.models import ID_PATTERN
+from engram.core.models import ID_PATTERN, MAX_CONTENT_CHARS
 
 #: The name that selects the bundled, offline all-MiniLM-L6-v2 weights.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 #: Hard ceilings that no setting may raise: they protect the server's memory and the caller's context.
-MAX_CONTENT_CHARS_CEILING = 100_000
+MAX_CONTENT_CHARS_CEILING = MAX_CONTENT_CHARS
 MAX_TOP_K = 50
 MAX_BATCH = 500
 #: Port of the HTTP transports unless ENGRAM_PORT or --port says otherwise.
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         default=500, ge=1, le=10_000, description="Turns of one session kept in its short-term transcript."
     )
     max_content_chars: int = Field(
-        default=8000, ge=1, le=MAX_CONTENT_CHARS_CEILING, description="Longest content `remember` accepts."
+        default=MAX_CONTENT_CHARS, ge=1, le=MAX_CONTENT_CHARS_CEILING, description="Longest content `remember` accepts."
     )
     default_top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="Long-term hits `recall` returns by default.")
     summary_max_chars: int = Field(

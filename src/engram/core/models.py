@@ -16,6 +16,9 @@ ID_RULE = "1-128 characters: letters, digits and _ . @ + : - (starting with a le
 #: Shape of a memory id (content-addressed, see `memory_id`).
 MEMORY_ID_PATTERN = r"^[0-9a-f]{32}$"
 MAX_QUERY_CHARS = 2000
+#: Longest content `remember` accepts (the one limit: the tools' schemas, the setting's default and ceiling).
+#: Well above any assistant answer; long content is indexed as passages (core/passages.py).
+MAX_CONTENT_CHARS = 100_000
 
 MAX_TAGS = 32
 #: `list_memories` pages: at most this many memories per page, and pages reach this far.
@@ -130,6 +133,9 @@ class MemoryHit(BaseModel):
     score: float = Field(description="The final ranking score (higher is better); see `scores` for its parts.")
     scores: HitScores
     memory: Memory
+    passage: str | None = Field(
+        default=None, description="For a long memory found by a later part of it: that passage (as indexed)."
+    )
 
 
 class Citation(BaseModel):

@@ -23,6 +23,8 @@ class Candidate:
     memory: Memory
     score: float
     vector: Vectors
+    #: For a long memory matched by one of its later passages: that passage (its vector is `vector`).
+    passage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,11 @@ class LongTermStore(Protocol):
 
     def add_many(self, memories: Sequence[Memory], index_texts: Sequence[str], vectors: Vectors) -> set[str]:
         """Insert, in one commit, those memories whose id is not stored yet; return the ids inserted."""
+        ...
+
+    def add_passages(self, user_id: UserKey, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
+        """Store the later passages of a long memory, each with its vector; vector search then scores the memory
+        by its best passage. Erasing the memory erases them."""
         ...
 
     def get(self, user_id: UserKey, ids: Sequence[str]) -> list[Memory]:

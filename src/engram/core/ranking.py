@@ -12,6 +12,7 @@ import numpy as np
 
 from engram.core.models import HitScores, MemoryHit
 from engram.core.ports import Candidate, Vectors
+from engram.core.temporal import TimeReference
 
 Fusion = Literal["convex", "rrf", "vector", "keyword"]
 
@@ -34,6 +35,13 @@ class RankingPolicy:
     importance_weight: float = 0.0
     #: How many candidates each retrieval method contributes before fusion.
     candidates: int = 50
+    #: Added to a memory that occurred in the period a question names ("last Saturday", "in May"): more than the
+    #: rest of the fused score can reach, so that the period's matches rank first, in their own order.
+    period_weight: float = 1.5
+    #: Up to this much is added by date order when a question asks for the first or the latest time.
+    order_weight: float = 0.1
+    #: Each further hit of a session already ranked has its score multiplied by this (1.0: no diversity).
+    session_decay: float = 1.0
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:
@@ -77,8 +85,13 @@ def fuse(
     query_vector: Vectors,
     policy: RankingPolicy,
     now: datetime,
+    when: TimeReference | None = None,
 ) -> list[MemoryHit]:
-    """Combine both candidate lists into hits ranked best first, each carrying the scores behind its rank."""
+    """Combine both candidate lists into hits ranked best first, each carrying the scores behind its rank.
+
+    `when` is what the question says about time: memories of the period it names rank higher, and so do the
+    earliest or latest ones when it asks for the first or the latest time.
+    """
     by_id: dict[str, Candidate] = {}
     for candidate in [*semantic, *keyword]:
         by_id.setdefault(candidate.memory.id, candidate)
@@ -95,6 +108,7 @@ def fuse(
         if i in base and c.memory.session_id is not None and c.memory.turn_index is not None
     }
     query = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    ages = _age_ranks([by_id[i].memory.created_at for i in base], when)
     hits: list[MemoryHit] = []
     for memory_id, score in base.items():
         memory = by_id[memory_id].memory
@@ -108,8 +122,11 @@ def fuse(
                 )
                 if n is not None
             ]
-            boost = policy.neighbor_weight * max(neighbours, default=0.0)
-        fused = score + boost
+            best = max(neighbours, default=0.0)
+            # Context, not evidence: a neighbour's score may lift a turn up to just below that neighbour, never past
+            # it (measured on LongMemEval, replies and session-mates outranked the evidence turns themselves).
+            boost = min(policy.neighbor_weight * best, max(0.0, best - score - 1e-6))
+        fused = score + boost + _dated(memory.created_at, when, policy, ages)
         if policy.recency_weight:
             age_days = max(0.0, (now - memory.created_at).total_seconds() / 86400)
             fused += policy.recency_weight * math.pow(0.5, age_days / policy.recency_half_life_days)
@@ -128,7 +145,43 @@ def fuse(
                     fused=round(fused, 6),
                 ),
                 memory=memory,
+                passage=by_id[memory_id].passage,
             )
         )
     hits.sort(key=lambda h: (-h.score, h.scores.vector_rank or math.inf, h.memory.id))
-    return hits
+    return _diversified(hits, policy.session_decay)
+
+
+def _age_ranks(moments: Sequence[datetime], when: TimeReference | None) -> dict[datetime, float]:
+    """Each candidate time's place from 0 (the wrong end) to 1 (the end the question asks for), if it asks."""
+    if when is None or when.order is None or len(moments) < 2:
+        return {}
+    ordered = sorted(set(moments), reverse=when.order == "earliest")
+    last = max(1, len(ordered) - 1)
+    return {moment: rank / last for rank, moment in enumerate(ordered)}
+
+
+def _dated(moment: datetime, when: TimeReference | None, policy: RankingPolicy, ages: dict[datetime, float]) -> float:
+    """What a memory's date adds for a question that names a period or asks for the first or latest time."""
+    if when is None:
+        return 0.0
+    bonus = policy.order_weight * ages.get(moment, 0.0)
+    period = when.period
+    if period is not None and period[0] <= moment < period[1]:
+        bonus += policy.period_weight
+    return bonus
+
+
+def _diversified(hits: list[MemoryHit], decay: float) -> list[MemoryHit]:
+    """Re-rank so that one session does not fill the top: each further hit of a session counts `decay` less."""
+    if decay >= 1.0 or len(hits) < 2:
+        return hits
+    seen: dict[str | None, int] = {}
+    keyed: list[tuple[float, int, MemoryHit]] = []
+    for order, hit in enumerate(hits):
+        session = hit.memory.session_id
+        count = seen.get(session, 0) if session is not None else 0
+        seen[session] = count + 1
+        keyed.append((hit.score * decay**count, order, hit))
+    keyed.sort(key=lambda k: (-k[0], k[1]))
+    return [hit for _, _, hit in keyed]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 
 import anyio
@@ -29,7 +31,8 @@ from engram.core.models import (
 )
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
-from engram.core.validation import check_filters, check_id, check_optional_id
+from engram.core.temporal import TimeReference, resolve
+from engram.core.validation import as_utc, check_filters, check_id, check_optional_id
 
 
 @dataclass
@@ -58,24 +61,28 @@ class MemoryReader:
         filters: RecallFilters | None = None,
         agent_id: str | None = None,
         scope: RecallScope = "both",
+        as_of: datetime | None = None,
     ) -> RecallResult:
         """Return the session's working memory and the user's long-term memories closest to `query`.
 
         `agent_id` is the agent asking: it sees the user's shared memories and its own private ones only.
         `scope` chooses personal memory (working and long-term), knowledge (ingested documents) or both.
+        `as_of` is when the question is asked (default now): "last Saturday" or "two weeks ago" in the query are
+        resolved against it, and memories that occurred in that period rank first.
         """
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_optional_id("session_id", session_id)
         query, top_k = self._checked_query(query, top_k, min_score)
         filters = check_filters(filters or RecallFilters(), agent_id)
+        when = resolve(query, _asked_at(as_of, ctx.clock))
         if scope == "knowledge":
             found, dropped = await self._knowledge_hits(key, query, await self._embed_query(query), top_k, min_score)
             return RecallResult(working=[], memories=[], knowledge=found, dropped_below_min_score=dropped)
 
         working = await self._working(key, session_id, filters)
         started = time.perf_counter()
-        vector, searched = await self._search_long_term(key, query, filters, top_k)
+        vector, searched = await self._search_long_term(key, query, filters, top_k, when)
         unavailable: list[str] = []
         if searched.failed:
             # With scope 'both', damaged long-term memory still leaves working memory and knowledge to answer.
@@ -83,7 +90,7 @@ class MemoryReader:
                 raise searched.failed[0]
             unavailable.append(str(searched.failed[0]))
             searched = _Searched()
-        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score)
+        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score, when)
         ctx.metrics.observe_recall_tier("long_term", time.perf_counter() - started)
         ctx.metrics.observe_recall_results(
             key, [hit.score for hit in kept], [hit.scores.similarity for hit in kept], dropped
@@ -130,7 +137,7 @@ class MemoryReader:
         return working
 
     async def _search_long_term(
-        self, key: UserKey, query: str, filters: RecallFilters, top_k: int
+        self, key: UserKey, query: str, filters: RecallFilters, top_k: int, when: TimeReference | None = None
     ) -> tuple[Vectors, _Searched]:
         """The query's vector, and the candidates of the keyword and vector searches of long-term memory."""
         ctx, ranking = self._ctx, self._ctx.ranking
@@ -152,18 +159,30 @@ class MemoryReader:
             if ranking.fusion != "keyword":
                 try:
                     searched.semantic = await ctx.run(partial(ctx.long_term.vector_search, key, vector, filters, limit))
+                    period = None if when is None else _within(filters, when)
+                    if period is not None:
+                        # The question names a period: its memories are searched too, so that the right Saturday's
+                        # turn is a candidate even when turns of other dates say the same thing more closely.
+                        dated = await ctx.run(partial(ctx.long_term.vector_search, key, vector, period, top_k))
+                        searched.semantic = _merged(searched.semantic, dated)
                 except EngramError as exc:
                     searched.failed.append(exc)
         return vector, searched
 
     def _ranked(
-        self, user_id: str, searched: _Searched, vector: Vectors, top_k: int, min_score: float | None
+        self,
+        user_id: str,
+        searched: _Searched,
+        vector: Vectors,
+        top_k: int,
+        min_score: float | None,
+        when: TimeReference | None = None,
     ) -> tuple[list[MemoryHit], int]:
         """The best `top_k` fused hits that pass `min_score` (shown under the caller's user id), and how many failed."""
         kept: list[MemoryHit] = []
         dropped = 0
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
-        for hit in fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock()):
+        for hit in fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock(), when):
             if len(kept) == top_k:
                 break
             if min_score is not None and hit.scores.similarity < min_score:
@@ -253,3 +272,29 @@ class MemoryReader:
             for a in activity
             if a.agent_id == viewer or a.shared
         ]
+
+
+def _asked_at(as_of: datetime | None, clock: Callable[[], datetime]) -> datetime:
+    """When the question is asked: `as_of` in its own zone (days start at its midnight; naive means UTC), or now."""
+    if as_of is None:
+        return clock()
+    as_utc("as_of", as_of)  # refuses dates storage cannot hold
+    return as_of if as_of.tzinfo is not None else as_of.replace(tzinfo=UTC)
+
+
+def _within(filters: RecallFilters, when: TimeReference) -> RecallFilters | None:
+    """`filters` narrowed to the period the question names, or None if it names none (or none is left)."""
+    if when.period is None:
+        return None
+    start, end = (as_utc("as_of", moment) for moment in when.period)
+    assert start is not None and end is not None
+    since = start if filters.since is None else max(start, filters.since)
+    until = end if filters.until is None else min(end, filters.until)
+    return filters.model_copy(update={"since": since, "until": until}) if since < until else None
+
+
+def _merged(found: list[Candidate], more: list[Candidate]) -> list[Candidate]:
+    """Two result lists of one search method as one, best first, each memory once."""
+    by_id = {c.memory.id: c for c in more}
+    by_id.update({c.memory.id: c for c in found})
+    return sorted(by_id.values(), key=lambda c: -c.score)

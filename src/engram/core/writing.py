@@ -25,6 +25,7 @@ from engram.core.models import (
     Turn,
     Visibility,
 )
+from engram.core.passages import passages
 from engram.core.ports import Enrichment, Vectors
 from engram.core.validation import (
     as_utc,
@@ -47,6 +48,8 @@ class _Draft:
     memory: Memory
     speaker: str | None
     redacted: dict[str, int]
+    #: Whether the caller said when it happened (else it is dated now, or by its session: see _place).
+    dated: bool = True
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class _Placed:
     indexed: str
     session_turns: int | None
     redacted: dict[str, int]
+    #: A long memory's later windows, as indexed (its own vector covers the first; see core/passages.py).
+    passages: tuple[str, ...] = ()
 
 
 def _with_enrichment(memory: Memory, found: Enrichment) -> Memory:
@@ -124,7 +129,7 @@ class MemoryWriter:
             resolved=resolved,
         )
         placed = await self._place(self._draft(user_id, agent_id, item, ""))
-        created = await self.store(placed.memory, placed.indexed)
+        created = await self.store(placed.memory, placed.indexed, placed.passages)
         self._ctx.metrics.observe_write(placed.key, 1, int(created))
         return RememberResult(
             id=placed.memory.id, created=created, session_turns=placed.session_turns, redacted=placed.redacted
@@ -146,6 +151,9 @@ class MemoryWriter:
         vectors = await ctx.run(partial(ctx.embedder.embed, [p.indexed for p in placed]))
         memories = await self._enriched([p.memory for p in placed], vectors)
         inserted = await ctx.run(partial(ctx.long_term.add_many, memories, [p.indexed for p in placed], vectors))
+        for p in placed:
+            if p.passages and p.memory.id in inserted:
+                await self._store_passages(p.key, p.memory.id, p.passages)
         ctx.metrics.observe_write(ctx.user_key(user_id), len(placed), len(inserted))
         results: list[RememberResult] = []
         for p in placed:
@@ -193,7 +201,7 @@ class MemoryWriter:
             importance=check_unit(f"{where}importance", item.importance),
         )
         speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
-        return _Draft(key=key, memory=memory, speaker=speaker, redacted=redacted)
+        return _Draft(key=key, memory=memory, speaker=speaker, redacted=redacted, dated=item.occurred_at is not None)
 
     async def _place(self, draft: _Draft) -> _Placed:
         """Append the memory to its session (if any) and build the text to embed and index."""
@@ -221,20 +229,38 @@ class MemoryWriter:
             if appended.previous is not None:
                 before = appended.previous
                 previous = (before.speaker or (before.role.value if before.role else None), before.content)
+                if not draft.dated and before.created_at < memory.created_at - self._ctx.policy.live_session_gap:
+                    # A turn logged into a session of past conversation without its own date happened then,
+                    # not today: dated today it would answer "what did I say in May?" wrongly.
+                    memory = memory.model_copy(update={"created_at": before.created_at})
         who = speaker or (memory.role.value if memory.role else None)
         indexed = index_text(memory.content, when=memory.created_at, speaker=who, previous=previous)
         return _Placed(
-            key=draft.key, memory=memory, indexed=indexed, session_turns=session_turns, redacted=draft.redacted
+            key=draft.key,
+            memory=memory,
+            indexed=indexed,
+            session_turns=session_turns,
+            redacted=draft.redacted,
+            passages=_indexed_passages(memory.content, memory.created_at, who),
         )
 
-    async def store(self, memory: Memory, indexed: str) -> bool:
-        """Embed, enrich and insert one memory; True if it was new (the insert is conditional on its id)."""
+    async def store(self, memory: Memory, indexed: str, windows: Sequence[str] = ()) -> bool:
+        """Embed, enrich and insert one memory (and a long one's later `windows`); True if it was new."""
         # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
         # write to save an embedding only on the rare repeat.
         ctx = self._ctx
         vector = await ctx.run(partial(ctx.embedder.embed, [indexed]))
         (memory,) = await self._enriched([memory], vector)
-        return await ctx.run(partial(ctx.long_term.add, memory, indexed, vector[0]))
+        created = await ctx.run(partial(ctx.long_term.add, memory, indexed, vector[0]))
+        if created and windows:
+            await self._store_passages(UserKey(memory.user_id), memory.id, windows)
+        return created
+
+    async def _store_passages(self, key: UserKey, memory_id_: str, windows: Sequence[str]) -> None:
+        """Embed a long memory's later windows and store them as its passages."""
+        ctx = self._ctx
+        vectors = await ctx.run(partial(ctx.embedder.embed, list(windows)))
+        await ctx.run(partial(ctx.long_term.add_passages, key, memory_id_, list(windows), vectors))
 
     async def _enriched(self, memories: Sequence[Memory], vectors: Vectors) -> list[Memory]:
         """The memories with the metadata their caller left empty filled in by the enricher, if there is one."""
@@ -298,6 +324,8 @@ class MemoryWriter:
         updated = current.model_copy(update=changes)
         if not await ctx.run(partial(ctx.long_term.replace, key, current.id, updated, indexed, vector)):
             raise InvalidInput("memory_id", f"no memory {quoted(memory_id_)} is held for this user.")
+        if content is not None and (windows := _indexed_passages(updated.content, current.created_at, who)):
+            await self._store_passages(key, updated.id, windows)
         previous = current.id if updated.id != current.id else None
         return MemoryUpdated(
             id=updated.id, previous_id=previous, memory=updated.model_copy(update={"user_id": user_id})
@@ -331,3 +359,8 @@ class MemoryWriter:
                 )
             changes["visibility"] = visibility
         return changes
+
+
+def _indexed_passages(content: str, when: datetime, who: str | None) -> tuple[str, ...]:
+    """A long memory's later windows, each indexed with the memory's date and speaker like the memory itself."""
+    return tuple(index_text(window, when=when, speaker=who) for window in passages(content))

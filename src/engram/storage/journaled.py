@@ -86,6 +86,10 @@ class JournaledLongTermStore:
                 self._signal.notify_all()
         return created
 
+    def add_passages(self, user_id: str, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
+        """Store a long memory's later passages straight in their table (reads merge them by memory id)."""
+        self.store.add_passages(user_id, memory_id, texts, vectors)
+
     def catch_up(self) -> int:
         """Move every waiting write (of any process) into the table now; return how many moved."""
         moved = 0

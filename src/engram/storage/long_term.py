@@ -42,6 +42,7 @@ from engram.storage.lance_support import (
     retry_on_conflict,
     traces,
 )
+from engram.storage.passages import PassageMatch, PassageTable
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class LanceLongTermStore:
         self._erased_through = 0  # the table version this store's latest erasure ended at
         with self._process_lock:
             self._table: Any = self._open_or_create(dimensions, model_id)
+            self._passages = PassageTable(self._db, directory, dimensions=dimensions, model_id=model_id)
 
     def _open_or_create(self, dimensions: int, model_id: str) -> Any:
         table, created = open_checked_table(
@@ -178,6 +180,12 @@ class LanceLongTermStore:
         if len(rows) == 1:
             return set(rows) if result.num_inserted_rows else set()
         return set(rows) - existing
+
+    def add_passages(self, user_id: str, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
+        """Store the passages of a long memory (beyond its first window), each with its own vector."""
+        with self._write_lock, self._process_lock:
+            self._passages.add(user_id, memory_id, texts, vectors)
+            self._commits += 1
 
     def _insert_locked(self, rows: list[dict[str, Any]]) -> Any:
         """One conditional-insert commit (caller holds the write locks)."""
@@ -333,7 +341,39 @@ class LanceLongTermStore:
         )
         with self._readers.shared():
             rows = read_retrying(query.to_list)
-        return [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
+            matches = self._passages.search(user_id, vector, limit)
+        found = [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
+        return self._with_passages(user_id, found, matches, filters, limit)
+
+    def _with_passages(
+        self,
+        user_id: str,
+        found: list[Candidate],
+        matches: list[PassageMatch],
+        filters: RecallFilters,
+        limit: int,
+    ) -> list[Candidate]:
+        """Merge passage matches into the memories found: a memory scores its best window, and comes back once."""
+        by_id = {c.memory.id: c for c in found}
+        better = [m for m in matches if m.memory_id not in by_id or m.score > by_id[m.memory_id].score]
+        if not better:
+            return found
+        missing = [m.memory_id for m in better if m.memory_id not in by_id]
+        if missing:
+            # The passage table knows no filters: the memories it points at are read back through them.
+            where = f"{memory_filter(user_id, filters)} AND {ids_clause(missing)}"
+            query = self._table.search().where(where).select([*_COLUMNS, "vector"]).limit(len(missing))
+            with self._readers.shared():
+                rows = read_retrying(query.to_list)
+            by_id.update({r["id"]: _candidate(r, 0.0) for r in rows})
+        for match in better:
+            if match.memory_id in by_id:
+                memory = by_id[match.memory_id].memory
+                by_id[match.memory_id] = Candidate(
+                    memory=memory, score=match.score, vector=match.vector, passage=match.text
+                )
+        ranked = sorted(by_id.values(), key=lambda c: -c.score)
+        return ranked[:limit]
 
     def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
@@ -353,7 +393,14 @@ class LanceLongTermStore:
         """Delete the user's memories with these ids; return how many were deleted."""
         if not ids:
             return 0
-        return self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
+        deleted = self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
+        self._erase_passages(user_id, ids)
+        return deleted
+
+    def _erase_passages(self, user_id: str, ids: Sequence[str] | None, *, clean: bool = False) -> None:
+        """Erase the passages of these memories of the user (all of them with None), under the erasure locks."""
+        with self._upkeep_lock, self._write_lock, self._process_lock, self._readers.exclusive():
+            self._passages.erase(user_id, ids, clean=clean)
 
     def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters`, newest first, skipping `offset` of them."""
@@ -397,6 +444,9 @@ class LanceLongTermStore:
 
             retry_on_conflict(merge)
             self._commits += 1
+        if index_text is not None:
+            # New content: the old content's passages go (the writer stores the new content's own).
+            self._erase_passages(user_id, [old_id])
         return True
 
     def agent_activity(self, user_id: str) -> list[AgentActivity]:
@@ -428,12 +478,18 @@ class LanceLongTermStore:
             clauses.append(f"category = {quote(category)}")
         elif exclude:
             clauses.append(f"(category IS NULL OR category NOT IN ({', '.join(quote(c) for c in exclude)}))")
-        return self._erase(" AND ".join(clauses))
+        deleted = self._erase(" AND ".join(clauses))
+        if deleted:
+            with self._upkeep_lock, self._write_lock, self._process_lock, self._readers.exclusive():
+                self._passages.erase_orphans(set(self.all_ids()))
+        return deleted
 
     def delete_user(self, user_id: str) -> int:
         """Delete every memory of the user; return how many were deleted."""
         # Older versions are removed even when no row is left, so the check that nothing remains can pass.
-        return self._erase(memory_filter(user_id), clean=True)
+        deleted = self._erase(memory_filter(user_id), clean=True)
+        self._erase_passages(user_id, None, clean=True)
+        return deleted
 
     def _erase(self, where: str, clean: bool = False) -> int:
         """Delete matching rows and then every trace of them on disk; return how many rows were deleted.
@@ -466,9 +522,10 @@ class LanceLongTermStore:
     def traces_of(self, user_id: str) -> list[str]:
         """What is left of the user on disk (rows, older table versions, files holding the key), without content."""
         with self._readers.shared():
-            return traces(
+            found = traces(
                 self._table, memory_filter(user_id), self._directory, user_id, erased_through=self._erased_through
             )
+            return found + self._passages.traces_of(user_id)
 
     def count(self) -> int:
         """Number of memories of all users."""
@@ -481,6 +538,7 @@ class LanceLongTermStore:
     def close(self) -> None:
         """Release the store (LanceDB holds no process-wide locks; dropping references is enough)."""
         self._table = None
+        self._passages = None  # type: ignore[assignment]
         self._db = None
 
 

@@ -7,11 +7,12 @@ from typing import Annotated
 from pydantic import Field
 
 from engram.core.models import ID_PATTERN, MAX_TAGS, MEMORY_ID_PATTERN
+from engram.core.models import MAX_CONTENT_CHARS as CONTENT_LIMIT
 
 #: Bounds the schemas publish; the service checks the same limits (and the configured ones) with its own messages.
 MAX_LABEL_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 1000
-MAX_CONTENT_CHARS = 100_000  # engram.config.MAX_CONTENT_CHARS_CEILING; the server's own limit may be lower
+MAX_CONTENT_CHARS = CONTENT_LIMIT  # the one limit (core.models); the server's own setting may be lower
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]  # the pattern bounds the length too
 Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]

@@ -27,6 +27,7 @@ class Hit(BaseModel):
     when: str
     score: float | None = None
     content: str
+    passage: str | None = None
     cite: str | None = None
 
 
@@ -62,6 +63,7 @@ def reply_of(result: RecallResult, detail: Literal["compact", "full"]) -> Recall
             when=_when(m.memory.created_at),
             score=round(m.score, _SCORE_DIGITS),
             content=m.memory.content,
+            passage=m.passage,
         )
         for m in result.memories
     ]
@@ -120,6 +122,10 @@ async def recall(
         Literal["compact", "full"],
         Field(description="'full' adds every score and the memories' metadata (memories, working, knowledge)."),
     ] = "compact",
+    as_of: Annotated[
+        datetime | None,
+        Field(description="When the question is asked (ISO 8601; default now): 'last Saturday' is resolved from it."),
+    ] = None,
 ) -> Annotated[CallToolResult, RecallReply]:
     """Look up what you know about the user: call at the start of a conversation and when past context may matter.
 
@@ -139,6 +145,7 @@ async def recall(
             filters=filters_of(filters),
             agent_id=who.agent_id,
             scope=scope,
+            as_of=as_of,
         )
     reply = reply_of(result, detail)
     # Unset parts are left out rather than sent as nulls; the server writes the same JSON as the text.
