@@ -40,8 +40,12 @@ class RankingPolicy:
     period_weight: float = 1.5
     #: Up to this much is added by date order when a question asks for the first or the latest time.
     order_weight: float = 0.1
-    #: Each further hit of a session already ranked has its score multiplied by this (1.0: no diversity).
-    session_decay: float = 1.0
+    #: Past a session's first `session_free_hits` hits, each further one has its score multiplied by this once
+    #: more (1.0: no diversity), so one session cannot fill the top of the list.
+    session_decay: float = 0.7
+    session_free_hits: int = 5
+    #: 1.0: a turn ranks at least as high as the reply after it (whose index text quotes it), when both are found.
+    reply_yields: float = 0.0
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:
@@ -148,8 +152,30 @@ def fuse(
                 passage=by_id[memory_id].passage,
             )
         )
+    if policy.reply_yields:
+        hits = _replies_yield(hits)
     hits.sort(key=lambda h: (-h.score, h.scores.vector_rank or math.inf, h.memory.id))
-    return _diversified(hits, policy.session_decay)
+    return _diversified(hits, policy.session_decay, policy.session_free_hits)
+
+
+def _replies_yield(hits: list[MemoryHit]) -> list[MemoryHit]:
+    """Lift each turn to just above the reply after it when the reply scored higher.
+
+    A reply is indexed with the turn it answers quoted, so it matches that turn's words; the quoted turn is more
+    often the evidence (measured on LongMemEval), and should not rank under its echo.
+    """
+    at = {(h.memory.session_id, h.memory.turn_index): i for i, h in enumerate(hits) if h.memory.turn_index is not None}
+    lifted = list(hits)
+    for hit in hits:
+        if hit.memory.turn_index is None:
+            continue
+        before = at.get((hit.memory.session_id, hit.memory.turn_index - 1))
+        if before is not None and lifted[before].score < hit.score:
+            score = round(hit.score + 1e-6, 6)
+            lifted[before] = lifted[before].model_copy(
+                update={"score": score, "scores": lifted[before].scores.model_copy(update={"fused": score})}
+            )
+    return lifted
 
 
 def _age_ranks(moments: Sequence[datetime], when: TimeReference | None) -> dict[datetime, float]:
@@ -172,8 +198,8 @@ def _dated(moment: datetime, when: TimeReference | None, policy: RankingPolicy, 
     return bonus
 
 
-def _diversified(hits: list[MemoryHit], decay: float) -> list[MemoryHit]:
-    """Re-rank so that one session does not fill the top: each further hit of a session counts `decay` less."""
+def _diversified(hits: list[MemoryHit], decay: float, free: int) -> list[MemoryHit]:
+    """Re-rank so that one session does not fill the top: past `free` hits, each further one counts `decay` less."""
     if decay >= 1.0 or len(hits) < 2:
         return hits
     seen: dict[str | None, int] = {}
@@ -182,6 +208,6 @@ def _diversified(hits: list[MemoryHit], decay: float) -> list[MemoryHit]:
         session = hit.memory.session_id
         count = seen.get(session, 0) if session is not None else 0
         seen[session] = count + 1
-        keyed.append((hit.score * decay**count, order, hit))
+        keyed.append((hit.score * decay ** max(0, count - free + 1), order, hit))
     keyed.sort(key=lambda k: (-k[0], k[1]))
     return [hit for _, _, hit in keyed]
