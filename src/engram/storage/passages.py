@@ -88,6 +88,8 @@ class PassageTable:
 
     def search(self, user_id: str, vector: Vectors, limit: int) -> list[PassageMatch]:
         """The user's memories whose passages are closest to `vector`: each memory once, at its best passage."""
+        if not read_retrying(self._table.count_rows):
+            return []  # most stores hold no long memory: the row count is read from the manifest, a search is not
         query = (
             self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
             .distance_type("cosine")
