@@ -77,8 +77,12 @@ class LongTermStore(Protocol):
         """Return the user's memories with these ids (missing ones are skipped)."""
         ...
 
-    def vector_search(self, user_id: UserKey, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
-        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
+    def vector_search(
+        self, user_id: UserKey, vector: Vectors, filters: RecallFilters, limit: int, *, passages: bool = True
+    ) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first.
+
+        A long memory scores by its best passage; `passages=False` compares the memories' own vectors only."""
         ...
 
     def keyword_search(self, user_id: UserKey, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:

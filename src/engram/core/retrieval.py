@@ -163,7 +163,9 @@ class MemoryReader:
                     if period is not None:
                         # The question names a period: its memories are searched too, so that the right Saturday's
                         # turn is a candidate even when turns of other dates say the same thing more closely.
-                        dated = await ctx.run(partial(ctx.long_term.vector_search, key, vector, period, top_k))
+                        # Without passages: the search above already brought the long memories their passages found.
+                        search = partial(ctx.long_term.vector_search, key, vector, period, top_k, passages=False)
+                        dated = await ctx.run(search)
                         searched.semantic = _merged(searched.semantic, dated)
                 except EngramError as exc:
                     searched.failed.append(exc)

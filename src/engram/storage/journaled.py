@@ -135,10 +135,12 @@ class JournaledLongTermStore:
         self.catch_up()
         return self.store.get(user_id, ids)
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def vector_search(
+        self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int, *, passages: bool = True
+    ) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         self.catch_up()
-        return self.store.vector_search(user_id, vector, filters, limit)
+        return self.store.vector_search(user_id, vector, filters, limit, passages=passages)
 
     def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""

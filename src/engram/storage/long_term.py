@@ -284,6 +284,7 @@ class LanceLongTermStore:
         try:
             self._compact_and_reindex()
             self._remove_versions_superseded_before(datetime.now(UTC) - keep_versions_for)
+            self._passages.remove_versions_superseded_before(datetime.now(UTC) - keep_versions_for)
         finally:
             self._upkeep_lock.release()
         return True
@@ -297,6 +298,7 @@ class LanceLongTermStore:
         )
         retry_on_conflict(lambda: self._table.to_lance().optimize.optimize_indices())
         self._ensure_vector_index()
+        self._passages.compact()
 
     def _has_vector_index(self) -> bool:
         return any(index.columns == ["vector"] for index in self._table.list_indices())
@@ -326,8 +328,12 @@ class LanceLongTermStore:
             return []
         return self._select(f"{memory_filter(user_id)} AND {ids_clause(ids)}", len(ids))
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int) -> list[Candidate]:
-        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
+    def vector_search(
+        self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int, *, passages: bool = True
+    ) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first.
+
+        A long memory scores its best passage; `passages=False` searches the memories' own vectors only."""
         query = (
             self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
             .distance_type("cosine")
@@ -341,7 +347,7 @@ class LanceLongTermStore:
         )
         with self._readers.shared():
             rows = read_retrying(query.to_list)
-            matches = self._passages.search(user_id, vector, limit)
+            matches = self._passages.search(user_id, vector, limit) if passages else []
         found = [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
         return self._with_passages(user_id, found, matches, filters, limit)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +138,23 @@ class PassageTable:
         return [f"passages: {t}" for t in found]
 
     def compact(self) -> None:
-        """Fold small fragments together and bring the indexes up to date."""
+        """Fold small fragments together and bring the indexes up to date.
+
+        Passages arrive one memory per commit: unfolded, 300 commits made a search cost ~100 ms CPU, folded ~13 ms.
+        """
         retry_on_conflict(lambda: self._table.to_lance().optimize.compact_files(num_threads=1))
         retry_on_conflict(lambda: self._table.to_lance().optimize.optimize_indices())
+
+    def remove_versions_superseded_before(self, cutoff: datetime) -> None:
+        """Remove table versions that a newer one superseded before `cutoff` (readers of older ones have finished)."""
+        versions = sorted(self._table.to_lance().versions(), key=lambda v: v["version"])
+        doomed = [
+            older["version"]
+            for older, newer in itertools.pairwise(versions)
+            if newer["timestamp"].astimezone(UTC) < cutoff  # pylance gives naive local time
+        ]
+        if doomed:
+            retry_on_conflict(lambda: self._table.to_lance().cleanup_old_versions(versions=doomed))
 
     def count(self) -> int:
         """Number of passages of all users."""
