@@ -28,6 +28,8 @@ class RankingPolicy:
     rrf_k: int = 60
     #: Share of the best neighbouring turn's score (same session, adjacent position) added to a turn's score.
     neighbor_weight: float = 0.4
+    #: 1.0: that loan lifts a turn at most to just below the neighbour (0.0: uncapped, as before).
+    neighbor_cap: float = 1.0
     #: Recency: up to this much is added to a brand-new memory, halving every `recency_half_life_days`.
     recency_weight: float = 0.0
     recency_half_life_days: float = 30.0
@@ -129,7 +131,9 @@ def fuse(
             best = max(neighbours, default=0.0)
             # Context, not evidence: a neighbour's score may lift a turn up to just below that neighbour, never past
             # it (measured on LongMemEval, replies and session-mates outranked the evidence turns themselves).
-            boost = min(policy.neighbor_weight * best, max(0.0, best - score - 1e-6))
+            boost = policy.neighbor_weight * best
+            if policy.neighbor_cap:
+                boost = min(boost, max(0.0, best - score - 1e-6))
         fused = score + boost + _dated(memory.created_at, when, policy, ages)
         if policy.recency_weight:
             age_days = max(0.0, (now - memory.created_at).total_seconds() / 86400)
