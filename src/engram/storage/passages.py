@@ -73,7 +73,7 @@ class PassageTable:
         ensure_indexes(self._table, [("id", BTree()), ("user_id", Bitmap()), ("memory_id", BTree())], rebuild)
 
     def add(self, user_id: str, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
-        """Store a memory's passages (a repeat is a no-op: a passage's id is its memory's id and position)."""
+        """Store a memory's passages (the writer adds them once, when it inserts their memory)."""
         rows = [
             {
                 "id": f"{memory_id}:{position}",
@@ -86,7 +86,8 @@ class PassageTable:
             for position, (text, vector) in enumerate(zip(texts, vectors, strict=True), start=1)
         ]
         if rows:
-            retry_on_conflict(lambda: self._table.merge_insert("id").when_not_matched_insert_all().execute(rows))
+            # A plain append: a conditional insert scanned every passage first (ingest slowed as the table grew).
+            retry_on_conflict(lambda: self._table.add(rows))
 
     def search(self, user_id: str, vector: Vectors, limit: int) -> list[PassageMatch]:
         """The user's memories whose passages are closest to `vector`: each memory once, at its best passage."""
