@@ -16,6 +16,7 @@ from engram.config import Settings
 from engram.core.errors import InvalidInput
 from engram.server.http import build_http_app
 from tests.helpers import ok
+from tests.http_server import issue_token
 
 pytestmark = pytest.mark.anyio
 
@@ -48,6 +49,41 @@ async def test_without_an_identity_provider_a_401_says_how_to_get_a_token(tmp_pa
             assert "invalid or missing bearer token" in description and "engram token create" in description
         # No metadata naming an authorization server that does not exist.
         assert (await http.get(METADATA)).status_code == 404
+
+
+#: Where a client of the 2025-03-26 authorization spec signs in when a server publishes no metadata.
+OAUTH_FALLBACKS = (("POST", "/register"), ("GET", "/authorize"), ("POST", "/token"))
+
+
+async def test_without_an_identity_provider_the_oauth_fallback_endpoints_answer_with_the_401(tmp_path: Path) -> None:
+    # mcp-remote, refused at /mcp, registers at /register (sending the same header) and shows that answer as the reason.
+    secret = issue_token(tmp_path / "data", ["alice"], ["read"])
+    async with serving(tmp_path) as http:
+        for method, path in OAUTH_FALLBACKS:
+            for authorization in (None, "Bearer egm_not-a-token"):
+                headers = {} if authorization is None else {"Authorization": authorization}
+                response = await http.request(method, path, json={}, headers=headers)
+                assert response.status_code == 401, (method, path)
+                challenge = response.headers["www-authenticate"]
+                assert challenge.startswith('Bearer error="invalid_token"') and "resource_metadata" not in challenge
+                body = response.json()
+                assert body["error"] == "invalid_token"
+                assert "no OAuth authorization server" in body["error_description"]
+                assert "invalid or missing bearer token" in body["error_description"]
+                assert "engram token create" in body["error_description"]
+            # A valid token is not refused: there is simply nothing to sign in to.
+            response = await http.request(method, path, json={}, headers={"Authorization": f"Bearer {secret}"})
+            assert response.status_code == 404, (method, path)
+
+
+@pytest.mark.parametrize("settings", [{"authorization_server": "https://id.example.com"}, {"http_no_auth": "loopback"}])
+async def test_the_oauth_fallback_endpoints_are_left_alone_with_an_identity_provider_or_without_tokens(
+    tmp_path: Path, settings: dict[str, str]
+) -> None:
+    # With an identity provider, clients register there; in tokenless mode nothing sends them anywhere.
+    async with serving(tmp_path, **settings) as http:
+        for method, path in OAUTH_FALLBACKS:
+            assert (await http.request(method, path, json={})).status_code == 404, (method, path)
 
 
 async def test_a_configured_identity_provider_is_advertised(tmp_path: Path) -> None:

@@ -120,10 +120,25 @@ def test_mcp_remote_with_a_bad_token_fails_and_lists_nothing(
     assert httpx2.get(f"{http_server.base}/.well-known/oauth-protected-resource/mcp").status_code == 404
 
 
+def test_mcp_remote_with_a_bad_token_shows_the_authentication_failure_and_how_to_get_a_token(
+    npm_bin: Path, tmp_path: Path, http_server: RunningServer
+) -> None:
+    # Refused at /mcp, mcp-remote registers at /register with the same header; that 401's body is the reason it shows.
+    run = _mcp_remote(npm_bin, tmp_path, http_server, "egm_not-a-token")
+    assert run.returncode != 0, run.stdout + run.stderr
+    assert "invalid_token" in run.stderr, run.stderr
+    assert "invalid or missing bearer token" in run.stderr and "engram token create" in run.stderr, run.stderr
+    # Not the bare 404 it showed before, which also sent it round again over SSE.
+    assert "HTTP 404" not in run.stderr and "Not Found" not in run.stderr, run.stderr
+    assert "sse-only" not in run.stderr, run.stderr
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="mcp-remote 0.15.1 starts OAuth on every 401 and, with no authorization server advertised, tries "
-    "dynamic registration at the server's root; it never shows the 401's 'invalid or missing bearer token'",
+    reason="mcp-remote 0.15.1 answers every 401 with OAuth: with no authorization server metadata the SDK's "
+    "authInternal() registers at <origin>/register before anything else (chunk-KJCT2FXL.js:28047), and "
+    "registerClient() wraps any refusal as 'Dynamic Client Registration rejected (HTTP n): <body>' (27696, 28409). "
+    "Only a 403 at /mcp (the MCP spec requires 401 for a bad token) or a working OAuth server would avoid it",
 )
 def test_mcp_remote_with_a_bad_token_reports_an_authentication_failure(
     npm_bin: Path, tmp_path: Path, http_server: RunningServer

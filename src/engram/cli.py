@@ -101,6 +101,9 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
     settings = _settings()
     _configure_logging(settings.log_level)
     _cap_native_threads(settings)
+    from engram.allocator import tune_allocator
+
+    tune_allocator()  # before any thread starts: see engram.allocator
     if transport == "stdio":
         if host is not None or port is not None:
             raise click.UsageError("--host and --port apply to the HTTP transports (streamable-http, sse) only.")

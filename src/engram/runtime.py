@@ -88,6 +88,7 @@ def open_memory(
 
     With `metrics`, the service reports to it and every embedding call is timed.
     """
+    from engram.allocator import tune_allocator
     from engram.embeddings import load_embedder
     from engram.embeddings.measured import MeasuredEmbedder
     from engram.ingest import parse_document
@@ -99,6 +100,8 @@ def open_memory(
     from engram.storage.sessions import DiskSessionStore
     from engram.storage.upkeep import Upkeep, UpkeepPolicy
 
+    # Before the engines start their threads: the arenas they would get cannot be taken back later.
+    tune_allocator()
     # Checked first, so a bad setting fails before any store is opened.
     policy, ranking = policy_from(settings), ranking_from(settings)
     categories = _categories(settings)

@@ -140,6 +140,11 @@ NO_TOKEN = (
     "the header Authorization: Bearer <token>"
 )
 
+#: Where a client of the 2025-03-26 MCP authorization spec registers and signs in when a server publishes no
+#: metadata (that spec's default endpoints, still tried by mcp-remote).
+OAUTH_FALLBACK_PATHS = ("/register", "/authorize", "/token")
+NO_OAUTH = f"{NO_TOKEN} (this server has no OAuth authorization server: there is no client registration or sign-in)"
+
 
 class ScopeGuard:
     """Runs after authentication: 401 for an MCP request without a valid token, 403 for a valid token without any
@@ -147,8 +152,10 @@ class ScopeGuard:
 
     The 401 says the token is invalid or missing and how to get one; it points to protected-resource metadata
     only when an authorization server is configured (`resource_metadata_url`), since sending an OAuth client to
-    a made-up one ends in a registration error that hides the real problem. `tokenless` (loopback mode) lets
-    MCP requests through without a token.
+    a made-up one ends in a registration error that hides the real problem. Without one, `oauth_fallback_paths`
+    answer a request without a valid token with the same 401: an OAuth client refused at the MCP endpoint goes
+    there next and shows that answer as its reason. `tokenless` (loopback mode) lets MCP requests through without
+    a token.
     """
 
     def __init__(
@@ -159,6 +166,7 @@ class ScopeGuard:
         metrics_path: str,
         metrics_public: bool,
         resource_metadata_url: str | None,
+        oauth_fallback_paths: tuple[str, ...] = (),
         tokenless: bool = False,
         rejected: Callable[[str], None] | None = None,
     ) -> None:
@@ -167,6 +175,7 @@ class ScopeGuard:
         self._metrics_path = metrics_path
         self._metrics_public = metrics_public
         self._metadata_url = resource_metadata_url
+        self._oauth_fallbacks = oauth_fallback_paths
         self._tokenless = tokenless
         self._rejected = rejected
 
@@ -194,12 +203,15 @@ class ScopeGuard:
                     send, 403, "insufficient_scope", "Required scope: read, write or admin", "read write admin"
                 )
                 return
+        elif path in self._oauth_fallbacks and not isinstance(user, AuthenticatedUser):
+            await self._refuse(send, 401, "invalid_token", NO_OAUTH, "read write admin")
+            return
         await self.app(scope, receive, send)
 
     async def _refuse(self, send: Send, status: int, error: str, description: str, scope_hint: str) -> None:
         if self._rejected is not None:
             self._rejected("unauthenticated" if status == 401 else "insufficient_scope")
-        if status == 401 and description != NO_TOKEN:
+        if status == 401 and NO_TOKEN not in description:
             description = f"{description}: {NO_TOKEN}"
         challenge = f'Bearer error="{error}", error_description="{description}", scope="{scope_hint}"'
         if self._metadata_url is not None:

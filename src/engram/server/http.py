@@ -37,7 +37,7 @@ from engram.config import Settings
 from engram.core.errors import InvalidInput
 from engram.core.ports import Embedder
 from engram.server.app import Lifecycle, build_server
-from engram.server.guards import BodySizeGuard, HostOriginGuard, ScopeGuard
+from engram.server.guards import OAUTH_FALLBACK_PATHS, BodySizeGuard, HostOriginGuard, ScopeGuard
 from engram.server.host_check import HostOriginPolicy
 from engram.server.metrics import CONTENT_TYPE, PrometheusMetrics, ToolCallMetrics
 from engram.server.sessions import SessionGuard, SessionLimits
@@ -317,6 +317,7 @@ def build_http_app(
             resource_metadata_url=(
                 str(build_resource_metadata_url(AnyHttpUrl(endpoint))) if identity_provider is not None else None
             ),
+            oauth_fallback_paths=OAUTH_FALLBACK_PATHS if identity_provider is None and not tokenless else (),
             tokenless=tokenless,
             rejected=rejected,
         )

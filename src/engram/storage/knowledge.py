@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree
@@ -27,6 +26,7 @@ from engram.storage.lance_support import (
     META_MODEL,
     FileLock,
     ReadersWriterLock,
+    connect,
     directory_bytes,
     ensure_indexes,
     erase_rows,
@@ -89,7 +89,7 @@ class LanceKnowledgeStore:
         directory.mkdir(parents=True, exist_ok=True)
         self._directory = directory
         # Other servers on the same data directory may ingest too: every read must see their commits.
-        self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
+        self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
         self._process_lock = FileLock(directory / ".engram-write.lock")
         self._readers = ReadersWriterLock()

@@ -27,8 +27,43 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 META_MODEL = b"engram.embedding_model"
+#: LanceDB's index and metadata caches default to gigabytes and keep an entry per table version and index
+#: generation, so a stream of single writes grew the server by ~20 MB per 1,000 writes. Engram's tables are
+#: searched per user and their indexes are small; these bounds keep the caches to a fixed size (measured in
+#: the README, "Memory under a stream of writes").
+INDEX_CACHE_BYTES = 64 << 20
+METADATA_CACHE_BYTES = 16 << 20
+_SESSION: Any = None
 _READ_ATTEMPTS = 4
 _COMMIT_ATTEMPTS = 10
+
+
+def connect(directory: Path) -> Any:
+    """Open a LanceDB database whose reads see other processes' commits, with Engram's bounded caches."""
+    import lancedb
+
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = lancedb.Session(
+            index_cache_size_bytes=INDEX_CACHE_BYTES, metadata_cache_size_bytes=METADATA_CACHE_BYTES
+        )
+    # Several servers may share a data directory (Claude Desktop and an IDE each launch one): every read
+    # must see the other processes' commits, or inserts duplicate and deletes miss rows.
+    return lancedb.connect(str(directory), read_consistency_interval=timedelta(0), session=_SESSION)
+
+
+def lance_dataset(table: Any) -> Any:
+    """The table's latest version as a Lance dataset (compaction, versions), with bounded caches.
+
+    `Table.to_lance()` opens it with Lance's default caches, which grow with every version it has seen.
+    """
+    import lance
+
+    return lance.dataset(
+        table.uri,
+        index_cache_size_bytes=INDEX_CACHE_BYTES,
+        metadata_cache_size_bytes=METADATA_CACHE_BYTES,
+    )
 
 
 def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Path, what: str) -> tuple[Any, bool]:
@@ -107,14 +142,14 @@ def erase_rows(
     deleted = int(retry_on_conflict(lambda: table.delete(where)).num_deleted_rows) if table.count_rows(where) else 0
     if deleted:
         retry_on_conflict(
-            lambda: table.to_lance().optimize.compact_files(
+            lambda: lance_dataset(table).optimize.compact_files(
                 materialize_deletions=True, materialize_deletions_threshold=0.0
             )
         )
         rebuild_indexes()
     if deleted or clean:
         retry_on_conflict(
-            lambda: table.to_lance().cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+            lambda: lance_dataset(table).cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
         )
     return deleted
 
@@ -130,13 +165,13 @@ def traces(table: Any, where: str, directory: Path, key: str, *, erased_through:
     rows = int(read_retrying(lambda: table.count_rows(where)))
     if rows:
         found.append(f"{rows} row{'s' if rows != 1 else ''} in the table")
-    dataset = table.to_lance()
-    for entry in read_retrying(dataset.versions):
+    latest = lance_dataset(table)
+    for entry in read_retrying(latest.versions):
         version = int(entry["version"])
-        if version >= dataset.version:
+        if version >= latest.version:
             continue
         try:
-            stale = version < erased_through or bool(dataset.checkout_version(version).count_rows(filter=where))
+            stale = version < erased_through or bool(latest.checkout_version(version).count_rows(filter=where))
         except OSError:  # removed meanwhile by another server's clean-up
             continue
         if stale:

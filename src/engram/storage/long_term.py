@@ -19,7 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
@@ -34,9 +33,11 @@ from engram.storage.lance_support import (
     META_MODEL,
     FileLock,
     ReadersWriterLock,
+    connect,
     directory_bytes,
     ensure_indexes,
     erase_rows,
+    lance_dataset,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
@@ -117,9 +118,7 @@ class LanceLongTermStore:
     def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._directory = directory
-        # Several servers may share a data directory (Claude Desktop and an IDE each launch one): every read
-        # must see the other processes' commits, or inserts duplicate and deletes miss rows.
-        self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
+        self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
         # Servers sharing this directory take turns to write: concurrent LanceDB commits conflict, and two
         # conditional inserts of the same id racing in two processes could both insert it.
@@ -206,7 +205,7 @@ class LanceLongTermStore:
     def all_ids(self) -> list[str]:
         """The id of every stored memory."""
         with self._readers.shared():
-            ids = read_retrying(lambda: self._table.to_lance().to_table(columns=["id"]).column("id").to_pylist())
+            ids = read_retrying(lambda: lance_dataset(self._table).to_table(columns=["id"]).column("id").to_pylist())
         return [str(i) for i in ids]
 
     def absorb(self, journal: WriteJournal, batch: int) -> int:
@@ -253,7 +252,7 @@ class LanceLongTermStore:
     def health(self) -> StoreHealth:
         """What upkeep looks at: fragments, rows outside the indexes, versions and data files."""
         with self._readers.shared():
-            dataset = self._table.to_lance()
+            latest = lance_dataset(self._table)
             unindexed = 0
             # The vector index is left out: its statistics are costly (lance logs a warning about their size), and
             # rows missing from it are missing from the others too, which upkeep brings up to date all together.
@@ -264,10 +263,10 @@ class LanceLongTermStore:
                 if stats is not None:
                     unindexed = max(unindexed, int(stats.num_unindexed_rows))
             return StoreHealth(
-                rows=int(dataset.count_rows()),
-                fragments=len(dataset.get_fragments()),
+                rows=int(latest.count_rows()),
+                fragments=len(latest.get_fragments()),
                 unindexed_rows=unindexed,
-                versions=len(dataset.versions()),
+                versions=len(latest.versions()),
                 data_files=_count_files(self._table_dir / "data"),
             )
 
@@ -292,11 +291,11 @@ class LanceLongTermStore:
     def _compact_and_reindex(self) -> None:
         # The dataset handle is taken per attempt: a conflict means another process committed a newer version.
         retry_on_conflict(
-            lambda: self._table.to_lance().optimize.compact_files(
+            lambda: lance_dataset(self._table).optimize.compact_files(
                 target_rows_per_fragment=_FRAGMENT_ROWS, num_threads=1
             )
         )
-        retry_on_conflict(lambda: self._table.to_lance().optimize.optimize_indices())
+        retry_on_conflict(lambda: lance_dataset(self._table).optimize.optimize_indices())
         self._ensure_vector_index()
         self._passages.compact()
 
@@ -312,7 +311,7 @@ class LanceLongTermStore:
         )
 
     def _remove_versions_superseded_before(self, cutoff: datetime) -> None:
-        versions = sorted(self._table.to_lance().versions(), key=lambda v: v["version"])
+        versions = sorted(lance_dataset(self._table).versions(), key=lambda v: v["version"])
         doomed = [
             older["version"]
             for older, newer in itertools.pairwise(versions)
@@ -320,7 +319,7 @@ class LanceLongTermStore:
             if newer["timestamp"].astimezone(UTC) < cutoff
         ]
         if doomed:
-            retry_on_conflict(lambda: self._table.to_lance().cleanup_old_versions(versions=doomed))
+            retry_on_conflict(lambda: lance_dataset(self._table).cleanup_old_versions(versions=doomed))
 
     def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
