@@ -35,6 +35,7 @@ def _day(text: str) -> datetime:
         ("what did I read in May?", "2024-05-20T10:00", "2025-03-10T10:00"),
         ("what happened in January 2025?", "2025-01-15T10:00", "2024-01-15T10:00"),
         ("what did I plan last month?", "2025-02-14T10:00", "2025-03-05T10:00"),
+        ("how many plants did I buy in the last month?", "2025-03-05T10:00", "2025-02-05T10:00"),
         ("how many times did I bake in the past two weeks?", "2025-03-01T10:00", "2025-02-20T10:00"),
     ],
 )

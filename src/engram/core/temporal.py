@@ -21,6 +21,8 @@ _UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 _NUMBER = r"(\d+|" + "|".join(sorted((re.escape(n) for n in _NUMBERS), key=len, reverse=True)) + r")"
 _AGO = re.compile(rf"\b{_NUMBER}\s+(day|week|month|year)s?\s+ago\b")
 _PAST = re.compile(rf"\b(?:past|last)\s+{_NUMBER}\s+(day|week|month|year)s?\b")
+#: "in the last month", "over the past week": the trailing window, not the previous calendar month or week.
+_TRAILING = re.compile(r"\bthe\s+(?:past|last)\s+(day|week|month|year)\b")
 _WEEKDAY = re.compile(r"\b(last|this|on|past)?\s*(" + "|".join(_WEEKDAYS) + r")\b")
 _MONTH = re.compile(
     r"\b(?:(in|during|last|this|since)\s+)?(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\b"
@@ -79,6 +81,9 @@ def resolve(question: str, as_of: datetime) -> TimeReference:
     if match := _PAST.search(text):
         amount, unit = _count(match.group(1)), match.group(2)
         start = today - timedelta(days=amount * _UNIT_DAYS[unit] + 1)
+        return TimeReference(start, today + timedelta(days=1), order, match.group(0))
+    if match := _TRAILING.search(text):
+        start = today - timedelta(days=_UNIT_DAYS[match.group(1)] + 1)
         return TimeReference(start, today + timedelta(days=1), order, match.group(0))
     if match := _RELATIVE.search(text):
         word, unit = match.group(1), match.group(2)
