@@ -23,14 +23,17 @@ _AGO = re.compile(rf"\b{_NUMBER}\s+(day|week|month|year)s?\s+ago\b")
 _PAST = re.compile(rf"\b(?:past|last)\s+{_NUMBER}\s+(day|week|month|year)s?\b")
 #: "in the last month", "over the past week": the trailing window, not the previous calendar month or week.
 _TRAILING = re.compile(r"\bthe\s+(?:past|last)\s+(day|week|month|year)\b")
-_WEEKDAY = re.compile(r"\b(last|this|on|past)?\s*(" + "|".join(_WEEKDAYS) + r")\b")
+#: A weekday counts only after "last", "on" or "this past": bare, it names things ("the Sunday mass").
+_WEEKDAY = re.compile(r"\b(last|on|past)\s+(" + "|".join(_WEEKDAYS) + r")\b")
 _MONTH = re.compile(
     r"\b(?:(in|during|last|this|since)\s+)?(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\b"
     r"(?:\s+(?:of\s+)?(\d{4}))?"
 )
 _YEAR = re.compile(r"\b(?:in|during|of)\s+(\d{4})\b")
+#: "this weekend" is left out: asked about, it is nearly always a plan ("what should I cook this weekend?").
 _RELATIVE = re.compile(
-    r"\b(yesterday|today|tonight|this morning|last night|(?:last|this|past)\s+(week|month|year|weekend))\b"
+    r"\b(yesterday|today|tonight|this morning|last night"
+    r"|(?:last|past)\s+(weekend)|(?:last|this|past)\s+(week|month|year))\b"
 )
 _FIRST = re.compile(r"\b(first time|first|earliest|initially|originally|at first|began|started)\b")
 _LATEST = re.compile(r"\b(most recent(?:ly)?|latest|last time|recently|currently|now|these days|anymore)\b")
@@ -86,7 +89,7 @@ def resolve(question: str, as_of: datetime) -> TimeReference:
         start = today - timedelta(days=_UNIT_DAYS[match.group(1)] + 1)
         return TimeReference(start, today + timedelta(days=1), order, match.group(0))
     if match := _RELATIVE.search(text):
-        word, unit = match.group(1), match.group(2)
+        word, unit = match.group(1), match.group(2) or match.group(3)
         if word in {"yesterday", "last night"}:
             return TimeReference(today - timedelta(days=1), today + timedelta(days=1), order, word)
         if word in {"today", "tonight", "this morning"}:
@@ -111,8 +114,8 @@ def resolve(question: str, as_of: datetime) -> TimeReference:
     if match := _WEEKDAY.search(text):
         weekday = _WEEKDAYS[match.group(2)]
         back = (today.weekday() - weekday) % 7
-        if back == 0 and match.group(1) in {"last", "past", None, "on"}:
-            back = 7 if match.group(1) == "last" else 0
+        if back == 0 and match.group(1) == "last":
+            back = 7
         day = today - timedelta(days=back)
         return TimeReference(day - timedelta(days=1), day + timedelta(days=2), order, match.group(0).strip())
     for match in _MONTH.finditer(text):
