@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -132,5 +133,20 @@ async def test_a_directory_without_the_passages_table_opens_and_indexes_long_con
         hits = (await memory.recall("alice", "spare key taped flowerpot", top_k=2)).memories
         assert hits[0].memory.id == stored.id
         assert hits[0].passage is not None and DETAIL in hits[0].passage
+    finally:
+        memory.close()
+
+
+async def test_retention_erases_the_passages_of_the_memories_it_deletes(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
+    memory = open_memory(settings, WindowedHashEmbedder(), clock=stepping_clock)
+    try:
+        old = datetime(2020, 1, 1, tzinfo=UTC)
+        await memory.remember("alice", _long_answer(5_000), occurred_at=old)
+        await memory.remember("bob", _long_answer(6_000))
+        store = memory.long_term.store  # type: ignore[attr-defined]
+        before = store._passages.count()
+        assert memory.long_term.delete_older_than(datetime(2021, 1, 1, tzinfo=UTC)) == 1
+        assert 0 < store._passages.count() < before, "alice's old memory's passages went, bob's stay"
     finally:
         memory.close()

@@ -483,10 +483,15 @@ class LanceLongTermStore:
             clauses.append(f"category = {quote(category)}")
         elif exclude:
             clauses.append(f"(category IS NULL OR category NOT IN ({', '.join(quote(c) for c in exclude)}))")
-        deleted = self._erase(" AND ".join(clauses))
-        if deleted:
+        where = " AND ".join(clauses)
+        # The passages go by their memories' ids, read first: the passages table knows no dates or categories.
+        query = self._table.search().where(where).select(["id"]).limit(None)
+        with self._readers.shared():
+            doomed = sorted({str(r["id"]) for r in read_retrying(query.to_list)})
+        deleted = self._erase(where)
+        if doomed:
             with self._upkeep_lock, self._write_lock, self._process_lock, self._readers.exclusive():
-                self._passages.erase_orphans(set(self.all_ids()))
+                self._passages.erase_memories(doomed)
         return deleted
 
     def delete_user(self, user_id: str) -> int:

@@ -122,14 +122,12 @@ class PassageTable:
             self._table, where, self._directory, "passage", lambda: self._ensure_indexes(True), clean=clean
         )
 
-    def erase_orphans(self, live_ids: set[str]) -> int:
-        """Erase passages whose memory is gone (after a deletion by age, which spans users)."""
-        rows = read_retrying(lambda: self._table.to_lance().to_table(columns=["memory_id"]).column(0).to_pylist())
-        orphans = sorted({str(m) for m in rows} - live_ids)
-        if not orphans:
+    def erase_memories(self, memory_ids: Sequence[str]) -> int:
+        """Erase the passages of these memories of any user (a deletion by age spans users)."""
+        if not memory_ids:
             return 0
         return erase_rows(
-            self._table, _memory_ids_clause(orphans), self._directory, "passage", lambda: self._ensure_indexes(True)
+            self._table, _memory_ids_clause(memory_ids), self._directory, "passage", lambda: self._ensure_indexes(True)
         )
 
     def traces_of(self, user_id: str) -> list[str]:
