@@ -572,3 +572,16 @@ def token_revoke(token_id: str) -> None:
 def main() -> None:
     """Entry point of the `engram` console script."""
     cli()
+
+
+def _register_commands() -> None:
+    """Add the commands that live in their own modules (hooks, projects, export and import)."""
+    from engram.hooks.command import hook
+    from engram.portability.commands import export, import_
+    from engram.project_commands import forget_project
+
+    for command in (hook, export, import_, forget_project):
+        cli.add_command(command)
+
+
+_register_commands()

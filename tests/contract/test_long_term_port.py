@@ -118,3 +118,42 @@ def test_erasing_a_user_leaves_no_trace_and_keeps_the_others(long_term: LongTerm
     assert long_term.count() == 1 and [m.id for m in long_term.get(BOB, [f"{BOB}-m1"])] == [f"{BOB}-m1"]
     activity = long_term.agent_activity(BOB)
     assert [a.shared for a in activity] == [1]
+
+
+def test_project_filters_reach_the_current_project_and_global_memories(long_term: LongTermStore) -> None:
+    store(
+        long_term,
+        memory(ALICE, 1, "deploy on weekdays"),
+        memory(ALICE, 2, "deploy the webshop with the blue pipeline", project="webshop"),
+        memory(ALICE, 3, "deploy the firmware by hand", project="firmware"),
+    )
+
+    def listed(**filters: object) -> list[str]:
+        found = long_term.list_memories(ALICE, RecallFilters.model_validate(filters), 10)
+        return sorted(m.id.removeprefix(f"{ALICE}-") for m in found)
+
+    assert listed() == ["m1"]
+    assert listed(project="webshop") == ["m1", "m2"]
+    assert listed(project="webshop", project_scope="only") == ["m2"]
+    assert listed(project_scope="any") == ["m1", "m2", "m3"]
+    hits = long_term.keyword_search(ALICE, "deploy", RecallFilters(project="firmware"), 10)
+    assert sorted(c.memory.id for c in hits) == [f"{ALICE}-m1", f"{ALICE}-m3"]
+
+
+def test_stored_memories_and_project_erasure_cover_every_agent_and_only_that_project(
+    long_term: LongTermStore,
+) -> None:
+    store(
+        long_term,
+        memory(ALICE, 1, "global note"),
+        memory(ALICE, 2, "private webshop note", project="webshop", agent_id="ide", visibility=Visibility.PRIVATE),
+        memory(ALICE, 3, "shared webshop note", project="webshop"),
+        memory(BOB, 1, "bob's webshop note", project="webshop"),
+    )
+    everything = long_term.stored_memories(ALICE)
+    assert [s.memory.id for s in everything] == [f"{ALICE}-m1", f"{ALICE}-m2", f"{ALICE}-m3"]  # oldest first
+    assert everything[0].index_text == "global note" and everything[0].vector.shape == (EMBED.dimensions,)
+    assert [s.memory.id for s in long_term.stored_memories(ALICE, "webshop")] == [f"{ALICE}-m2", f"{ALICE}-m3"]
+    assert sorted(long_term.delete_project(ALICE, "webshop")) == [f"{ALICE}-m2", f"{ALICE}-m3"]
+    assert [s.memory.id for s in long_term.stored_memories(ALICE)] == [f"{ALICE}-m1"]
+    assert [s.memory.id for s in long_term.stored_memories(BOB)] == [f"{BOB}-m1"]

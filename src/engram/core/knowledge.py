@@ -112,6 +112,10 @@ def _chunk_id(owner: UserKey, source: str, position: int, index_text: str) -> st
     return digest.hexdigest()[:32]
 
 
+#: The content-addressed id of a chunk, for restores, which recompute it for the owner they restore to.
+chunk_id = _chunk_id
+
+
 def _matches(relative: str, name: str, globs: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(relative, g) or fnmatch.fnmatch(name, g) for g in globs)
 

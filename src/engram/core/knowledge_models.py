@@ -144,6 +144,10 @@ class KnowledgeStore(Protocol):
         """Make `chunks` the whole content of `sources` (of this owner) in one commit."""
         ...
 
+    def chunks_of(self, owner: UserKey) -> list[ChunkCandidate]:
+        """Every chunk of the owner's sources with its vector (score 0), by source and position."""
+        ...
+
     def remove_sources(self, owner: UserKey, sources: Sequence[str]) -> int:
         """Erase every chunk of these sources of this owner; return how many chunks were erased."""
         ...

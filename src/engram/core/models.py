@@ -28,6 +28,10 @@ MAX_OFFSET = 10_000
 RecallScope = Literal["memories", "knowledge", "both"]
 MAX_METADATA_KEYS = 32
 MetadataValue = str | int | float | bool | None
+#: Which projects `recall` and `list_memories` search: the given project and the user's global (project-less)
+#: memories ('with_global', the default; without a project, global memories only), that project alone ('only'),
+#: or every project ('any').
+ProjectScope = Literal["with_global", "only", "any"]
 
 
 class Role(StrEnum):
@@ -76,6 +80,7 @@ class Memory(BaseModel):
         description="'shared' with every agent of the user, or 'private' to the agent that wrote it.",
     )
     session_id: str | None = None
+    project: str | None = Field(default=None, description="The project it belongs to; null: global to the user.")
     role: Role | None = None
     kind: Kind = Kind.FACT
     content: str
@@ -173,6 +178,8 @@ class RecallFilters(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     viewer_agent: str | None = None
+    project: str | None = None
+    project_scope: ProjectScope = "with_global"
     agents: list[str] = Field(default_factory=list)
     exclude_agents: list[str] = Field(default_factory=list)
     shared_only: bool = False
@@ -202,6 +209,7 @@ class RememberItem(BaseModel):
 
     content: str = Field(description="The text to remember, verbatim.")
     session_id: str | None = Field(default=None, description="The conversation it belongs to, if any.")
+    project: str | None = Field(default=None, description="The project it belongs to (default: global to the user).")
     role: Role | None = Field(default=None, description="Who said it (for a turn).")
     kind: Kind | None = None
     tags: list[str] = Field(default_factory=list)

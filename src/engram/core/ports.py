@@ -28,6 +28,15 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class StoredMemory:
+    """A memory with what the store keeps beside it: its index text and vector (for export and restore)."""
+
+    memory: Memory
+    index_text: str
+    vector: Vectors
+
+
+@dataclass(frozen=True)
 class AppendedTurn:
     """Where a turn landed in its session."""
 
@@ -114,6 +123,14 @@ class LongTermStore(Protocol):
 
     def delete_older_than(self, cutoff: datetime, category: str | None = None, exclude: Sequence[str] = ()) -> int:
         """Delete memories of every user created before `cutoff`: of one category, or of all but `exclude`."""
+        ...
+
+    def stored_memories(self, user_id: UserKey, project: str | None = None) -> list[StoredMemory]:
+        """Every memory of the user (of one project, if given), whatever its agent or visibility, oldest first."""
+        ...
+
+    def delete_project(self, user_id: UserKey, project: str) -> list[str]:
+        """Delete every memory of the user's project; return the ids deleted."""
         ...
 
     def delete_user(self, user_id: UserKey) -> int:

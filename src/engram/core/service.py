@@ -19,6 +19,7 @@ from engram.core.identity import UserKey, unkeyed
 from engram.core.models import TierStats
 from engram.core.policy import MemoryPolicy
 from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
+from engram.core.projects import ProjectEraser, ProjectForgotten
 from engram.core.ranking import RankingPolicy
 from engram.core.retrieval import MemoryReader
 from engram.core.summarizing import SessionSummarizer
@@ -105,6 +106,15 @@ class MemoryService:
     @ranking.setter
     def ranking(self, value: RankingPolicy) -> None:
         self._ctx.ranking = value
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The service's clock (restores date what they write with it)."""
+        return self._ctx.clock
+
+    async def forget_project(self, user_id: str, project: str, *, confirm: bool) -> ProjectForgotten:
+        """Erase one project of the user: its long-term memories and their session turns (core/projects.py)."""
+        return await ProjectEraser(self._ctx).forget_project(user_id, project, confirm=confirm)
 
     @property
     def enricher(self) -> Enricher | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -114,16 +115,21 @@ class SessionSummarizer:
         """Store the summary as a long-term memory and put it in working memory in place of the older turns."""
         ctx = self._ctx
         now = ctx.clock()
+        links = list(dict.fromkeys(t.memory_id for t in older))
+        # The summary repeats its turns: it belongs where they do, or it would carry a project's words elsewhere.
+        projects = Counter(m.project for m in await ctx.run(partial(ctx.long_term.get, key, links)) if m.project)
+        project = projects.most_common(1)[0][0] if projects else None
         memory = Memory(
-            id=memory_id(key, text),
+            id=memory_id(key, text, project),
             user_id=key,
             agent_id=agent_id,
             visibility=Visibility.PRIVATE if private else Visibility.SHARED,
             session_id=session_id,
+            project=project,
             kind=Kind.SUMMARY,
             content=text,
             created_at=now,
-            links=list(dict.fromkeys(t.memory_id for t in older)),
+            links=links,
             metadata={"summarized_turns": len(older), "method": method},
         )
         await self._writer.store(memory, index_text(text, when=now, speaker="summary"))

@@ -39,9 +39,12 @@ def normalize_content(content: str) -> str:
     return unicodedata.normalize("NFC", content).strip()
 
 
-def memory_id(user_id: str, content: str) -> str:
-    """Content-addressed id: the same normalised content for the same user always has the same id."""
-    digest = hashlib.sha256(f"{user_id}\x00{normalize_content(content)}".encode())
+def memory_id(user_id: str, content: str, project: str | None = None) -> str:
+    """Content-addressed id: the same normalised content for the same user (and project) always has the same id."""
+    # A project is part of the address, so the same words remembered in two projects are two memories; a global
+    # memory keeps the id it had before projects existed.
+    scope = user_id if project is None else f"{user_id}\x00{project}"
+    digest = hashlib.sha256(f"{scope}\x00{normalize_content(content)}".encode())
     return digest.hexdigest()[:32]
 
 
@@ -162,6 +165,7 @@ def check_filters(filters: RecallFilters, viewer: str | None) -> RecallFilters:
         for agent in agents:
             check_id(name, agent)
     check_optional_id("from_session", filters.session_id)
+    check_optional_id("project", filters.project)
     check_unit("min_importance", filters.min_importance)
     since, until = as_utc("since", filters.since), as_utc("until", filters.until)
     if since is not None and until is not None and since >= until:

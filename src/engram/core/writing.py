@@ -95,6 +95,7 @@ class MemoryWriter:
         *,
         session_id: str | None = None,
         agent_id: str | None = None,
+        project: str | None = None,
         role: Role | None = None,
         kind: Kind | None = None,
         tags: Sequence[str] | None = None,
@@ -116,6 +117,7 @@ class MemoryWriter:
         item = RememberItem.model_construct(
             content=content,
             session_id=session_id,
+            project=project,
             role=role,
             kind=kind,
             tags=list(tags or []),
@@ -136,17 +138,30 @@ class MemoryWriter:
         )
 
     async def remember_many(
-        self, user_id: str, items: Sequence[RememberItem], *, agent_id: str | None = None
+        self,
+        user_id: str,
+        items: Sequence[RememberItem],
+        *,
+        agent_id: str | None = None,
+        skip_stored: bool = False,
     ) -> list[RememberResult]:
         """Store several memories in one call: one batched embedding and one write (for importing history).
 
         Every item is checked before anything is stored, so a bad item stores nothing. Items with a session are
-        appended to it in the given order.
+        appended to it in the given order. With `skip_stored`, items already in long-term memory are left out
+        before anything else happens, their session included (a capture that runs twice stores once).
         """
         ctx = self._ctx
         if not 1 <= len(items) <= ctx.policy.max_batch:
             raise InvalidInput("items", f"give 1 to {ctx.policy.max_batch} items, got {len(items)}.")
         drafts = [self._draft(user_id, agent_id, item, f"items[{i}].") for i, item in enumerate(items)]
+        if skip_stored:
+            key = ctx.user_key(user_id)
+            ids = list(dict.fromkeys(d.memory.id for d in drafts))
+            stored = {m.id for m in await ctx.run(partial(ctx.long_term.get, key, ids))}
+            drafts = [d for d in drafts if d.memory.id not in stored]
+            if not drafts:
+                return []
         placed = [await self._place(draft) for draft in drafts]
         vectors = await ctx.run(partial(ctx.embedder.embed, [p.indexed for p in placed]))
         memories = await self._enriched([p.memory for p in placed], vectors)
@@ -182,12 +197,14 @@ class MemoryWriter:
             for name, value in check_metadata(item.metadata, f"{where}metadata").items()
         }
         speaker_value = metadata.get("speaker")
+        project = check_optional_id(f"{where}project", item.project)
         memory = Memory(
-            id=memory_id(key, text),
+            id=memory_id(key, text, project),
             user_id=key,
             agent_id=agent_id,
             visibility=visibility,
             session_id=item.session_id,
+            project=project,
             role=item.role or (Role.USER if item.session_id is not None else None),
             kind=item.kind or (Kind.TURN if item.session_id is not None else Kind.FACT),
             content=text,
@@ -308,7 +325,7 @@ class MemoryWriter:
         vector: Vectors | None = None
         if content is not None:
             text = ctx.content("content", content, {})
-            new_id = memory_id(key, text)
+            new_id = memory_id(key, text, current.project)
             clash: list[Memory] = (
                 [] if new_id == current.id else await ctx.run(partial(ctx.long_term.get, key, [new_id]))
             )

@@ -44,6 +44,17 @@ def agent_clauses(filters: RecallFilters) -> list[str]:
     return clauses
 
 
+def project_clauses(filters: RecallFilters) -> list[str]:
+    """Which projects a query reaches: by default the given one plus the user's global memories, never another."""
+    if filters.project_scope == "any":
+        return []
+    if filters.project is None:
+        return ["project IS NULL"]
+    if filters.project_scope == "only":
+        return [f"project = {quote(filters.project)}"]
+    return [f"project IS NULL OR project = {quote(filters.project)}"]
+
+
 def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:
     """Build the where-clause that scopes a query to one user and the given metadata conditions.
 
@@ -54,6 +65,7 @@ def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:
     if filters is None:
         return clauses[0]
     clauses.extend(agent_clauses(filters))
+    clauses.extend(project_clauses(filters))
     if filters.session_id is not None:
         clauses.append(f"session_id = {quote(filters.session_id)}")
     if filters.kind is not None:

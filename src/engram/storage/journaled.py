@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from engram.core.models import AgentActivity, Memory, RecallFilters
-from engram.core.ports import Candidate, Vectors
+from engram.core.ports import Candidate, StoredMemory, Vectors
 from engram.storage.journal import WriteJournal
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.upkeep import Upkeep
@@ -186,6 +186,18 @@ class JournaledLongTermStore:
         """Delete memories of every user created before `cutoff`: of one category, or of all but `exclude`."""
         self.catch_up()
         deleted = self.store.delete_older_than(cutoff, category, exclude)
+        self._scrub()
+        return deleted
+
+    def stored_memories(self, user_id: str, project: str | None = None) -> list[StoredMemory]:
+        """Every memory of the user (of one project, if given), whatever its agent or visibility, oldest first."""
+        self.catch_up()
+        return self.store.stored_memories(user_id, project)
+
+    def delete_project(self, user_id: str, project: str) -> list[str]:
+        """Delete every memory of the user's project; return the ids deleted."""
+        self.catch_up()
+        deleted = self.store.delete_project(user_id, project)
         self._scrub()
         return deleted
 

@@ -170,6 +170,12 @@ class LanceKnowledgeStore:
                 )
             )
 
+    def chunks_of(self, owner: str) -> list[ChunkCandidate]:
+        """Every chunk of the owner's sources with its vector (score 0), by source and position."""
+        query = self._table.search().where(_owners_clause([owner])).select([*_COLUMNS, "vector"]).limit(None)
+        found = [_candidate(row, 0.0) for row in self._read(query)]
+        return sorted(found, key=lambda c: (c.chunk.source, c.chunk.position))
+
     def remove_sources(self, owner: str, sources: Sequence[str]) -> int:
         """Erase every chunk of these sources of this owner; return how many chunks were erased."""
         return self._erase(_sources_clause(owner, sources)) if sources else 0

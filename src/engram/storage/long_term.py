@@ -25,7 +25,7 @@ from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
 from lancedb.query import ColumnOrdering, MatchQuery
 
 from engram.core.models import AgentActivity, Kind, Memory, RecallFilters, Role, Sentiment, Visibility
-from engram.core.ports import Candidate, Vectors
+from engram.core.ports import Candidate, StoredMemory, Vectors
 from engram.core.timeutil import to_utc
 from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
 from engram.storage.journal import WriteJournal
@@ -68,6 +68,7 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
             pa.field("agent_id", pa.string()),
             pa.field("visibility", pa.string(), nullable=False),
             pa.field("session_id", pa.string()),
+            pa.field("project", pa.string()),
             pa.field("role", pa.string()),
             pa.field("kind", pa.string(), nullable=False),
             pa.field("content", pa.string(), nullable=False),
@@ -96,7 +97,11 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
 
 _COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "index_text", "entity_keys"}]
 #: Columns added after schema version 1, with the SQL value that existing rows get.
-_ADDED_COLUMNS = {"visibility": "'shared'", "entity_keys": "arrow_cast(NULL, 'List(Utf8)')"}
+_ADDED_COLUMNS = {
+    "visibility": "'shared'",
+    "entity_keys": "arrow_cast(NULL, 'List(Utf8)')",
+    "project": "arrow_cast(NULL, 'Utf8')",
+}
 _FTS_COLUMN = "index_text"
 T = TypeVar("T")
 
@@ -494,6 +499,30 @@ class LanceLongTermStore:
                 self._passages.erase_memories(doomed)
         return deleted
 
+    def stored_memories(self, user_id: str, project: str | None = None) -> list[StoredMemory]:
+        """Every memory of the user (of one project, if given), whatever its agent or visibility, oldest first."""
+        where = memory_filter(user_id)
+        if project is not None:
+            where += f" AND project = {quote(project)}"
+        query = self._table.search().where(where).select([*_COLUMNS, "index_text", "vector"]).limit(None)
+        with self._readers.shared():
+            rows = read_retrying(query.to_list)
+        found = [
+            StoredMemory(memory=_to_memory(r), index_text=r["index_text"], vector=np.asarray(r["vector"], np.float32))
+            for r in rows
+        ]
+        return sorted(found, key=lambda s: (s.memory.created_at, s.memory.id))
+
+    def delete_project(self, user_id: str, project: str) -> list[str]:
+        """Delete every memory of the user's project; return the ids deleted."""
+        where = f"{memory_filter(user_id)} AND project = {quote(project)}"
+        query = self._table.search().where(where).select(["id"]).limit(None)
+        with self._readers.shared():
+            ids = [str(r["id"]) for r in read_retrying(query.to_list)]
+        if ids:
+            self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
+        return ids
+
     def delete_user(self, user_id: str) -> int:
         """Delete every memory of the user; return how many were deleted."""
         # Older versions are removed even when no row is left, so the check that nothing remains can pass.
@@ -582,6 +611,7 @@ def _to_memory(row: dict[str, Any]) -> Memory:
         agent_id=row["agent_id"],
         visibility=Visibility(row["visibility"]),
         session_id=row["session_id"],
+        project=row.get("project"),
         role=Role(row["role"]) if row["role"] else None,
         kind=Kind(row["kind"]),
         content=row["content"],

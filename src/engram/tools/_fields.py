@@ -26,6 +26,7 @@ UserIdArg = Annotated[
 SessionIdArg = Annotated[Id, Field(description="The conversation.")]
 OptionalSessionIdArg = Annotated[Id | None, Field(description="The current conversation, if any.")]
 AgentIdArg = Annotated[Id | None, Field(description="The agent writing.")]
+ProjectArg = Annotated[Id | None, Field(description="Its project (default: global).")]
 ViewerAgentArg = Annotated[Id | None, Field(description="The agent asking (it also sees its private memories).")]
 LabelsArg = Annotated[list[Label] | None, Field(max_length=MAX_TAGS)]
 MemoryIdArg = Annotated[str, Field(pattern=MEMORY_ID_PATTERN, description="A memory id from remember or recall.")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engram.core.models import Kind, RecallFilters, Sentiment
+from engram.core.models import Kind, ProjectScope, RecallFilters, Sentiment
 from engram.tools._fields import Id, Label
 
 _Agents = Annotated[list[Id] | None, Field(max_length=20)]
@@ -23,6 +23,8 @@ class Filters(BaseModel):
     exclude_agents: Annotated[_Agents, Field(description="Not written by these agents.")] = None
     shared_only: Annotated[bool, Field(description="No private memories.")] = False
     from_session: Annotated[Id | None, Field(description="From this session.")] = None
+    project: Annotated[Id | None, Field(description="Current project (plus global).")] = None
+    projects: Annotated[ProjectScope, Field(description="'only' it; 'any' project.")] = "with_global"
     tags: Annotated[_Labels, Field(description="With at least one of these tags.")] = None
     tags_all: Annotated[_Labels, Field(description="With all of these tags.")] = None
     entity: Label | None = None
@@ -41,6 +43,8 @@ class Filters(BaseModel):
             exclude_agents=self.exclude_agents or [],
             shared_only=self.shared_only,
             session_id=self.from_session,
+            project=self.project,
+            project_scope=self.projects,
             tags_any=self.tags or [],
             tags_all=self.tags_all or [],
             entity=self.entity,

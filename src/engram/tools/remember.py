@@ -23,6 +23,7 @@ from engram.tools._fields import (
     LabelsArg,
     Metadata,
     OptionalSessionIdArg,
+    ProjectArg,
     UserIdArg,
 )
 from engram.tools.state import AppState, caller, domain_errors, memory_of
@@ -41,6 +42,7 @@ async def remember(
     user_id: UserIdArg = None,
     session_id: OptionalSessionIdArg = None,
     agent_id: AgentIdArg = None,
+    project: ProjectArg = None,
     role: Annotated[Role | None, Field(description="Who said it (a turn; default 'user').")] = None,
     kind: Annotated[Kind | None, Field(description="Default: 'turn' with a session, else 'fact'.")] = None,
     tags: Annotated[LabelsArg, Field(description="Labels to filter by later, e.g. 'billing'.")] = None,
@@ -74,6 +76,7 @@ async def remember(
             content,
             session_id=session_id,
             agent_id=who.agent_id,
+            project=project,
             role=role,
             kind=kind,
             tags=tags,

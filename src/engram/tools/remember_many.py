@@ -29,6 +29,7 @@ class BatchItem(BaseModel):
 
     content: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
     session_id: Id | None = None
+    project: Id | None = None
     role: Role | None = None
     kind: Kind | None = None
     tags: LabelsArg = None

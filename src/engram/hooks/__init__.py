@@ -1,0 +1,1 @@
+"""Hooks: capture conversation turns and inject remembered context from inside an assistant (`engram hook`)."""

@@ -1,0 +1,1 @@
+"""Portability: `engram export` and `engram import` (Engram's JSONL, and Claude and ChatGPT conversation exports)."""
