@@ -75,7 +75,8 @@ async def test_a_30000_character_turn_is_stored_and_a_detail_from_its_end_is_fou
             ok(await client.call_tool("remember", {"user_id": "alice", "content": other, "session_id": "s1"}))
         found = ok(
             await client.call_tool(
-                "recall", {"user_id": "alice", "query": "where is the spare key taped flowerpot", "top_k": 3}
+                "recall",
+                {"user_id": "alice", "query": "where is the spare key taped flowerpot", "top_k": 3, "detail": "full"},
             )
         )
     memories = [h for h in found["hits"] if h["tier"] == "long_term"]
@@ -83,7 +84,7 @@ async def test_a_30000_character_turn_is_stored_and_a_detail_from_its_end_is_fou
     assert [h["id"] for h in memories].count(stored["id"]) == 1, "the memory comes back once"
     assert memories[0]["content"] == answer, "the whole memory, verbatim"
     if fusion == "vector":
-        assert DETAIL in memories[0]["passage"], "with the passage that matched"
+        assert DETAIL in found["memories"][0]["passage"], "with the passage that matched"
 
 
 async def test_content_over_the_limit_is_refused_with_the_limit(tmp_path: Path) -> None:

@@ -27,7 +27,6 @@ class Hit(BaseModel):
     when: str
     score: float | None = None
     content: str
-    passage: str | None = None
     cite: str | None = None
 
 
@@ -63,7 +62,6 @@ def reply_of(result: RecallResult, detail: Literal["compact", "full"]) -> Recall
             when=_when(m.memory.created_at),
             score=round(m.score, _SCORE_DIGITS),
             content=m.memory.content,
-            passage=m.passage,
         )
         for m in result.memories
     ]
@@ -124,7 +122,7 @@ async def recall(
     ] = "compact",
     as_of: Annotated[
         datetime | None,
-        Field(description="When the question is asked (ISO 8601; default now): 'last Saturday' is resolved from it."),
+        Field(description="Default: now."),
     ] = None,
 ) -> Annotated[CallToolResult, RecallReply]:
     """Look up what you know about the user: call at the start of a conversation and when past context may matter.
