@@ -3,6 +3,7 @@ read retries across processes, and the locks that keep writers and erasures apar
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,6 +76,45 @@ def lance_dataset(table: Any) -> Any:
         index_cache_size_bytes=INDEX_CACHE_BYTES,
         metadata_cache_size_bytes=METADATA_CACHE_BYTES,
     )
+
+
+#: Upkeep goes through LanceDB's own `optimize` (compaction, version clean-up, index upkeep), never through the
+#: second Lance engine (`pylance`): loading it cost the server ~100 MB of resident code and ~20 threads for good.
+#: `optimize` removes versions by their own age, measured after its compaction, not by how long ago they were
+#: superseded: the age it is given leaves the first version to keep this much out of reach for that compaction.
+_PRUNE_ALLOWANCE = timedelta(seconds=30)
+#: What `optimize` is given when no version is to be removed (it always removes some by age).
+KEEP_ALL_VERSIONS = timedelta(days=365 * 100)
+
+
+def optimize_table(table: Any, keep_versions_for: timedelta | None = None) -> None:
+    """Compact the table's fragments and fold new rows into its indexes; with `keep_versions_for`, also remove the
+    versions superseded more than that long ago (never the latest)."""
+    older_than = KEEP_ALL_VERSIONS if keep_versions_for is None else _prune_age(table, keep_versions_for)
+    retry_on_conflict(lambda: table.optimize(cleanup_older_than=older_than))
+
+
+def _prune_age(table: Any, keep_versions_for: timedelta) -> timedelta:
+    """The age past which `optimize` may remove versions, so that only those superseded more than
+    `keep_versions_for` ago go.
+
+    A version stays while a reader of another process may still be on it: until its successor has been there for
+    the whole margin. Every version older than the first one still within the margin may go; the latest one (which
+    the compaction is about to supersede) at most.
+    """
+    now = datetime.now(UTC)
+    cutoff = now - keep_versions_for
+    # LanceDB reports local wall-clock time without a zone; astimezone reads a naive time as local.
+    stamps: list[datetime] = [
+        v["timestamp"].astimezone(UTC) for v in sorted(table.list_versions(), key=lambda v: v["version"])
+    ]
+    first_kept = next((older for older, newer in itertools.pairwise(stamps) if newer >= cutoff), stamps[-1])
+    if first_kept == stamps[0]:
+        return KEEP_ALL_VERSIONS
+    # `optimize` measures the age after its compaction: the allowance keeps the first kept version out of reach for
+    # that long (no allowance is needed when no margin is asked for).
+    age: timedelta = now - first_kept + min(keep_versions_for, _PRUNE_ALLOWANCE)
+    return max(age, timedelta(milliseconds=1))  # zero would make LanceDB warn about concurrent readers
 
 
 def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Location, what: str) -> tuple[Any, bool]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,22 +15,17 @@ from engram.storage.lance_support import (
     ReadersWriterLock,
     _count_files,
     ensure_indexes,
+    optimize_table,
     retry_on_conflict,
 )
 from engram.storage.location import Location, ObjectStore, StoreLock
 from engram.storage.memory_rows import _FTS_COLUMN, TABLE_NAME
+from engram.storage.passages import PassageTable
 
 logger = logging.getLogger(__name__)
 
-#: Upkeep goes through LanceDB's own `optimize` (compaction, version clean-up, index upkeep), never through the
-#: second Lance engine (`pylance`): loading it cost the server ~100 MB of resident code and ~20 threads for good.
 #: `optimize` compacts into fragments of up to a million rows, so below that it rewrites the whole table (about
-#: 0.1 s of CPU at 10,000 memories, 1 s at 100,000; README "Writes, durability and upkeep").
-#: `optimize` removes versions by their own age, measured after its compaction, not by how long ago they were
-#: superseded: the age it is given leaves the first version to keep this much out of reach for that compaction.
-_PRUNE_ALLOWANCE = timedelta(seconds=30)
-#: What `optimize` is given when no version is to be removed (it always removes some by age).
-_KEEP_ALL = timedelta(days=365 * 100)
+#: 0.1 s of CPU at 10,000 memories, 0.4-1.1 s at 100,000; README "Writes, durability and upkeep").
 #: Past this many rows upkeep builds an ANN index on the vectors (IVF_HNSW_SQ); below it an exact scan of one user's
 #: rows is fast enough and exact. Query-time settings: recall@10 against exact search >= 0.95 (benchmarks/ann.py).
 VECTOR_INDEX_MIN_ROWS = 50_000
@@ -55,6 +49,7 @@ class TableUpkeep:
     _directory: Location
     _upkeep_lock: StoreLock
     _readers: ReadersWriterLock
+    _passages: PassageTable
 
     @staticmethod
     def _ensure_indexes(table: Any, rebuild: bool = False) -> None:
@@ -124,16 +119,17 @@ class TableUpkeep:
         if not self._upkeep_lock.acquire(blocking=False):
             return False
         try:
-            self._compact_and_reindex(self._prune_age(keep_versions_for))
+            self._compact_and_reindex(keep_versions_for)
         finally:
             self._upkeep_lock.release()
         return True
 
-    def _compact_and_reindex(self, prune_older_than: timedelta = _KEEP_ALL) -> None:
-        """Compact, remove the versions older than `prune_older_than` (never the latest), fold new rows into the
-        indexes, and build the vector index once the table is large enough."""
-        retry_on_conflict(lambda: self._table.optimize(cleanup_older_than=prune_older_than))
+    def _compact_and_reindex(self, keep_versions_for: timedelta | None = None) -> None:
+        """Compact both tables, fold new rows into their indexes and, with `keep_versions_for`, remove the versions
+        superseded more than that long ago; build the vector index once the table is large enough."""
+        optimize_table(self._table, keep_versions_for)
         self._ensure_vector_index()
+        self._passages.compact(keep_versions_for)
 
     def _has_vector_index(self) -> bool:
         return any(index.columns == ["vector"] for index in self._table.list_indices())
@@ -145,28 +141,6 @@ class TableUpkeep:
         retry_on_conflict(
             lambda: self._table.create_index("vector", config=HnswSq(distance_type="cosine"), replace=True)
         )
-
-    def _prune_age(self, keep_versions_for: timedelta) -> timedelta:
-        """The age past which `optimize` may remove versions, so that only those superseded more than
-        `keep_versions_for` ago go.
-
-        A version stays while a reader of another process may still be on it: until its successor has been there
-        for the whole margin. Every version older than the first one still within the margin may go; the latest
-        one (which the compaction is about to supersede) at most.
-        """
-        now = datetime.now(UTC)
-        cutoff = now - keep_versions_for
-        # LanceDB reports local wall-clock time without a zone; astimezone reads a naive time as local.
-        stamps: list[datetime] = [
-            v["timestamp"].astimezone(UTC) for v in sorted(self._table.list_versions(), key=lambda v: v["version"])
-        ]
-        first_kept = next((older for older, newer in itertools.pairwise(stamps) if newer >= cutoff), stamps[-1])
-        if first_kept == stamps[0]:
-            return _KEEP_ALL
-        # `optimize` measures the age after its compaction: the allowance keeps the first kept version out of reach
-        # for that long (no allowance is needed when no margin is asked for).
-        age: timedelta = now - first_kept + min(keep_versions_for, _PRUNE_ALLOWANCE)
-        return max(age, timedelta(milliseconds=1))  # zero would make LanceDB warn about concurrent readers
 
     def _rebuild_indexes(self) -> None:
         """Rebuild every index from the live rows, after an erasure (the vector index holds quantised vectors)."""
