@@ -3,6 +3,7 @@ process at a time, and starts by itself after a burst of writes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import pytest
 from engram.core.filters import MemoryFilters
 from engram.core.models import Memory
 from engram.embeddings.hashing import HashEmbedder
-from engram.storage import table_upkeep
+from engram.storage import lance_support, table_upkeep
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.lance_support import FileLock
@@ -211,3 +212,15 @@ def test_upkeep_and_its_health_checks_need_no_second_lance_engine(tmp_path: Path
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_opening_a_store_bounds_lances_io_threads_unless_the_operator_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each read Lance has in flight holds a blocking thread, kept while reads keep coming: 100-140 threads unbounded.
+    monkeypatch.delenv("LANCE_IO_THREADS", raising=False)
+    LanceLongTermStore(tmp_path / "a", dimensions=8, model_id="m").close()
+    assert os.environ["LANCE_IO_THREADS"] == str(lance_support.IO_THREADS)
+    monkeypatch.setenv("LANCE_IO_THREADS", "16")
+    LanceLongTermStore(tmp_path / "b", dimensions=8, model_id="m").close()
+    assert os.environ["LANCE_IO_THREADS"] == "16"
