@@ -24,8 +24,8 @@ from engram.storage.passages import PassageTable
 
 logger = logging.getLogger(__name__)
 
-#: `optimize` compacts into fragments of up to a million rows, so below that it rewrites the whole table (about
-#: 0.1 s of CPU at 10,000 memories, 0.4-1.1 s at 100,000; README "Writes, durability and upkeep").
+#: `optimize` compacts into fragments of up to a million rows, so below that it rewrites the whole table (0.4-1.1 s
+#: of CPU at 100,000 rows; README "Writes, durability and upkeep").
 #: Past this many rows upkeep builds an ANN index on the vectors (IVF_HNSW_SQ); below it an exact scan of one user's
 #: rows is fast enough and exact. Query-time settings: recall@10 against exact search >= 0.95 (benchmarks/ann.py).
 VECTOR_INDEX_MIN_ROWS = 50_000
