@@ -1,6 +1,7 @@
 """Start-up latency of `engram serve` over stdio, measured through a real MCP client.
 
-For each run a fresh server process is spawned on an empty temporary data directory, and the wall time
+For each run a fresh server process is spawned on an empty temporary data directory (or, with ``--data-dir``, on
+a fresh copy of an existing one), and the wall time
 from spawn is taken at four points:
 
 * ``initialize``: the client's connection handshake completed;
@@ -27,6 +28,7 @@ Usage::
     .venv/bin/python benchmarks/startup.py --backend torch --runs 3 --out /tmp/startup-torch.json
     .venv/bin/python benchmarks/startup.py --model hash --out /tmp/startup-hash.json
     .venv/bin/python benchmarks/startup.py --fresh-models --runs 5
+    .venv/bin/python benchmarks/startup.py --data-dir /path/to/a/10000-memory/data --runs 5
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,11 +127,19 @@ EXPORT_MARKERS = ("building the ONNX graph", "exporting it again", "to ONNX in "
 
 
 async def one_run(
-    command: list[str], env: dict[str, str], log_path: Path, timeout: float, *, fresh_models: bool = False
+    command: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float,
+    *,
+    fresh_models: bool = False,
+    data_dir: Path | None = None,
 ) -> tuple[dict[str, float], bool | None]:
-    """Spawn one server on a fresh data dir (and models dir, if `fresh_models`) and time it; its stderr goes to
-    `log_path`; sample["exported"] is 1.0 if the server built a model during the run."""
+    """Spawn one server on a fresh data dir, or a fresh copy of `data_dir` (and models dir, if `fresh_models`) and
+    time it; its stderr goes to `log_path`; sample["exported"] is 1.0 if the server built a model during the run."""
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp, log_path.open("a") as log:
+        if data_dir is not None:
+            shutil.copytree(data_dir, Path(tmp) / "data")
         log.write(f"\n===== run at {datetime.now(UTC).isoformat()} =====\n")
         log.flush()
         started_at = log.tell()
@@ -190,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="give every run its own empty models dir too, and skip engram prepare (a brand-new user)",
     )
+    parser.add_argument(
+        "--data-dir", type=Path, help="start every run on a fresh copy of this data directory (default: an empty one)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per run (default 120)")
     args = parser.parse_args(argv)
@@ -214,7 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         torch_seen: list[bool | None] = []
         for index in range(args.runs):
             sample, torch_loaded = anyio.run(
-                functools.partial(one_run, command, env, log_path, args.timeout, fresh_models=args.fresh_models)
+                functools.partial(
+                    one_run,
+                    command,
+                    env,
+                    log_path,
+                    args.timeout,
+                    fresh_models=args.fresh_models,
+                    data_dir=args.data_dir,
+                )
             )
             samples.append(sample)
             torch_seen.append(torch_loaded)
@@ -259,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "prepare_s": prepare_s,
         "fresh_models": args.fresh_models,
+        "data_dir": None if args.data_dir is None else str(args.data_dir),
         "exported_during_run": exports,
         "targets": {"median_below": TARGETS, "met": met},
         "torch_loaded": torch_seen,

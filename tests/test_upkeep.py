@@ -3,6 +3,9 @@ process at a time, and starts by itself after a burst of writes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +17,7 @@ import pytest
 from engram.core.filters import MemoryFilters
 from engram.core.models import Memory
 from engram.embeddings.hashing import HashEmbedder
-from engram.storage import table_upkeep
+from engram.storage import lance_support, table_upkeep
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.lance_support import FileLock
@@ -49,6 +52,9 @@ def test_upkeep_bounds_the_files_of_many_single_writes_and_keeps_every_row(tmp_p
         _single_writes(store, embedder, WRITES)
         before = store.store.health()
         assert before.fragments >= WRITES  # the fragmentation upkeep is there to repair
+        assert store.store.upkeep(timedelta(0))
+        # LanceDB's clean-up removes the versions at once but lists data files only up to the oldest version it
+        # keeps, which this run's own compaction wrote: their files go at the next run.
         assert store.store.upkeep(timedelta(0))
         after = store.store.health()
         assert after.data_files <= MAX_DATA_FILES, after
@@ -161,3 +167,60 @@ def test_past_the_threshold_upkeep_builds_a_vector_index_that_filtered_search_us
         assert contents[6] in [h.memory.content for h in exact] and {h.memory.user_id for h in exact} == {"user2"}
     finally:
         table.close()
+
+
+_WITHOUT_PYLANCE = """
+import sys
+from datetime import timedelta
+from pathlib import Path
+from engram.core.filters import MemoryFilters
+from engram.core.models import Memory
+from engram.embeddings.hashing import HashEmbedder
+from engram.storage.journal import WriteJournal
+from engram.storage.journaled import JournaledLongTermStore
+from engram.storage.long_term import LanceLongTermStore
+from engram.storage.upkeep import Upkeep, UpkeepPolicy
+from tests.helpers import TEST_NOW
+
+directory, embedder = Path(sys.argv[1]), HashEmbedder()
+table = LanceLongTermStore(directory, dimensions=embedder.dimensions, model_id=embedder.model_id)
+upkeep = Upkeep(table, UpkeepPolicy(keep_versions_for=timedelta(0)))
+store = JournaledLongTermStore(table, WriteJournal(directory / "journal.sqlite"))
+for i in range(30):
+    content = f"note {i} about the garden"
+    store.add(Memory(id=f"{i:032x}", user_id="alice", content=content, created_at=TEST_NOW), content,
+              embedder.embed([content])[0])
+    store.count()
+assert upkeep.due(table.health())
+assert upkeep.run_once() and upkeep.run_once(force=True)
+health = table.health()
+assert health.rows == 30 and health.fragments == 1 and health.data_files == 1, health
+assert len(store.vector_search("alice", embedder.embed(["note 7"])[0], MemoryFilters(), 30)) == 30
+assert sorted(store.store.all_ids()) == [f"{i:032x}" for i in range(30)]
+store.close()
+assert "lance" not in sys.modules, "the second Lance engine (pylance) was loaded"
+"""
+
+
+def test_upkeep_and_its_health_checks_need_no_second_lance_engine(tmp_path: Path) -> None:
+    # pylance, loaded once, stayed in the server for good: ~100 MB of resident code and ~20 threads of its own.
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_PYLANCE, str(tmp_path)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_opening_a_store_bounds_lances_io_threads_unless_the_operator_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each read Lance has in flight holds a blocking thread, kept while reads keep coming: 100-140 threads unbounded.
+    monkeypatch.delenv("LANCE_IO_THREADS", raising=False)
+    LanceLongTermStore(tmp_path / "a", dimensions=8, model_id="m").close()
+    assert os.environ["LANCE_IO_THREADS"] == str(lance_support.IO_THREADS)
+    monkeypatch.setenv("LANCE_IO_THREADS", "16")
+    LanceLongTermStore(tmp_path / "b", dimensions=8, model_id="m").close()
+    assert os.environ["LANCE_IO_THREADS"] == "16"

@@ -3,6 +3,7 @@ read retries across processes, and the locks that keep writers and erasures apar
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,10 +31,17 @@ T = TypeVar("T")
 META_MODEL = b"engram.embedding_model"
 #: LanceDB's index and metadata caches default to gigabytes and keep an entry per table version and index
 #: generation, so a stream of single writes grew the server by ~20 MB per 1,000 writes. Engram's tables are
-#: searched per user and their indexes are small; these bounds keep the caches to a fixed size (measured in
-#: the README, "Memory under a stream of writes").
-INDEX_CACHE_BYTES = 64 << 20
-METADATA_CACHE_BYTES = 16 << 20
+#: searched per user and their indexes are small: 60 recalls over 10 users of a 10,000-memory table touched
+#: 2.9 MB of cache, and recall cost no more CPU with 8 MB than with 64 MB. What fills the cache beyond that
+#: under writes is superseded versions and index generations (64 MB after 2,000 single writes), so these
+#: bounds are the most the caches add to the server (README, "Memory under a stream of writes").
+INDEX_CACHE_BYTES = 24 << 20
+METADATA_CACHE_BYTES = 4 << 20
+#: Lance runs each read it has in flight on a blocking thread of its own, and the pool keeps such threads while reads
+#: keep coming: under a stream of single writes the server held 100-140 of them (about 0.5 MB of stack each) at
+#: Lance's default and 42 at this bound (README, "Memory under a stream of writes"). An operator's own
+#: `LANCE_IO_THREADS` wins.
+IO_THREADS = 4
 _READ_ATTEMPTS = 4
 _COMMIT_ATTEMPTS = 10
 
@@ -41,6 +49,8 @@ _COMMIT_ATTEMPTS = 10
 def connect(directory: Location) -> Any:
     """Open a LanceDB database whose reads see other processes' commits, with Engram's bounded caches; a local
     directory is created first, a store on object storage gets its S3 options."""
+    # Read when Lance first does I/O in this process, so before any store of it is opened.
+    os.environ.setdefault("LANCE_IO_THREADS", str(IO_THREADS))
     import lancedb
 
     # One session per store, not per process: a store reopened after damage must read the disk, not a cache.
@@ -73,6 +83,45 @@ def lance_dataset(table: Any) -> Any:
         index_cache_size_bytes=INDEX_CACHE_BYTES,
         metadata_cache_size_bytes=METADATA_CACHE_BYTES,
     )
+
+
+#: Upkeep goes through LanceDB's own `optimize` (compaction, version clean-up, index upkeep), never through the
+#: second Lance engine (`pylance`): loading it cost the server ~100 MB of resident code and ~20 threads for good.
+#: `optimize` removes versions by their own age, measured after its compaction, not by how long ago they were
+#: superseded: the age it is given leaves the first version to keep this much out of reach for that compaction.
+_PRUNE_ALLOWANCE = timedelta(seconds=30)
+#: What `optimize` is given when no version is to be removed (it always removes some by age).
+KEEP_ALL_VERSIONS = timedelta(days=365 * 100)
+
+
+def optimize_table(table: Any, keep_versions_for: timedelta | None = None) -> None:
+    """Compact the table's fragments and fold new rows into its indexes; with `keep_versions_for`, also remove the
+    versions superseded more than that long ago (never the latest)."""
+    older_than = KEEP_ALL_VERSIONS if keep_versions_for is None else _prune_age(table, keep_versions_for)
+    retry_on_conflict(lambda: table.optimize(cleanup_older_than=older_than))
+
+
+def _prune_age(table: Any, keep_versions_for: timedelta) -> timedelta:
+    """The age past which `optimize` may remove versions, so that only those superseded more than
+    `keep_versions_for` ago go.
+
+    A version stays while a reader of another process may still be on it: until its successor has been there for
+    the whole margin. Every version older than the first one still within the margin may go; the latest one (which
+    the compaction is about to supersede) at most.
+    """
+    now = datetime.now(UTC)
+    cutoff = now - keep_versions_for
+    # LanceDB reports local wall-clock time without a zone; astimezone reads a naive time as local.
+    stamps: list[datetime] = [
+        v["timestamp"].astimezone(UTC) for v in sorted(table.list_versions(), key=lambda v: v["version"])
+    ]
+    first_kept = next((older for older, newer in itertools.pairwise(stamps) if newer >= cutoff), stamps[-1])
+    if first_kept == stamps[0]:
+        return KEEP_ALL_VERSIONS
+    # `optimize` measures the age after its compaction: the allowance keeps the first kept version out of reach for
+    # that long (no allowance is needed when no margin is asked for).
+    age: timedelta = now - first_kept + min(keep_versions_for, _PRUNE_ALLOWANCE)
+    return max(age, timedelta(milliseconds=1))  # zero would make LanceDB warn about concurrent readers
 
 
 def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Location, what: str) -> tuple[Any, bool]:

@@ -28,7 +28,6 @@ from engram.storage.lance_support import (
     connect,
     directory_bytes,
     erase_rows,
-    lance_dataset,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
@@ -136,7 +135,9 @@ class LanceLongTermStore(TableUpkeep):
     def all_ids(self) -> list[str]:
         """The id of every stored memory."""
         with self._readers.shared():
-            ids = read_retrying(lambda: lance_dataset(self._table).to_table(columns=["id"]).column("id").to_pylist())
+            ids = read_retrying(
+                lambda: self._table.search().select(["id"]).limit(None).to_arrow().column("id").to_pylist()
+            )
         return [str(i) for i in ids]
 
     @property

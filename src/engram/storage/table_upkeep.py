@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from engram.storage.lance_support import (
     ReadersWriterLock,
     _count_files,
     ensure_indexes,
-    lance_dataset,
+    optimize_table,
     retry_on_conflict,
 )
 from engram.storage.location import Location, ObjectStore, StoreLock
@@ -25,9 +24,8 @@ from engram.storage.passages import PassageTable
 
 logger = logging.getLogger(__name__)
 
-#: Compaction merges small fragments up to this many rows and leaves bigger ones alone, so upkeep rewrites
-#: recent data rather than the whole table every time.
-_FRAGMENT_ROWS = 20_000
+#: `optimize` compacts into fragments of up to a million rows, so below that it rewrites the whole table (0.4-1.1 s
+#: of CPU at 100,000 rows; README "Writes, durability and upkeep").
 #: Past this many rows upkeep builds an ANN index on the vectors (IVF_HNSW_SQ); below it an exact scan of one user's
 #: rows is fast enough and exact. Query-time settings: recall@10 against exact search >= 0.95 (benchmarks/ann.py).
 VECTOR_INDEX_MIN_ROWS = 50_000
@@ -84,7 +82,8 @@ class TableUpkeep:
     def health(self) -> StoreHealth:
         """What upkeep looks at: fragments, rows outside the indexes, versions and data files."""
         with self._readers.shared():
-            latest = lance_dataset(self._table)
+            table_stats = self._table.stats()
+            versions = self._table.list_versions()
             unindexed = 0
             # The vector index is left out: its statistics are costly (lance logs a warning about their size), and
             # rows missing from it are missing from the others too, which upkeep brings up to date all together.
@@ -95,17 +94,18 @@ class TableUpkeep:
                 if stats is not None:
                     unindexed = max(unindexed, int(stats.num_unindexed_rows))
             return StoreHealth(
-                rows=int(latest.count_rows()),
-                fragments=len(latest.get_fragments()),
+                rows=int(table_stats["num_rows"]),
+                fragments=int(table_stats["fragment_stats"]["num_fragments"]),
                 unindexed_rows=unindexed,
-                versions=len(latest.versions()),
-                data_files=self._data_files(),
+                versions=len(versions),
+                data_files=self._data_files(versions),
             )
 
-    def _data_files(self) -> int:
+    def _data_files(self, versions: list[dict[str, Any]]) -> int:
         if isinstance(self._directory, ObjectStore):
-            # From the manifest: listing a bucket prefix costs a request per thousand objects.
-            return sum(len(fragment.data_files()) for fragment in lance_dataset(self._table).get_fragments())
+            # From the latest manifest: listing a bucket prefix costs a request per thousand objects.
+            latest = max(versions, key=lambda v: v["version"])
+            return int(latest["metadata"].get("total_data_files", 0))
         return _count_files(self._table_dir / "data")
 
     def upkeep(self, keep_versions_for: timedelta) -> bool:
@@ -119,23 +119,17 @@ class TableUpkeep:
         if not self._upkeep_lock.acquire(blocking=False):
             return False
         try:
-            self._compact_and_reindex()
-            self._remove_versions_superseded_before(datetime.now(UTC) - keep_versions_for)
-            self._passages.remove_versions_superseded_before(datetime.now(UTC) - keep_versions_for)
+            self._compact_and_reindex(keep_versions_for)
         finally:
             self._upkeep_lock.release()
         return True
 
-    def _compact_and_reindex(self) -> None:
-        # The dataset handle is taken per attempt: a conflict means another process committed a newer version.
-        retry_on_conflict(
-            lambda: lance_dataset(self._table).optimize.compact_files(
-                target_rows_per_fragment=_FRAGMENT_ROWS, num_threads=1
-            )
-        )
-        retry_on_conflict(lambda: lance_dataset(self._table).optimize.optimize_indices())
+    def _compact_and_reindex(self, keep_versions_for: timedelta | None = None) -> None:
+        """Compact both tables, fold new rows into their indexes and, with `keep_versions_for`, remove the versions
+        superseded more than that long ago; build the vector index once the table is large enough."""
+        optimize_table(self._table, keep_versions_for)
         self._ensure_vector_index()
-        self._passages.compact()
+        self._passages.compact(keep_versions_for)
 
     def _has_vector_index(self) -> bool:
         return any(index.columns == ["vector"] for index in self._table.list_indices())
@@ -147,17 +141,6 @@ class TableUpkeep:
         retry_on_conflict(
             lambda: self._table.create_index("vector", config=HnswSq(distance_type="cosine"), replace=True)
         )
-
-    def _remove_versions_superseded_before(self, cutoff: datetime) -> None:
-        versions = sorted(lance_dataset(self._table).versions(), key=lambda v: v["version"])
-        doomed = [
-            older["version"]
-            for older, newer in itertools.pairwise(versions)
-            # pylance reports local wall-clock time without a zone; astimezone reads a naive time as local.
-            if newer["timestamp"].astimezone(UTC) < cutoff
-        ]
-        if doomed:
-            retry_on_conflict(lambda: lance_dataset(self._table).cleanup_old_versions(versions=doomed))
 
     def _rebuild_indexes(self) -> None:
         """Rebuild every index from the live rows, after an erasure (the vector index holds quantised vectors)."""

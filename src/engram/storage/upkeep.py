@@ -101,7 +101,8 @@ class Upkeep:
         ran = self._store.upkeep(self.policy.keep_versions_for)
         if ran:
             self.runs += 1
-            logger.debug("long-term upkeep done: %s", self._store.health())
+            if logger.isEnabledFor(logging.DEBUG):  # a health check reads the table's statistics: not for nothing
+                logger.debug("long-term upkeep done: %s", self._store.health())
         return ran
 
     def _loop(self) -> None:
