@@ -1,0 +1,223 @@
+"""Long-term memory searched from a per-user in-memory index, kept coherent with the LanceDB table by its version.
+
+Each user's rows are loaded into a `UserIndex` at their first search and kept within a byte cap (least recently
+searched users go first). The index always answers for one table version: this process's own writes are applied to
+it as they commit (their versions are known); any other version change, found by reading the table's version
+before every search (another server or the CLI wrote, or erased), is looked up in LanceDB's transaction log: a
+compaction or index rebuild leaves the rows alone and keeps the index, anything else drops every user's index,
+so a memory forgotten anywhere is never found here again. Searches with a filter the index lacks, and users too
+large for the cap, go to LanceDB as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engram.core.filters import MemoryFilters
+from engram.core.models import Memory
+from engram.core.ports import Candidate, Vectors
+from engram.storage.filters import memory_filter
+from engram.storage.lance_support import lance_dataset, read_retrying
+from engram.storage.location import Location
+from engram.storage.long_term import LanceLongTermStore
+from engram.storage.memory_rows import _COLUMNS
+from engram.storage.recall_index import UserIndex
+
+logger = logging.getLogger(__name__)
+
+#: Commits that rewrite files or indexes without changing any row: the index stays valid across them.
+_ROWS_UNCHANGED = frozenset({"Rewrite", "CreateIndex"})
+
+
+class RecallIndex:
+    """The loaded users' indexes (least recently searched first), the table version they answer for, the cap."""
+
+    def __init__(self, cap_bytes: int) -> None:
+        self.cap_bytes = cap_bytes
+        self.lock = threading.RLock()
+        self.version: int | None = None
+        self.users: OrderedDict[str, UserIndex] = OrderedDict()
+        self.own: set[int] = set()  # versions this process committed and already applied
+        self.oversized: set[str] = set()
+
+    def reset(self, version: int | None) -> None:
+        """Drop every user's index; the index now answers for `version`."""
+        self.users.clear()
+        self.oversized.clear()
+        self.own.clear()
+        self.version = version
+
+    def get(self, user_id: str) -> UserIndex | None:
+        """The user's index if loaded, marked as the most recently used."""
+        found = self.users.get(user_id)
+        if found is not None:
+            self.users.move_to_end(user_id)
+        return found
+
+    def put(self, user_id: str, index: UserIndex) -> None:
+        """Keep the user's index, evicting the least recently searched users to stay within the cap."""
+        self.users[user_id] = index
+        self.fit()
+
+    def fit(self) -> None:
+        """Evict least recently searched users until the indexes fit the cap."""
+        total = sum(u.nbytes for u in self.users.values())
+        while total > self.cap_bytes and self.users:
+            _, evicted = self.users.popitem(last=False)
+            total -= evicted.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """What the loaded indexes hold, roughly."""
+        return sum(u.nbytes for u in self.users.values())
+
+
+class IndexedLongTermStore(LanceLongTermStore):
+    """LanceLongTermStore whose vector and keyword searches are answered from a per-user in-memory index."""
+
+    def __init__(self, directory: Location, *, dimensions: int, model_id: str, index_bytes: int) -> None:
+        super().__init__(directory, dimensions=dimensions, model_id=model_id)
+        self._dimensions = dimensions
+        self.recall_index = RecallIndex(index_bytes)
+
+    # -- searches ---------------------------------------------------------------------------------------------
+
+    def vector_search(self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
+        with self.recall_index.lock:
+            found = self._indexed(user_id, filters)
+            if found is not None:
+                return found[0].vector_search(vector, found[1], limit)
+        return super().vector_search(user_id, vector, filters, limit)
+
+    def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
+        with self.recall_index.lock:
+            found = self._indexed(user_id, filters)
+            if found is not None:
+                return found[0].keyword_search(text, found[1], limit)
+        return super().keyword_search(user_id, text, filters, limit)
+
+    def _indexed(self, user_id: str, filters: MemoryFilters) -> tuple[UserIndex, Any] | None:
+        """The user's index, current with the table, and the slots `filters` admit; None: ask LanceDB."""
+        index = self.recall_index
+        if index.cap_bytes <= 0:
+            return None
+        self._follow(int(self._table.version))
+        user = index.get(user_id)
+        if user is None:
+            if user_id in index.oversized:
+                return None
+            user = self._load(user_id)
+            if user is None:
+                return None
+        admitted = user.mask(filters)
+        return None if admitted is None else (user, admitted)
+
+    def _follow(self, latest: int) -> None:
+        """Make the index answer for table version `latest`: keep it if no row changed since, else drop it."""
+        index = self.recall_index
+        known = index.version
+        if known == latest:
+            return
+        if known is None or not index.users or latest < known:
+            index.reset(latest)
+            return
+        others = [v for v in range(known + 1, latest + 1) if v not in index.own]
+        if others and not self._rows_unchanged(known, others):
+            index.reset(latest)
+            return
+        index.version = latest
+        index.own = {v for v in index.own if v > latest}
+
+    def _rows_unchanged(self, known: int, versions: list[int]) -> bool:
+        """Whether the commits of these versions (another process's) left every row as it was."""
+        try:
+            dataset = lance_dataset(self._table)
+            newest = int(dataset.version)
+            operations = {
+                newest - i: None if t is None else type(t.operation).__name__
+                for i, t in enumerate(dataset.get_transactions(newest - known))
+            }
+        except Exception:  # an unreadable log is a change as far as the index knows
+            logger.debug("could not read the table's transactions; dropping the recall index", exc_info=True)
+            return False
+        return all(operations.get(v) in _ROWS_UNCHANGED for v in versions)
+
+    def _load(self, user_id: str) -> UserIndex | None:
+        """Read the user's rows into a new index (None, and remembered, when it would not fit the cap)."""
+        index = self.recall_index
+        query = (
+            self._table.search()
+            .where(memory_filter(user_id))
+            .select([*_COLUMNS, "entity_keys", "index_text", "vector"])
+            .limit(None)
+        )
+        with self._readers.shared():
+            table = read_retrying(query.to_arrow)
+        per_row = 4 * self._dimensions + 900
+        if table.num_rows * per_row > index.cap_bytes:
+            index.oversized.add(user_id)
+            return None
+        user = UserIndex(self._dimensions)
+        if table.num_rows:
+            vectors = np.asarray(table.column("vector").combine_chunks().flatten(), dtype=np.float32)
+            user.add(table.drop_columns(["vector"]).to_pylist(), vectors.reshape(table.num_rows, -1))
+        index.put(user_id, user)
+        return user
+
+    # -- this process's commits: applied to the loaded indexes as they happen -------------------------------------
+
+    def add_many(self, memories: Sequence[Memory], index_texts: Sequence[str], vectors: Vectors) -> set[str]:
+        """See LanceLongTermStore.add_many; the index lock first, so no search sees the table ahead of the index."""
+        with self.recall_index.lock:
+            return super().add_many(memories, index_texts, vectors)
+
+    def _insert_locked(self, rows: list[dict[str, Any]]) -> Any:
+        result = super()._insert_locked(rows)
+        index = self.recall_index
+        version = getattr(result, "version", None)
+        if version is None:  # no version to account for: let the next search check the table
+            index.reset(None)
+            return result
+        by_user: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_user.setdefault(row["user_id"], []).append(row)
+        for user_id, mine in by_user.items():
+            user = index.users.get(user_id)
+            if user is not None:
+                # Rows already held were not inserted (the insert is conditional on the id).
+                user.add(mine, np.stack([np.asarray(r["vector"], dtype=np.float32) for r in mine]))
+        index.own.add(int(version))
+        index.fit()
+        return result
+
+    def replace(
+        self, user_id: str, old_id: str, memory: Memory, index_text: str | None = None, vector: Vectors | None = None
+    ) -> bool:
+        """See LanceLongTermStore.replace; the indexes are dropped (rare: corrections and supersession)."""
+        with self.recall_index.lock:
+            try:
+                return super().replace(user_id, old_id, memory, index_text, vector)
+            finally:
+                self.recall_index.reset(None)
+
+    def _erase(self, where: str, clean: bool = False) -> int:
+        # Every loaded index is dropped with the rows: nothing erased can be found in memory afterwards.
+        with self.recall_index.lock:
+            try:
+                return super()._erase(where, clean)
+            finally:
+                self.recall_index.reset(None)
+
+    def close(self) -> None:
+        """Drop the indexes and release the table."""
+        with self.recall_index.lock:
+            self.recall_index.reset(None)
+        super().close()
