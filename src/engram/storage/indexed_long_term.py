@@ -145,10 +145,20 @@ class IndexedLongTermStore(LanceLongTermStore):
                 newest - i: None if t is None else type(t.operation).__name__
                 for i, t in enumerate(dataset.get_transactions(newest - known))
             }
+            files = {int(v["version"]): v["metadata"] for v in dataset.versions()}
         except Exception:  # an unreadable log is a change as far as the index knows
             logger.debug("could not read the table's transactions; dropping the recall index", exc_info=True)
             return False
-        return all(operations.get(v) in _ROWS_UNCHANGED for v in versions)
+
+        def unchanged(version: int) -> bool:
+            if operations.get(version) in _ROWS_UNCHANGED:
+                return True
+            # Operations pylance does not name (compaction reserving fragment ids) are harmless when they wrote no
+            # file: any row added, changed or deleted shows in the version's data or deletion file counts.
+            stats, before = files.get(version), files.get(version - 1)
+            return operations.get(version) == "BaseOperation" and stats is not None and stats == before
+
+        return all(unchanged(v) for v in versions)
 
     def _load(self, user_id: str) -> UserIndex | None:
         """Read the user's rows into a new index (None, and remembered, when it would not fit the cap)."""
