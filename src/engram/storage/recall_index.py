@@ -270,8 +270,9 @@ class UserIndex:
             return resolved if value else ~resolved
         if attribute == "importance" and kind == "at_least":
             with np.errstate(invalid="ignore"):
-                # DataFusion compares the float32 column as float64; null (NaN) fails, as in SQL.
-                return self._importance[:n].astype(np.float64) >= float(value)
+                # LanceDB compares in the column's float32 (0.7 admits a stored 0.7); null (NaN) fails, as in SQL.
+                admitted: npt.NDArray[np.bool_] = self._importance[:n] >= np.float32(value)
+                return admitted
         if attribute == "created_at" and kind in ("at_least", "before"):
             at = _micros(value)
             created = self._created[:n]
