@@ -256,3 +256,10 @@ def test_vectors_are_held_once(filled: IndexedLongTermStore) -> None:
     assert np.shares_memory(
         filled.vector_search("alice", EMBEDDER.embed(["x"])[0], MemoryFilters(), 1)[0].vector, user._vectors
     )
+
+
+def test_the_first_search_loads_every_user_when_the_table_fits(filled: IndexedLongTermStore) -> None:
+    # One scan at start rather than a slow first recall for each user in turn.
+    filled.keyword_search("alice", "tomatoes", MemoryFilters(), 5)
+    assert set(filled.recall_index.users) == {"alice", "bob"}
+    assert [c.memory.user_id for c in filled.keyword_search("bob", "tomatoes", MemoryFilters(), 5)] == ["bob"]

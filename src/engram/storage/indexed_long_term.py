@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
 
 from engram.core.filters import MemoryFilters
 from engram.core.models import Memory
@@ -27,12 +29,20 @@ from engram.storage.lance_support import lance_dataset, read_retrying
 from engram.storage.location import Location
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.memory_rows import _COLUMNS
-from engram.storage.recall_index import UserIndex
+from engram.storage.recall_index import _ROW_OVERHEAD, UserIndex
 
 logger = logging.getLogger(__name__)
 
 #: Commits that rewrite files or indexes without changing any row: the index stays valid across them.
 _ROWS_UNCHANGED = frozenset({"Rewrite", "CreateIndex"})
+
+
+def _vectors(rows: pa.Table | pa.RecordBatch) -> npt.NDArray[np.float32]:
+    """The vector column of an Arrow table or batch as a float32 matrix."""
+    column = rows.column("vector")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return np.asarray(column.flatten(), dtype=np.float32).reshape(rows.num_rows, -1)
 
 
 class RecallIndex:
@@ -84,6 +94,8 @@ class IndexedLongTermStore(LanceLongTermStore):
     def __init__(self, directory: Location, *, dimensions: int, model_id: str, index_bytes: int) -> None:
         super().__init__(directory, dimensions=dimensions, model_id=model_id)
         self._dimensions = dimensions
+        # What one row costs in the index, for deciding before loading: the vector plus the memory's values.
+        self._row_bytes = 4 * dimensions + _ROW_OVERHEAD
         self.recall_index = RecallIndex(index_bytes)
 
     # -- searches ---------------------------------------------------------------------------------------------
@@ -111,6 +123,11 @@ class IndexedLongTermStore(LanceLongTermStore):
             return None
         self._follow(int(self._table.version))
         user = index.get(user_id)
+        if user is None and not index.users and not index.oversized:
+            # An empty index (at start, or after another process changed rows): one scan of the whole table when it
+            # fits, rather than a first slow recall for each user in turn.
+            self._load_all()
+            user = index.get(user_id)
         if user is None:
             if user_id in index.oversized:
                 return None
@@ -160,6 +177,27 @@ class IndexedLongTermStore(LanceLongTermStore):
 
         return all(unchanged(v) for v in versions)
 
+    def _load_all(self) -> None:
+        """Load every user's index in one streamed scan if the whole table fits the cap (else load none)."""
+        index = self.recall_index
+        if int(self._table.count_rows()) * self._row_bytes > index.cap_bytes:
+            return
+        query = self._table.search().select([*_COLUMNS, "entity_keys", "index_text", "vector"]).limit(None)
+        with self._readers.shared():
+            batches = read_retrying(lambda: query.to_batches(batch_size=4096))
+            for batch in batches:
+                users = batch.column("user_id").to_pylist()
+                rows_of: dict[str, list[int]] = {}
+                for row, user_id in enumerate(users):
+                    rows_of.setdefault(user_id, []).append(row)
+                for user_id, rows in rows_of.items():
+                    part = batch.take(rows)
+                    user = index.users.get(user_id)
+                    if user is None:
+                        user = index.users[user_id] = UserIndex(self._dimensions)
+                    user.add(part.drop_columns(["vector"]).to_pydict(), _vectors(part))
+        index.fit()
+
     def _load(self, user_id: str) -> UserIndex | None:
         """Read the user's rows into a new index (None, and remembered, when it would not fit the cap)."""
         index = self.recall_index
@@ -171,14 +209,12 @@ class IndexedLongTermStore(LanceLongTermStore):
         )
         with self._readers.shared():
             table = read_retrying(query.to_arrow)
-        per_row = 4 * self._dimensions + 900
-        if table.num_rows * per_row > index.cap_bytes:
+        if table.num_rows * self._row_bytes > index.cap_bytes:
             index.oversized.add(user_id)
             return None
         user = UserIndex(self._dimensions)
         if table.num_rows:
-            vectors = np.asarray(table.column("vector").combine_chunks().flatten(), dtype=np.float32)
-            user.add(table.drop_columns(["vector"]).to_pylist(), vectors.reshape(table.num_rows, -1))
+            user.add(table.drop_columns(["vector"]).to_pydict(), _vectors(table))
         index.put(user_id, user)
         return user
 
@@ -203,7 +239,8 @@ class IndexedLongTermStore(LanceLongTermStore):
             user = index.users.get(user_id)
             if user is not None:
                 # Rows already held were not inserted (the insert is conditional on the id).
-                user.add(mine, np.stack([np.asarray(r["vector"], dtype=np.float32) for r in mine]))
+                columns = {name: [r.get(name) for r in mine] for name in mine[0]}
+                user.add(columns, np.stack([np.asarray(r["vector"], dtype=np.float32) for r in mine]))
         index.own.add(int(version))
         index.fit()
         return result

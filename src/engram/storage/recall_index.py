@@ -58,23 +58,38 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def memory_values(row: dict[str, Any]) -> tuple[Any, ...]:
     """A table row's memory as the values of Memory's fields, in their order (what `_to_memory` makes of it)."""
-    created = to_utc(row["created_at"])
-    values = {name: row.get(name) for name in _FIELDS}
-    for name, members in _ENUMS.items():
-        raw = row.get(name)
-        values[name] = members[raw.value if hasattr(raw, "value") else raw] if raw else None
-    values["kind"] = values["kind"] or Kind(row["kind"])
-    for name in _LISTS:
-        values[name] = tuple(row.get(name) or ())
-    for name in ("sentiment_score", "importance"):
-        values[name] = None if row.get(name) is None else round(float(row[name]), 6)
-    metadata = row.get("metadata")
-    values["metadata"] = (json.loads(metadata) if metadata else {}) if isinstance(metadata, str | None) else metadata
-    values["created_at"] = created
-    values["updated_at"] = _utc(row.get("updated_at"))
-    values["valid_from"] = _utc(row.get("valid_from")) or created
-    values["valid_until"] = _utc(row.get("valid_until"))
-    return tuple(values[name] for name in _FIELDS)
+    return memory_columns({name: [value] for name, value in row.items()}, 1)[0]
+
+
+def _shared(values: list[Any]) -> list[Any]:
+    """The values with equal ones sharing one object (a user's rows repeat their user, agent, session...)."""
+    seen: dict[Any, Any] = {}
+    return [seen.setdefault(v, v) for v in values]
+
+
+def memory_columns(columns: dict[str, list[Any]], count: int) -> list[tuple[Any, ...]]:
+    """Table rows given as columns (Arrow's `to_pydict`), as memory values (what `_to_memory` makes of each)."""
+    out: dict[str, list[Any]] = {}
+    for name in _FIELDS:
+        raw = columns.get(name) or [None] * count
+        if name in _ENUMS:
+            members = _ENUMS[name]
+            out[name] = [members[getattr(v, "value", v)] if v else None for v in raw]
+        elif name in _LISTS:
+            out[name] = [tuple(v) if v else () for v in raw]
+        elif name in ("sentiment_score", "importance"):
+            out[name] = [None if v is None else round(float(v), 6) for v in raw]
+        elif name == "metadata":
+            out[name] = [(json.loads(v) if v else {}) if isinstance(v, str | None) else v for v in raw]
+        elif name in ("created_at", "updated_at", "valid_from", "valid_until"):
+            out[name] = [None if v is None else to_utc(v) for v in raw]
+        elif name in ("id", "content"):
+            out[name] = list(raw)
+        else:
+            out[name] = _shared(list(raw))
+    # A row written before validity existed holds from its creation.
+    out["valid_from"] = [v or c for v, c in zip(out["valid_from"], out["created_at"], strict=True)]
+    return list(zip(*(out[name] for name in _FIELDS), strict=True))
 
 
 def trusted_memory(values: tuple[Any, ...]) -> Memory:
@@ -125,14 +140,64 @@ class UserIndex:
         """Whether a live memory with this id is indexed."""
         return memory_id in self._slot
 
-    def add(self, rows: list[dict[str, Any]], vectors: npt.NDArray[np.float32]) -> None:
-        """Index table rows (with their `index_text`, `entity_keys` and vectors); ids already held are skipped."""
-        fresh = [i for i, row in enumerate(rows) if row["id"] not in self._slot]
+    def add(self, columns: dict[str, list[Any]], vectors: npt.NDArray[np.float32]) -> None:
+        """Index table rows given as columns (with `index_text` and `entity_keys`) and their vectors (one per row);
+        ids already held are skipped."""
+        fresh = [i for i, memory_id in enumerate(columns["id"]) if memory_id not in self._slot]
         if not fresh:
             return
-        self._grow(len(fresh))
-        for i in fresh:
-            self._add_one(rows[i], np.asarray(vectors[i], dtype=np.float32).reshape(-1))
+        if len(fresh) < len(columns["id"]):
+            columns = {name: [values[i] for i in fresh] for name, values in columns.items()}
+            vectors = vectors[fresh]
+        count = len(fresh)
+        self._grow(count)
+        first, self.size = self.size, self.size + count
+        rows = slice(first, self.size)
+        values = memory_columns(columns, count)
+        memories = {name: [v[i] for v in values] for i, name in enumerate(_FIELDS)}
+        self._values.extend(values)
+        for offset, memory_id in enumerate(memories["id"]):
+            self._slot[memory_id] = first + offset
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(count, self.dimensions)
+        self._vectors[rows] = matrix
+        self._norms[rows] = np.linalg.norm(matrix, axis=1)
+        self._alive[rows] = True
+        self._created[rows] = [_micros(v) for v in memories["created_at"]]
+        self._valid_from[rows] = [_micros(v) for v in memories["valid_from"]]
+        self._valid_until[rows] = [_NEVER if v is None else _micros(v) for v in memories["valid_until"]]
+        # The stored float32 itself, not the rounded value a Memory shows: filters compare what LanceDB compares.
+        self._importance[rows] = [np.nan if v is None else v for v in columns.get("importance") or [None] * count]
+        self._resolved[rows] = [-1 if v is None else int(bool(v)) for v in memories["resolved"]]
+        for name in _CODED:
+            dictionary = self._dictionary[name]
+            self._codes[name][rows] = [
+                -1 if v is None else dictionary.setdefault(str(v), len(dictionary)) for v in memories[name]
+            ]
+        for column in _LABELS.values():
+            labels = self._labels[column]
+            for offset, held in enumerate(columns.get(column) or [None] * count):
+                for label in set(held or ()):
+                    labels.setdefault(label, array("i")).append(first + offset)
+        for offset, text in enumerate(columns["index_text"]):
+            self._index_text(first + offset, text)
+        self.live += count
+        self._text_bytes += sum(len(c) + len(i) for c, i in zip(memories["content"], memories["id"], strict=True))
+
+    def _index_text(self, slot: int, text: str) -> None:
+        counted: dict[str, int] = {}
+        for term in terms(text):
+            counted[term] = counted.get(term, 0) + 1
+        postings = self._postings
+        for term, count in counted.items():
+            held = postings.get(term)
+            if held is None:
+                held = postings[term] = (array("i"), array("i"))
+            held[0].append(slot)
+            held[1].append(count)
+        length = sum(counted.values())
+        self._lengths[slot] = length
+        self._total_terms += length
+        self._text_bytes += 8 * len(counted)
 
     def _grow(self, extra: int) -> None:
         needed = self.size + extra
@@ -152,44 +217,6 @@ class UserIndex:
         self._valid_until, self._importance = grown(self._valid_until), grown(self._importance)
         self._resolved = grown(self._resolved)
         self._codes = {name: grown(codes, -1) for name, codes in self._codes.items()}
-
-    def _add_one(self, row: dict[str, Any], vector: npt.NDArray[np.float32]) -> None:
-        slot = self.size
-        self.size += 1
-        values = memory_values(row)
-        memory = dict(zip(_FIELDS, values, strict=True))
-        self._slot[memory["id"]] = slot
-        self._values.append(values)
-        self._vectors[slot] = vector
-        self._norms[slot] = float(np.linalg.norm(vector))
-        self._alive[slot] = True
-        self._created[slot] = _micros(memory["created_at"])
-        self._valid_from[slot] = _micros(memory["valid_from"])
-        until = memory["valid_until"]
-        self._valid_until[slot] = _NEVER if until is None else _micros(until)
-        importance = row.get("importance")
-        self._importance[slot] = np.nan if importance is None else float(importance)
-        resolved = row.get("resolved")
-        self._resolved[slot] = -1 if resolved is None else int(bool(resolved))
-        for name in _CODED:
-            value = memory[name]
-            if value is not None:
-                self._codes[name][slot] = self._dictionary[name].setdefault(str(value), len(self._dictionary[name]))
-        for column in _LABELS.values():
-            for label in set(row.get(column) or ()):
-                self._labels[column].setdefault(label, array("i")).append(slot)
-        counted: dict[str, int] = {}
-        for term in terms(row["index_text"]):
-            counted[term] = counted.get(term, 0) + 1
-        for term, count in counted.items():
-            slots, frequencies = self._postings.setdefault(term, (array("i"), array("i")))
-            slots.append(slot)
-            frequencies.append(count)
-        length = sum(counted.values())
-        self._lengths[slot] = length
-        self._total_terms += length
-        self.live += 1
-        self._text_bytes += len(memory["content"]) + len(memory["id"]) + 8 * len(counted)
 
     def remove(self, ids: Iterable[str]) -> None:
         """Drop these memories: no search returns them again."""
