@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -263,3 +264,19 @@ def test_the_first_search_loads_every_user_when_the_table_fits(filled: IndexedLo
     filled.keyword_search("alice", "tomatoes", MemoryFilters(), 5)
     assert set(filled.recall_index.users) == {"alice", "bob"}
     assert [c.memory.user_id for c in filled.keyword_search("bob", "tomatoes", MemoryFilters(), 5)] == ["bob"]
+
+
+def test_a_commit_after_a_quiet_spell_is_seen_by_the_next_search(tmp_path: Path) -> None:
+    # With no commit for a while, the versions folder's time answers instead of LanceDB: it must still move.
+    here, there = _store(tmp_path), _store(tmp_path)
+    _fill(here, [_memory(i) for i in range(5)])
+    versions = tmp_path / "memories.lance" / "_versions"
+    quiet = versions.stat().st_mtime_ns - 60_000_000_000
+    os.utime(versions, ns=(quiet, quiet))  # as if the last commit were a minute old
+    filters = MemoryFilters(projects="any").seen_by("planner")
+    assert not here.keyword_search("alice", "harpsichord", filters, 5)
+    assert here._settled == (quiet, True)  # the next search may take the folder's word
+    assert not here.keyword_search("alice", "harpsichord", filters, 5)
+    added = _memory(50, content="Bought a harpsichord", project=None)
+    _fill(there, [added])
+    assert [c.memory.id for c in here.keyword_search("alice", "harpsichord", filters, 5)] == [added.id]

@@ -12,9 +12,12 @@ large for the cap, go to LanceDB as before.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,11 +31,13 @@ from engram.storage.filters import memory_filter
 from engram.storage.lance_support import lance_dataset, read_retrying
 from engram.storage.location import Location
 from engram.storage.long_term import LanceLongTermStore
-from engram.storage.memory_rows import _COLUMNS
+from engram.storage.memory_rows import _COLUMNS, TABLE_NAME
 from engram.storage.recall_index import _ROW_OVERHEAD, UserIndex
 
 logger = logging.getLogger(__name__)
 
+#: How old the versions folder's modification time must be before it alone may say that nothing was committed.
+_SETTLED_NS = 2_000_000_000
 #: Commits that rewrite files or indexes without changing any row: the index stays valid across them.
 _ROWS_UNCHANGED = frozenset({"Rewrite", "CreateIndex"})
 
@@ -97,6 +102,9 @@ class IndexedLongTermStore(LanceLongTermStore):
         # What one row costs in the index, for deciding before loading: the vector plus the memory's values.
         self._row_bytes = 4 * dimensions + _ROW_OVERHEAD
         self.recall_index = RecallIndex(index_bytes)
+        self._versions_folder = directory / f"{TABLE_NAME}.lance" / "_versions" if isinstance(directory, Path) else None
+        self._settled: tuple[int, bool] = (0, False)
+        self._settled_version = 0
 
     # -- searches ---------------------------------------------------------------------------------------------
 
@@ -121,7 +129,7 @@ class IndexedLongTermStore(LanceLongTermStore):
         index = self.recall_index
         if index.cap_bytes <= 0:
             return None
-        self._follow(int(self._table.version))
+        self._follow(self._latest_version())
         user = index.get(user_id)
         if user is None and not index.users and not index.oversized:
             # An empty index (at start, or after another process changed rows): one scan of the whole table when it
@@ -136,6 +144,26 @@ class IndexedLongTermStore(LanceLongTermStore):
                 return None
         admitted = user.mask(filters)
         return None if admitted is None else (user, admitted)
+
+    def _latest_version(self) -> int:
+        """The table's latest version. Asking LanceDB costs ~0.2 ms of CPU and a hop to its event loop; a local
+        table's versions folder answers for ~5 us when its modification time shows no commit since the last ask."""
+        folder = self._versions_folder
+        stamp = None
+        if folder is not None:
+            try:
+                stamp = os.stat(folder).st_mtime_ns
+            except OSError:
+                stamp = None
+            if stamp is not None and self._settled == (stamp, True):
+                return self._settled_version
+        version = int(self._table.version)
+        if stamp is not None:
+            # File times are coarse (a commit in the same clock tick may leave the time as it was): a time is trusted
+            # only if it was already old when the version was read, so any later commit must move it.
+            self._settled = (stamp, time.time_ns() - stamp > _SETTLED_NS)
+            self._settled_version = version
+        return version
 
     def _follow(self, latest: int) -> None:
         """Make the index answer for table version `latest`: keep it if no row changed since, else drop it."""
