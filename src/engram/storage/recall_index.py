@@ -30,6 +30,7 @@ _K1, _B = 1.2, 0.75
 _FIELDS = tuple(Memory.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
 _LISTS = ("tags", "entities", "links", "supersedes", "superseded_by")
+_EMPTY: list[str] = []
 _ENUMS: dict[str, dict[str, Any]] = {
     "visibility": {v.value: v for v in Visibility},
     "role": {v.value: v for v in Role},
@@ -76,7 +77,9 @@ def memory_columns(columns: dict[str, list[Any]], count: int) -> list[tuple[Any,
             members = _ENUMS[name]
             out[name] = [members[getattr(v, "value", v)] if v else None for v in raw]
         elif name in _LISTS:
-            out[name] = [tuple(v) if v else () for v in raw]
+            # Empty lists are the common case: one shared object each, never changed (Memory is frozen, and no
+            # code changes a memory's lists in place).
+            out[name] = [list(v) if v else _EMPTY for v in raw]
         elif name in ("sentiment_score", "importance"):
             out[name] = [None if v is None else round(float(v), 6) for v in raw]
         elif name == "metadata":
@@ -98,9 +101,6 @@ def trusted_memory(values: tuple[Any, ...]) -> Memory:
     Validation costs ~50 us per memory, and recall builds up to 100 candidates per query.
     """
     data = dict(zip(_FIELDS, values, strict=True))
-    for name in _LISTS:
-        data[name] = list(data[name])
-    data["metadata"] = dict(data["metadata"])
     memory = Memory.__new__(Memory)
     object.__setattr__(memory, "__dict__", data)
     object.__setattr__(memory, "__pydantic_fields_set__", set(_FIELD_SET))
