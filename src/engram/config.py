@@ -160,7 +160,7 @@ class Settings(BaseSettings):
         default=50, ge=1, le=1000, description="Candidates each retrieval method contributes before fusion."
     )
     recall_index_mb: int = Field(
-        default=256,
+        default=384,
         ge=0,
         le=1 << 20,
         description="Memory for the per-user in-memory recall index (least recently searched users leave first); "

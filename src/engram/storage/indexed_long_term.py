@@ -100,7 +100,7 @@ class IndexedLongTermStore(LanceLongTermStore):
         super().__init__(directory, dimensions=dimensions, model_id=model_id)
         self._dimensions = dimensions
         # What one row costs in the index, for deciding before loading: the vector plus the memory's values.
-        self._row_bytes = 4 * dimensions + _ROW_OVERHEAD
+        self._row_bytes = 4 * dimensions + _ROW_OVERHEAD + 300
         self.recall_index = RecallIndex(index_bytes)
         self._versions_folder = directory / f"{TABLE_NAME}.lance" / "_versions" if isinstance(directory, Path) else None
         self._settled: tuple[int, bool] = (0, False)
@@ -212,7 +212,7 @@ class IndexedLongTermStore(LanceLongTermStore):
             return
         query = self._table.search().select([*_COLUMNS, "entity_keys", "index_text", "vector"]).limit(None)
         with self._readers.shared():
-            batches = read_retrying(lambda: query.to_batches(batch_size=4096))
+            batches = read_retrying(lambda: query.to_batches(batch_size=1024))
             for batch in batches:
                 users = batch.column("user_id").to_pylist()
                 rows_of: dict[str, list[int]] = {}

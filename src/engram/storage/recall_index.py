@@ -43,8 +43,8 @@ _CODED = ("agent_id", "visibility", "session_id", "project", "category", "kind",
 _LABELS = {"tags": "tags", "entities": "entity_keys"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER = np.iinfo(np.int64).max
-#: Rough bytes per row besides the vector: the memory's values, codes, postings (for the byte cap).
-_ROW_OVERHEAD = 900
+#: Bytes per row besides the vector and the text (measured: values, times, codes and postings of a short memory).
+_ROW_OVERHEAD = 1_000
 
 
 def _micros(value: datetime) -> int:
@@ -232,7 +232,7 @@ class UserIndex:
     @property
     def nbytes(self) -> int:
         """Roughly what the index holds in memory."""
-        return int(self._vectors.nbytes) + len(self._alive) * (_ROW_OVERHEAD - 400) + self._text_bytes
+        return int(self._vectors.nbytes) + len(self._alive) * _ROW_OVERHEAD + self._text_bytes
 
     # -- filters ----------------------------------------------------------------------------------------------
 
