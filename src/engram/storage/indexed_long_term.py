@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -248,47 +247,49 @@ class IndexedLongTermStore(LanceLongTermStore):
 
     # -- this process's commits: applied to the loaded indexes as they happen -------------------------------------
 
-    def add_many(self, memories: Sequence[Memory], index_texts: Sequence[str], vectors: Vectors) -> set[str]:
-        """See LanceLongTermStore.add_many; the index lock first, so no search sees the table ahead of the index."""
-        with self.recall_index.lock:
-            return super().add_many(memories, index_texts, vectors)
+    # Lock order: the store's write locks, then the index lock (searches take the index lock, then the readers'
+    # lock; erasure takes the store's locks and the index lock only after them). So a recall never waits for
+    # another process's write lock, only for this process's commit itself.
 
     def _insert_locked(self, rows: list[dict[str, Any]]) -> Any:
-        result = super()._insert_locked(rows)
-        index = self.recall_index
-        version = getattr(result, "version", None)
-        if version is None:  # no version to account for: let the next search check the table
-            index.reset(None)
+        # Under the index lock from before the commit until the index has it: no search sees the table ahead.
+        with self.recall_index.lock:
+            result = super()._insert_locked(rows)
+            index = self.recall_index
+            version = getattr(result, "version", None)
+            if version is None:  # no version to account for: let the next search check the table
+                index.reset(None)
+                return result
+            by_user: dict[str, list[dict[str, Any]]] = {}
+            for row in rows:
+                by_user.setdefault(row["user_id"], []).append(row)
+            for user_id, mine in by_user.items():
+                user = index.users.get(user_id)
+                if user is not None:
+                    # Rows already held were not inserted (the insert is conditional on the id).
+                    columns = {name: [r.get(name) for r in mine] for name in mine[0]}
+                    user.add(columns, np.stack([np.asarray(r["vector"], dtype=np.float32) for r in mine]))
+            index.own.add(int(version))
+            index.fit()
             return result
-        by_user: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            by_user.setdefault(row["user_id"], []).append(row)
-        for user_id, mine in by_user.items():
-            user = index.users.get(user_id)
-            if user is not None:
-                # Rows already held were not inserted (the insert is conditional on the id).
-                columns = {name: [r.get(name) for r in mine] for name in mine[0]}
-                user.add(columns, np.stack([np.asarray(r["vector"], dtype=np.float32) for r in mine]))
-        index.own.add(int(version))
-        index.fit()
-        return result
 
     def replace(
         self, user_id: str, old_id: str, memory: Memory, index_text: str | None = None, vector: Vectors | None = None
     ) -> bool:
         """See LanceLongTermStore.replace; the indexes are dropped (rare: corrections and supersession)."""
-        with self.recall_index.lock:
-            try:
-                return super().replace(user_id, old_id, memory, index_text, vector)
-            finally:
+        try:
+            return super().replace(user_id, old_id, memory, index_text, vector)
+        finally:
+            with self.recall_index.lock:
                 self.recall_index.reset(None)
 
     def _erase(self, where: str, clean: bool = False) -> int:
-        # Every loaded index is dropped with the rows: nothing erased can be found in memory afterwards.
-        with self.recall_index.lock:
-            try:
-                return super()._erase(where, clean)
-            finally:
+        # Every loaded index is dropped with the rows, before the erasure returns. A search meanwhile sees the
+        # table's new version (its log says rows were deleted) and drops them too.
+        try:
+            return super()._erase(where, clean)
+        finally:
+            with self.recall_index.lock:
                 self.recall_index.reset(None)
 
     def close(self) -> None:
