@@ -280,3 +280,20 @@ def test_a_commit_after_a_quiet_spell_is_seen_by_the_next_search(tmp_path: Path)
     added = _memory(50, content="Bought a harpsichord", project=None)
     _fill(there, [added])
     assert [c.memory.id for c in here.keyword_search("alice", "harpsichord", filters, 5)] == [added.id]
+
+
+@pytest.mark.parametrize("passages", [True, False])
+def test_passages_of_long_memories_rank_as_in_lancedb(filled: IndexedLongTermStore, passages: bool) -> None:
+    # A long memory's later passages live in their own table: the index's search merges them as LanceDB's does.
+    query = "a week of sailing around the Azores"
+    filled.add_passages("alice", "alice-m004", ["We spent a week sailing around the Azores"], EMBEDDER.embed([query]))
+    filters = MemoryFilters(projects="any").seen_by("planner")
+    vector = EMBEDDER.embed([query])[0]
+    indexed = filled.vector_search("alice", vector, filters, 50, passages=passages)
+    lance = LanceLongTermStore.vector_search(filled, "alice", vector, filters, 50, passages=passages)
+    assert filled.recall_index.get("alice") is not None
+    # Equal scores (the hash embedder gives some) may come in either order.
+    assert {(c.memory.id, round(c.score, 5), c.passage) for c in indexed} == {
+        (c.memory.id, round(c.score, 5), c.passage) for c in lance
+    }
+    assert (indexed[0].memory.id == "alice-m004") is passages

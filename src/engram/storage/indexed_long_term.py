@@ -107,13 +107,23 @@ class IndexedLongTermStore(LanceLongTermStore):
 
     # -- searches ---------------------------------------------------------------------------------------------
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
-        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
+    def vector_search(
+        self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
+    ) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first.
+
+        A long memory scores its best passage; `passages=False` searches the memories' own vectors only."""
         with self.recall_index.lock:
-            found = self._indexed(user_id, filters)
-            if found is not None:
-                return found[0].vector_search(vector, found[1], limit)
-        return super().vector_search(user_id, vector, filters, limit)
+            indexed = self._indexed(user_id, filters)
+            found = None if indexed is None else indexed[0].vector_search(vector, indexed[1], limit)
+        if found is None:
+            return super().vector_search(user_id, vector, filters, limit, passages=passages)
+        if not passages:
+            return found
+        # Passages of long memories live in their own table (read from LanceDB, a row count when it is empty).
+        with self._readers.shared():
+            matches = self._passages.search(user_id, vector, limit)
+        return self._with_passages(user_id, found, matches, filters, limit)
 
     def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
