@@ -297,3 +297,29 @@ def test_passages_of_long_memories_rank_as_in_lancedb(filled: IndexedLongTermSto
         (c.memory.id, round(c.score, 5), c.passage) for c in lance
     }
     assert (indexed[0].memory.id == "alice-m004") is passages
+
+
+def test_while_another_store_writes_lancedb_answers_and_the_index_reloads_once_quiet(tmp_path: Path) -> None:
+    # Several servers writing one directory would otherwise reload every user at each other's commits.
+    busy = IndexedLongTermStore(
+        tmp_path,
+        dimensions=EMBEDDER.dimensions,
+        model_id=EMBEDDER.model_id,
+        index_bytes=64 << 20,
+        reload_backoff_s=3600,
+    )
+    quiet = IndexedLongTermStore(
+        tmp_path, dimensions=EMBEDDER.dimensions, model_id=EMBEDDER.model_id, index_bytes=64 << 20, reload_backoff_s=0
+    )
+    writer = _store(tmp_path)
+    _fill(writer, [_memory(i) for i in range(5)])
+    filters = MemoryFilters(projects="any").seen_by("planner")
+    for store in (busy, quiet):
+        assert store.keyword_search("alice", "tomatoes", filters, 5)
+        assert store.recall_index.get("alice") is not None
+    added = _memory(50, content="Bought a harpsichord", project=None)
+    _fill(writer, [added])
+    for store in (busy, quiet):
+        assert [c.memory.id for c in store.keyword_search("alice", "harpsichord", filters, 5)] == [added.id]
+    assert busy.recall_index.users == {}  # answered by LanceDB
+    assert quiet.recall_index.get("alice") is not None  # reloaded at once

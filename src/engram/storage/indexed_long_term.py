@@ -35,6 +35,8 @@ from engram.storage.recall_index import _ROW_OVERHEAD, UserIndex
 
 logger = logging.getLogger(__name__)
 
+#: After another process changed rows, searches go to LanceDB until this long has passed without another change.
+_RELOAD_BACKOFF_S = 2.0
 #: How old the versions folder's modification time must be before it alone may say that nothing was committed.
 _SETTLED_NS = 2_000_000_000
 #: Commits that rewrite files or indexes without changing any row: the index stays valid across them.
@@ -95,8 +97,18 @@ class RecallIndex:
 class IndexedLongTermStore(LanceLongTermStore):
     """LanceLongTermStore whose vector and keyword searches are answered from a per-user in-memory index."""
 
-    def __init__(self, directory: Location, *, dimensions: int, model_id: str, index_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Location,
+        *,
+        dimensions: int,
+        model_id: str,
+        index_bytes: int,
+        reload_backoff_s: float = _RELOAD_BACKOFF_S,
+    ) -> None:
         super().__init__(directory, dimensions=dimensions, model_id=model_id)
+        self._reload_backoff_s = reload_backoff_s
+        self._busy_until = 0.0
         self._dimensions = dimensions
         # What one row costs in the index, for deciding before loading: the vector plus the memory's values.
         self._row_bytes = 4 * dimensions + _ROW_OVERHEAD + 300
@@ -139,6 +151,8 @@ class IndexedLongTermStore(LanceLongTermStore):
         if index.cap_bytes <= 0:
             return None
         self._follow(self._latest_version())
+        if time.monotonic() < self._busy_until:
+            return None  # another process is writing: its commits would make every load stale at once
         user = index.get(user_id)
         if user is None and not index.users and not index.oversized:
             # An empty index (at start, or after another process changed rows): one scan of the whole table when it
@@ -180,12 +194,15 @@ class IndexedLongTermStore(LanceLongTermStore):
         known = index.version
         if known == latest:
             return
-        if known is None or not index.users or latest < known:
+        if known is None or latest < known:
             index.reset(latest)
             return
         others = [v for v in range(known + 1, latest + 1) if v not in index.own]
-        if others and not self._rows_unchanged(known, others):
+        if others and (not index.users or not self._rows_unchanged(known, others)):
             index.reset(latest)
+            # Several servers writing one directory (replicas, the CLI) would otherwise reload every user at each
+            # other's commits: LanceDB answers until the others have been quiet for a moment.
+            self._busy_until = time.monotonic() + self._reload_backoff_s
             return
         index.version = latest
         index.own = {v for v in index.own if v > latest}
