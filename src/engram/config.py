@@ -162,6 +162,13 @@ class Settings(BaseSettings):
     recall_candidates: int = Field(
         default=50, ge=1, le=1000, description="Candidates each retrieval method contributes before fusion."
     )
+    recall_index_mb: int = Field(
+        default=384,
+        ge=0,
+        le=1 << 20,
+        description="Memory for the per-user in-memory recall index (least recently searched users leave first); "
+        "0 searches LanceDB on every recall.",
+    )
     recall_recency_weight: float = Field(default=0.0, ge=0.0, le=2.0, description="Bonus for new memories.")
     recall_recency_half_life_days: float = Field(
         default=30.0, gt=0.0, description="The recency bonus halves every this many days."

@@ -102,10 +102,10 @@ def open_memory(
         GuardedLongTermStore,
         GuardedSessionStore,
     )
+    from engram.storage.indexed_long_term import IndexedLongTermStore
     from engram.storage.journal import WriteJournal
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
-    from engram.storage.long_term import LanceLongTermStore
     from engram.storage.upkeep import Upkeep, UpkeepPolicy
 
     # Before the engines start their threads: the arenas they would get cannot be taken back later.
@@ -166,7 +166,9 @@ def open_memory(
 
         def open_long_term() -> JournaledLongTermStore | DirectLongTermStore:
             place = settings.long_term_dir if shared is None else shared.child("lancedb")
-            table = LanceLongTermStore(place, dimensions=dimensions, model_id=model_id)
+            table = IndexedLongTermStore(
+                place, dimensions=dimensions, model_id=model_id, index_bytes=settings.recall_index_mb << 20
+            )
             upkeep = Upkeep(
                 table,
                 UpkeepPolicy(

@@ -130,6 +130,10 @@ class LanceGraphStore:
             if not keys:
                 return []
             where += f" AND array_has_any(keys, {quote_list(list(keys))})"
+        # Recall asks on every call, and most stores have no graph: a row count (~0.2 ms) spares a filtered scan
+        # of an empty table (~3.5 ms of CPU).
+        elif self._entities.count_rows() == 0:
+            return []
         return [_entity(r) for r in self._read(self._entities, where, limit)]
 
     def delete_entities(self, user_id: str, ids: Sequence[str]) -> int:

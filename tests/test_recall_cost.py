@@ -1,0 +1,54 @@
+"""Work recall does not do: no scan of an empty graph, no LanceDB search while the in-memory index answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engram.core.graph_models import EntityIn
+from engram.core.service import MemoryService
+from engram.storage.graph import LanceGraphStore
+from engram.storage.long_term import LanceLongTermStore
+
+pytestmark = pytest.mark.anyio
+
+
+def _inner(store: Any) -> Any:
+    """The engine store behind the service's guard and journal decorators."""
+    while hasattr(store, "inner") or hasattr(store, "store"):
+        store = getattr(store, "inner", None) or store.store
+    return store
+
+
+async def test_a_recall_with_no_graph_stored_reads_no_graph(
+    service: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = _inner(service.graph_store)
+    assert isinstance(graph, LanceGraphStore)
+    reads: list[str] = []
+    real = graph._read
+    monkeypatch.setattr(graph, "_read", lambda *a: reads.append("read") or real(*a))
+    await service.remember("alice", "Priya Patel works at Acme in Rotterdam")
+    assert (await service.recall("alice", "Where does Priya Patel work?")).memories
+    assert reads == []  # an empty graph is not scanned at all
+
+    assert service.graph is not None
+    await service.graph.create_entities("alice", [EntityIn(name="Priya Patel", entity_type="person")])
+    await service.recall("alice", "Where does Priya Patel work?")
+    assert reads  # once the user has a graph, recall follows it
+
+
+async def test_recalls_are_answered_without_a_lancedb_search(
+    service: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = _inner(service.long_term)
+    searched: list[str] = []
+    for name in ("vector_search", "keyword_search"):
+        real = getattr(LanceLongTermStore, name)
+        monkeypatch.setattr(LanceLongTermStore, name, lambda *a, _r=real, _n=name: searched.append(_n) or _r(*a))
+    await service.remember("alice", "The spare key is under the blue flowerpot")
+    for query in ("spare key", "flowerpot", "where is the key?"):
+        found = await service.recall("alice", query)
+        assert [h.memory.content for h in found.memories] == ["The spare key is under the blue flowerpot"]
+    assert searched == [] and table.recall_index.get(service.user_key("alice")) is not None
