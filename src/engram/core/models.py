@@ -133,6 +133,9 @@ class HitScores(BaseModel):
     graph_boost: float = Field(
         default=0.0, description="Added because the memory names an entity the query names, or one related to it."
     )
+    newer_lift: float = Field(
+        default=0.0, description="Added to put the newer of two versions of a matching fact (or session) first."
+    )
     fused: float = Field(description="The final ranking score.")
 
 

@@ -34,6 +34,8 @@ class RankingPolicy:
     importance_weight: float = 0.0
     #: How many candidates each retrieval method contributes before fusion.
     candidates: int = 50
+    #: How many hits of the newer of the two best-matching sessions move ahead of the older (core/newer_first.py).
+    newer_first: int = 5
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:
