@@ -36,6 +36,8 @@ class RankingPolicy:
     candidates: int = 50
     #: How many hits of the newer of the two best-matching sessions move ahead of the older (core/newer_first.py).
     newer_first: int = 5
+    #: Added to a turn said by the person a gathering question names (core/speaker_links.py).
+    speaker_lift: float = 0.3
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:

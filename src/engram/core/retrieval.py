@@ -30,6 +30,7 @@ from engram.core.models import (
 from engram.core.newer_first import newer_first
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
+from engram.core.speaker_links import lift_named_speakers
 from engram.core.validation import as_utc, check_id, check_memory_id, check_optional_id
 
 #: What recall adds to a memory naming an entity the query names, or one of its one-hop neighbours. A neighbour's
@@ -227,6 +228,7 @@ class MemoryReader:
         hits = fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock())
         if boosts:
             hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
+        hits = lift_named_speakers(hits, query, self._ctx.ranking.speaker_lift)
         hits = newer_first(hits, self._ctx.ranking.newer_first, query)
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
         for hit in hits:
