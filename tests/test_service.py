@@ -193,7 +193,7 @@ async def test_min_score_drops_weak_matches_and_says_how_many(service: MemorySer
     ("call", "field"),
     [
         (lambda s: s.remember("alice", "   \n\t "), "content"),
-        (lambda s: s.remember("alice", "x" * 8001), "content"),
+        (lambda s: s.remember("alice", "x" * 100_001), "content"),
         (lambda s: s.remember("", "hello"), "user_id"),
         (lambda s: s.remember("alice", "hello", session_id="bad id"), "session_id"),
         (lambda s: s.remember("alice", "hello", agent_id="-leading-dash"), "agent_id"),

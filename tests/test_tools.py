@@ -70,7 +70,7 @@ async def test_remember_and_recall_return_structured_results(client: Client) -> 
     [
         ("remember", {"user_id": "alice", "content": ""}, "content", "at least 1 character"),
         ("remember", {"user_id": "alice", "content": "  \n "}, "content", "only whitespace"),
-        ("remember", {"user_id": "alice", "content": "x" * 8001}, "content", "the limit is 8000"),
+        ("remember", {"user_id": "alice", "content": "x" * 100_001}, "content", "at most 100000 characters"),
         ("remember", {"user_id": "x' OR '1'='1", "content": "hi"}, "user_id", "expected 1-128 characters"),
         ("remember", {"user_id": "alice", "content": "hi", "role": "robot"}, "role", "'user', 'assistant'"),
         ("remember", {"user_id": "alice", "content": "hi", "importance": 3}, "importance", "less than or equal to 1"),

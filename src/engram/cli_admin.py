@@ -123,6 +123,13 @@ def doctor(as_json: bool) -> None:
 @click.option("--fusion", type=click.Choice(["convex", "rrf", "vector", "keyword"]), help="Override the fusion.")
 @click.option("--keyword-weight", type=float, help="Override ENGRAM_RECALL_KEYWORD_WEIGHT.")
 @click.option("--neighbor-weight", type=float, help="Override ENGRAM_RECALL_NEIGHBOR_WEIGHT.")
+@click.option(
+    "--ranking",
+    "ranking",
+    multiple=True,
+    metavar="NAME=NUMBER",
+    help="Override a ranking signal for this run, e.g. session_decay=0.9 (repeatable; names as in the report).",
+)
 def eval_(
     path: Path,
     out: Path | None,
@@ -131,8 +138,10 @@ def eval_(
     fusion: str | None,
     keyword_weight: float | None,
     neighbor_weight: float | None,
+    ranking: tuple[str, ...],
 ) -> None:
-    """Measure retrieval on a benchmark file (LoCoMo format): ingest with remember, ask with recall.
+    """Measure retrieval on a benchmark file (LoCoMo or LongMemEval, shared format): ingest with remember, ask with
+    recall (at each question's date if it has one), and print the scores overall and per question type.
 
     Runs in a fresh temporary store unless --data-dir is given; your own memories are never touched.
     """
@@ -148,11 +157,33 @@ def eval_(
     }
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     with _clean_errors():
-        report, table = run_evaluation(settings, path, data_dir=data_dir, limit=conversations, out=out)
+        report, table = run_evaluation(
+            settings, path, data_dir=data_dir, limit=conversations, out=out, ranking=_ranking_overrides(ranking)
+        )
     click.echo(table)
     if out:
         click.echo(f"report written to {out}", err=True)
     del report
+
+
+def _ranking_overrides(pairs: tuple[str, ...]) -> dict[str, float]:
+    """`--ranking name=number` pairs as RankingPolicy overrides; a bad pair is a usage error naming what is accepted."""
+    from dataclasses import fields
+
+    from engram.core.ranking import RankingPolicy
+
+    numeric = {f.name for f in fields(RankingPolicy) if f.name != "fusion"}
+    overrides: dict[str, float] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if name not in numeric or number is None:
+            raise click.BadParameter(f"{pair!r}: give NAME=NUMBER with NAME one of {', '.join(sorted(numeric))}.")
+        overrides[name] = int(number) if name in {"rrf_k", "candidates", "session_free_hits"} else number
+    return overrides
 
 
 @click.group()

@@ -136,7 +136,10 @@ class Settings(BaseSettings):
         default=500, ge=1, le=10_000, description="Turns of one session kept in its short-term transcript."
     )
     max_content_chars: int = Field(
-        default=8000, ge=1, le=MAX_CONTENT_CHARS_CEILING, description="Longest content `remember` accepts."
+        default=MAX_CONTENT_CHARS_CEILING,
+        ge=1,
+        le=MAX_CONTENT_CHARS_CEILING,
+        description="Longest content `remember` accepts.",
     )
     default_top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="Long-term hits `recall` returns by default.")
     summary_max_chars: int = Field(

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ class Question:
     category: str
     evidence_turns: frozenset[str]
     evidence_sessions: frozenset[str]
+    #: When the question is asked (LongMemEval's question_date); None asks it now.
+    asked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,12 @@ def load_conversations(path: Path, limit: int | None = None) -> list[Conversatio
                         category=q.get("category", "all"),
                         evidence_turns=frozenset(q.get("evidence_turn_ids", [])),
                         evidence_sessions=frozenset(q.get("evidence_session_ids", [])),
+                        asked_at=datetime.fromisoformat(q["question_date"]) if q.get("question_date") else None,
                     )
                     for q in row["questions"]
                 ]
                 conversations.append(Conversation(str(row["conv_id"]), list(row["turns"]), questions))
-            except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            except (KeyError, TypeError, ValueError) as exc:  # ValueError: bad JSON or a bad date
                 raise InvalidInput("path", f"line {number} of {path} is not in the benchmark format ({exc}).") from exc
             if limit is not None and len(conversations) >= limit:
                 break
@@ -85,6 +88,10 @@ def turn_content(turn: dict[str, Any]) -> str:
     """What a benchmark turn says, including a shared image's caption (it is part of the conversation)."""
     caption = turn.get("image_caption")
     return f"{turn['text']} [shares image: {caption}]" if caption else str(turn["text"])
+
+
+#: Speakers that are a role rather than a name (LongMemEval's): passed as the turn's role, as a chat client would.
+_ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
 
 
 def _user_id(conv_id: str) -> str:
@@ -108,9 +115,14 @@ def _dcg(relevant: Sequence[bool]) -> float:
 
 
 def _score_ranking(prefix: str, ranked: Sequence[str], gold: frozenset[str], into: _Scores) -> None:
-    """Recall@k, NDCG@10 and MRR of one ranked list of unique items against a gold set."""
+    """Recall@k, all-found@10, NDCG@10 and MRR of one ranked list of unique items against a gold set."""
     for k in KS:
         into.add(f"{prefix}_recall@{k}", len(gold.intersection(ranked[:k])) / len(gold))
+    into.add(f"{prefix}_all@{KS[-1]}", float(gold.issubset(ranked[: KS[-1]])))
+    if prefix == "turn" and ranked:
+        # How much of what an assistant reads is evidence: the share of the top-10 slots that evidence turns take.
+        top = ranked[: KS[-1]]
+        into.add("evidence_share@10", len(gold.intersection(top)) / len(top))
     depth = KS[-1]
     ideal = _dcg([True] * min(len(gold), depth))
     into.add(f"{prefix}_ndcg@{depth}", _dcg([item in gold for item in ranked[:depth]]) / ideal)
@@ -146,6 +158,7 @@ async def evaluate(
     per_category: defaultdict[str, _Scores] = defaultdict(_Scores)
     ingest_times: list[float] = []
     query_times: list[float] = []
+    query_cpu: list[float] = []
     skipped = 0
     questions_asked = 0
     for conversation in conversations:
@@ -154,12 +167,16 @@ async def evaluate(
         session_of_turn: dict[str, str] = {}
         for turn in conversation.turns:
             started = time.perf_counter()
+            speaker = str(turn.get("speaker", ""))
+            role = _ROLES.get(speaker.casefold())
+            # As a client logs a turn: its role, the speaker's name when there is one, and when it was said.
+            metadata = {"turn_id": str(turn["id"])} if role else {"speaker": speaker, "turn_id": str(turn["id"])}
             stored = await service.remember(
                 user,
                 turn_content(turn),
                 session_id=_user_id(str(turn["session_id"])),
-                role=Role.USER,
-                metadata={"speaker": str(turn.get("speaker", "")), "turn_id": str(turn["id"])},
+                role=role or Role.USER,
+                metadata=metadata,
                 occurred_at=datetime.fromisoformat(turn["timestamp"]) if turn.get("timestamp") else None,
             )
             ingest_times.append(time.perf_counter() - started)
@@ -169,9 +186,10 @@ async def evaluate(
                 on_step("ingest")
 
         for question in conversation.questions:
-            started = time.perf_counter()
-            result = await service.recall(user, question.text, top_k=RECALL_DEPTH)
+            started, cpu = time.perf_counter(), time.process_time()
+            result = await service.recall(user, question.text, top_k=RECALL_DEPTH, as_of=question.asked_at)
             query_times.append(time.perf_counter() - started)
+            query_cpu.append(time.process_time() - cpu)
             questions_asked += 1
             if on_step:
                 on_step("query")
@@ -190,7 +208,12 @@ async def evaluate(
         "questions_without_evidence": skipped,
         "overall": overall.means(),
         "per_category": {name: scores.means() for name, scores in sorted(per_category.items())},
-        "timings": {"ingest": _timing(ingest_times), "query": _timing(query_times)},
+        "timings": {
+            "ingest": _timing(ingest_times),
+            "query": _timing(query_times),
+            # In-process CPU of a recall (all threads of this process), the cost that competes with other work.
+            "query_cpu": _timing(query_cpu),
+        },
     }
 
 
@@ -205,6 +228,8 @@ def format_table(report: dict[str, Any]) -> str:
         "turn_recall@1",
         "turn_recall@5",
         "turn_recall@10",
+        "turn_all@10",
+        "evidence_share@10",
         "turn_ndcg@10",
         "turn_mrr",
         "session_recall@1",
@@ -213,18 +238,19 @@ def format_table(report: dict[str, Any]) -> str:
         "session_ndcg@10",
         "session_mrr",
     ]
-    header = f"{'':<12} {'questions':>9} " + " ".join(f"{c.replace('_recall', ' R'):>16}" for c in columns)
+    header = f"{'':<25} {'questions':>9} " + " ".join(f"{c.replace('_recall', ' R'):>16}" for c in columns)
     rows = [header, "-" * len(header)]
     for name, means in [("overall", report["overall"]), *report["per_category"].items()]:
         cells = " ".join(f"{means.get(c, float('nan')):>16.3f}" for c in columns)
-        rows.append(f"{name:<12} {int(means['questions']):>9} {cells}")
+        rows.append(f"{name:<25} {int(means['questions']):>9} {cells}")
     timings = report["timings"]
     rows.append("")
     rows.append(
         f"ingest: {timings['ingest']['count']} turns in {timings['ingest']['total_s']:.1f} s "
         f"(median {timings['ingest']['median_ms']} ms, p95 {timings['ingest']['p95_ms']} ms); "
         f"query: {timings['query']['count']} in {timings['query']['total_s']:.1f} s "
-        f"(median {timings['query']['median_ms']} ms, p95 {timings['query']['p95_ms']} ms)"
+        f"(median {timings['query']['median_ms']} ms, p95 {timings['query']['p95_ms']} ms); "
+        f"recall CPU median {timings['query_cpu']['median_ms']} ms"
     )
     return "\n".join(rows)
 
@@ -237,6 +263,7 @@ def run_evaluation(
     limit: int | None = None,
     out: Path | None = None,
     show_progress: bool = True,
+    ranking: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Evaluate `settings`' retrieval on `path` in a fresh store; return the JSON report and its table."""
     import anyio
@@ -250,6 +277,9 @@ def run_evaluation(
         settings = settings.model_copy(update={"data_dir": store_dir})
         started = time.perf_counter()
         service = open_memory(settings)
+        if ranking:
+            # Experiments on signals without a setting of their own (period and order weights, session decay).
+            service.ranking = replace(service.ranking, **ranking)
         load_s = time.perf_counter() - started
         try:
             with _progress(steps, show_progress) as advance:
@@ -260,7 +290,7 @@ def run_evaluation(
         "engram_version": __version__,
         "dataset": {"path": str(path), "sha256": file_digest(path), "conversations": len(conversations)},
         "embedding_model": service.embedder.model_id,
-        "ranking": asdict(ranking_from(settings)),
+        "ranking": asdict(replace(ranking_from(settings), **(ranking or {}))),
         "model_load_s": round(load_s, 2),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "finished_at": datetime.now().astimezone().isoformat(timespec="seconds"),

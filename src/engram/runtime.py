@@ -40,6 +40,7 @@ def policy_from(settings: Settings) -> MemoryPolicy:
         redaction=RedactionPolicy.from_mapping(settings.redaction_policy, field="ENGRAM_REDACTION_POLICY"),
         retention=None if settings.retention_days is None else timedelta(days=settings.retention_days),
         retention_by_category=_retention_by_category(settings.retention_days_by_category),
+        live_session_gap=timedelta(days=settings.short_term_ttl_days),
     )
 
 

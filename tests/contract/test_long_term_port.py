@@ -180,3 +180,19 @@ def test_validity_filters_keep_what_held_at_a_time(long_term: LongTermStore) -> 
     assert found(open_at=T0 + 20 * day) == ["m2", "m3"]
     (paris,) = long_term.get(ALICE, [f"{ALICE}-m1"])
     assert paris.valid_until == T0 + 10 * day and paris.superseded_by == [f"{ALICE}-m2"]
+
+
+def test_a_long_memory_scores_by_its_best_passage_and_goes_with_it(long_term: LongTermStore) -> None:
+    long = memory(ALICE, 1, "an opening about gardening schedules")
+    store(long_term, long, memory(ALICE, 2, "a violin lesson on tuesdays"), memory(BOB, 1, "bob's spare key"))
+    later = ["the spare key is taped under the blue flowerpot"]
+    long_term.add_passages(ALICE, long.id, later, EMBED.embed(later))
+    query = EMBED.embed(["spare key blue flowerpot"])
+    (best, *_) = long_term.vector_search(ALICE, query, EVERYONE, 2)
+    assert best.memory.id == long.id and best.passage == later[0]
+    own = long_term.vector_search(ALICE, query, EVERYONE, 2, passages=False)
+    assert all(c.passage is None for c in own) and own[0].score < best.score
+    assert long_term.delete(ALICE, [long.id]) == 1
+    assert long.id not in {c.memory.id for c in long_term.vector_search(ALICE, query, EVERYONE, 5)}
+    assert long_term.delete_user(ALICE) == 1
+    assert long_term.traces_of(ALICE) == []

@@ -146,6 +146,9 @@ class MemoryHit(BaseModel):
     score: float = Field(description="The final ranking score (higher is better); see `scores` for its parts.")
     scores: HitScores
     memory: Memory
+    passage: str | None = Field(
+        default=None, description="For a long memory found by a later part of it: that passage (as indexed)."
+    )
 
 
 class Citation(BaseModel):

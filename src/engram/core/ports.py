@@ -25,6 +25,8 @@ class Candidate:
     memory: Memory
     score: float
     vector: Vectors
+    #: For a long memory matched by one of its later passages: that passage (its vector is `vector`).
+    passage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,21 @@ class LongTermStore(Protocol):
         """Insert, in one commit, those memories whose id is not stored yet; return the ids inserted."""
         ...
 
+    def add_passages(self, user_id: UserKey, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
+        """Store the later passages of a long memory, each with its vector; vector search then scores the memory
+        by its best passage. Erasing the memory erases them."""
+        ...
+
     def get(self, user_id: UserKey, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
         ...
 
-    def vector_search(self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
-        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
+    def vector_search(
+        self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
+    ) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first.
+
+        A long memory scores by its best passage; `passages=False` compares the memories' own vectors only."""
         ...
 
     def keyword_search(self, user_id: UserKey, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:

@@ -9,6 +9,7 @@ from functools import partial
 
 import anyio
 
+from engram.core.asked_at import asked_at, merged, within
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import EngramError, InvalidInput, TierDamaged, quoted
 from engram.core.filters import MemoryFilters
@@ -31,7 +32,8 @@ from engram.core.newer_first import newer_first
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
 from engram.core.speaker_links import lift_named_speakers
-from engram.core.validation import as_utc, check_id, check_memory_id, check_optional_id
+from engram.core.temporal import TimeReference
+from engram.core.validation import check_id, check_memory_id, check_optional_id
 
 #: What recall adds to a memory naming an entity the query names, or one of its one-hop neighbours. A neighbour's
 #: memories share no words with the question ("Where is Priya's employer?" - "Headquarters in Rotterdam"), so the
@@ -84,21 +86,21 @@ class MemoryReader:
 
         `agent_id` is the agent asking: it sees the user's shared memories and its own private ones only.
         `scope` chooses personal memory (working and long-term), knowledge (ingested documents) or both.
-        Long-term memories are those valid `as_of` (valid from then or earlier, not superseded by then); by
-        default, those not superseded now.
+        `as_of` (default now) is when it is asked: memories valid then, and where dates in the query count from.
         """
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_optional_id("session_id", session_id)
         query, top_k = self._checked_query(query, top_k, min_score)
-        filters = self._valid(filters or MemoryFilters(), as_of).seen_by(check_optional_id("agent_id", agent_id))
+        asked = asked_at(query, filters or MemoryFilters(), as_of, ctx.clock())
+        filters = asked.filters.seen_by(check_optional_id("agent_id", agent_id))
         if scope == "knowledge":
             found, dropped = await self._knowledge_hits(key, query, await self._embed_query(query), top_k, min_score)
             return RecallResult(working=[], memories=[], knowledge=found, dropped_below_min_score=dropped)
 
         working = await self._working(key, session_id, filters)
         started = time.perf_counter()
-        vector, searched = await self._search_long_term(key, query, filters, top_k)
+        vector, searched = await self._search_long_term(key, query, filters, top_k, asked.when)
         boosts = await self._follow_graph(key, query, vector, filters, searched) if not searched.failed else {}
         unavailable: list[str] = []
         if searched.failed:
@@ -107,7 +109,7 @@ class MemoryReader:
                 raise searched.failed[0]
             unavailable.append(str(searched.failed[0]))
             searched = _Searched()
-        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score, boosts, query=query)
+        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score, asked.when, boosts, query=query)
         ctx.metrics.observe_recall_tier("long_term", time.perf_counter() - started)
         ctx.metrics.observe_recall_results(
             key, [hit.score for hit in kept], [hit.scores.similarity for hit in kept], dropped
@@ -127,11 +129,6 @@ class MemoryReader:
             dropped_below_min_score=dropped + dropped_knowledge,
             unavailable=unavailable,
         )
-
-    def _valid(self, filters: MemoryFilters, as_of: datetime | None) -> MemoryFilters:
-        """`filters` narrowed to the memories valid `as_of`, or by default to those not superseded now."""
-        as_of = as_utc("as_of", as_of)
-        return filters.model_copy(update={"as_of": as_of} if as_of is not None else {"open_at": self._ctx.clock()})
 
     def _checked_query(self, query: str, top_k: int | None, min_score: float | None) -> tuple[str, int]:
         """The query text, trimmed, and the number of hits asked for, both within their limits."""
@@ -159,7 +156,7 @@ class MemoryReader:
         return working
 
     async def _search_long_term(
-        self, key: UserKey, query: str, filters: MemoryFilters, top_k: int
+        self, key: UserKey, query: str, filters: MemoryFilters, top_k: int, when: TimeReference | None = None
     ) -> tuple[Vectors, _Searched]:
         """The query's vector, and the candidates of the keyword and vector searches of long-term memory."""
         ctx, ranking = self._ctx, self._ctx.ranking
@@ -181,6 +178,14 @@ class MemoryReader:
             if ranking.fusion != "keyword":
                 try:
                     searched.semantic = await ctx.run(partial(ctx.long_term.vector_search, key, vector, filters, limit))
+                    period = None if when is None else within(filters, when)
+                    if period is not None:
+                        # The question names a period: its memories are searched too, so that the right Saturday's
+                        # turn is a candidate even when turns of other dates say the same thing more closely.
+                        # Without passages: the search above already brought the long memories their passages found.
+                        search = partial(ctx.long_term.vector_search, key, vector, period, top_k, passages=False)
+                        dated = await ctx.run(search)
+                        searched.semantic = merged(searched.semantic, dated)
                 except EngramError as exc:
                     searched.failed.append(exc)
         return vector, searched
@@ -218,6 +223,7 @@ class MemoryReader:
         vector: Vectors,
         top_k: int,
         min_score: float | None,
+        when: TimeReference | None = None,
         boosts: dict[str, float] | None = None,
         *,
         query: str = "",
@@ -225,7 +231,7 @@ class MemoryReader:
         """The best `top_k` fused hits that pass `min_score` (shown under the caller's user id), and how many failed."""
         kept: list[MemoryHit] = []
         dropped = 0
-        hits = fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock())
+        hits = fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock(), when)
         if boosts:
             hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
         hits = lift_named_speakers(hits, query, self._ctx.ranking.speaker_lift)

@@ -8,8 +8,10 @@ from functools import partial
 
 from engram.core.context import MemoryContext
 from engram.core.errors import InvalidInput, quoted
+from engram.core.identity import UserKey
 from engram.core.indexing import index_text
 from engram.core.models import Memory, MemoryUpdated, Visibility
+from engram.core.passages import indexed_passages, store_passages
 from engram.core.ports import Vectors
 from engram.core.supersession import link_successor, successor_of, validity_changes
 from engram.core.validation import as_utc, check_label, check_memory_id, check_tags, check_unit, memory_id
@@ -68,30 +70,39 @@ class MemoryUpdater:
         changes.update(validity_changes(current, as_utc("valid_until", valid_until), successor))
         indexed: str | None = None
         vector: Vectors | None = None
+        windows: tuple[str, ...] = ()
         if content is not None:
-            text = ctx.content("content", content, {})
-            new_id = memory_id(key, text, current.project)
-            clash: list[Memory] = (
-                [] if new_id == current.id else await ctx.run(partial(ctx.long_term.get, key, [new_id]))
-            )
-            if clash:
-                raise InvalidInput(
-                    "content", f"the same content is already stored as memory {new_id!r}; forget this one instead."
-                )
-            changes.update(id=new_id, content=text)
-            speaker = current.metadata.get("speaker")
-            who = speaker if isinstance(speaker, str) else (current.role.value if current.role else None)
-            indexed = index_text(text, when=current.created_at, speaker=who)
-            vector = (await ctx.run(partial(ctx.embedder.embed, [indexed])))[0]
+            indexed, vector, windows = await self._new_content(key, current, content, changes)
         updated = current.model_copy(update=changes)
         if not await ctx.run(partial(ctx.long_term.replace, key, current.id, updated, indexed, vector)):
             raise InvalidInput("memory_id", f"no memory {quoted(memory_id_)} is held for this user.")
+        if windows:
+            await store_passages(ctx, key, updated.id, windows)
         if successor is not None:
             await link_successor(ctx, key, successor, [updated])
         previous = current.id if updated.id != current.id else None
         return MemoryUpdated(
             id=updated.id, previous_id=previous, memory=updated.model_copy(update={"user_id": user_id})
         )
+
+    async def _new_content(
+        self, key: UserKey, current: Memory, content: str, changes: dict[str, object]
+    ) -> tuple[str, Vectors, tuple[str, ...]]:
+        """Record a new content's id and text in `changes`; return its index text, vector and passages."""
+        ctx = self._ctx
+        text = ctx.content("content", content, {})
+        new_id = memory_id(key, text, current.project)
+        clash: list[Memory] = [] if new_id == current.id else await ctx.run(partial(ctx.long_term.get, key, [new_id]))
+        if clash:
+            raise InvalidInput(
+                "content", f"the same content is already stored as memory {new_id!r}; forget this one instead."
+            )
+        changes.update(id=new_id, content=text)
+        speaker = current.metadata.get("speaker")
+        who = speaker if isinstance(speaker, str) else (current.role.value if current.role else None)
+        indexed = index_text(text, when=current.created_at, speaker=who)
+        vector = (await ctx.run(partial(ctx.embedder.embed, [indexed])))[0]
+        return indexed, vector, indexed_passages(text, current.created_at, who)
 
     def _metadata_changes(
         self,

@@ -24,6 +24,7 @@ from engram.core.models import (
     Turn,
     Visibility,
 )
+from engram.core.passages import indexed_passages, store_passages
 from engram.core.ports import Enrichment, Vectors
 from engram.core.supersession import (
     SuggestionPolicy,
@@ -48,6 +49,8 @@ class _Draft:
     memory: Memory
     speaker: str | None
     redacted: dict[str, int]
+    #: Whether the caller said when it happened (else it is dated now, or by its session: see _place).
+    dated: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class _Placed:
     indexed: str
     session_turns: int | None
     redacted: dict[str, int]
+    #: A long memory's later windows, as indexed (its own vector covers the first; see core/passages.py).
+    passages: tuple[str, ...] = ()
 
 
 def _with_enrichment(memory: Memory, found: Enrichment) -> Memory:
@@ -142,7 +147,7 @@ class MemoryWriter:
         if olds:
             draft = replace(draft, memory=draft.memory.model_copy(update={"supersedes": [o.id for o in olds]}))
         placed = await self._place(draft)
-        created, memory, vector = await self._store(placed.memory, placed.indexed)
+        created, memory, vector = await self._store(placed.memory, placed.indexed, placed.passages)
         ctx.metrics.observe_write(placed.key, 1, int(created))
         memory = await close_all(ctx, placed.key, olds, memory, created)
         candidates = await suggest(ctx, placed.key, memory, vector[0], self.suggestions)
@@ -187,6 +192,9 @@ class MemoryWriter:
         vectors = await ctx.run(partial(ctx.embedder.embed, [p.indexed for p in placed]))
         memories = await self._enriched([p.memory for p in placed], vectors)
         inserted = await ctx.run(partial(ctx.long_term.add_many, memories, [p.indexed for p in placed], vectors))
+        for p in placed:
+            if p.passages and p.memory.id in inserted:
+                await store_passages(ctx, p.key, p.memory.id, p.passages)
         ctx.metrics.observe_write(ctx.user_key(user_id), len(placed), len(inserted))
         results: list[RememberResult] = []
         for p in placed:
@@ -241,7 +249,7 @@ class MemoryWriter:
             importance=item.importance,
         )
         speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
-        return _Draft(key=key, memory=memory, speaker=speaker, redacted=redacted)
+        return _Draft(key=key, memory=memory, speaker=speaker, redacted=redacted, dated=item.occurred_at is not None)
 
     async def _place(self, draft: _Draft) -> _Placed:
         """Append the memory to its session (if any) and build the text to embed and index."""
@@ -269,24 +277,40 @@ class MemoryWriter:
             if appended.previous is not None:
                 before = appended.previous
                 previous = (before.speaker or (before.role.value if before.role else None), before.content)
+                if not draft.dated and before.created_at < memory.created_at - self._ctx.policy.live_session_gap:
+                    # A turn logged into a session of past conversation without its own date happened then,
+                    # not today: dated today it would answer "what did I say in May?" wrongly.
+                    # It holds from then too, or recall as of that time would not find it.
+                    memory = memory.model_copy(
+                        update={"created_at": before.created_at, "valid_from": before.created_at}
+                    )
         who = speaker or (memory.role.value if memory.role else None)
         indexed = index_text(memory.content, when=memory.created_at, speaker=who, previous=previous)
         return _Placed(
-            key=draft.key, memory=memory, indexed=indexed, session_turns=session_turns, redacted=draft.redacted
+            key=draft.key,
+            memory=memory,
+            indexed=indexed,
+            session_turns=session_turns,
+            redacted=draft.redacted,
+            passages=indexed_passages(memory.content, memory.created_at, who),
         )
 
     async def store(self, memory: Memory, indexed: str) -> bool:
         """Embed, enrich and insert one memory; True if it was new (the insert is conditional on its id)."""
         return (await self._store(memory, indexed))[0]
 
-    async def _store(self, memory: Memory, indexed: str) -> tuple[bool, Memory, Vectors]:
-        """Embed, enrich and insert one memory: whether it was new, the memory as enriched, and its vector."""
+    async def _store(self, memory: Memory, indexed: str, windows: Sequence[str] = ()) -> tuple[bool, Memory, Vectors]:
+        """Embed, enrich and insert one memory (and a long one's later `windows`): whether it was new, the memory
+        as enriched, and its vector."""
         # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
         # write to save an embedding only on the rare repeat.
         ctx = self._ctx
         vector = await ctx.run(partial(ctx.embedder.embed, [indexed]))
         (memory,) = await self._enriched([memory], vector)
-        return await ctx.run(partial(ctx.long_term.add, memory, indexed, vector[0])), memory, vector
+        created = await ctx.run(partial(ctx.long_term.add, memory, indexed, vector[0]))
+        if created and windows:
+            await store_passages(ctx, UserKey(memory.user_id), memory.id, windows)
+        return created, memory, vector
 
     async def _enriched(self, memories: Sequence[Memory], vectors: Vectors) -> list[Memory]:
         """The memories with the metadata their caller left empty filled in by the enricher, if there is one."""

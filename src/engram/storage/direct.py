@@ -49,9 +49,16 @@ class DirectLongTermStore:
         """Return the user's memories with these ids (missing ones are skipped)."""
         return self.store.get(user_id, ids)
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
+    def add_passages(self, user_id: str, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
+        """Store a long memory's later passages in one durable commit."""
+        self.store.add_passages(user_id, memory_id, texts, vectors)
+        self._wrote()
+
+    def vector_search(
+        self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
+    ) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity, best first."""
-        return self.store.vector_search(user_id, vector, filters, limit)
+        return self.store.vector_search(user_id, vector, filters, limit, passages=passages)
 
     def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""

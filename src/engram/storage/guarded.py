@@ -60,9 +60,15 @@ class GuardedLongTermStore(_Guard, LongTermStore):
         """See LongTermStore.get."""
         return self._run(lambda: self.inner.get(user_id, ids))
 
-    def vector_search(self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
+    def add_passages(self, user_id: UserKey, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
+        """See LongTermStore.add_passages."""
+        self._run(lambda: self.inner.add_passages(user_id, memory_id, texts, vectors))
+
+    def vector_search(
+        self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
+    ) -> list[Candidate]:
         """See LongTermStore.vector_search."""
-        return self._run(lambda: self.inner.vector_search(user_id, vector, filters, limit))
+        return self._run(lambda: self.inner.vector_search(user_id, vector, filters, limit, passages=passages))
 
     def keyword_search(self, user_id: UserKey, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """See LongTermStore.keyword_search."""

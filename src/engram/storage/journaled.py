@@ -107,6 +107,10 @@ class JournaledLongTermStore(LongTermStore):
                 self._signal.notify_all()
         return created
 
+    def add_passages(self, user_id: UserKey, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
+        """Store a long memory's later passages straight in their table (reads merge them by memory id)."""
+        self.store.add_passages(user_id, memory_id, texts, vectors)
+
     def catch_up(self) -> int:
         """Move every waiting write (of any process) into the table now; return how many moved."""
         moved = 0
@@ -172,10 +176,12 @@ class JournaledLongTermStore(LongTermStore):
         self.catch_up()
         return self.store.get(user_id, ids)
 
-    def vector_search(self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
+    def vector_search(
+        self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
+    ) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         self.catch_up()
-        return self.store.vector_search(user_id, vector, filters, limit)
+        return self.store.vector_search(user_id, vector, filters, limit, passages=passages)
 
     def keyword_search(self, user_id: UserKey, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""

@@ -46,6 +46,7 @@ from engram.storage.memory_rows import (
     _utc,
     memory_schema,
 )
+from engram.storage.passages import PassageMatch, PassageTable
 from engram.storage.table_upkeep import TableUpkeep
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class LanceLongTermStore(TableUpkeep):
         self._erased_through = 0  # the table version this store's latest erasure ended at
         with self._process_lock:
             self._table: Any = self._open_or_create(dimensions, model_id)
+            self._passages = PassageTable(self._db, directory, dimensions=dimensions, model_id=model_id)
 
     def _open_or_create(self, dimensions: int, model_id: str) -> Any:
         table, created = open_checked_table(
@@ -108,6 +110,12 @@ class LanceLongTermStore(TableUpkeep):
         if len(rows) == 1:
             return set(rows) if result.num_inserted_rows else set()
         return set(rows) - existing
+
+    def add_passages(self, user_id: str, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
+        """Store the passages of a long memory (beyond its first window), each with its own vector."""
+        with self._write_lock, self._process_lock:
+            self._passages.add(user_id, memory_id, texts, vectors)
+            self._commits += 1
 
     def _insert_locked(self, rows: list[dict[str, Any]]) -> Any:
         """One conditional-insert commit (caller holds the write locks)."""
@@ -149,8 +157,12 @@ class LanceLongTermStore(TableUpkeep):
             return []
         return self._select(f"{memory_filter(user_id)} AND {ids_clause(ids)}", len(ids))
 
-    def vector_search(self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int) -> list[Candidate]:
-        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
+    def vector_search(
+        self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
+    ) -> list[Candidate]:
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first.
+
+        A long memory scores its best passage; `passages=False` searches the memories' own vectors only."""
         query = (
             self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
             .distance_type("cosine")
@@ -164,7 +176,39 @@ class LanceLongTermStore(TableUpkeep):
         )
         with self._readers.shared():
             rows = read_retrying(query.to_list)
-        return [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
+            matches = self._passages.search(user_id, vector, limit) if passages else []
+        found = [_candidate(r, 1.0 - float(r["_distance"])) for r in rows]
+        return self._with_passages(user_id, found, matches, filters, limit)
+
+    def _with_passages(
+        self,
+        user_id: str,
+        found: list[Candidate],
+        matches: list[PassageMatch],
+        filters: MemoryFilters,
+        limit: int,
+    ) -> list[Candidate]:
+        """Merge passage matches into the memories found: a memory scores its best window, and comes back once."""
+        by_id = {c.memory.id: c for c in found}
+        better = [m for m in matches if m.memory_id not in by_id or m.score > by_id[m.memory_id].score]
+        if not better:
+            return found
+        missing = [m.memory_id for m in better if m.memory_id not in by_id]
+        if missing:
+            # The passage table knows no filters: the memories it points at are read back through them.
+            where = f"{memory_filter(user_id, filters)} AND {ids_clause(missing)}"
+            query = self._table.search().where(where).select([*_COLUMNS, "vector"]).limit(len(missing))
+            with self._readers.shared():
+                rows = read_retrying(query.to_list)
+            by_id.update({r["id"]: _candidate(r, 0.0) for r in rows})
+        for match in better:
+            if match.memory_id in by_id:
+                memory = by_id[match.memory_id].memory
+                by_id[match.memory_id] = Candidate(
+                    memory=memory, score=match.score, vector=match.vector, passage=match.text
+                )
+        ranked = sorted(by_id.values(), key=lambda c: -c.score)
+        return ranked[:limit]
 
     def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
@@ -184,7 +228,14 @@ class LanceLongTermStore(TableUpkeep):
         """Delete the user's memories with these ids; return how many were deleted."""
         if not ids:
             return 0
-        return self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
+        deleted = self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
+        self._erase_passages(user_id, ids)
+        return deleted
+
+    def _erase_passages(self, user_id: str, ids: Sequence[str] | None, *, clean: bool = False) -> None:
+        """Erase the passages of these memories of the user (all of them with None), under the erasure locks."""
+        with self._upkeep_lock, self._write_lock, self._process_lock, self._readers.exclusive():
+            self._passages.erase(user_id, ids, clean=clean)
 
     def list_memories(self, user_id: str, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters`, newest first, skipping `offset` of them."""
@@ -228,6 +279,9 @@ class LanceLongTermStore(TableUpkeep):
 
             retry_on_conflict(merge)
             self._commits += 1
+        if index_text is not None:
+            # New content: the old content's passages go (the writer stores the new content's own).
+            self._erase_passages(user_id, [old_id])
         return True
 
     def agent_activity(self, user_id: str) -> list[AgentActivity]:
@@ -259,7 +313,16 @@ class LanceLongTermStore(TableUpkeep):
             clauses.append(f"category = {quote(category)}")
         elif exclude:
             clauses.append(f"(category IS NULL OR category NOT IN ({', '.join(quote(c) for c in exclude)}))")
-        return self._erase(" AND ".join(clauses))
+        where = " AND ".join(clauses)
+        # The passages go by their memories' ids, read first: the passages table knows no dates or categories.
+        query = self._table.search().where(where).select(["id"]).limit(None)
+        with self._readers.shared():
+            doomed = sorted({str(r["id"]) for r in read_retrying(query.to_list)})
+        deleted = self._erase(where)
+        if doomed:
+            with self._upkeep_lock, self._write_lock, self._process_lock, self._readers.exclusive():
+                self._passages.erase_memories(doomed)
+        return deleted
 
     def stored_memories(self, user_id: str, project: str | None = None) -> list[StoredMemory]:
         """Every memory of the user (of one project, if given), whatever its agent or visibility, oldest first."""
@@ -283,12 +346,15 @@ class LanceLongTermStore(TableUpkeep):
             ids = [str(r["id"]) for r in read_retrying(query.to_list)]
         if ids:
             self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
+            self._erase_passages(user_id, ids)
         return ids
 
     def delete_user(self, user_id: str) -> int:
         """Delete every memory of the user; return how many were deleted."""
         # Older versions are removed even when no row is left, so the check that nothing remains can pass.
-        return self._erase(memory_filter(user_id), clean=True)
+        deleted = self._erase(memory_filter(user_id), clean=True)
+        self._erase_passages(user_id, None, clean=True)
+        return deleted
 
     def _erase(self, where: str, clean: bool = False) -> int:
         """Delete matching rows and then every trace of them on disk; return how many rows were deleted.
@@ -311,9 +377,10 @@ class LanceLongTermStore(TableUpkeep):
     def traces_of(self, user_id: str) -> list[str]:
         """What is left of the user on disk (rows, older table versions, files holding the key), without content."""
         with self._readers.shared():
-            return traces(
+            found = traces(
                 self._table, memory_filter(user_id), self._directory, user_id, erased_through=self._erased_through
             )
+            return found + self._passages.traces_of(user_id)
 
     def count(self) -> int:
         """Number of memories of all users."""
@@ -326,4 +393,5 @@ class LanceLongTermStore(TableUpkeep):
     def close(self) -> None:
         """Release the store (LanceDB holds no process-wide locks; dropping references is enough)."""
         self._table = None
+        self._passages = None  # type: ignore[assignment]
         self._db = None

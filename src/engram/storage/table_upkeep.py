@@ -21,6 +21,7 @@ from engram.storage.lance_support import (
 )
 from engram.storage.location import Location, ObjectStore, StoreLock
 from engram.storage.memory_rows import _FTS_COLUMN, TABLE_NAME
+from engram.storage.passages import PassageTable
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class TableUpkeep:
     _directory: Location
     _upkeep_lock: StoreLock
     _readers: ReadersWriterLock
+    _passages: PassageTable
 
     @staticmethod
     def _ensure_indexes(table: Any, rebuild: bool = False) -> None:
@@ -119,6 +121,7 @@ class TableUpkeep:
         try:
             self._compact_and_reindex()
             self._remove_versions_superseded_before(datetime.now(UTC) - keep_versions_for)
+            self._passages.remove_versions_superseded_before(datetime.now(UTC) - keep_versions_for)
         finally:
             self._upkeep_lock.release()
         return True
@@ -132,6 +135,7 @@ class TableUpkeep:
         )
         retry_on_conflict(lambda: lance_dataset(self._table).optimize.optimize_indices())
         self._ensure_vector_index()
+        self._passages.compact()
 
     def _has_vector_index(self) -> bool:
         return any(index.columns == ["vector"] for index in self._table.list_indices())

@@ -122,7 +122,7 @@ async def recall(
     ] = "compact",
     as_of: Annotated[
         datetime | None,
-        Field(description="Answer as of this time (ISO 8601): what was valid then. Default: now."),
+        Field(description="Answer as of this time (ISO 8601): what was valid then; dates in the query count from it."),
     ] = None,
 ) -> Annotated[CallToolResult, RecallReply]:
     """Look up what you know about the user: call at the start of a conversation and when past context may matter.
