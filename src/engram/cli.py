@@ -394,6 +394,15 @@ def doctor(as_json: bool) -> None:
     metavar="NAME=NUMBER",
     help="Override a ranking signal for this run, e.g. session_decay=0.9 (repeatable; names as in the report).",
 )
+@click.option(
+    "--compare",
+    "compare",
+    multiple=True,
+    metavar="NAME=NUMBER[,NAME=NUMBER...]",
+    help="Also score this ranking variant from the same ingest, e.g. neighbor_cap=0 (repeatable).",
+)
+@click.option("--every", type=click.IntRange(min=1), default=1, help="Only every K-th conversation (a fixed sample).")
+@click.option("--per-turn", is_flag=True, help="Ingest with one remember per turn instead of remember_many batches.")
 def eval_(
     path: Path,
     out: Path | None,
@@ -403,6 +412,9 @@ def eval_(
     keyword_weight: float | None,
     neighbor_weight: float | None,
     ranking: tuple[str, ...],
+    compare: tuple[str, ...],
+    every: int,
+    per_turn: bool,
 ) -> None:
     """Measure retrieval on a benchmark file (LoCoMo or LongMemEval, shared format): ingest with remember, ask with
     recall (at each question's date if it has one), and print the scores overall and per question type.
@@ -422,7 +434,15 @@ def eval_(
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     with _clean_errors():
         report, table = run_evaluation(
-            settings, path, data_dir=data_dir, limit=conversations, out=out, ranking=_ranking_overrides(ranking)
+            settings,
+            path,
+            data_dir=data_dir,
+            limit=conversations,
+            out=out,
+            ranking=_ranking_overrides(ranking),
+            variants=[_ranking_overrides(tuple(spec.split(","))) for spec in compare],
+            per_turn=per_turn,
+            every=every,
         )
     click.echo(table)
     if out:

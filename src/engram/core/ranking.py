@@ -49,6 +49,8 @@ class RankingPolicy:
     session_free_hits: int = 5
     #: 1.0: a turn ranks at least as high as the reply after it (whose index text quotes it), when both are found.
     reply_yields: float = 0.0
+    #: 1.0: vector search scores a long memory by its best passage; 0.0: by its own (first-window) vector only.
+    passages: float = 1.0
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:
