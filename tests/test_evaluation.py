@@ -188,3 +188,18 @@ async def test_batched_ingest_stores_what_per_turn_remember_stores(tmp_path: Pat
     assert one_by_one[1] == batched[1], "the same session transcripts"
     assert one_by_one[2] == batched[2], "the same memory rows: content, role, speaker, dates, index text, vector"
     assert one_by_one[3] == batched[3] and batched[3], "the same passages of the long answer"
+
+
+def test_embedding_cache_gives_back_the_models_vectors(tmp_path: Path) -> None:
+    from engram.embeddings.hashing import HashEmbedder
+    from engram.embeddings.remembered import RememberedEmbedder
+
+    model = HashEmbedder()
+    texts = ["sourdough starter", "a loaf on Saturday", "sourdough starter"]
+    first = RememberedEmbedder(model, tmp_path / "vectors.sqlite")
+    assert (first.embed(texts) == model.embed(texts)).all() and first.misses == 3
+    first.close()
+    again = RememberedEmbedder(model, tmp_path / "vectors.sqlite")
+    assert (again.embed([*texts, "new"]) == model.embed([*texts, "new"])).all()
+    assert (again.hits, again.misses) == (3, 1), "texts seen before are read back, not computed"
+    again.close()

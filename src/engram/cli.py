@@ -403,6 +403,11 @@ def doctor(as_json: bool) -> None:
 )
 @click.option("--every", type=click.IntRange(min=1), default=1, help="Only every K-th conversation (a fixed sample).")
 @click.option("--per-turn", is_flag=True, help="Ingest with one remember per turn instead of remember_many batches.")
+@click.option(
+    "--embedding-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the model's vectors in this file and reuse them in later runs on the same texts (benchmarks only).",
+)
 def eval_(
     path: Path,
     out: Path | None,
@@ -415,6 +420,7 @@ def eval_(
     compare: tuple[str, ...],
     every: int,
     per_turn: bool,
+    embedding_cache: Path | None,
 ) -> None:
     """Measure retrieval on a benchmark file (LoCoMo or LongMemEval, shared format): ingest with remember, ask with
     recall (at each question's date if it has one), and print the scores overall and per question type.
@@ -443,6 +449,7 @@ def eval_(
             variants=[_ranking_overrides(tuple(spec.split(","))) for spec in compare],
             per_turn=per_turn,
             every=every,
+            embedding_cache=embedding_cache,
         )
     click.echo(table)
     if out:

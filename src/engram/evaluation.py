@@ -27,6 +27,7 @@ from engram.config import Settings
 from engram.core.errors import InvalidInput
 from engram.core.models import MetadataValue, RememberItem, Role
 from engram.core.service import MemoryService
+from engram.embeddings.remembered import RememberedEmbedder
 
 #: Ranks scored; recall@k for each, NDCG and MRR at the last.
 KS = (1, 5, 10)
@@ -353,11 +354,13 @@ def run_evaluation(
     variants: Sequence[dict[str, Any]] = (),
     per_turn: bool = False,
     every: int = 1,
+    embedding_cache: Path | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Evaluate `settings`' retrieval on `path` in a fresh store; return the JSON report and its table.
 
     `ranking` overrides the ranking policy; each of `variants` overrides it further and is scored from the same
     ingest. `every` keeps every k-th conversation (a fixed sample across the file), `limit` the first of those.
+    `embedding_cache` keeps the model's vectors in that file, so that a later run on the same texts reuses them.
     """
     import anyio
 
@@ -371,7 +374,8 @@ def run_evaluation(
         store_dir = data_dir or Path(scratch)
         settings = settings.model_copy(update={"data_dir": store_dir})
         started = time.perf_counter()
-        service = open_memory(settings)
+        remembered = None if embedding_cache is None else _remembered_embedder(settings, embedding_cache)
+        service = open_memory(settings, remembered)
         if ranking:
             # Experiments on signals without a setting of their own (period and order weights, session decay).
             service.ranking = replace(service.ranking, **ranking)
@@ -383,6 +387,10 @@ def run_evaluation(
                 )
         finally:
             service.close()
+            if remembered is not None:
+                remembered.close()
+    if remembered is not None:
+        report["timings"]["ingest"]["embedding_cache"] = {"hits": remembered.hits, "misses": remembered.misses}
     report = {
         "engram_version": __version__,
         "dataset": {
@@ -408,6 +416,20 @@ def run_evaluation(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
     return report, format_table(report)
+
+
+def _remembered_embedder(settings: Settings, path: Path) -> RememberedEmbedder:
+    """The configured model, its vectors kept in `path` (see embeddings/remembered.py)."""
+    from engram.embeddings import load_embedder
+
+    model = load_embedder(
+        settings.embedding_model,
+        device=settings.embedding_device,
+        threads=settings.embedding_threads,
+        backend=settings.embedding_backend,
+        cache_dir=settings.model_cache_dir,
+    )
+    return RememberedEmbedder(model, path)
 
 
 @contextmanager
