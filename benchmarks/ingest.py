@@ -36,7 +36,7 @@ from machine import machine_info  # benchmarks/machine.py (scripts run from this
 from engram.config import Settings
 from engram.core.knowledge import KnowledgeService, chunk_index_text
 from engram.core.knowledge_chunking import chunk_document
-from engram.core.knowledge_models import GLOBAL_OWNER, DocumentFormat
+from engram.core.knowledge_models import DocumentFormat
 from engram.core.ports import Embedder
 from engram.embeddings import load_embedder
 from engram.ingest import parse_document
@@ -100,10 +100,10 @@ async def ingest_once(embedder: Embedder, corpus: Path, data_dir: Path) -> dict[
     try:
         assert memory.knowledge is not None
         started = time.perf_counter()
-        report = await memory.knowledge.ingest_paths(GLOBAL_OWNER, [corpus])
+        report = await memory.knowledge.ingest_paths(None, [corpus])
         seconds = time.perf_counter() - started
         started = time.perf_counter()
-        again = await memory.knowledge.ingest_paths(GLOBAL_OWNER, [corpus])
+        again = await memory.knowledge.ingest_paths(None, [corpus])
         reingest = time.perf_counter() - started
         assert not report.failed and again.unchanged == report.files_seen
         return {

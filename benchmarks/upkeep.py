@@ -30,7 +30,7 @@ from mcp import Client, StdioServerParameters
 from performance import texts
 
 from engram.config import Settings
-from engram.core.models import RecallFilters
+from engram.core.filters import MemoryFilters
 from engram.embeddings import load_embedder
 from engram.runtime import open_memory
 from engram.storage.long_term import TABLE_NAME, LanceLongTermStore
@@ -57,10 +57,10 @@ def search_latency_ms(store: LanceLongTermStore, user: str, vectors: Any, querie
     vector_times, keyword_times = [], []
     for vector, query in zip(vectors, queries, strict=True):
         started = time.perf_counter()
-        store.vector_search(user, vector, RecallFilters(), 50)
+        store.vector_search(user, vector, MemoryFilters(), 50)
         vector_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        store.keyword_search(user, query, RecallFilters(), 50)
+        store.keyword_search(user, query, MemoryFilters(), 50)
         keyword_times.append(time.perf_counter() - started)
     return {
         "vector_p50_ms": round(1000 * statistics.median(vector_times), 2),

@@ -16,6 +16,7 @@ from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
 from engram.server.app import build_server
 from engram.tools.state import AppState
+from tests.engines import redis_engine, s3_bucket, s3_engine  # noqa: F401  (fixtures of the real engines)
 from tests.helpers import stepping_clock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -115,3 +115,40 @@ async def test_an_undated_turn_of_a_past_session_takes_the_session_date(tmp_path
         assert dated[follow.id] >= dated[live.id]
     finally:
         memory.close()
+
+
+async def test_an_undated_turn_of_a_past_session_is_found_as_of_that_session(tmp_path: Path) -> None:
+    """Dated by its session, it holds from then too: recall as of a later day of that year finds it."""
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
+    memory = open_memory(settings, HashEmbedder(), clock=stepping_clock)
+    try:
+        said = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+        await memory.remember("alice", "I went to the support group", session_id="s1", occurred_at=said)
+        reply = await memory.remember("alice", "The support group meets on Mondays.", session_id="s1")
+        asked = said + timedelta(days=3)
+        found = await memory.recall("alice", "When does the support group meet?", as_of=asked, top_k=5)
+        assert reply.id in [hit.memory.id for hit in found.memories]
+        (stored,) = [m for m in (await memory.list_memories("alice", limit=10)).memories if m.id == reply.id]
+        assert stored.valid_from == said
+    finally:
+        memory.close()
+
+
+async def test_one_as_of_sets_both_the_question_date_and_what_was_valid_then(tmp_path: Path) -> None:
+    """'Last Saturday' counts from `as_of`, and a memory that starts after `as_of` was not yet there to answer."""
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all")
+    server = build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)
+    turns = {
+        "then": ("2025-03-08T11:00:00Z", "I bought a cast iron pan at the market."),
+        "later": ("2025-03-15T11:00:00Z", "I bought a copper pan at the market."),
+    }
+    async with Client(server, raise_exceptions=True) as client:
+        ids = {}
+        for name, (when, content) in turns.items():
+            arguments = {"user_id": "alice", "content": content, "session_id": f"s-{name}", "occurred_at": when}
+            ids[name] = ok(await client.call_tool("remember", arguments))["id"]
+        asked = {"user_id": "alice", "query": "what did I buy last Saturday?", "top_k": 5}
+        then = ok(await client.call_tool("recall", {**asked, "as_of": ASKED.isoformat()}))
+        assert [hit["id"] for hit in then["hits"]] == [ids["then"]], "the later pan was not bought yet"
+        week_on = ok(await client.call_tool("recall", {**asked, "as_of": (ASKED + timedelta(days=7)).isoformat()}))
+        assert week_on["hits"][0]["id"] == ids["later"], "a week on, last Saturday is the 15th"

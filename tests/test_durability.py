@@ -37,7 +37,7 @@ def memory(tmp_path: Path) -> Iterator[MemoryService]:
 
 
 def _journal_of(service: MemoryService) -> WriteJournal:
-    journal = service.long_term._journal  # type: ignore[attr-defined]
+    journal = service.long_term.inner._journal  # type: ignore[attr-defined]
     assert isinstance(journal, WriteJournal)
     return journal
 
@@ -100,8 +100,8 @@ async def test_lance_files_are_on_disk_before_the_journal_lets_go_of_their_entri
 ) -> None:
     if not Path("/proc/self/fd").is_dir():
         pytest.fail("this test names fsync'd files through /proc/self/fd (Linux)")
-    table_dir = memory.long_term.store._table_dir  # type: ignore[attr-defined]
-    memory.long_term.catch_up()  # type: ignore[attr-defined]
+    table_dir = memory.long_term.inner.store._table_dir  # type: ignore[attr-defined]
+    memory.long_term.inner.catch_up()  # type: ignore[attr-defined]
     before = _files(table_dir)
     recorder = SyncRecorder()
     trim = WriteJournal.trim
@@ -115,7 +115,7 @@ async def test_lance_files_are_on_disk_before_the_journal_lets_go_of_their_entri
     # One batch: one journal entry group, moved by one commit and one trim (whether this thread or the flusher
     # moves it).
     await memory.remember_many("alice", [RememberItem(content=f"durable note {i}") for i in range(3)])
-    memory.long_term.catch_up()  # type: ignore[attr-defined]  # moves the journalled writes into the table
+    memory.long_term.inner.catch_up()  # type: ignore[attr-defined]  # moves the journalled writes into the table
 
     added = {p for p in _files(table_dir) - before if p.parent.name in ("data", "_versions")}
     assert {p.parent.name for p in added} == {"data", "_versions"}  # the commit's rows and its manifest

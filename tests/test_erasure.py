@@ -15,8 +15,8 @@ from mcp import Client
 
 from engram.config import Settings
 from engram.core.errors import ErasureBlocked, ErasureIncomplete
+from engram.core.filters import MemoryFilters
 from engram.core.identity import Pseudonymizer
-from engram.core.models import RecallFilters
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory, user_id_key
@@ -97,7 +97,7 @@ async def test_forget_user_leaves_no_trace_and_other_users_keep_working(settings
 
 async def test_a_tagged_version_blocks_erasure_loudly(service: MemoryService) -> None:
     await service.remember("alice", "tagged memory")
-    table = service.long_term._table  # type: ignore[attr-defined]
+    table = service.long_term.inner.store._table  # type: ignore[attr-defined]
     table.tags.create("backup", table.version)
     with pytest.raises(ErasureBlocked, match="backup"):
         await service.forget_user("alice", confirm=True)
@@ -135,8 +135,8 @@ def test_readers_of_another_server_keep_working_during_erasure(settings: Setting
         def read_continuously() -> None:
             while not done.is_set():
                 try:
-                    assert reader.long_term.vector_search(bob, vector, RecallFilters(), 5)
-                    assert reader.long_term.keyword_search(bob, "note", RecallFilters(), 5)
+                    assert reader.long_term.vector_search(bob, vector, MemoryFilters(), 5)
+                    assert reader.long_term.keyword_search(bob, "note", MemoryFilters(), 5)
                 except BaseException as exc:
                     errors.append(exc)
                     return
@@ -148,7 +148,7 @@ def test_readers_of_another_server_keep_working_during_erasure(settings: Setting
         done.set()
         thread.join()
         assert errors == []
-        assert len(reader.long_term.vector_search(bob, vector, RecallFilters(), 50)) == 15
+        assert len(reader.long_term.vector_search(bob, vector, MemoryFilters(), 50)) == 15
     finally:
         done.set()
         writer.close()
@@ -200,7 +200,7 @@ def test_a_commit_of_another_server_after_an_erasure_is_no_trace_of_the_user(set
         eraser.long_term.delete_user(key)
         # Another server writes between the erasure and its check: a newer table version, none of it the user's.
         anyio_run(writer.remember("bob", "bob writes right after the erasure"))
-        writer.long_term.catch_up()
+        writer.long_term.inner.catch_up()
         assert eraser.long_term.traces_of(key) == []
     finally:
         eraser.close()

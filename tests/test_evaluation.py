@@ -176,10 +176,8 @@ async def test_batched_ingest_stores_what_per_turn_remember_stores(tmp_path: Pat
         try:
             ids = await _ingest(memory, "u1", turns, per_turn, batch=4)  # a batch boundary inside a session
             turn = {memory: ids.index(memory) for memory in ids}
-            transcripts = [
-                [t.model_copy(update={"memory_id": turn[t.memory_id]}) for t in (await memory.transcript("u1", s)).turns]
-                for s in ("s1", "s2")
-            ]
+            transcripts = [(await memory.transcript("u1", s)).turns for s in ("s1", "s2")]
+            transcripts = [[t.model_copy(update={"memory_id": turn[t.memory_id]}) for t in ts] for ts in transcripts]
         finally:
             memory.close()
         stores[per_turn] = ([ids.index(i) for i in ids], transcripts, *_stored(settings.data_dir, ids))

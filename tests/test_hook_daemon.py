@@ -9,13 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from engram.hooks.client import ask, daemons_supported, socket_path, wait_for_daemon
+from engram.hooks.client import ask, daemons_supported, private_directory, socket_path, wait_for_daemon
 
 pytestmark = pytest.mark.skipif(not daemons_supported(), reason="no Unix domain sockets on this platform")
 
@@ -129,7 +130,30 @@ def test_the_first_event_starts_the_daemon_and_injects_nothing_meanwhile(
         assert first.returncode == 0 and first.stdout == ""
         assert "no context injected: the hook daemon was not running; it is starting now" in first.stderr
         assert wait_for_daemon(socket_path(data_dir), 120.0)
+        assert socket_path(data_dir).stat().st_mode & 0o777 == 0o600  # only this user may connect
         generic = _run_hook(environ, "context", asked, "--budget-ms", "60000")
         assert json.loads(generic.stdout)["context"] == ""
     finally:
         _stop(data_dir)
+
+
+def test_a_long_data_path_puts_the_socket_in_a_directory_of_the_users_own(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120)
+    path = socket_path(deep)
+    assert path.parent.name == f"engram-{os.getuid()}" and path.parent.parent == Path(tempfile.gettempdir())
+
+
+def test_the_socket_directory_is_refused_when_others_may_write_it_or_it_is_a_link(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match="no one else can write"):
+        private_directory(shared)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    with pytest.raises(PermissionError):
+        private_directory(link)
+    mine = tmp_path / "mine"
+    private_directory(mine)
+    assert mine.stat().st_mode & 0o777 == 0o700

@@ -15,7 +15,8 @@ from click.testing import CliRunner, Result
 
 from engram.cli import cli
 from engram.config import Settings
-from engram.core.models import RecallFilters, Role
+from engram.core.filters import MemoryFilters
+from engram.core.models import Role
 from engram.embeddings.hashing import HashEmbedder
 from engram.hooks.settings_file import install, uninstall
 from engram.hooks.transcript import read_transcript
@@ -70,7 +71,7 @@ def _hook(event: str, payload: str, *options: str) -> Result:
 def _memories(data_dir: Path, user: str = "alice") -> list[Any]:
     memory = open_memory(Settings(data_dir=data_dir, embedding_model="hash"), HashEmbedder(), clock=stepping_clock)
     try:
-        page = anyio.run(lambda: memory.list_memories(user, filters=RecallFilters(project_scope="any"), limit=100))
+        page = anyio.run(lambda: memory.list_memories(user, filters=MemoryFilters(projects="any"), limit=100))
         return sorted(page.memories, key=lambda m: (m.created_at, m.id))
     finally:
         memory.close()

@@ -42,6 +42,7 @@ ALL_TEMPLATES = sorted(
         "engram://users/{user_id}/memories",
         "engram://users/{user_id}/agents",
         "engram://users/{user_id}/knowledge",
+        "engram://users/{user_id}/graph",
     ]
 )
 

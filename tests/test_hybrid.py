@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from engram.config import Settings
-from engram.core.models import Kind, Memory, RecallFilters
+from engram.core.filters import MemoryFilters
+from engram.core.models import Kind, Memory
 from engram.core.ports import Candidate, Embedder
 from engram.core.ranking import RankingPolicy, fuse
 from engram.core.service import MemoryService
@@ -98,7 +99,7 @@ async def test_a_forgotten_memory_leaves_keyword_results(service: MemoryService,
     kept = await service.remember("alice", "the zephyrine valve needs replacing")
     gone = await service.remember("alice", "the zephyrine gasket was replaced", session_id="s1")
     if compacted:
-        service.long_term.optimize()  # type: ignore[attr-defined]
+        service.long_term.inner.optimize()  # type: ignore[attr-defined]
     keyword = _with_fusion(service, "keyword")
     before = await keyword.recall("alice", "zephyrine")
     assert {h.memory.id for h in before.memories} == {kept.id, gone.id}
@@ -117,7 +118,7 @@ async def test_keyword_results_respect_user_and_filters(service: MemoryService) 
     await service.remember("bob", "invoice INV-88812 was disputed", tags=["billing"])
     await service.remember("alice", "invoice INV-88812 copy requested", tags=["support"])
     keyword = _with_fusion(service, "keyword")
-    hits = (await keyword.recall("alice", "INV-88812", filters=RecallFilters(tags_any=["billing"]))).memories
+    hits = (await keyword.recall("alice", "INV-88812", filters=MemoryFilters(tags=["billing"]))).memories
     assert [h.memory.content for h in hits] == ["invoice INV-88812 was paid"]
 
 

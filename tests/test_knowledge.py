@@ -15,7 +15,7 @@ from mcp.types import TextContent, TextResourceContents
 from engram.config import Settings
 from engram.core.errors import InvalidInput
 from engram.core.knowledge_chunking import chunk_document, estimate_tokens
-from engram.core.knowledge_models import GLOBAL_OWNER, Block, DocumentFormat, ParsedDocument
+from engram.core.knowledge_models import Block, DocumentFormat, ParsedDocument
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.ingest import parse_document
@@ -114,18 +114,18 @@ async def test_reingest_skips_unchanged_replaces_edited_and_removes_deleted(
 ) -> None:
     files = write_folder(tmp_path / "docs")
     knowledge = _knowledge(memory)
-    first = await knowledge.ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+    first = await knowledge.ingest_paths(None, [tmp_path / "docs"])
     assert {c.source for c in first.changed} == {str(p) for p in files.values()}
     assert first.failed == [] and first.chunks_embedded == first.chunks_written == len(_rows(settings))
     before = {r["id"]: r for r in _rows(settings)}
 
     counting.texts.clear()
-    again = await knowledge.ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+    again = await knowledge.ingest_paths(None, [tmp_path / "docs"])
     assert again.unchanged == 4 and again.changed == [] and again.chunks_embedded == 0 and counting.texts == []
 
     files["wifi"].write_text(files["wifi"].read_text().replace("twenty-four hours", "one week"))
     counting.texts.clear()
-    edited = await knowledge.ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+    edited = await knowledge.ingest_paths(None, [tmp_path / "docs"])
     assert [(c.source, c.status) for c in edited.changed] == [(str(files["wifi"]), "updated")]
     assert edited.unchanged == 3
     # Only the edited chunk went to the model; the wifi file's unchanged chunk reused its stored vector.
@@ -139,7 +139,7 @@ async def test_reingest_skips_unchanged_replaces_edited_and_removes_deleted(
     assert len(after) == len(before)  # replaced, not duplicated
 
     files["expenses"].unlink()
-    removed = await knowledge.ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+    removed = await knowledge.ingest_paths(None, [tmp_path / "docs"])
     assert removed.removed == [str(files["expenses"])]
     assert not any(r["source"] == str(files["expenses"]) for r in _rows(settings))
     listed = await knowledge.sources(None)
@@ -162,14 +162,14 @@ async def test_an_ingest_interrupted_midway_is_finished_by_running_it_again(tmp_
     knowledge = _knowledge(service)
     knowledge.policy = KnowledgePolicy(write_batch_chunks=1)  # one file per commit
     with pytest.raises(KeyboardInterrupt):
-        await knowledge.ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+        await knowledge.ingest_paths(None, [tmp_path / "docs"])
     service.close()
     committed = {r["source"] for r in _rows(settings)}
     assert 0 < len(committed) < 4
 
     service = open_memory(settings, HashEmbedder(), clock=stepping_clock)
     try:
-        report = await _knowledge(service).ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+        report = await _knowledge(service).ingest_paths(None, [tmp_path / "docs"])
         assert report.unchanged == len(committed)
         assert {c.source for c in report.changed} == {str(p) for p in files.values()} - committed
         rows = _rows(settings)
@@ -187,7 +187,7 @@ async def test_unreadable_files_are_reported_and_the_rest_ingested(tmp_path: Pat
     (tmp_path / "docs" / "gone.md").symlink_to(tmp_path / "nowhere.md")  # a dangling link: unreadable
     (tmp_path / "docs" / "blob.txt").write_bytes(b"\x00\x01\x02 binary")
     (tmp_path / "docs" / "image.png").write_bytes(b"\x89PNG")  # unsupported: not even considered
-    report = await _knowledge(memory).ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+    report = await _knowledge(memory).ingest_paths(None, [tmp_path / "docs"])
     failed = {Path(p.source).name: p.reason for p in report.failed}
     assert set(failed) == {"scan.pdf", "gone.md", "blob.txt"}
     assert "No such file" in failed["gone.md"] and "binary" in failed["blob.txt"]
@@ -196,9 +196,9 @@ async def test_unreadable_files_are_reported_and_the_rest_ingested(tmp_path: Pat
 
 async def test_include_and_exclude_globs(tmp_path: Path, memory: MemoryService) -> None:
     files = write_folder(tmp_path / "docs")
-    report = await _knowledge(memory).ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"], include=["*.md", "*.txt"])
+    report = await _knowledge(memory).ingest_paths(None, [tmp_path / "docs"], include=["*.md", "*.txt"])
     assert {c.source for c in report.changed} == {str(files["leave"]), str(files["wifi"])}
-    report = await _knowledge(memory).ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"], exclude=["hr/*"])
+    report = await _knowledge(memory).ingest_paths(None, [tmp_path / "docs"], exclude=["hr/*"])
     assert {c.source for c in report.changed} == {str(files["expenses"]), str(files["safety"])}
     assert report.removed == []  # the excluded file still exists: it is left alone, not removed
 
@@ -209,33 +209,38 @@ async def test_include_and_exclude_globs(tmp_path: Path, memory: MemoryService) 
 async def test_user_knowledge_is_private_and_global_knowledge_shared(tmp_path: Path, memory: MemoryService) -> None:
     knowledge = _knowledge(memory)
     await knowledge.ingest_text(
-        memory.user_key("alice"),
+        "alice",
         "alice/diary.md",
         "# Garden\n\nThe zucchini bed gets compost in April.",
         DocumentFormat.MARKDOWN,
     )
-    await knowledge.ingest_text(
-        GLOBAL_OWNER, "faq.md", "# FAQ\n\nThe zucchini festival is in August.", DocumentFormat.MARKDOWN
-    )
+    await knowledge.ingest_text(None, "faq.md", "# FAQ\n\nThe zucchini festival is in August.", DocumentFormat.MARKDOWN)
     alice = await memory.recall("alice", "zucchini", scope="knowledge")
     bob = await memory.recall("bob", "zucchini", scope="knowledge")
     assert {h.citation.source for h in alice.knowledge} == {"alice/diary.md", "faq.md"}
     assert {h.citation.source for h in bob.knowledge} == {"faq.md"}
     assert {h.citation.scope for h in alice.knowledge} == {"user", "global"}
-    assert [s.source for s in await knowledge.sources(memory.user_key("bob"))] == ["faq.md"]
+    assert [s.source for s in await knowledge.sources("bob")] == ["faq.md"]
     with pytest.raises(InvalidInput, match="no user knowledge source"):
-        await knowledge.remove_source(memory.user_key("bob"), "alice/diary.md")
+        await knowledge.remove_source("bob", "alice/diary.md")
+
+
+async def test_knowledge_resolves_a_users_key_itself(settings: Settings, memory: MemoryService) -> None:
+    # Adapters pass the raw id; the stored owner is the same pseudonym the memory service uses, never the id.
+    await _knowledge(memory).ingest_text("alice", "notes.md", "Tomatoes like sun.", DocumentFormat.TEXT)
+    (owner,) = {r["owner"] for r in _rows(settings)}
+    assert owner == memory.user_key("alice") != "alice"
+    with pytest.raises(InvalidInput, match="user_id"):
+        await _knowledge(memory).sources("x' OR '1'='1")
 
 
 async def test_forget_user_erases_the_users_knowledge_without_trace(settings: Settings, memory: MemoryService) -> None:
     knowledge = _knowledge(memory)
     key = memory.user_key("alice")
     await knowledge.ingest_text(
-        key, "notes.md", "# Secret\n\nQuuxberry recipe with plenty of sugar.", DocumentFormat.MARKDOWN
+        "alice", "notes.md", "# Secret\n\nQuuxberry recipe with plenty of sugar.", DocumentFormat.MARKDOWN
     )
-    await knowledge.ingest_text(
-        GLOBAL_OWNER, "faq.md", "# FAQ\n\nRecipes live in the cookbook.", DocumentFormat.MARKDOWN
-    )
+    await knowledge.ingest_text(None, "faq.md", "# FAQ\n\nRecipes live in the cookbook.", DocumentFormat.MARKDOWN)
     await memory.remember("alice", "likes quuxberries")
     receipt = await memory.forget_user("alice", confirm=True)
     assert receipt.knowledge == 1 and receipt.long_term == 1
@@ -248,7 +253,7 @@ async def test_forget_user_erases_the_users_knowledge_without_trace(settings: Se
 async def test_recall_scope_selects_memories_knowledge_or_both(memory: MemoryService) -> None:
     await memory.remember("alice", "The team offsite is in Porto", session_id="s1")
     await _knowledge(memory).ingest_text(
-        GLOBAL_OWNER, "travel.md", "# Travel\n\nThe offsite hotel in Porto is booked.", DocumentFormat.MARKDOWN
+        None, "travel.md", "# Travel\n\nThe offsite hotel in Porto is booked.", DocumentFormat.MARKDOWN
     )
     both = await memory.recall("alice", "offsite Porto", session_id="s1")
     assert both.memories and both.knowledge and both.working
@@ -265,11 +270,11 @@ async def test_recall_scope_selects_memories_knowledge_or_both(memory: MemorySer
 async def test_ingest_text_validates_its_input(memory: MemoryService) -> None:
     knowledge = _knowledge(memory)
     with pytest.raises(InvalidInput, match="source"):
-        await knowledge.ingest_text(GLOBAL_OWNER, "bad\nname", "text", DocumentFormat.TEXT)
+        await knowledge.ingest_text(None, "bad\nname", "text", DocumentFormat.TEXT)
     with pytest.raises(InvalidInput, match="PDF"):
-        await knowledge.ingest_text(GLOBAL_OWNER, "doc.pdf", "text", DocumentFormat.PDF)
-    first = await knowledge.ingest_text(GLOBAL_OWNER, "doc", "one two three", DocumentFormat.TEXT)
-    again = await knowledge.ingest_text(GLOBAL_OWNER, "doc", "one two three", DocumentFormat.TEXT)
+        await knowledge.ingest_text(None, "doc.pdf", "text", DocumentFormat.PDF)
+    first = await knowledge.ingest_text(None, "doc", "one two three", DocumentFormat.TEXT)
+    again = await knowledge.ingest_text(None, "doc", "one two three", DocumentFormat.TEXT)
     assert first.chunks_written == 1 and again.unchanged == 1 and again.chunks_written == 0
 
 
@@ -432,9 +437,7 @@ async def test_a_recall_with_no_knowledge_stored_searches_no_knowledge(
     assert (await memory.recall("alice", "travel policy")).memories
     assert searched == []  # an empty knowledge table is not searched at all
 
-    await _knowledge(memory).ingest_text(
-        GLOBAL_OWNER, "travel", "Book economy class for short flights.", DocumentFormat.TEXT
-    )
+    await _knowledge(memory).ingest_text(None, "travel", "Book economy class for short flights.", DocumentFormat.TEXT)
     found = await memory.recall("alice", "travel policy economy")
     assert sorted(searched) == ["keyword_search", "vector_search"] and found.knowledge
 

@@ -8,7 +8,6 @@ import lance
 import pytest
 
 from engram.config import Settings
-from engram.core.knowledge_models import GLOBAL_OWNER
 from engram.core.ports import Embedder
 from engram.runtime import open_memory
 from tests.helpers import stepping_clock
@@ -46,7 +45,7 @@ async def test_folder_ingest_recall_cites_each_file_and_reingest_is_incremental(
         await memory.remember("dana", "I am planning a business trip to Oslo next month.")
         counting.texts.clear()
         counting.calls = 0
-        report = await memory.knowledge.ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+        report = await memory.knowledge.ingest_paths(None, [tmp_path / "docs"])
 
         # 3. The malformed PDF and the unreadable file are reported and skipped; the rest is ingested.
         assert sorted(Path(p.source).name for p in report.failed) == ["moved.md", "scanned.pdf"]
@@ -75,7 +74,7 @@ async def test_folder_ingest_recall_cites_each_file_and_reingest_is_incremental(
             "Office network notes\n\nThe guest wireless network was renamed Northwind-Visitors in May.\n"
         )
         counting.texts.clear()
-        edited = await memory.knowledge.ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+        edited = await memory.knowledge.ingest_paths(None, [tmp_path / "docs"])
         assert [(c.source, c.status) for c in edited.changed] == [(str(files["wifi"]), "updated")]
         assert edited.unchanged == 3
         assert counting.texts and all("Northwind-Visitors" in t or "Office network notes" in t for t in counting.texts)
@@ -94,7 +93,7 @@ async def test_folder_ingest_recall_cites_each_file_and_reingest_is_incremental(
         # Deleting a file and re-ingesting the folder removes its chunks.
         files["expenses"].unlink()
         counting.texts.clear()
-        removed = await memory.knowledge.ingest_paths(GLOBAL_OWNER, [tmp_path / "docs"])
+        removed = await memory.knowledge.ingest_paths(None, [tmp_path / "docs"])
         assert removed.removed == [str(files["expenses"])] and counting.texts == []
         assert str(files["expenses"]) not in _sources(settings)
         meals = await memory.recall("dana", QUESTIONS["expenses"][0], scope="knowledge")

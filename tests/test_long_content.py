@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 
 from engram.config import Settings
-from engram.core.models import MAX_CONTENT_CHARS
+from engram.core.limits import MAX_CONTENT_CHARS
 from engram.core.passages import PASSAGE_WORDS, passages
 from engram.core.ports import Vectors
 from engram.embeddings.hashing import HashEmbedder
@@ -107,7 +107,7 @@ async def test_forgetting_a_long_memory_erases_its_passages(tmp_path: Path) -> N
     try:
         stored = await memory.remember("alice", _long_answer(5_000))
         await memory.remember("bob", _long_answer(5_000))
-        store = memory.long_term.store  # type: ignore[attr-defined]
+        store = memory.long_term.inner.store  # type: ignore[attr-defined]
         before = store._passages.count()
         assert before > 0
         await memory.forget_memory("alice", stored.id)
@@ -118,12 +118,32 @@ async def test_forgetting_a_long_memory_erases_its_passages(tmp_path: Path) -> N
         memory.close()
 
 
+async def test_forgetting_a_project_erases_the_passages_of_its_long_memories(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all", recall_fusion="vector")
+    memory = open_memory(settings, WindowedHashEmbedder(), clock=stepping_clock)
+    try:
+        await memory.remember("alice", _long_answer(5_000), project="garden")
+        kept = await memory.remember("alice", _long_answer(6_000))
+        store = memory.long_term.inner.store  # type: ignore[attr-defined]
+        before = store._passages.count()
+        await memory.forget_project("alice", "garden", confirm=True)
+        assert 0 < store._passages.count() < before, "the project's passages went, the global memory's stay"
+        found = store._passages.search(memory.user_key("alice"), _vector_of(DETAIL), 50)
+        assert {m.memory_id for m in found} == {kept.id}
+    finally:
+        memory.close()
+
+
+def _vector_of(text: str) -> Vectors:
+    return WindowedHashEmbedder().embed([text])[0]
+
+
 async def test_a_directory_without_the_passages_table_opens_and_indexes_long_content(tmp_path: Path) -> None:
     """A data directory written before passages existed (today's main) has no passages table: it gets one."""
     settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools="all", recall_fusion="vector")
     memory = open_memory(settings, WindowedHashEmbedder(), clock=stepping_clock)
     old = await memory.remember("alice", "An old short memory about the garden shed.")
-    store = memory.long_term.store  # type: ignore[attr-defined]
+    store = memory.long_term.inner.store  # type: ignore[attr-defined]
     store._db.drop_table("passages")
     memory.close()
 
@@ -145,7 +165,7 @@ async def test_retention_erases_the_passages_of_the_memories_it_deletes(tmp_path
         old = datetime(2020, 1, 1, tzinfo=UTC)
         await memory.remember("alice", _long_answer(5_000), occurred_at=old)
         await memory.remember("bob", _long_answer(6_000))
-        store = memory.long_term.store  # type: ignore[attr-defined]
+        store = memory.long_term.inner.store  # type: ignore[attr-defined]
         before = store._passages.count()
         assert memory.long_term.delete_older_than(datetime(2021, 1, 1, tzinfo=UTC)) == 1
         assert 0 < store._passages.count() < before, "alice's old memory's passages went, bob's stay"

@@ -12,7 +12,8 @@ import pytest
 from mcp import Client
 
 from engram.config import Settings
-from engram.core.models import RecallFilters, Visibility
+from engram.core.filters import MemoryFilters
+from engram.core.models import Visibility
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
 from tests.helpers import TEST_NOW, error, ok, stepping_clock
@@ -250,8 +251,8 @@ def test_a_version_1_table_is_upgraded_in_place(tmp_path: Path) -> None:
     db.create_table("memories", schema=v1, data=[row], mode="overwrite")
     upgraded = open_memory(settings, embedder, clock=stepping_clock)
     try:
-        shared = upgraded.long_term.list_memories(alice, RecallFilters(), 10)
+        shared = upgraded.long_term.list_memories(alice, MemoryFilters(), 10)
         assert [(m.content, m.visibility) for m in shared] == [("kept across the upgrade", Visibility.SHARED)]
-        assert upgraded.long_term.list_memories(alice, RecallFilters(entity="x"), 10) == []
+        assert upgraded.long_term.list_memories(alice, MemoryFilters(entity="x"), 10) == []
     finally:
         upgraded.close()

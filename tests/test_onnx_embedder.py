@@ -470,7 +470,9 @@ def test_a_damaged_or_half_written_cache_is_exported_again_once(
     assert [racer.returncode for racer in racers] == [0, 0], [err[-3000:] for _, err in outputs]
     reports = [json.loads(out) for out, _ in outputs]
     assert [report["heavy"] for report in reports] == [[], []]
-    assert all("is unusable" in err for _, err in outputs)
+    # The second may start after the first has already repaired the cache (a loaded machine delays it), and then
+    # rightly finds nothing wrong: what must hold is that someone noticed and exactly one exported.
+    assert any("is unusable" in err for _, err in outputs)
     assert sum(err.count("exported all-MiniLM-L6-v2 to ONNX in") for _, err in outputs) == 1
     assert np.allclose(reports[0]["vectors"], reports[1]["vectors"], atol=1e-6)
 

@@ -14,8 +14,10 @@ from click.testing import CliRunner
 
 from engram.cli import cli
 from engram.config import Settings
+from engram.core.filters import MemoryFilters
+from engram.core.graph_models import EntityIn, RelationIn
 from engram.core.knowledge_models import DocumentFormat
-from engram.core.models import Kind, RecallFilters, Role, Sentiment, Visibility
+from engram.core.models import Kind, Role, Sentiment, Visibility
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
@@ -68,7 +70,7 @@ async def _populate(memory: MemoryService) -> None:
     await memory.summarize_session("alice", "call-planning", keep_recent=2, summary="Call moved to Friday 10:00.")
     assert memory.knowledge is not None
     await memory.knowledge.ingest_text(
-        memory.user_key("alice"),
+        "alice",
         "runbook.md",
         "# Runbook\n\n## Deploys\n\nDeploy on weekdays only.",
         DocumentFormat.MARKDOWN,
@@ -192,7 +194,7 @@ def test_claude_ai_conversations_are_imported_once(settings: Settings) -> None:
     first = json.loads(_invoke("import", str(source)))
     assert (first["format"], first["conversations"], first["stored"]) == ("claude", 2, 2)
     assert json.loads(_invoke("import", str(source)))["stored"] == 0
-    page = _with(settings, lambda m: m.list_memories("alice", filters=RecallFilters(project_scope="any")))
+    page = _with(settings, lambda m: m.list_memories("alice", filters=MemoryFilters(projects="any")))
     turns = sorted(page.memories, key=lambda m: m.created_at)
     assert [(t.role, t.session_id, t.agent_id) for t in turns] == [
         (Role.USER, "0b6f4a52-8d1e-4c2a-9f3b-7e5d1c2a4b60", "claude.ai"),
@@ -206,7 +208,7 @@ def test_chatgpt_conversations_follow_the_branch_last_shown(settings: Settings) 
     source = EXPORTS / "chatgpt_conversations.json"
     first = json.loads(_invoke("import", str(source), "--project", "cycling"))
     assert (first["format"], first["stored"]) == ("chatgpt", 2)
-    page = _with(settings, lambda m: m.list_memories("alice", filters=RecallFilters(project="cycling")))
+    page = _with(settings, lambda m: m.list_memories("alice", filters=MemoryFilters(project="cycling")))
     turns = sorted(page.memories, key=lambda m: m.created_at)
     assert [(t.role, t.content) for t in turns] == [
         (Role.USER, "I commute 14 km by bike; which tyre width is best for wet cobblestones?"),
@@ -215,3 +217,58 @@ def test_chatgpt_conversations_follow_the_branch_last_shown(settings: Settings) 
     assert {t.session_id for t in turns} == {"6f1d2e3c-4b5a-4978-8a6b-5c4d3e2f1a0b"}
     assert turns[0].created_at.isoformat() == "2025-03-06T09:00:01.200000+00:00"
     assert json.loads(_invoke("import", str(source), "--project", "cycling"))["stored"] == 0
+
+
+async def _populate_graph(memory: MemoryService) -> None:
+    """Alice's graph: shared entities and a relation, and a private one of the `ide` agent; Bob's stays apart."""
+    assert memory.graph is not None
+    await memory.graph.create_entities(
+        "alice",
+        [
+            EntityIn.model_validate(
+                {"name": "Priya Patel", "entityType": "person", "observations": ["Leads the data team"]}
+            ),
+            EntityIn.model_validate({"name": "Acme", "entityType": "organization", "aliases": ["Acme Corp"]}),
+        ],
+    )
+    await memory.graph.create_relations(
+        "alice", [RelationIn.model_validate({"from": "Priya Patel", "to": "Acme", "relationType": "works_at"})]
+    )
+    await memory.graph.create_relations(
+        "alice",
+        [RelationIn.model_validate({"from": "Priya Patel", "to": "Chess club", "relationType": "member_of"})],
+        agent_id="ide",
+        visibility=Visibility.PRIVATE,
+    )
+    await memory.graph.create_entities("bob", [EntityIn.model_validate({"name": "Bob's dentist"})])
+
+
+async def _graph_snapshot(memory: MemoryService) -> dict[str, Any]:
+    """Every entity and relation of Alice, as the shared view and the `ide` agent's view see them."""
+    graph, key = memory.graph_store, memory.user_key("alice")
+    assert graph is not None
+    seen: dict[str, Any] = {}
+    for agent in (None, "ide"):
+        view = MemoryFilters().seen_by(agent)
+        seen.update({e.id: e.model_dump() for e in graph.entities(key, view, None, 1000)})
+        seen.update({r.id: r.model_dump() for r in graph.relations(key, view, None, 1000)})
+    return seen
+
+
+def test_the_graph_travels_with_the_export_private_items_included(settings: Settings, tmp_path: Path) -> None:
+    _with(settings, _populate_graph)
+    before = _with(settings, _graph_snapshot)
+    assert len(before) == 5  # Priya, Acme, works_at; the ide agent's private Chess club and member_of
+
+    exported = tmp_path / "alice.jsonl"
+    _invoke("export", "--user", "alice", str(exported))
+    kinds = [json.loads(line)["type"] for line in exported.read_text().splitlines()]
+    assert (kinds.count("entity"), kinds.count("relation")) == (3, 2)
+    assert "dentist" not in exported.read_text()
+
+    _invoke("forget-user", "alice", "--yes")
+    assert _with(settings, _graph_snapshot) == {}
+    _invoke("import", str(exported))
+    assert _with(settings, _graph_snapshot) == before
+    again = json.loads(_invoke("import", str(exported)))
+    assert again["relations_new"] == 0 and _with(settings, _graph_snapshot) == before

@@ -15,7 +15,7 @@ from mcp import Client
 from engram.cli import cli
 from engram.config import Settings
 from engram.core.errors import ConfirmationRequired
-from engram.core.models import RecallFilters
+from engram.core.filters import MemoryFilters
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
@@ -89,10 +89,10 @@ async def test_forget_project_erases_that_project_and_its_session_turns_only(ser
         await service.forget_project("alice", "webshop", confirm=False)
     receipt = await service.forget_project("alice", "webshop", confirm=True)
     assert (receipt.long_term, receipt.session_turns) == (2, 1)
-    left = await service.list_memories("alice", filters=RecallFilters(project_scope="any"))
+    left = await service.list_memories("alice", filters=MemoryFilters(projects="any"))
     assert sorted(m.content for m in left.memories) == ["alice likes green tea", "firmware uses C"]
     assert [t.content for t in service.sessions.working(service.user_key("alice"), "s1")] == []
-    bob = await service.list_memories("bob", filters=RecallFilters(project_scope="any"))
+    bob = await service.list_memories("bob", filters=MemoryFilters(projects="any"))
     assert [m.content for m in bob.memories] == ["bob's webshop runs on mysql"]
 
 
@@ -138,9 +138,9 @@ def test_a_table_written_before_projects_gains_the_column_and_its_rows_are_globa
     upgraded = open_memory(settings, embedder, clock=stepping_clock)
     try:
         assert "project" in db.open_table("memories").schema.names
-        in_project = upgraded.long_term.list_memories(alice, RecallFilters(project="webshop"), 10)
+        in_project = upgraded.long_term.list_memories(alice, MemoryFilters(project="webshop"), 10)
         assert [(m.content, m.project) for m in in_project] == [("written before projects", None)]
-        only = upgraded.long_term.list_memories(alice, RecallFilters(project="webshop", project_scope="only"), 10)
+        only = upgraded.long_term.list_memories(alice, MemoryFilters(project="webshop", projects="only"), 10)
         assert only == []
     finally:
         upgraded.close()
@@ -150,8 +150,8 @@ async def test_a_sessions_summary_stays_in_the_sessions_project(service: MemoryS
     for text in ("the webshop deploy failed on step three", "we rolled the webshop deploy back", "retry tomorrow"):
         await service.remember("alice", text, project="webshop", session_id="incident")
     done = await service.summarize_session("alice", "incident", keep_recent=1, summary="Webshop deploy rolled back.")
-    listed = await service.list_memories("alice", filters=RecallFilters(project_scope="any"))
+    listed = await service.list_memories("alice", filters=MemoryFilters(projects="any"))
     (summary,) = [m for m in listed.memories if m.id == done.summary_id]
     assert summary.project == "webshop"
-    elsewhere = await service.recall("alice", "webshop deploy rolled back", filters=RecallFilters(project="firmware"))
+    elsewhere = await service.recall("alice", "webshop deploy rolled back", filters=MemoryFilters(project="firmware"))
     assert done.summary_id not in {hit.memory.id for hit in elsewhere.memories}

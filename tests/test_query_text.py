@@ -104,8 +104,8 @@ async def test_a_blank_query_is_refused_with_a_reason(stocked: Client) -> None:
 async def test_a_quoted_phrase_searches_an_optimized_long_term_index(service: MemoryService) -> None:
     await service.remember("alice", "We keep the access logs for thirty days.")
     await service.remember("alice", "The office plants need water weekly.")
-    service.long_term.catch_up()  # type: ignore[attr-defined]
-    service.long_term.store.optimize()  # type: ignore[attr-defined]  # the rows are in the FTS index itself now
+    service.long_term.inner.catch_up()  # type: ignore[attr-defined]
+    service.long_term.inner.store.optimize()  # type: ignore[attr-defined]  # the rows are in the FTS index itself now
     for query in ADVERSARIAL:
         await service.recall("alice", query, scope="memories")
     found = await service.recall("alice", '"thirty days"', scope="memories", top_k=1)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from engram.config import Settings
-from engram.core.models import Kind, RecallFilters, Role
+from engram.core.filters import MemoryFilters
+from engram.core.models import Kind, Role
 from engram.core.ports import Embedder
 from engram.runtime import open_memory
 from tests.helpers import stepping_clock
@@ -65,7 +66,7 @@ async def test_extractive_summary_covers_the_main_topics(tmp_path: Path, real_em
         # Filler sentences ("Thanks.", "Great.") are never picked.
         assert all(len(line.split(": ", 1)[1].split()) >= 4 for line in result.summary.splitlines())
         recalled = await service.recall(
-            "carol", "where should the parcel be delivered?", filters=RecallFilters(kind=Kind.SUMMARY)
+            "carol", "where should the parcel be delivered?", filters=MemoryFilters(kind=Kind.SUMMARY)
         )
         assert [h.memory.id for h in recalled.memories] == [result.summary_id]
     finally:

@@ -49,7 +49,7 @@ async def test_sensitive_details_are_replaced_before_anything_is_stored(tmp_path
         assert [t.content for t in service.sessions.working(service.user_key("alice"), "s1")] == [stored.content]
         hits = (await service.recall("alice", "zoe quartermain example")).memories
         assert all(EMAIL not in h.memory.content for h in hits)
-        service.long_term.optimize()  # type: ignore[attr-defined]  # fold rows into the keyword index too
+        service.long_term.inner.optimize()  # type: ignore[attr-defined]  # fold rows into the keyword index too
     finally:
         service.close()
     _assert_no_secret_on_disk(settings)
@@ -106,7 +106,7 @@ async def test_new_content_given_to_update_memory_is_redacted_too(tmp_path: Path
         assert stored.content == updated.memory.content
         hits = (await service.recall("alice", "zoe quartermain example com")).memories
         assert all(EMAIL not in h.memory.content for h in hits)
-        service.long_term.optimize()  # type: ignore[attr-defined]  # fold rows into the keyword index too
+        service.long_term.inner.optimize()  # type: ignore[attr-defined]  # fold rows into the keyword index too
     finally:
         service.close()
     _assert_no_secret_on_disk(settings)

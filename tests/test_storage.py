@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from engram.config import Settings
-from engram.core.models import Memory, RecallFilters
+from engram.core.filters import MemoryFilters
+from engram.core.models import Memory
 from engram.core.service import MemoryService
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 
 def test_the_table_has_id_user_agent_tag_and_keyword_indexes(service: MemoryService) -> None:
-    table = service.long_term._table  # type: ignore[attr-defined]
+    table = service.long_term.inner.store._table  # type: ignore[attr-defined]
     indexed = {(tuple(index.columns), index.index_type) for index in table.list_indices()}
     assert indexed == {
         (("id",), "BTree"),
@@ -87,7 +88,7 @@ def test_a_read_sees_every_acknowledged_write(tmp_path: Path) -> None:
         )
         assert len(created) == 5
         assert store.add(_memory(2), "memory 2", _unit(8)[0]) is False  # still waiting: a repeat all the same
-        assert {m.id for m in store.list_memories("alice", RecallFilters(), 10)} == {_memory(i).id for i in range(5)}
+        assert {m.id for m in store.list_memories("alice", MemoryFilters(), 10)} == {_memory(i).id for i in range(5)}
         assert store.count() == 5
     finally:
         store.close()

@@ -224,6 +224,7 @@ async def test_resources_show_sessions_memories_and_stats(client: Client) -> Non
         "engram://users/{user_id}/memories",
         "engram://users/{user_id}/agents",
         "engram://users/{user_id}/knowledge",
+        "engram://users/{user_id}/graph",
     }
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "hello there", "session_id": "s1"}))
     ok(await client.call_tool("remember", {"user_id": "alice", "content": "a standalone fact"}))

@@ -11,9 +11,10 @@ import lance
 import numpy as np
 import pytest
 
-from engram.core.models import Memory, RecallFilters
+from engram.core.filters import MemoryFilters
+from engram.core.models import Memory
 from engram.embeddings.hashing import HashEmbedder
-from engram.storage import long_term
+from engram.storage import table_upkeep
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.lance_support import FileLock
@@ -54,9 +55,9 @@ def test_upkeep_bounds_the_files_of_many_single_writes_and_keeps_every_row(tmp_p
         assert after.fragments <= MAX_DATA_FILES and after.versions <= 2 and after.unindexed_rows == 0, after
         assert after.rows == WRITES
         vector = embedder.embed(["note 7 about the garden and the violin"])[0]
-        hits = store.vector_search("alice", vector, RecallFilters(), 1)
+        hits = store.vector_search("alice", vector, MemoryFilters(), 1)
         assert hits[0].memory.content == "note 7 about the garden and the violin"
-        by_keyword = store.keyword_search("alice", "note 123", RecallFilters(), WRITES)
+        by_keyword = store.keyword_search("alice", "note 123", MemoryFilters(), WRITES)
         assert by_keyword and by_keyword[0].memory.content.startswith("note 123 ")
     finally:
         store.close()
@@ -136,7 +137,7 @@ def test_upkeep_skips_a_healthy_table(tmp_path: Path, rows: int) -> None:
 def test_past_the_threshold_upkeep_builds_a_vector_index_that_filtered_search_uses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(long_term, "VECTOR_INDEX_MIN_ROWS", 1000)
+    monkeypatch.setattr(table_upkeep, "VECTOR_INDEX_MIN_ROWS", 1000)
     embedder = HashEmbedder()
     table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
     try:
@@ -150,13 +151,13 @@ def test_past_the_threshold_upkeep_builds_a_vector_index_that_filtered_search_us
         assert table.upkeep(timedelta(0))
         assert any(index.columns == ["vector"] for index in table._table.list_indices())
         # More candidates than the index's default search breadth, prefiltered to one user.
-        hits = table.vector_search("user1", vectors[5], RecallFilters(), 150)
+        hits = table.vector_search("user1", vectors[5], MemoryFilters(), 150)
         assert len(hits) == 150 and {h.memory.user_id for h in hits} == {"user1"}
         assert hits[0].memory.content == contents[5]
         # Erasure below the threshold drops the index (it held the erased vectors).
         assert table.delete_user("user1") == 300
         assert not any(index.columns == ["vector"] for index in table._table.list_indices())
-        exact = table.vector_search("user2", vectors[6], RecallFilters(), 5)
+        exact = table.vector_search("user2", vectors[6], MemoryFilters(), 5)
         assert contents[6] in [h.memory.content for h in exact] and {h.memory.user_id for h in exact} == {"user2"}
     finally:
         table.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,15 +13,15 @@ import platformdirs
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engram.core.models import ID_PATTERN, MAX_CONTENT_CHARS
+# Hard ceilings no setting may raise (re-exported: they used to be declared here).
+from engram.core.limits import ID_PATTERN
+from engram.core.limits import MAX_BATCH as MAX_BATCH
+from engram.core.limits import MAX_CONTENT_CHARS as MAX_CONTENT_CHARS_CEILING
+from engram.core.limits import MAX_TOP_K as MAX_TOP_K
 
 #: The name that selects the bundled, offline all-MiniLM-L6-v2 weights.
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
-#: Hard ceilings that no setting may raise: they protect the server's memory and the caller's context.
-MAX_CONTENT_CHARS_CEILING = MAX_CONTENT_CHARS
-MAX_TOP_K = 50
-MAX_BATCH = 500
 #: Port of the HTTP transports unless ENGRAM_PORT or --port says otherwise.
 DEFAULT_PORT = 8765
 
@@ -33,6 +34,27 @@ def default_data_dir() -> Path:
 def default_models_dir() -> Path:
     """Return the per-user cache of built ONNX models (e.g. ~/.cache/engram/models), shared by every data dir."""
     return platformdirs.user_cache_path("engram", appauthor=False) / "models"
+
+
+def aws_storage_options() -> dict[str, str]:
+    """LanceDB's S3 options from the usual AWS variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...).
+
+    LanceDB reads most of these itself; they are passed explicitly so that the probe and LanceDB surely use the
+    same store. Plain http is allowed only when the endpoint says http:// (a loopback or private test store).
+    """
+    names = {
+        "AWS_ENDPOINT_URL": "aws_endpoint",
+        "AWS_REGION": "aws_region",
+        "AWS_ACCESS_KEY_ID": "aws_access_key_id",
+        "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+        "AWS_SESSION_TOKEN": "aws_session_token",
+    }
+    options = {option: os.environ[name] for name, option in names.items() if os.environ.get(name)}
+    if "aws_region" not in options and os.environ.get("AWS_DEFAULT_REGION"):
+        options["aws_region"] = os.environ["AWS_DEFAULT_REGION"]
+    if options.get("aws_endpoint", "").startswith("http://"):
+        options["allow_http"] = "true"
+    return options
 
 
 def default_user_id() -> str:
@@ -81,6 +103,28 @@ class Settings(BaseSettings):
         "e.g. ~/.cache/engram/models, shared by every data dir). The default int8 model is shipped built and needs "
         "none.",
     )
+    storage_uri: str | None = Field(
+        default=None,
+        description="Object store for long-term and knowledge memory, shared by every replica: s3://bucket/prefix "
+        "(endpoint, region and credentials the usual AWS way: AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY; needs the `distributed` extra). gs:// and az:// pass to LanceDB untested. Unset: "
+        "LanceDB under the data directory.",
+    )
+    sessions_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL for working and short-term memory, shared by every replica: redis://[:password@]host:"
+        "port/db, or rediss:// for TLS (needs the `distributed` extra). Unset: a diskcache under the data directory.",
+    )
+    http_stateless: bool | None = Field(
+        default=None,
+        description="Streamable HTTP without server-side sessions, so any replica can answer any request (no sticky "
+        "routing). Unset: on when ENGRAM_SESSIONS_URL is set.",
+    )
+    sessions_rewrite_after_erasure: bool = Field(
+        default=True,
+        description="With ENGRAM_SESSIONS_URL: after forget_user, ask Redis to rewrite its AOF (BGREWRITEAOF) and RDB "
+        "snapshot (BGSAVE), which otherwise keep the erased keys' bytes.",
+    )
     working_memory_turns: int = Field(default=20, ge=1, le=1000, description="Turns kept verbatim per session.")
     working_memory_ttl_hours: float = Field(
         default=24.0, gt=0, description="A session's working memory expires this long after its last turn."
@@ -92,7 +136,10 @@ class Settings(BaseSettings):
         default=500, ge=1, le=10_000, description="Turns of one session kept in its short-term transcript."
     )
     max_content_chars: int = Field(
-        default=MAX_CONTENT_CHARS, ge=1, le=MAX_CONTENT_CHARS_CEILING, description="Longest content `remember` accepts."
+        default=MAX_CONTENT_CHARS_CEILING,
+        ge=1,
+        le=MAX_CONTENT_CHARS_CEILING,
+        description="Longest content `remember` accepts.",
     )
     default_top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="Long-term hits `recall` returns by default.")
     summary_max_chars: int = Field(
@@ -172,11 +219,13 @@ class Settings(BaseSettings):
         le=1.0,
         description="Cosine similarity a memory needs to its closest category description to get that category.",
     )
-    tools: Literal["core", "all"] = Field(
+    tools: Literal["core", "all", "graph"] = Field(
         default="core",
         description="Which tools MCP clients see. 'core' (default): the everyday memory tools a model needs in "
         "every conversation; every listed tool costs context on every turn. 'all': also remember_many (bulk "
-        "import), ingest_text, forget_source, and ingest_files when ENGRAM_KNOWLEDGE_ROOTS is set.",
+        "import), ingest_text, forget_source, and ingest_files when ENGRAM_KNOWLEDGE_ROOTS is set. 'graph': core "
+        "plus the knowledge-graph tools of the official MCP memory server (create_entities, create_relations, "
+        "add_observations, search_nodes, open_nodes, read_graph) and merge_entities.",
     )
     knowledge_roots: list[Path] = Field(
         default_factory=list,
@@ -323,6 +372,11 @@ class Settings(BaseSettings):
     def knowledge_dir(self) -> Path:
         """Directory of the knowledge-memory LanceDB database (separate from long-term memory's)."""
         return self.data_dir / "knowledge"
+
+    @property
+    def graph_dir(self) -> Path:
+        """Directory of the graph's LanceDB database (entities and relations)."""
+        return self.data_dir / "graph"
 
     @property
     def model_cache_dir(self) -> Path:

@@ -17,8 +17,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +332,7 @@ def format_table(report: dict[str, Any]) -> str:
     variants = report.get("variants", {})
     if len(variants) > 1:
         rows.append("")
-        rows.append("ranking variants, one ingest: turn R@10 / all evidence in top 10 / evidence share@10 / session R@5")
+        rows.append("ranking variants, one ingest: turn R@10 / all evidence in top 10 / evidence share / session R@5")
         categories = ["overall", *report["per_category"]]
         rows.append(f"{'variant':<40} " + " ".join(f"{c:>27}" for c in categories) + f" {'CPU ms':>7}")
         for name, result in variants.items():

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from engram.config import MAX_BATCH, MAX_TOP_K, Settings
+from engram.config import Settings, aws_storage_options
 from engram.core.errors import InvalidInput, quoted
 from engram.core.health import TierHealth
 from engram.core.identity import Pseudonymizer
 from engram.core.knowledge import KnowledgePolicy, KnowledgeService
+from engram.core.limits import MAX_BATCH, MAX_TOP_K
 from engram.core.loader import BackgroundService
-from engram.core.ports import Embedder, MemoryMetrics
+from engram.core.ports import Embedder, MemoryMetrics, SessionStore
 from engram.core.ranking import RankingPolicy
 from engram.core.redaction import RedactionPolicy
 from engram.core.service import MemoryPolicy, MemoryService
@@ -92,12 +93,19 @@ def open_memory(
     from engram.embeddings import load_embedder
     from engram.embeddings.measured import MeasuredEmbedder
     from engram.ingest import parse_document
+    from engram.storage.direct import DirectLongTermStore
     from engram.storage.faults import open_tier
+    from engram.storage.graph import LanceGraphStore
+    from engram.storage.guarded import (
+        GuardedGraphStore,
+        GuardedKnowledgeStore,
+        GuardedLongTermStore,
+        GuardedSessionStore,
+    )
     from engram.storage.journal import WriteJournal
     from engram.storage.journaled import JournaledLongTermStore
     from engram.storage.knowledge import LanceKnowledgeStore
     from engram.storage.long_term import LanceLongTermStore
-    from engram.storage.sessions import DiskSessionStore
     from engram.storage.upkeep import Upkeep, UpkeepPolicy
 
     # Before the engines start their threads: the arenas they would get cannot be taken back later.
@@ -110,21 +118,26 @@ def open_memory(
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     _keep_owner_only(settings.data_dir)
     _remove_legacy_query_cache(settings)
+    if (settings.storage_uri or settings.sessions_url) and settings.user_id_key is None:
+        # Each replica would otherwise generate its own key, and one user would be a stranger on the next replica.
+        raise InvalidInput(
+            "ENGRAM_USER_ID_KEY",
+            "must be set, the same on every replica, when ENGRAM_STORAGE_URI or ENGRAM_SESSIONS_URL is set.",
+        )
     pseudonymize = Pseudonymizer(user_id_key(settings))
     # A damaged tier is opened as a stand-in that reports the damage, so the other tiers keep serving.
     health = TierHealth()
+    # Every store opened so far is closed again if a later one fails: nothing keeps running or locked behind a
+    # failed start (the long-term store runs a flusher and upkeep threads and holds its journal).
+    opened = contextlib.ExitStack()
     sessions = open_tier(
-        lambda: DiskSessionStore(
-            settings.session_cache_dir,
-            working_turns=settings.working_memory_turns,
-            working_ttl=timedelta(hours=settings.working_memory_ttl_hours),
-            short_term_turns=settings.short_term_max_turns,
-            short_term_ttl=timedelta(days=settings.short_term_ttl_days),
-        ),
+        lambda: _session_store(settings),
+        GuardedSessionStore,
         "session",
         settings.session_cache_dir,
         health,
     )
+    opened.callback(sessions.close)
     try:
         if embedder is None:
             embedder = load_embedder(
@@ -144,9 +157,16 @@ def open_memory(
                 lambda: MetadataEnricher(model, categories, min_similarity=settings.category_min_similarity)
             )
         dimensions, model_id = embedder.dimensions, embedder.model_id
+        shared = None
+        if settings.storage_uri is not None:
+            from engram.storage.distributed import open_object_store
 
-        def open_long_term() -> JournaledLongTermStore:
-            table = LanceLongTermStore(settings.long_term_dir, dimensions=dimensions, model_id=model_id)
+            url = None if settings.sessions_url is None else settings.sessions_url.get_secret_value()
+            shared = open_object_store(settings.storage_uri, url, aws_storage_options())
+
+        def open_long_term() -> JournaledLongTermStore | DirectLongTermStore:
+            place = settings.long_term_dir if shared is None else shared.child("lancedb")
+            table = LanceLongTermStore(place, dimensions=dimensions, model_id=model_id)
             upkeep = Upkeep(
                 table,
                 UpkeepPolicy(
@@ -154,27 +174,43 @@ def open_memory(
                     keep_versions_for=timedelta(seconds=settings.version_retention_seconds),
                 ),
             )
+            if shared is not None:
+                # On object storage a commit is the durable acknowledgement (storage/direct.py, README).
+                return DirectLongTermStore(table, upkeep=upkeep)
             # Writes are acknowledged from a durable journal and reach the table in batches (storage/journaled.py).
             journal = WriteJournal(settings.long_term_dir / "journal.sqlite")
             return JournaledLongTermStore(table, journal, upkeep=upkeep)
 
-        long_term = open_tier(open_long_term, "long-term", settings.long_term_dir, health)
+        long_term = open_tier(open_long_term, GuardedLongTermStore, "long-term", settings.long_term_dir, health)
+        opened.callback(long_term.close)
         knowledge_store = open_tier(
-            lambda: LanceKnowledgeStore(settings.knowledge_dir, dimensions=dimensions, model_id=model_id),
+            lambda: LanceKnowledgeStore(
+                settings.knowledge_dir if shared is None else shared.child("knowledge"),
+                dimensions=dimensions,
+                model_id=model_id,
+            ),
+            GuardedKnowledgeStore,
             "knowledge",
             settings.knowledge_dir,
             health,
         )
+        opened.callback(knowledge_store.close)
+        graph = open_tier(
+            lambda: LanceGraphStore(settings.graph_dir), GuardedGraphStore, "graph", settings.graph_dir, health
+        )
     except BaseException:
-        sessions.close()
+        opened.close()  # the last opened first
         raise
+    opened.pop_all()  # from here on the service owns them and closes them
     from engram.embeddings.batching import BatchingEmbedder
 
     if metrics is not None:
         embedder = MeasuredEmbedder(embedder, metrics)
     # Concurrent single calls (several clients) share model calls: +15% texts/s with 8 callers, measured loaded.
     embedder = BatchingEmbedder(embedder)
-    knowledge = KnowledgeService(embedder, knowledge_store, parse_document, knowledge_policy, ranking, clock)
+    knowledge = KnowledgeService(
+        embedder, knowledge_store, parse_document, knowledge_policy, ranking, clock, pseudonymize=pseudonymize
+    )
     return MemoryService(
         embedder=embedder,
         long_term=long_term,
@@ -187,6 +223,33 @@ def open_memory(
         metrics=metrics,
         knowledge=knowledge,
         health=health,
+        graph=graph,
+    )
+
+
+def _session_store(settings: Settings) -> SessionStore:
+    """Working and short-term memory: in Redis when ENGRAM_SESSIONS_URL is set, else in a local diskcache."""
+    working_ttl = timedelta(hours=settings.working_memory_ttl_hours)
+    short_term_ttl = timedelta(days=settings.short_term_ttl_days)
+    if settings.sessions_url is not None:
+        from engram.storage.redis_sessions import RedisSessionStore
+
+        return RedisSessionStore.from_url(
+            settings.sessions_url.get_secret_value(),
+            working_turns=settings.working_memory_turns,
+            working_ttl=working_ttl,
+            short_term_turns=settings.short_term_max_turns,
+            short_term_ttl=short_term_ttl,
+            rewrite_after_erasure=settings.sessions_rewrite_after_erasure,
+        )
+    from engram.storage.sessions import DiskSessionStore
+
+    return DiskSessionStore(
+        settings.session_cache_dir,
+        working_turns=settings.working_memory_turns,
+        working_ttl=working_ttl,
+        short_term_turns=settings.short_term_max_turns,
+        short_term_ttl=short_term_ttl,
     )
 
 

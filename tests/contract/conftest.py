@@ -10,13 +10,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 
-from engram.core.ports import LongTermStore, SessionStore
+from engram.config import aws_storage_options
+from engram.core.health import TierHealth
+from engram.core.ports import GraphStore, LongTermStore, SessionStore
 from engram.embeddings.hashing import HashEmbedder
+from engram.storage.direct import DirectLongTermStore
+from engram.storage.graph import LanceGraphStore
+from engram.storage.guarded import GuardedGraphStore, GuardedLongTermStore
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
+from engram.storage.location import ObjectStore
 from engram.storage.long_term import LanceLongTermStore
+from engram.storage.redis_sessions import RedisSessionStore
 from engram.storage.sessions import DiskSessionStore
+from tests.engines import RedisEngine
 
 DIMENSIONS = HashEmbedder().dimensions
 MODEL_ID = HashEmbedder().model_id
@@ -31,7 +40,22 @@ def _journaled(directory: Path) -> LongTermStore:
     return JournaledLongTermStore(table, WriteJournal(directory / "journal.sqlite"))
 
 
-LONG_TERM_BACK_ENDS: dict[str, Callable[[Path], LongTermStore]] = {"lance": _lance, "journaled-lance": _journaled}
+def _guarded(directory: Path) -> LongTermStore:
+    # The stack a server runs: the fault translator over the journal over LanceDB, each a decorator of the port.
+    return GuardedLongTermStore(_journaled(directory), "long-term", directory, TierHealth())
+
+
+LONG_TERM_BACK_ENDS: dict[str, Callable[[Path], LongTermStore]] = {
+    "lance": _lance,
+    "journaled-lance": _journaled,
+    "guarded-journaled-lance": _guarded,
+}
+
+
+def _radosgw(uri: str) -> LongTermStore:
+    """The distributed back end: LanceDB on a fresh radosgw bucket, committing directly (storage/direct.py)."""
+    table = LanceLongTermStore(ObjectStore(uri, aws_storage_options()), dimensions=DIMENSIONS, model_id=MODEL_ID)
+    return DirectLongTermStore(table)
 
 
 def _diskcache(directory: Path) -> SessionStore:
@@ -47,17 +71,52 @@ def _diskcache(directory: Path) -> SessionStore:
 SESSION_BACK_ENDS: dict[str, Callable[[Path], SessionStore]] = {"diskcache": _diskcache}
 
 
-@pytest.fixture(params=sorted(LONG_TERM_BACK_ENDS))
+def _redis(engine: RedisEngine) -> SessionStore:
+    """The Redis back end on the session's Redis, emptied first so that every test starts fresh."""
+    with redis.Redis.from_url(engine.url) as client:
+        client.flushdb()
+    return RedisSessionStore.from_url(
+        engine.url,
+        working_turns=3,
+        working_ttl=timedelta(days=1),
+        short_term_turns=5,
+        short_term_ttl=timedelta(days=7),
+        rewrite_after_erasure=False,
+    )
+
+
+def _guarded_graph(directory: Path) -> GraphStore:
+    return GuardedGraphStore(LanceGraphStore(directory), "graph", directory, TierHealth())
+
+
+GRAPH_BACK_ENDS: dict[str, Callable[[Path], GraphStore]] = {"lance": LanceGraphStore, "guarded-lance": _guarded_graph}
+
+
+@pytest.fixture(params=[*sorted(LONG_TERM_BACK_ENDS), pytest.param("radosgw", marks=pytest.mark.distributed)])
 def long_term(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LongTermStore]:
     """A fresh long-term store of each back end."""
-    store = LONG_TERM_BACK_ENDS[request.param](tmp_path / "long-term")
+    if request.param == "radosgw":
+        store = _radosgw(request.getfixturevalue("s3_bucket"))
+    else:
+        store = LONG_TERM_BACK_ENDS[request.param](tmp_path / "long-term")
     yield store
     store.close()
 
 
-@pytest.fixture(params=sorted(SESSION_BACK_ENDS))
+@pytest.fixture(params=[*sorted(SESSION_BACK_ENDS), pytest.param("redis", marks=pytest.mark.distributed)])
 def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
     """A fresh session store of each back end: working memory keeps 3 turns, short-term 5."""
-    store = SESSION_BACK_ENDS[request.param](tmp_path / "sessions")
+    if request.param == "redis":
+        store = _redis(request.getfixturevalue("redis_engine"))
+    else:
+        store = SESSION_BACK_ENDS[request.param](tmp_path / "sessions")
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=sorted(GRAPH_BACK_ENDS))
+def graph(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
+    """A fresh graph store of each back end."""
+    store = GRAPH_BACK_ENDS[request.param](tmp_path / "graph")
     yield store
     store.close()

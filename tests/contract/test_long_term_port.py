@@ -5,14 +5,15 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from engram.core.models import Kind, Memory, RecallFilters, Visibility
+from engram.core.filters import MemoryFilters
+from engram.core.models import Kind, Memory, Visibility
 from engram.core.ports import LongTermStore
 from engram.embeddings.hashing import HashEmbedder
 
 EMBED = HashEmbedder()
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 ALICE, BOB = "k-alice", "k-bob"
-EVERYONE = RecallFilters()
+EVERYONE = MemoryFilters()
 
 
 def memory(user: str, n: int, content: str, **fields: object) -> Memory:
@@ -70,14 +71,14 @@ def test_filters_and_agent_visibility_apply_to_every_read(long_term: LongTermSto
         memory(ALICE, 3, "summary of the garden talk", kind=Kind.SUMMARY, agent_id="planner"),
     )
     query = EMBED.embed(["note about the garden"])
-    planner = RecallFilters(viewer_agent="planner")
+    planner = MemoryFilters().seen_by("planner")
     seen = {c.memory.id for c in long_term.vector_search(ALICE, query, planner, 10)}
     assert seen == {f"{ALICE}-m1", f"{ALICE}-m3"}  # never another agent's private memory
-    coder = RecallFilters(viewer_agent="coder")
+    coder = MemoryFilters().seen_by("coder")
     assert f"{ALICE}-m2" in {m.id for m in long_term.list_memories(ALICE, coder, 10)}
-    tagged = long_term.keyword_search(ALICE, "garden", RecallFilters(tags_any=["garden"]), 10)
+    tagged = long_term.keyword_search(ALICE, "garden", MemoryFilters(tags=["garden"]), 10)
     assert [c.memory.id for c in tagged] == [f"{ALICE}-m1"]
-    summaries = long_term.list_memories(ALICE, RecallFilters(kind=Kind.SUMMARY), 10)
+    summaries = long_term.list_memories(ALICE, MemoryFilters(kind=Kind.SUMMARY), 10)
     assert [m.id for m in summaries] == [f"{ALICE}-m3"]
 
 
@@ -129,14 +130,14 @@ def test_project_filters_reach_the_current_project_and_global_memories(long_term
     )
 
     def listed(**filters: object) -> list[str]:
-        found = long_term.list_memories(ALICE, RecallFilters.model_validate(filters), 10)
+        found = long_term.list_memories(ALICE, MemoryFilters.model_validate(filters), 10)
         return sorted(m.id.removeprefix(f"{ALICE}-") for m in found)
 
     assert listed() == ["m1"]
     assert listed(project="webshop") == ["m1", "m2"]
-    assert listed(project="webshop", project_scope="only") == ["m2"]
-    assert listed(project_scope="any") == ["m1", "m2", "m3"]
-    hits = long_term.keyword_search(ALICE, "deploy", RecallFilters(project="firmware"), 10)
+    assert listed(project="webshop", projects="only") == ["m2"]
+    assert listed(projects="any") == ["m1", "m2", "m3"]
+    hits = long_term.keyword_search(ALICE, "deploy", MemoryFilters(project="firmware"), 10)
     assert sorted(c.memory.id for c in hits) == [f"{ALICE}-m1", f"{ALICE}-m3"]
 
 
@@ -157,3 +158,41 @@ def test_stored_memories_and_project_erasure_cover_every_agent_and_only_that_pro
     assert sorted(long_term.delete_project(ALICE, "webshop")) == [f"{ALICE}-m2", f"{ALICE}-m3"]
     assert [s.memory.id for s in long_term.stored_memories(ALICE)] == [f"{ALICE}-m1"]
     assert [s.memory.id for s in long_term.stored_memories(BOB)] == [f"{BOB}-m1"]
+
+
+def test_validity_filters_keep_what_held_at_a_time(long_term: LongTermStore) -> None:
+    day = timedelta(days=1)
+    store(
+        long_term,
+        memory(ALICE, 1, "lives in Paris", valid_from=T0, valid_until=T0 + 10 * day, superseded_by=[f"{ALICE}-m2"]),
+        memory(ALICE, 2, "lives in Berlin", valid_from=T0 + 10 * day, supersedes=[f"{ALICE}-m1"]),
+        memory(ALICE, 3, "likes green tea"),  # no valid_from: it holds from its created_at
+    )
+    query = EMBED.embed(["lives in"])
+
+    def found(**filters: object) -> list[str]:
+        seen = long_term.vector_search(ALICE, query, MemoryFilters.model_validate(filters), 10)
+        return sorted(c.memory.id.removeprefix(f"{ALICE}-") for c in seen)
+
+    assert found(as_of=T0 + 5 * day) == ["m1", "m3"]
+    assert found(as_of=T0 + 20 * day) == ["m2", "m3"]
+    assert found(as_of=T0 - day) == []
+    assert found(open_at=T0 + 20 * day) == ["m2", "m3"]
+    (paris,) = long_term.get(ALICE, [f"{ALICE}-m1"])
+    assert paris.valid_until == T0 + 10 * day and paris.superseded_by == [f"{ALICE}-m2"]
+
+
+def test_a_long_memory_scores_by_its_best_passage_and_goes_with_it(long_term: LongTermStore) -> None:
+    long = memory(ALICE, 1, "an opening about gardening schedules")
+    store(long_term, long, memory(ALICE, 2, "a violin lesson on tuesdays"), memory(BOB, 1, "bob's spare key"))
+    later = ["the spare key is taped under the blue flowerpot"]
+    long_term.add_passages(ALICE, long.id, later, EMBED.embed(later))
+    query = EMBED.embed(["spare key blue flowerpot"])
+    (best, *_) = long_term.vector_search(ALICE, query, EVERYONE, 2)
+    assert best.memory.id == long.id and best.passage == later[0]
+    own = long_term.vector_search(ALICE, query, EVERYONE, 2, passages=False)
+    assert all(c.passage is None for c in own) and own[0].score < best.score
+    assert long_term.delete(ALICE, [long.id]) == 1
+    assert long.id not in {c.memory.id for c in long_term.vector_search(ALICE, query, EVERYONE, 5)}
+    assert long_term.delete_user(ALICE) == 1
+    assert long_term.traces_of(ALICE) == []

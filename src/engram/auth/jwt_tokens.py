@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from engram.auth.principal import SCOPES, Principal
 from engram.core.errors import InvalidInput
-from engram.core.models import ID_PATTERN
+from engram.core.limits import ID_PATTERN
 
 logger = logging.getLogger(__name__)
 

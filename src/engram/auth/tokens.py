@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 
 from engram.auth.principal import Principal, Scope
 from engram.core.errors import InvalidInput
-from engram.core.models import ID_PATTERN
+from engram.core.limits import ID_PATTERN
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,10 @@ import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from engram.core.context import turn_admitted
+from engram.core.filters import MemoryFilters
 from engram.core.identity import GLOBAL_OWNER
-from engram.core.models import MAX_QUERY_CHARS, Memory, RecallFilters, Turn
-from engram.core.validation import check_filters, check_optional_id
+from engram.core.models import MAX_QUERY_CHARS, Memory, Turn
+from engram.core.validation import check_optional_id, parsed
 
 if TYPE_CHECKING:
     from engram.core.service import MemoryService
@@ -79,7 +80,7 @@ async def brief(
     limits = limits or BriefingLimits()
     key = memory.user_key(user_id)
     check_optional_id("session_id", session_id)
-    filters = check_filters(RecallFilters(project=project), agent_id)
+    filters = parsed(MemoryFilters, {"project": project}).seen_by(check_optional_id("agent_id", agent_id))
     store = memory.long_term
     # A pasted page is a prompt too: its first part is plenty to match on, and keeps the search quick.
     query = (query or "").strip()[:MAX_QUERY_CHARS] or None

@@ -11,11 +11,20 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio.to_thread
 
 from engram.core.errors import InvalidInput, quoted
+from engram.core.filters import MemoryFilters
 from engram.core.health import TierHealth
 from engram.core.identity import UserKey, unkeyed
-from engram.core.models import Memory, RecallFilters, Turn
+from engram.core.models import Memory, Turn
 from engram.core.policy import MemoryPolicy
-from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
+from engram.core.ports import (
+    Embedder,
+    Enricher,
+    GraphStore,
+    LongTermStore,
+    MemoryMetrics,
+    NoMetrics,
+    SessionStore,
+)
 from engram.core.ranking import RankingPolicy
 from engram.core.redaction import SensitiveContentRejected, redact
 from engram.core.tiers import Tier
@@ -44,6 +53,8 @@ class MemoryContext:
     knowledge: KnowledgeService | None = None
     #: Which tiers storage found damaged (recall, stats and /healthz report them).
     health: TierHealth = field(default_factory=TierHealth)
+    #: Each user's entities and relations (None: no graph; recall then does not follow it).
+    graph: GraphStore | None = None
     #: Every tier, in the order erasure goes through them (closing goes backwards).
     tiers: list[Tier] = field(default_factory=list)
 
@@ -74,7 +85,7 @@ class MemoryContext:
     ) -> Memory | None:
         """The user's memory `memory_id` if the asking agent may see it; else None, or InvalidInput if `required`."""
         found = await self.run(partial(self.long_term.get, key, [memory_id]))
-        visible = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        visible = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         if not found or not visible.admits(found[0].agent_id, found[0].visibility):
             # Another agent's private memory gets the same answer as a missing one: its existence is private too.
             if required or found:
@@ -83,6 +94,6 @@ class MemoryContext:
         return found[0]
 
 
-def turn_admitted(filters: RecallFilters, turn: Turn) -> bool:
+def turn_admitted(filters: MemoryFilters, turn: Turn) -> bool:
     """Whether the asking agent may see a session turn (summaries are shared, like their memory)."""
     return filters.admits(turn.agent_id, turn.visibility)

@@ -62,7 +62,7 @@ class Eraser:
             finished_at=ctx.clock(),
             verification=(
                 "no row, older table version, index entry or file byte of the user's pseudonymous id remains in "
-                "long-term or knowledge memory (compacted, indexes rebuilt, old versions removed); no "
+                "long-term, knowledge or graph memory (compacted, indexes rebuilt, old versions removed); no "
                 "session-cache entry or file byte of it remains (secure delete, write-ahead log truncated)"
             ),
         )

@@ -29,6 +29,11 @@ Scope = Literal["global", "user"]
 Origin = Literal["file", "text"]
 
 
+def scope_of(owner: str) -> Scope:
+    """'global' for shared knowledge, 'user' for a user's own."""
+    return "global" if owner == GLOBAL_OWNER else "user"
+
+
 class DocumentFormat(StrEnum):
     """The document formats Engram can ingest."""
 

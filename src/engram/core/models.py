@@ -8,25 +8,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Accepted shape of every caller-supplied identifier (user, session, agent). Parsing ids at the
-#: boundary is the first defence for storage filters; storage quotes literals as the second.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+:-]{0,127}$"
-ID_RULE = "1-128 characters: letters, digits and _ . @ + : - (starting with a letter or digit)"
+# Re-exported for code that imported the limits from here before `core/limits.py` held them all.
+from engram.core.limits import ID_PATTERN as ID_PATTERN
+from engram.core.limits import ID_RULE as ID_RULE
+from engram.core.limits import MAX_METADATA_KEYS as MAX_METADATA_KEYS
+from engram.core.limits import MAX_OFFSET as MAX_OFFSET
+from engram.core.limits import MAX_PAGE as MAX_PAGE
+from engram.core.limits import MAX_QUERY_CHARS as MAX_QUERY_CHARS
+from engram.core.limits import MAX_TAGS as MAX_TAGS
+from engram.core.limits import MEMORY_ID_PATTERN as MEMORY_ID_PATTERN
+from engram.core.values import Content, Entities, Id, Label, MemoryIds, Metadata, Tags, Unit, UtcDate
 
-#: Shape of a memory id (content-addressed, see `memory_id`).
-MEMORY_ID_PATTERN = r"^[0-9a-f]{32}$"
-MAX_QUERY_CHARS = 2000
-#: Longest content `remember` accepts (the one limit: the tools' schemas, the setting's default and ceiling).
-#: Well above any assistant answer; long content is indexed as passages (core/passages.py).
-MAX_CONTENT_CHARS = 100_000
-
-MAX_TAGS = 32
-#: `list_memories` pages: at most this many memories per page, and pages reach this far.
-MAX_PAGE = 100
-MAX_OFFSET = 10_000
 #: Which memory `recall` searches: personal memory (working and long-term), knowledge, or both.
 RecallScope = Literal["memories", "knowledge", "both"]
-MAX_METADATA_KEYS = 32
 MetadataValue = str | int | float | bool | None
 #: Which projects `recall` and `list_memories` search: the given project and the user's global (project-less)
 #: memories ('with_global', the default; without a project, global memories only), that project alone ('only'),
@@ -96,6 +90,14 @@ class Memory(BaseModel):
     links: list[str] = Field(default_factory=list, description="For a summary: the ids of the turns it replaces.")
     turn_index: int | None = Field(default=None, description="For a turn: its position in its session, from 0.")
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    valid_from: datetime | None = Field(
+        default=None, description="Since when it holds (default: when it occurred, created_at)."
+    )
+    valid_until: datetime | None = Field(
+        default=None, description="When it stopped holding (a newer memory superseded it); null while current."
+    )
+    supersedes: list[str] = Field(default_factory=list, description="Ids of the older memories this one replaces.")
+    superseded_by: list[str] = Field(default_factory=list, description="Ids of the memories that replaced this one.")
 
 
 class Turn(BaseModel):
@@ -128,6 +130,9 @@ class HitScores(BaseModel):
     vector_rank: int | None = Field(description="Rank in the semantic result list (1 = best), or null.")
     keyword_rank: int | None = Field(description="Rank in the keyword result list (1 = best), or null.")
     neighbor_boost: float = Field(description="Added because neighbouring turns of the same session also matched.")
+    graph_boost: float = Field(
+        default=0.0, description="Added because the memory names an entity the query names, or one related to it."
+    )
     fused: float = Field(description="The final ranking score.")
 
 
@@ -168,64 +173,39 @@ class KnowledgeHit(BaseModel):
     citation: Citation
 
 
-class RecallFilters(BaseModel):
-    """Metadata conditions a memory must meet to be recalled or listed; unset fields do not filter.
-
-    `viewer_agent` is not a choice of the caller's but who is asking: every query sees the user's shared
-    memories plus the private memories of `viewer_agent` only.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    viewer_agent: str | None = None
-    project: str | None = None
-    project_scope: ProjectScope = "with_global"
-    agents: list[str] = Field(default_factory=list)
-    exclude_agents: list[str] = Field(default_factory=list)
-    shared_only: bool = False
-    session_id: str | None = None
-    kind: Kind | None = None
-    tags_any: list[str] = Field(default_factory=list)
-    tags_all: list[str] = Field(default_factory=list)
-    entity: str | None = None
-    sentiment: Sentiment | None = None
-    category: str | None = None
-    resolved: bool | None = None
-    min_importance: float | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def admits(self, agent_id: str | None, visibility: Visibility) -> bool:
-        """Whether a memory or turn written by `agent_id` with `visibility` passes the agent rules."""
-        if visibility is Visibility.PRIVATE and (self.shared_only or agent_id is None or agent_id != self.viewer_agent):
-            return False
-        if self.agents and agent_id not in self.agents:
-            return False
-        return not (self.exclude_agents and agent_id in self.exclude_agents)
-
-
+# Parsed once: each field within its limits and in the form stores keep. `remember_many`'s tool takes a list of
+# these as its schema (the docstring is their description there); the service applies only what depends on its
+# settings (the content limit, redaction) and on the caller (a private memory needs an agent).
 class RememberItem(BaseModel):
-    """One memory of a batch `remember_many` call (the same fields as `remember`)."""
+    """One memory to store (the fields of remember)."""
 
-    content: str = Field(description="The text to remember, verbatim.")
-    session_id: str | None = Field(default=None, description="The conversation it belongs to, if any.")
-    project: str | None = Field(default=None, description="The project it belongs to (default: global to the user).")
-    role: Role | None = Field(default=None, description="Who said it (for a turn).")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    content: Content
+    session_id: Id | None = None
+    project: Id | None = None
+    role: Role | None = None
     kind: Kind | None = None
-    tags: list[str] = Field(default_factory=list)
-    category: str | None = None
-    entities: list[str] = Field(default_factory=list, description="People, organisations, products... it mentions.")
+    tags: Tags = None
+    category: Label | None = None
+    entities: Entities = None
     sentiment: Sentiment | None = None
     resolved: bool | None = None
-    visibility: Visibility = Field(
-        default=Visibility.SHARED,
-        description="'shared' (default) with every agent of the user, or 'private' to the writing agent.",
-    )
-    metadata: dict[str, MetadataValue] = Field(
-        default_factory=dict, description="Extra key/value pairs; a 'speaker' entry names who said it."
-    )
-    importance: float | None = Field(default=None, ge=0.0, le=1.0)
-    occurred_at: datetime | None = Field(default=None, description="When it happened (ISO 8601). Default: now.")
+    visibility: Visibility = Visibility.SHARED
+    metadata: Metadata = None
+    importance: Unit = None
+    occurred_at: UtcDate | None = None
+    supersedes: MemoryIds = None
+
+
+class SupersedeSuggestion(BaseModel):
+    """A stored memory that looks like an older version of the one just remembered."""
+
+    id: str
+    content: str
+    valid_from: datetime
+    similarity: float = Field(description="Cosine similarity to the new memory, -1..1.")
+    reason: str = Field(description="Why it was suggested: a near-duplicate, a shared entity, or a similar statement.")
 
 
 class RememberResult(BaseModel):
@@ -240,6 +220,16 @@ class RememberResult(BaseModel):
         default_factory=dict,
         description="Sensitive details replaced by placeholders before storing, as counts per category "
         "(email, phone, card, iban, national_id, ip_address, secret); never the values.",
+    )
+    # Left out of the reply when empty: most writes have none, and every reply costs the caller context.
+    supersede_candidates: list[SupersedeSuggestion] = Field(
+        default_factory=list,
+        exclude_if=lambda found: not found,
+        description="Current memories that look like older versions of this fact. If this one replaces them, pass "
+        "their ids as `supersedes` (now or in a later remember of the same content); Engram never decides alone.",
+    )
+    superseded: list[str] = Field(
+        default_factory=list, exclude_if=lambda ids: not ids, description="Ids this call closed as superseded."
     )
 
 
@@ -279,6 +269,7 @@ class ForgetReceipt(BaseModel):
     short_term: int = Field(description="Short-term session records erased.")
     long_term: int = Field(description="Long-term memories erased.")
     knowledge: int = Field(default=0, description="Chunks of the user's own knowledge sources erased.")
+    graph: int = Field(default=0, description="Entities and relations of the user's graph erased.")
     finished_at: datetime
     verification: str = Field(description="The check performed after erasing, which found nothing left.")
 
@@ -341,6 +332,7 @@ class ServerStats(BaseModel):
     long_term: TierStats | None = None
     sessions: TierStats | None = Field(default=None, description="Working and short-term memory (one diskcache).")
     knowledge: TierStats | None = Field(default=None, description="Knowledge memory: chunks of ingested documents.")
+    graph: TierStats | None = Field(default=None, description="The users' graphs: entities and relations.")
     damaged: dict[str, str] = Field(
         default_factory=dict, description="Damaged tiers: what is damaged (tier, file) and what to do."
     )

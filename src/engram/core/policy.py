@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from engram.core.models import MAX_CONTENT_CHARS
+from engram.core.limits import MAX_CONTENT_CHARS
 from engram.core.redaction import DEFAULT_POLICY, RedactionPolicy
 
 #: How many times forget_user erases and checks before it reports what remains.

@@ -1,8 +1,9 @@
 """Export and restore: everything a user owns as plain records, and those records back into the stores, once.
 
-Records are JSON-ready dicts, one per memory, session and knowledge source, after a header naming the embedding
-model. Ids are content-addressed per user: restored into the same data directory they come back unchanged; into
-another one (another user key) they are recomputed, and the links and session turns that name them follow.
+Records are JSON-ready dicts, one per memory, session, knowledge source, graph entity and graph relation, after a
+header naming the embedding model. Ids are content-addressed per user: restored into the same data directory they
+come back unchanged; into another one (another user key) they are recomputed, and the links, session turns and
+graph relations that name them follow.
 Vectors are kept only when the file carries them and was made with the same model; otherwise the restore embeds.
 """
 
@@ -17,10 +18,12 @@ import anyio.to_thread
 import numpy as np
 
 from engram.core.errors import InvalidInput
+from engram.core.filters import MemoryFilters
+from engram.core.graph_models import Entity, Relation, entity_id, relation_id
 from engram.core.identity import UserKey
 from engram.core.knowledge import chunk_id
 from engram.core.knowledge_models import KnowledgeChunk
-from engram.core.models import Memory, Turn
+from engram.core.models import Memory, Turn, Visibility
 from engram.core.ports import Vectors
 from engram.core.timeutil import utc_now
 from engram.core.validation import check_optional_id, memory_id
@@ -33,6 +36,8 @@ FORMAT = "engram-export"
 FORMAT_VERSION = 1
 #: Memories and chunks embedded and written per store call during a restore.
 _BATCH = 256
+#: "No limit" for the graph reads of an export (a user's whole graph).
+_ALL = 10_000_000
 
 
 async def _run(fn: Callable[[], T]) -> T:
@@ -74,7 +79,35 @@ async def export_records(
     records.extend(await _session_records(memory, key, {s.memory.session_id for s in stored}, project))
     if project is None and memory.knowledge is not None:
         records.extend(await _knowledge_records(memory, key, with_vectors))
+    if project is None:
+        records.extend(await _graph_records(memory, key, {s.memory.agent_id for s in stored}))
     return records
+
+
+async def _graph_records(memory: MemoryService, key: UserKey, agents: set[str | None]) -> list[dict[str, Any]]:
+    """The user's graph: every entity and relation, the private ones of each agent that wrote memories included."""
+    graph = memory.graph_store
+    if graph is None:
+        return []
+    entities: dict[str, Entity] = {}
+    relations: dict[str, Relation] = {}
+    # A query sees shared items and the asking agent's private ones: ask as each agent in turn.
+    for agent in [*sorted(agents - {None}, key=str), None]:
+        seen = MemoryFilters().seen_by(agent)
+        for entity in await _run(partial(graph.entities, key, seen, None, _ALL)):
+            entities.setdefault(entity.id, entity)
+        for relation in await _run(partial(graph.relations, key, seen, None, _ALL)):
+            relations.setdefault(relation.id, relation)
+    return [{"type": "entity", "entity": _without_owner(e)} for e in entities.values()] + [
+        {"type": "relation", "relation": _without_owner(r)} for r in relations.values()
+    ]
+
+
+def _without_owner(item: Entity | Relation) -> dict[str, Any]:
+    # The owner is the user's key in this directory: the restore gives the item its key there.
+    data = item.model_dump(mode="json")
+    data.pop("user_id", None)
+    return data
 
 
 async def _session_records(
@@ -143,7 +176,15 @@ class Restorer:
         embedder = memory.embedder
         self._same_model = header.get("model") == embedder.model_id and header.get("dimensions") == embedder.dimensions
         self._ids: dict[str, str] = {}
-        self.counts = {"memories": 0, "memories_new": 0, "sessions": 0, "turns_new": 0, "knowledge_sources": 0}
+        self.counts = {
+            "memories": 0,
+            "memories_new": 0,
+            "sessions": 0,
+            "turns_new": 0,
+            "knowledge_sources": 0,
+            "entities": 0,
+            "relations_new": 0,
+        }
 
     async def _vectors(self, texts: Sequence[str], given: Sequence[object]) -> Vectors:
         """The exported vectors when the model is the same and every record has one; else embedded now."""
@@ -228,6 +269,37 @@ class Restorer:
             await _run(partial(store.replace_sources, self._key, [source], chunks, vectors))
             self.counts["knowledge_sources"] += 1
 
+    async def graph(self, entities: Iterable[dict[str, Any]], relations: Iterable[dict[str, Any]]) -> None:
+        """Put back the user's entities and relations under this directory's ids (their memories restored first)."""
+        graph = self._memory.graph_store
+        if graph is None:
+            return
+        key = self._key
+        try:
+            nodes = [Entity.model_validate({**r["entity"], "user_id": key}) for r in entities]
+            edges = [Relation.model_validate({**r["relation"], "user_id": key}) for r in relations]
+        except (KeyError, ValueError) as exc:
+            raise InvalidInput("file", f"holds a malformed graph record: {exc}") from exc
+        nodes = [n.model_copy(update={"id": entity_id(key, n.visibility.value, _owner(n), n.name)}) for n in nodes]
+        edges = [
+            e.model_copy(
+                update={
+                    "id": relation_id(key, e.visibility.value, _owner(e), e.source, e.relation_type, e.target),
+                    "memory_ids": [self._ids.get(i, i) for i in e.memory_ids],
+                }
+            )
+            for e in edges
+        ]
+        if nodes:
+            await _run(partial(graph.upsert_entities, nodes))
+        self.counts["entities"] += len(nodes)
+        if edges:
+            self.counts["relations_new"] += len(await _run(partial(graph.upsert_relations, edges)))
+
+
+def _owner(item: Entity | Relation) -> str | None:
+    return item.agent_id if item.visibility is Visibility.PRIVATE else None
+
 
 async def restore(memory: MemoryService, user_id: str, records: Iterator[dict[str, Any]]) -> dict[str, int]:
     """Restore an export (its header first) for `user_id`; running it again stores nothing new."""
@@ -235,14 +307,17 @@ async def restore(memory: MemoryService, user_id: str, records: Iterator[dict[st
     if header is None:
         raise InvalidInput("file", "is empty; expected an Engram export.")
     restorer = Restorer(memory, user_id, header)
-    by_type: dict[str, list[dict[str, Any]]] = {"memory": [], "session": [], "knowledge": []}
+    by_type: dict[str, list[dict[str, Any]]] = {t: [] for t in ("memory", "session", "knowledge", "entity", "relation")}
     for record in records:
         kind = record.get("type")
         if kind not in by_type:
-            raise InvalidInput("file", f"holds a record of unknown type {kind!r}; expected memory, session, knowledge.")
+            raise InvalidInput(
+                "file", f"holds a record of unknown type {kind!r}; expected one of {', '.join(by_type)}."
+            )
         by_type[str(kind)].append(record)
     # Memories first: sessions and links name memory ids, which a restore into another directory changes.
     await restorer.memories(by_type["memory"])
     await restorer.sessions(by_type["session"])
     await restorer.knowledge(by_type["knowledge"])
+    await restorer.graph(by_type["entity"], by_type["relation"])
     return restorer.counts

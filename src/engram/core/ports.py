@@ -10,8 +10,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from engram.core.filters import MemoryFilters
+from engram.core.graph_models import Entity, Relation
 from engram.core.identity import UserKey
-from engram.core.models import AgentActivity, Memory, RecallFilters, Sentiment, SessionInfo, Turn
+from engram.core.models import AgentActivity, Memory, Sentiment, SessionInfo, Turn
 
 Vectors = npt.NDArray[np.float32]
 
@@ -87,14 +89,14 @@ class LongTermStore(Protocol):
         ...
 
     def vector_search(
-        self, user_id: UserKey, vector: Vectors, filters: RecallFilters, limit: int, *, passages: bool = True
+        self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
     ) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first.
 
         A long memory scores by its best passage; `passages=False` compares the memories' own vectors only."""
         ...
 
-    def keyword_search(self, user_id: UserKey, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: UserKey, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         ...
 
@@ -102,7 +104,7 @@ class LongTermStore(Protocol):
         """Delete the user's memories with these ids; return how many were deleted."""
         ...
 
-    def list_memories(self, user_id: UserKey, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: UserKey, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters` (agent visibility included), newest first, after `offset`."""
         ...
 
@@ -211,6 +213,58 @@ class SessionStore(Protocol):
 
     def close(self) -> None:
         """Release the cache."""
+        ...
+
+
+class GraphStore(Protocol):
+    """Each user's entities and relations; every read and delete is scoped to one user and the asking agent."""
+
+    def upsert_entities(self, entities: Sequence[Entity]) -> None:
+        """Insert these entities, or replace the stored ones with the same id, in one commit."""
+        ...
+
+    def entities(
+        self, user_id: UserKey, filters: MemoryFilters, keys: Sequence[str] | None, limit: int
+    ) -> list[Entity]:
+        """The user's entities (visible under `filters`) whose name or an alias has one of `keys` (None: all)."""
+        ...
+
+    def delete_entities(self, user_id: UserKey, ids: Sequence[str]) -> int:
+        """Delete the user's entities with these ids; return how many were deleted."""
+        ...
+
+    def upsert_relations(self, relations: Sequence[Relation]) -> set[str]:
+        """Insert these relations, or replace the stored ones with the same id; return the ids that were new."""
+        ...
+
+    def relations(
+        self, user_id: UserKey, filters: MemoryFilters, keys: Sequence[str] | None, limit: int
+    ) -> list[Relation]:
+        """The user's relations (visible under `filters`) from or to an entity with one of `keys` (None: all)."""
+        ...
+
+    def delete_relations(self, user_id: UserKey, ids: Sequence[str]) -> int:
+        """Delete the user's relations with these ids; return how many were deleted."""
+        ...
+
+    def delete_user(self, user_id: UserKey) -> int:
+        """Delete every entity and relation of the user; return how many were deleted."""
+        ...
+
+    def traces_of(self, user_id: UserKey) -> list[str]:
+        """What is left of the user on disk (rows, older table versions, files holding the key), without content."""
+        ...
+
+    def count(self) -> int:
+        """Number of entities and relations of all users."""
+        ...
+
+    def bytes_on_disk(self) -> int:
+        """Size of the store's files."""
+        ...
+
+    def close(self) -> None:
+        """Release the store."""
         ...
 
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from engram.core.models import HitScores, MemoryHit
+from engram.core.models import HitScores, Memory, MemoryHit
 from engram.core.ports import Candidate, Vectors
 from engram.core.temporal import TimeReference
 
@@ -88,6 +88,43 @@ def fused_scores(
     return dict(keyword)
 
 
+def _with_priors(score: float, memory: Memory, policy: RankingPolicy, now: datetime) -> float:
+    """`score` plus what the memory earns before any match: recency (halving every half-life) and importance."""
+    if policy.recency_weight:
+        age_days = max(0.0, (now - memory.created_at).total_seconds() / 86400)
+        score += policy.recency_weight * math.pow(0.5, age_days / policy.recency_half_life_days)
+    if policy.importance_weight and memory.importance is not None:
+        score += policy.importance_weight * memory.importance
+    return score
+
+
+def _neighbour_boost(
+    memory: Memory,
+    score: float,
+    base: dict[str, float],
+    position: dict[tuple[str, int], str],
+    policy: RankingPolicy,
+) -> float:
+    """What the best adjacent turn of the same session lends this turn (0 without one)."""
+    if not policy.neighbor_weight or memory.session_id is None or memory.turn_index is None:
+        return 0.0
+    neighbours = [
+        base[n]
+        for n in (
+            position.get((memory.session_id, memory.turn_index - 1)),
+            position.get((memory.session_id, memory.turn_index + 1)),
+        )
+        if n is not None
+    ]
+    best = max(neighbours, default=0.0)
+    # Context, not evidence: a neighbour's score may lift a turn up to just below that neighbour, never past
+    # it (measured on LongMemEval, replies and session-mates outranked the evidence turns themselves).
+    boost = policy.neighbor_weight * best
+    if policy.neighbor_cap:
+        boost = min(boost, max(0.0, best - score - 1e-6))
+    return boost
+
+
 def fuse(
     semantic: Sequence[Candidate],
     keyword: Sequence[Candidate],
@@ -121,28 +158,8 @@ def fuse(
     hits: list[MemoryHit] = []
     for memory_id, score in base.items():
         memory = by_id[memory_id].memory
-        boost = 0.0
-        if policy.neighbor_weight and memory.session_id is not None and memory.turn_index is not None:
-            neighbours = [
-                base[n]
-                for n in (
-                    position.get((memory.session_id, memory.turn_index - 1)),
-                    position.get((memory.session_id, memory.turn_index + 1)),
-                )
-                if n is not None
-            ]
-            best = max(neighbours, default=0.0)
-            # Context, not evidence: a neighbour's score may lift a turn up to just below that neighbour, never past
-            # it (measured on LongMemEval, replies and session-mates outranked the evidence turns themselves).
-            boost = policy.neighbor_weight * best
-            if policy.neighbor_cap:
-                boost = min(boost, max(0.0, best - score - 1e-6))
-        fused = score + boost + _dated(memory.created_at, when, policy, ages)
-        if policy.recency_weight:
-            age_days = max(0.0, (now - memory.created_at).total_seconds() / 86400)
-            fused += policy.recency_weight * math.pow(0.5, age_days / policy.recency_half_life_days)
-        if policy.importance_weight and memory.importance is not None:
-            fused += policy.importance_weight * memory.importance
+        boost = _neighbour_boost(memory, score, base, position, policy)
+        fused = _with_priors(score + boost + _dated(memory.created_at, when, policy, ages), memory, policy, now)
         similarity = float(np.dot(query, by_id[memory_id].vector))
         hits.append(
             MemoryHit(

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 
 import anyio
 
+from engram.core.asked_at import asked_at, merged, within
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import EngramError, InvalidInput, TierDamaged, quoted
+from engram.core.filters import MemoryFilters
+from engram.core.graph_links import links
 from engram.core.identity import UserKey
+from engram.core.limits import MAX_OFFSET, MAX_PAGE, MAX_QUERY_CHARS
 from engram.core.models import (
-    MAX_OFFSET,
-    MAX_PAGE,
-    MAX_QUERY_CHARS,
     AgentActivity,
     KnowledgeHit,
     Memory,
     MemoryHit,
     MemoryPage,
-    RecallFilters,
     RecallResult,
     RecallScope,
     SessionInfo,
@@ -31,8 +30,26 @@ from engram.core.models import (
 )
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
-from engram.core.temporal import TimeReference, resolve
-from engram.core.validation import as_utc, check_filters, check_id, check_optional_id
+from engram.core.temporal import TimeReference
+from engram.core.validation import check_id, check_memory_id, check_optional_id
+
+#: What recall adds to a memory naming an entity the query names, or one of its one-hop neighbours. A neighbour's
+#: memories share no words with the question ("Where is Priya's employer?" - "Headquarters in Rotterdam"), so the
+#: relation has to carry them further than the memories that name the entity itself.
+GRAPH_DIRECT_BOOST = 0.1
+GRAPH_NEIGHBOUR_BOOST = 0.25
+#: How many names (with aliases) recall follows, and how many memories it brings in per name.
+GRAPH_MAX_NAMES = 12
+GRAPH_PER_ENTITY = 10
+
+
+def _boosted(hit: MemoryHit, boost: float) -> MemoryHit:
+    """`hit` with the graph's boost added to its score."""
+    if not boost:
+        return hit
+    score = hit.score + boost
+    scores = hit.scores.model_copy(update={"graph_boost": boost, "fused": round(score, 6)})
+    return hit.model_copy(update={"score": round(score, 6), "scores": scores})
 
 
 @dataclass
@@ -58,7 +75,7 @@ class MemoryReader:
         session_id: str | None = None,
         top_k: int | None = None,
         min_score: float | None = None,
-        filters: RecallFilters | None = None,
+        filters: MemoryFilters | None = None,
         agent_id: str | None = None,
         scope: RecallScope = "both",
         as_of: datetime | None = None,
@@ -67,22 +84,22 @@ class MemoryReader:
 
         `agent_id` is the agent asking: it sees the user's shared memories and its own private ones only.
         `scope` chooses personal memory (working and long-term), knowledge (ingested documents) or both.
-        `as_of` is when the question is asked (default now): "last Saturday" or "two weeks ago" in the query are
-        resolved against it, and memories that occurred in that period rank first.
+        `as_of` (default now) is when it is asked: memories valid then, and where dates in the query count from.
         """
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_optional_id("session_id", session_id)
         query, top_k = self._checked_query(query, top_k, min_score)
-        filters = check_filters(filters or RecallFilters(), agent_id)
-        when = resolve(query, _asked_at(as_of, ctx.clock))
+        asked = asked_at(query, filters or MemoryFilters(), as_of, ctx.clock())
+        filters = asked.filters.seen_by(check_optional_id("agent_id", agent_id))
         if scope == "knowledge":
             found, dropped = await self._knowledge_hits(key, query, await self._embed_query(query), top_k, min_score)
             return RecallResult(working=[], memories=[], knowledge=found, dropped_below_min_score=dropped)
 
         working = await self._working(key, session_id, filters)
         started = time.perf_counter()
-        vector, searched = await self._search_long_term(key, query, filters, top_k, when)
+        vector, searched = await self._search_long_term(key, query, filters, top_k, asked.when)
+        boosts = await self._follow_graph(key, query, vector, filters, searched) if not searched.failed else {}
         unavailable: list[str] = []
         if searched.failed:
             # With scope 'both', damaged long-term memory still leaves working memory and knowledge to answer.
@@ -90,7 +107,7 @@ class MemoryReader:
                 raise searched.failed[0]
             unavailable.append(str(searched.failed[0]))
             searched = _Searched()
-        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score, when)
+        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score, asked.when, boosts)
         ctx.metrics.observe_recall_tier("long_term", time.perf_counter() - started)
         ctx.metrics.observe_recall_results(
             key, [hit.score for hit in kept], [hit.scores.similarity for hit in kept], dropped
@@ -126,7 +143,7 @@ class MemoryReader:
             raise InvalidInput("min_score", f"must be between -1 and 1, got {min_score}.")
         return query, top_k
 
-    async def _working(self, key: UserKey, session_id: str | None, filters: RecallFilters) -> list[WorkingTurn]:
+    async def _working(self, key: UserKey, session_id: str | None, filters: MemoryFilters) -> list[WorkingTurn]:
         """The session's working memory as the asking agent may see it (none without a session)."""
         if session_id is None:
             return []
@@ -137,7 +154,7 @@ class MemoryReader:
         return working
 
     async def _search_long_term(
-        self, key: UserKey, query: str, filters: RecallFilters, top_k: int, when: TimeReference | None = None
+        self, key: UserKey, query: str, filters: MemoryFilters, top_k: int, when: TimeReference | None = None
     ) -> tuple[Vectors, _Searched]:
         """The query's vector, and the candidates of the keyword and vector searches of long-term memory."""
         ctx, ranking = self._ctx, self._ctx.ranking
@@ -163,17 +180,43 @@ class MemoryReader:
                     )
                     searched.semantic = await ctx.run(search)
                     # Without a period weight the period's own search could add nothing to the ranking.
-                    period = None if when is None or not ranking.period_weight else _within(filters, when)
+                    period = None if when is None or not ranking.period_weight else within(filters, when)
                     if period is not None:
                         # The question names a period: its memories are searched too, so that the right Saturday's
                         # turn is a candidate even when turns of other dates say the same thing more closely.
                         # Without passages: the search above already brought the long memories their passages found.
                         search = partial(ctx.long_term.vector_search, key, vector, period, top_k, passages=False)
                         dated = await ctx.run(search)
-                        searched.semantic = _merged(searched.semantic, dated)
+                        searched.semantic = merged(searched.semantic, dated)
                 except EngramError as exc:
                     searched.failed.append(exc)
         return vector, searched
+
+    async def _follow_graph(
+        self, key: UserKey, query: str, vector: Vectors, filters: MemoryFilters, searched: _Searched
+    ) -> dict[str, float]:
+        """Bring in the memories naming an entity the query names or its one-hop neighbours; their boosts by id."""
+        ctx = self._ctx
+        # A caller's own entity filter already says which entity to look at.
+        if ctx.graph is None or filters.entity is not None:
+            return {}
+        try:
+            found = await links(ctx, ctx.graph, key, query, filters)
+        except EngramError:  # a damaged graph must not cost the caller the memories themselves
+            return {}
+        boosts: dict[str, float] = {}
+        present = {c.memory.id for c in searched.semantic}
+        for names, boost in ((found.direct, GRAPH_DIRECT_BOOST), (found.neighbours, GRAPH_NEIGHBOUR_BOOST)):
+            for name in names[:GRAPH_MAX_NAMES]:
+                scoped = filters.model_copy(update={"entity": name})
+                linked = await ctx.run(partial(ctx.long_term.vector_search, key, vector, scoped, GRAPH_PER_ENTITY))
+                for candidate in linked:
+                    boosts[candidate.memory.id] = max(boosts.get(candidate.memory.id, 0.0), boost)
+                    if candidate.memory.id not in present:
+                        present.add(candidate.memory.id)
+                        searched.semantic.append(candidate)
+        searched.semantic.sort(key=lambda c: c.score, reverse=True)
+        return boosts
 
     def _ranked(
         self,
@@ -183,12 +226,16 @@ class MemoryReader:
         top_k: int,
         min_score: float | None,
         when: TimeReference | None = None,
+        boosts: dict[str, float] | None = None,
     ) -> tuple[list[MemoryHit], int]:
         """The best `top_k` fused hits that pass `min_score` (shown under the caller's user id), and how many failed."""
         kept: list[MemoryHit] = []
         dropped = 0
+        hits = fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock(), when)
+        if boosts:
+            hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
-        for hit in fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock(), when):
+        for hit in hits:
             if len(kept) == top_k:
                 break
             if min_score is not None and hit.scores.similarity < min_score:
@@ -218,7 +265,7 @@ class MemoryReader:
         self,
         user_id: str,
         *,
-        filters: RecallFilters | None = None,
+        filters: MemoryFilters | None = None,
         limit: int = 20,
         offset: int = 0,
         agent_id: str | None = None,
@@ -232,11 +279,19 @@ class MemoryReader:
             raise InvalidInput(
                 "offset", f"must be between 0 and {MAX_OFFSET}, got {offset}; narrow the filters instead."
             )
-        checked = check_filters(filters or RecallFilters(), agent_id)
+        checked = (filters or MemoryFilters()).seen_by(check_optional_id("agent_id", agent_id))
         # One extra row tells whether another page follows without a separate count.
         rows = await ctx.run(partial(ctx.long_term.list_memories, key, checked, limit + 1, offset))
         memories = [m.model_copy(update={"user_id": user_id}) for m in rows[:limit]]
         return MemoryPage(memories=memories, next_offset=offset + limit if len(rows) > limit else None)
+
+    async def get_memory(self, user_id: str, memory_id_: str, *, agent_id: str | None = None) -> Memory:
+        """One of the user's memories by id, as the asking `agent_id` may see it (InvalidInput if it is not held)."""
+        key = self._ctx.user_key(user_id)
+        check_memory_id(memory_id_)
+        found = await self._ctx.visible_memory(key, memory_id_, agent_id, required=True)
+        assert found is not None
+        return found.model_copy(update={"user_id": user_id})
 
     async def recent_memories(self, user_id: str, limit: int = 20, *, agent_id: str | None = None) -> list[Memory]:
         """The user's most recently stored long-term memories that `agent_id` may see, newest first."""
@@ -255,7 +310,7 @@ class MemoryReader:
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_id("session_id", session_id)
-        visible = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        visible = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         working = await ctx.run(partial(ctx.sessions.working, key, session_id))
         if working:
             turns = [t for t in working if turn_admitted(visible, t)]
@@ -278,29 +333,3 @@ class MemoryReader:
             for a in activity
             if a.agent_id == viewer or a.shared
         ]
-
-
-def _asked_at(as_of: datetime | None, clock: Callable[[], datetime]) -> datetime:
-    """When the question is asked: `as_of` in its own zone (days start at its midnight; naive means UTC), or now."""
-    if as_of is None:
-        return clock()
-    as_utc("as_of", as_of)  # refuses dates storage cannot hold
-    return as_of if as_of.tzinfo is not None else as_of.replace(tzinfo=UTC)
-
-
-def _within(filters: RecallFilters, when: TimeReference) -> RecallFilters | None:
-    """`filters` narrowed to the period the question names, or None if it names none (or none is left)."""
-    if when.period is None:
-        return None
-    start, end = (as_utc("as_of", moment) for moment in when.period)
-    assert start is not None and end is not None
-    since = start if filters.since is None else max(start, filters.since)
-    until = end if filters.until is None else min(end, filters.until)
-    return filters.model_copy(update={"since": since, "until": until}) if since < until else None
-
-
-def _merged(found: list[Candidate], more: list[Candidate]) -> list[Candidate]:
-    """Two result lists of one search method as one, best first, each memory once."""
-    by_id = {c.memory.id: c for c in more}
-    by_id.update({c.memory.id: c for c in found})
-    return sorted(by_id.values(), key=lambda c: -c.score)

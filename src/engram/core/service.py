@@ -14,17 +14,19 @@ from typing import TYPE_CHECKING
 from engram.core.context import MemoryContext
 from engram.core.erasure import Eraser
 from engram.core.errors import TierDamaged
+from engram.core.graph import GraphKeeper
 from engram.core.health import TierHealth
 from engram.core.identity import UserKey, unkeyed
 from engram.core.models import TierStats
 from engram.core.policy import MemoryPolicy
-from engram.core.ports import Embedder, Enricher, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
+from engram.core.ports import Embedder, Enricher, GraphStore, LongTermStore, MemoryMetrics, NoMetrics, SessionStore
 from engram.core.projects import ProjectEraser, ProjectForgotten
 from engram.core.ranking import RankingPolicy
 from engram.core.retrieval import MemoryReader
 from engram.core.summarizing import SessionSummarizer
-from engram.core.tiers import KnowledgeTier, LongTermTier, SessionTier
+from engram.core.tiers import GraphTier, KnowledgeTier, LongTermTier, SessionTier, Tier
 from engram.core.timeutil import utc_now
+from engram.core.updating import MemoryUpdater
 from engram.core.validation import memory_id, normalize_content
 from engram.core.writing import MemoryWriter
 
@@ -32,6 +34,18 @@ if TYPE_CHECKING:
     from engram.core.knowledge import KnowledgeService
 
 __all__ = ["MemoryPolicy", "MemoryService", "memory_id", "normalize_content"]
+
+
+def _tiers(
+    long_term: LongTermStore, sessions: SessionStore, knowledge: KnowledgeService | None, graph: GraphStore | None
+) -> list[Tier]:
+    """Every tier the service has, in the order erasure goes through them."""
+    tiers: list[Tier] = [LongTermTier(long_term), SessionTier(sessions)]
+    if knowledge is not None:
+        tiers.append(KnowledgeTier(knowledge))
+    if graph is not None:
+        tiers.append(GraphTier(graph))
+    return tiers
 
 
 class MemoryService:
@@ -51,6 +65,7 @@ class MemoryService:
         metrics: MemoryMetrics | None = None,
         knowledge: KnowledgeService | None = None,
         health: TierHealth | None = None,
+        graph: GraphStore | None = None,
     ) -> None:
         context = MemoryContext(
             embedder=embedder,
@@ -64,39 +79,43 @@ class MemoryService:
             metrics=metrics or NoMetrics(),
             knowledge=knowledge,
             health=health or TierHealth(),
+            graph=graph,
+            tiers=_tiers(long_term, sessions, knowledge, graph),
         )
-        context.tiers = [LongTermTier(long_term), SessionTier(sessions)]
         if knowledge is not None:
-            context.tiers.append(KnowledgeTier(knowledge))
+            # One identity for every tier: knowledge resolves users' keys with the same pseudonymiser.
+            knowledge.pseudonymize = context.pseudonymize
         self._ctx = context
-        self.embedder, self.long_term, self.sessions = embedder, long_term, sessions
-        self.policy, self.metrics, self.knowledge, self.health = (
-            context.policy,
-            context.metrics,
-            knowledge,
-            context.health,
-        )
+        self.embedder, self.long_term, self.sessions, self.knowledge = embedder, long_term, sessions, knowledge
+        self.policy, self.metrics, self.health = context.policy, context.metrics, context.health
         self.user_key = context.user_key
 
         writer = MemoryWriter(context)
         self.remember = writer.remember
+        self.remember_item = writer.remember_item
         self.remember_many = writer.remember_many
-        self.update_memory = writer.update_memory
+        self.update_memory = MemoryUpdater(context).update_memory
 
         reader = MemoryReader(context)
         self.recall = reader.recall
-        self.list_memories = reader.list_memories
+        self.list_memories, self.get_memory = reader.list_memories, reader.get_memory
         self.recent_memories = reader.recent_memories
         self.sessions_of = reader.sessions_of
         self.transcript = reader.transcript
         self.agents_of = reader.agents_of
 
         self.summarize_session = SessionSummarizer(context, writer).summarize_session
+        self.graph = GraphKeeper(context, writer, graph) if graph is not None else None  # None: no graph store
 
         eraser = Eraser(context)
         self.forget_user = eraser.forget_user
         self.forget_memory = eraser.forget_memory
         self.purge = eraser.purge
+
+    @property
+    def graph_store(self) -> GraphStore | None:
+        """The store of users' graphs (an export reads it whole), or None without a graph."""
+        return self._ctx.graph
 
     @property
     def ranking(self) -> RankingPolicy:

@@ -9,9 +9,10 @@ from functools import partial
 
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import InvalidInput, NothingToSummarize, quoted
+from engram.core.filters import MemoryFilters
 from engram.core.identity import UserKey
 from engram.core.indexing import index_text
-from engram.core.models import Kind, Memory, RecallFilters, SessionSummary, Turn, Visibility
+from engram.core.models import Kind, Memory, SessionSummary, Turn, Visibility
 from engram.core.summarizer import extractive_summary
 from engram.core.validation import check_id, check_optional_id, memory_id
 from engram.core.writing import MemoryWriter
@@ -45,7 +46,7 @@ class SessionSummarizer:
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_id("session_id", session_id)
-        visible = RecallFilters(viewer_agent=check_optional_id("agent_id", agent_id))
+        visible = MemoryFilters().seen_by(check_optional_id("agent_id", agent_id))
         keep = ctx.policy.keep_recent_default if keep_recent is None else keep_recent
         if not (0 <= keep <= ctx.policy.max_keep_recent):
             raise InvalidInput("keep_recent", f"must be between 0 and {ctx.policy.max_keep_recent}, got {keep}.")

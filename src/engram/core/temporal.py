@@ -89,28 +89,7 @@ def resolve(question: str, as_of: datetime) -> TimeReference:
         start = today - timedelta(days=_UNIT_DAYS[match.group(1)] + 1)
         return TimeReference(start, today + timedelta(days=1), order, match.group(0))
     if match := _RELATIVE.search(text):
-        word, unit = match.group(1), match.group(2) or match.group(3)
-        if word in {"yesterday", "last night"}:
-            return TimeReference(today - timedelta(days=1), today + timedelta(days=1), order, word)
-        if word in {"today", "tonight", "this morning"}:
-            return TimeReference(today - timedelta(days=1), today + timedelta(days=1), order, word)
-        last = word.startswith(("last", "past"))
-        if unit == "week":
-            start = today - timedelta(days=today.weekday() + (7 if last else 0))
-            return TimeReference(start - timedelta(days=1), start + timedelta(days=8), order, word)
-        if unit == "weekend":
-            saturday = today - timedelta(days=(today.weekday() - 5) % 7 or (7 if last else 0))
-            return TimeReference(saturday - timedelta(days=1), saturday + timedelta(days=3), order, word)
-        if unit == "month":
-            first = today.replace(day=1)
-            if last:
-                first = (first - timedelta(days=1)).replace(day=1)
-            following = (first + timedelta(days=32)).replace(day=1)
-            return TimeReference(first - timedelta(days=1), following + timedelta(days=1), order, word)
-        year = today.year - (1 if last else 0)
-        return TimeReference(
-            today.replace(year=year, month=1, day=1), today.replace(year=year + 1, month=1, day=1), order, word
-        )
+        return _relative(match, today, order)
     if match := _WEEKDAY.search(text):
         weekday = _WEEKDAYS[match.group(2)]
         back = (today.weekday() - weekday) % 7
@@ -118,6 +97,48 @@ def resolve(question: str, as_of: datetime) -> TimeReference:
             back = 7
         day = today - timedelta(days=back)
         return TimeReference(day - timedelta(days=1), day + timedelta(days=2), order, match.group(0).strip())
+    if (named := _month(text, today, order)) is not None:
+        return named
+    if match := _YEAR.search(text):
+        year = int(match.group(1))
+        if 1900 <= year <= 2200:
+            return TimeReference(
+                today.replace(year=year, month=1, day=1),
+                today.replace(year=year + 1, month=1, day=1),
+                order,
+                match.group(0),
+            )
+    return TimeReference(order=order)
+
+
+def _relative(match: re.Match[str], today: datetime, order: Literal["earliest", "latest"] | None) -> TimeReference:
+    """The period of "yesterday", "today", "last week", "this month", "last year" and the like."""
+    word, unit = match.group(1), match.group(2) or match.group(3)
+    if word in {"yesterday", "last night"}:
+        return TimeReference(today - timedelta(days=1), today + timedelta(days=1), order, word)
+    if word in {"today", "tonight", "this morning"}:
+        return TimeReference(today - timedelta(days=1), today + timedelta(days=1), order, word)
+    last = word.startswith(("last", "past"))
+    if unit == "week":
+        start = today - timedelta(days=today.weekday() + (7 if last else 0))
+        return TimeReference(start - timedelta(days=1), start + timedelta(days=8), order, word)
+    if unit == "weekend":
+        saturday = today - timedelta(days=(today.weekday() - 5) % 7 or (7 if last else 0))
+        return TimeReference(saturday - timedelta(days=1), saturday + timedelta(days=3), order, word)
+    if unit == "month":
+        first = today.replace(day=1)
+        if last:
+            first = (first - timedelta(days=1)).replace(day=1)
+        following = (first + timedelta(days=32)).replace(day=1)
+        return TimeReference(first - timedelta(days=1), following + timedelta(days=1), order, word)
+    year = today.year - (1 if last else 0)
+    return TimeReference(
+        today.replace(year=year, month=1, day=1), today.replace(year=year + 1, month=1, day=1), order, word
+    )
+
+
+def _month(text: str, today: datetime, order: Literal["earliest", "latest"] | None) -> TimeReference | None:
+    """The month a question names ("in May", "last March", "June 2023"), if it names one."""
     for match in _MONTH.finditer(text):
         name, year_text, lead = match.group(2), match.group(3), match.group(1)
         if name == "may" and lead is None and year_text is None:
@@ -131,13 +152,4 @@ def resolve(question: str, as_of: datetime) -> TimeReference:
         first = today.replace(year=year, month=month, day=1)
         following = (first + timedelta(days=32)).replace(day=1)
         return TimeReference(first - timedelta(days=1), following + timedelta(days=1), order, match.group(0))
-    if match := _YEAR.search(text):
-        year = int(match.group(1))
-        if 1900 <= year <= 2200:
-            return TimeReference(
-                today.replace(year=year, month=1, day=1),
-                today.replace(year=year + 1, month=1, day=1),
-                order,
-                match.group(0),
-            )
-    return TimeReference(order=order)
+    return None

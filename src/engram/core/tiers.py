@@ -16,7 +16,7 @@ import anyio.to_thread
 from engram.core.identity import UserKey
 from engram.core.models import TierStats
 from engram.core.policy import MemoryPolicy
-from engram.core.ports import LongTermStore, SessionStore
+from engram.core.ports import GraphStore, LongTermStore, SessionStore
 
 if TYPE_CHECKING:
     from engram.core.knowledge import KnowledgeService
@@ -150,3 +150,32 @@ class KnowledgeTier:
     def close(self) -> None:
         """Close the store."""
         self._knowledge.close()
+
+
+class GraphTier:
+    """The users' graphs: entities and relations (their observations are long-term memories)."""
+
+    name, label = "graph", "graph"
+
+    def __init__(self, store: GraphStore) -> None:
+        self._store = store
+
+    async def erase_user(self, key: UserKey) -> dict[str, int]:
+        """Delete every entity and relation of the user (compacted and cleaned up, like long-term memory)."""
+        return {"graph": await _run(partial(self._store.delete_user, key))}
+
+    async def traces_of(self, key: UserKey) -> list[str]:
+        """Rows, older versions and files that still hold the user."""
+        return [f"graph store: {trace}" for trace in await _run(partial(self._store.traces_of, key))]
+
+    async def purge(self, now: datetime, policy: MemoryPolicy) -> dict[str, int]:
+        """Entities and relations stay while the user keeps them: retention applies to their memories."""
+        return {}
+
+    async def stats(self) -> TierStats:
+        """Entities and relations of all users and the tables' size."""
+        return TierStats(items=await _run(self._store.count), bytes_on_disk=await _run(self._store.bytes_on_disk))
+
+    def close(self) -> None:
+        """Close the tables."""
+        self._store.close()

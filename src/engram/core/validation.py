@@ -12,26 +12,27 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from engram.core.errors import InvalidInput, quoted
-from engram.core.models import (
+from engram.core.limits import (
     ID_PATTERN,
     ID_RULE,
+    MAX_LABEL_CHARS,
     MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_TAG_CHARS,
     MAX_TAGS,
     MEMORY_ID_PATTERN,
-    MetadataValue,
-    RecallFilters,
 )
+from engram.core.models import MetadataValue
+from engram.core.problems import argument_problem
 from engram.core.timeutil import to_utc
 
 _ID = re.compile(ID_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_TAG_CHARS = 64
-MAX_LABEL_CHARS = 64
-MAX_METADATA_VALUE_CHARS = 1000
-#: Agents named in one include or exclude list of a filter.
-MAX_FILTER_AGENTS = 20
 
 
 def normalize_content(content: str) -> str:
@@ -46,6 +47,22 @@ def memory_id(user_id: str, content: str, project: str | None = None) -> str:
     scope = user_id if project is None else f"{user_id}\x00{project}"
     digest = hashlib.sha256(f"{scope}\x00{normalize_content(content)}".encode())
     return digest.hexdigest()[:32]
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def parsed(model: type[Model], values: Mapping[str, object]) -> Model:
+    """`values` parsed into `model` for a caller of the service's Python API (the tools parse at their boundary);
+    a refused value is an InvalidInput naming its argument."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = str(error["loc"][0]) if error["loc"] else "arguments"
+        # The message names the exact place ('tags[2]'); the error's field is the argument ('tags').
+        problem = argument_problem(error, list(model.model_fields)).removeprefix(f"'{field}' ")
+        raise InvalidInput(field, problem.rstrip(".") + ".") from None
 
 
 def check_id(field: str, value: str) -> str:
@@ -154,30 +171,3 @@ def as_utc(field: str, value: datetime | None) -> datetime | None:
     if not 1000 <= value.year <= 9998:
         raise InvalidInput(field, f"must be a date between the years 1000 and 9998, got {value.isoformat()}.")
     return to_utc(value)
-
-
-def check_filters(filters: RecallFilters, viewer: str | None) -> RecallFilters:
-    """Check caller-chosen filter values (naming the tool argument) and set who is asking."""
-    check_optional_id("agent_id", viewer)
-    for name, agents in (("from_agents", filters.agents), ("exclude_agents", filters.exclude_agents)):
-        if len(agents) > MAX_FILTER_AGENTS:
-            raise InvalidInput(name, f"at most {MAX_FILTER_AGENTS} agents are accepted, got {len(agents)}.")
-        for agent in agents:
-            check_id(name, agent)
-    check_optional_id("from_session", filters.session_id)
-    check_optional_id("project", filters.project)
-    check_unit("min_importance", filters.min_importance)
-    since, until = as_utc("since", filters.since), as_utc("until", filters.until)
-    if since is not None and until is not None and since >= until:
-        raise InvalidInput("since", f"must be earlier than 'until' ({since.isoformat()} >= {until.isoformat()}).")
-    return filters.model_copy(
-        update={
-            "since": since,
-            "until": until,
-            "tags_any": check_tags("tags", filters.tags_any),
-            "tags_all": check_tags("tags_all", filters.tags_all),
-            "entity": check_label("entity", filters.entity),
-            "category": check_label("category", filters.category),
-            "viewer_agent": viewer,
-        }
-    )

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 
 from engram.core.context import MemoryContext
-from engram.core.errors import InvalidInput, quoted
+from engram.core.errors import InvalidInput
 from engram.core.identity import UserKey
 from engram.core.indexing import index_text
+from engram.core.limits import MAX_TAGS
 from engram.core.models import (
-    MAX_TAGS,
     Kind,
     Memory,
-    MemoryUpdated,
     MetadataValue,
     RememberItem,
     RememberResult,
@@ -25,18 +24,20 @@ from engram.core.models import (
     Turn,
     Visibility,
 )
-from engram.core.passages import passages
+from engram.core.passages import indexed_passages, store_passages
 from engram.core.ports import Enrichment, Vectors
+from engram.core.supersession import (
+    SuggestionPolicy,
+    check_order,
+    close_all,
+    suggest,
+    superseded_memories,
+    valid_from,
+)
 from engram.core.validation import (
-    as_utc,
-    check_entities,
-    check_label,
-    check_memory_id,
-    check_metadata,
     check_optional_id,
-    check_tags,
-    check_unit,
     memory_id,
+    parsed,
 )
 
 logger = logging.getLogger(__name__)
@@ -83,18 +84,19 @@ def _with_enrichment(memory: Memory, found: Enrichment) -> Memory:
 
 
 class MemoryWriter:
-    """remember, remember_many and update_memory: every way a memory enters or changes in long-term memory."""
+    """remember and remember_many: every way a memory enters long-term memory (update_memory: core/updating.py)."""
 
     def __init__(self, context: MemoryContext) -> None:
         self._ctx = context
+        self.suggestions = SuggestionPolicy()
 
     async def remember(
         self,
         user_id: str,
         content: str,
         *,
-        session_id: str | None = None,
         agent_id: str | None = None,
+        session_id: str | None = None,
         project: str | None = None,
         role: Role | None = None,
         kind: Kind | None = None,
@@ -107,34 +109,55 @@ class MemoryWriter:
         entities: Sequence[str] | None = None,
         sentiment: Sentiment | None = None,
         resolved: bool | None = None,
+        supersedes: Sequence[str] | None = None,
     ) -> RememberResult:
-        """Store `content` for the user in long-term memory (once), and as a turn of the session if given.
+        """`remember_item` for Python callers (CLI, tests): the fields are parsed into a RememberItem first."""
+        fields = {
+            "content": content,
+            "session_id": session_id,
+            "project": project,
+            "role": role,
+            "kind": kind,
+            "tags": tags,
+            "category": category,
+            "metadata": metadata,
+            "importance": importance,
+            "occurred_at": occurred_at,
+            "visibility": visibility,
+            "entities": entities,
+            "sentiment": sentiment,
+            "resolved": resolved,
+            "supersedes": supersedes,
+        }
+        return await self.remember_item(user_id, parsed(RememberItem, fields), agent_id=agent_id)
 
-        `occurred_at` dates the memory when importing history (default: now). A `speaker` entry in `metadata`
-        names who said it; it is indexed with the content so questions about that person find it.
+    async def remember_item(self, user_id: str, item: RememberItem, *, agent_id: str | None = None) -> RememberResult:
+        """Store the item for the user in long-term memory (once), and as a turn of its session if it has one.
+
+        `occurred_at` dates the memory when importing history (default: now); it holds from then. A `speaker`
+        entry in `metadata` names who said it; it is indexed with the content so questions about that person find
+        it. `supersedes` names older memories this one replaces: they stay readable but hold only until it starts.
+        A fact is answered with the current memories that look like older versions of it, for the caller to judge.
         """
-        # Built without validation: draft() checks every field and names it in its own error.
-        item = RememberItem.model_construct(
-            content=content,
-            session_id=session_id,
-            project=project,
-            role=role,
-            kind=kind,
-            tags=list(tags or []),
-            category=category,
-            metadata=dict(metadata or {}),
-            importance=importance,
-            occurred_at=occurred_at,
-            visibility=visibility,
-            entities=list(entities or []),
-            sentiment=sentiment,
-            resolved=resolved,
-        )
-        placed = await self._place(self._draft(user_id, agent_id, item, ""))
-        created = await self.store(placed.memory, placed.indexed, placed.passages)
-        self._ctx.metrics.observe_write(placed.key, 1, int(created))
+        ctx = self._ctx
+        draft = self._draft(user_id, agent_id, item, "")
+        # Checked before anything is stored: a bad id stores nothing.
+        olds = await superseded_memories(ctx, draft.key, list(item.supersedes or []), agent_id)
+        check_order(valid_from(draft.memory), olds)
+        if olds:
+            draft = replace(draft, memory=draft.memory.model_copy(update={"supersedes": [o.id for o in olds]}))
+        placed = await self._place(draft)
+        created, memory, vector = await self._store(placed.memory, placed.indexed, placed.passages)
+        ctx.metrics.observe_write(placed.key, 1, int(created))
+        memory = await close_all(ctx, placed.key, olds, memory, created)
+        candidates = await suggest(ctx, placed.key, memory, vector[0], self.suggestions)
         return RememberResult(
-            id=placed.memory.id, created=created, session_turns=placed.session_turns, redacted=placed.redacted
+            id=placed.memory.id,
+            created=created,
+            session_turns=placed.session_turns,
+            redacted=placed.redacted,
+            supersede_candidates=candidates,
+            superseded=[o.id for o in olds],
         )
 
     async def remember_many(
@@ -154,6 +177,9 @@ class MemoryWriter:
         ctx = self._ctx
         if not 1 <= len(items) <= ctx.policy.max_batch:
             raise InvalidInput("items", f"give 1 to {ctx.policy.max_batch} items, got {len(items)}.")
+        for i, item in enumerate(items):
+            if item.supersedes:  # closing older memories needs one remember per memory, with its suggestions
+                raise InvalidInput(f"items[{i}].supersedes", "is taken by remember only, one memory at a time.")
         drafts = [self._draft(user_id, agent_id, item, f"items[{i}].") for i, item in enumerate(items)]
         if skip_stored:
             key = ctx.user_key(user_id)
@@ -168,7 +194,7 @@ class MemoryWriter:
         inserted = await ctx.run(partial(ctx.long_term.add_many, memories, [p.indexed for p in placed], vectors))
         for p in placed:
             if p.passages and p.memory.id in inserted:
-                await self._store_passages(p.key, p.memory.id, p.passages)
+                await store_passages(ctx, p.key, p.memory.id, p.passages)
         ctx.metrics.observe_write(ctx.user_key(user_id), len(placed), len(inserted))
         results: list[RememberResult] = []
         for p in placed:
@@ -180,13 +206,15 @@ class MemoryWriter:
         return results
 
     def _draft(self, user_id: str, agent_id: str | None, item: RememberItem, where: str) -> _Draft:
-        """Check one memory's fields (naming them with `where` as prefix) without touching any store."""
+        """The memory an item makes, with what depends on settings and caller applied, without touching any store.
+
+        The item's own fields were parsed with it; here the content limit and redaction (settings) apply, and a
+        private memory needs the writing agent (`where` prefixes the argument named in an error).
+        """
         ctx = self._ctx
         key = ctx.user_key(user_id)
         check_optional_id("agent_id", agent_id)
-        check_optional_id(f"{where}session_id", item.session_id)
-        visibility = Visibility(item.visibility)
-        if visibility is Visibility.PRIVATE and agent_id is None:
+        if item.visibility is Visibility.PRIVATE and agent_id is None:
             raise InvalidInput(
                 f"{where}visibility", "'private' keeps a memory to the agent that wrote it: pass agent_id as well."
             )
@@ -194,28 +222,31 @@ class MemoryWriter:
         text = ctx.content(f"{where}content", item.content, redacted)
         metadata = {
             name: ctx.redact(f"{where}metadata", value, redacted) if isinstance(value, str) else value
-            for name, value in check_metadata(item.metadata, f"{where}metadata").items()
+            for name, value in (item.metadata or {}).items()
         }
-        speaker_value = metadata.get("speaker")
-        project = check_optional_id(f"{where}project", item.project)
+        # A graph observation names its subject: it is indexed with the text, as a speaker is.
+        speaker_value = metadata.get("speaker", metadata.get("subject"))
+        in_session = item.session_id is not None
+        project = item.project
         memory = Memory(
             id=memory_id(key, text, project),
             user_id=key,
             agent_id=agent_id,
-            visibility=visibility,
+            visibility=item.visibility,
             session_id=item.session_id,
             project=project,
-            role=item.role or (Role.USER if item.session_id is not None else None),
-            kind=item.kind or (Kind.TURN if item.session_id is not None else Kind.FACT),
+            role=item.role or (Role.USER if in_session else None),
+            kind=item.kind or (Kind.TURN if in_session else Kind.FACT),
             content=text,
-            created_at=as_utc(f"{where}occurred_at", item.occurred_at) or ctx.clock(),
-            tags=check_tags(f"{where}tags", item.tags),
-            category=check_label(f"{where}category", item.category),
-            entities=check_entities(f"{where}entities", item.entities),
-            sentiment=None if item.sentiment is None else Sentiment(item.sentiment),
+            created_at=(when := item.occurred_at or ctx.clock()),
+            valid_from=when,
+            tags=list(item.tags or []),
+            category=item.category,
+            entities=list(item.entities or []),
+            sentiment=item.sentiment,
             resolved=item.resolved,
             metadata=metadata,
-            importance=check_unit(f"{where}importance", item.importance),
+            importance=item.importance,
         )
         speaker = (speaker_value.strip() or None) if isinstance(speaker_value, str) else None
         return _Draft(key=key, memory=memory, speaker=speaker, redacted=redacted, dated=item.occurred_at is not None)
@@ -249,7 +280,10 @@ class MemoryWriter:
                 if not draft.dated and before.created_at < memory.created_at - self._ctx.policy.live_session_gap:
                     # A turn logged into a session of past conversation without its own date happened then,
                     # not today: dated today it would answer "what did I say in May?" wrongly.
-                    memory = memory.model_copy(update={"created_at": before.created_at})
+                    # It holds from then too, or recall as of that time would not find it.
+                    memory = memory.model_copy(
+                        update={"created_at": before.created_at, "valid_from": before.created_at}
+                    )
         who = speaker or (memory.role.value if memory.role else None)
         indexed = index_text(memory.content, when=memory.created_at, speaker=who, previous=previous)
         return _Placed(
@@ -258,11 +292,16 @@ class MemoryWriter:
             indexed=indexed,
             session_turns=session_turns,
             redacted=draft.redacted,
-            passages=_indexed_passages(memory.content, memory.created_at, who),
+            passages=indexed_passages(memory.content, memory.created_at, who),
         )
 
-    async def store(self, memory: Memory, indexed: str, windows: Sequence[str] = ()) -> bool:
-        """Embed, enrich and insert one memory (and a long one's later `windows`); True if it was new."""
+    async def store(self, memory: Memory, indexed: str) -> bool:
+        """Embed, enrich and insert one memory; True if it was new (the insert is conditional on its id)."""
+        return (await self._store(memory, indexed))[0]
+
+    async def _store(self, memory: Memory, indexed: str, windows: Sequence[str] = ()) -> tuple[bool, Memory, Vectors]:
+        """Embed, enrich and insert one memory (and a long one's later `windows`): whether it was new, the memory
+        as enriched, and its vector."""
         # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
         # write to save an embedding only on the rare repeat.
         ctx = self._ctx
@@ -270,14 +309,8 @@ class MemoryWriter:
         (memory,) = await self._enriched([memory], vector)
         created = await ctx.run(partial(ctx.long_term.add, memory, indexed, vector[0]))
         if created and windows:
-            await self._store_passages(UserKey(memory.user_id), memory.id, windows)
-        return created
-
-    async def _store_passages(self, key: UserKey, memory_id_: str, windows: Sequence[str]) -> None:
-        """Embed a long memory's later windows and store them as its passages."""
-        ctx = self._ctx
-        vectors = await ctx.run(partial(ctx.embedder.embed, list(windows)))
-        await ctx.run(partial(ctx.long_term.add_passages, key, memory_id_, list(windows), vectors))
+            await store_passages(ctx, UserKey(memory.user_id), memory.id, windows)
+        return created, memory, vector
 
     async def _enriched(self, memories: Sequence[Memory], vectors: Vectors) -> list[Memory]:
         """The memories with the metadata their caller left empty filled in by the enricher, if there is one."""
@@ -292,92 +325,3 @@ class MemoryWriter:
             logger.warning("metadata extraction failed (%s); storing without it", type(exc).__name__)
             return list(memories)
         return [_with_enrichment(m, e) for m, e in zip(memories, found, strict=True)]
-
-    async def update_memory(
-        self,
-        user_id: str,
-        memory_id_: str,
-        *,
-        agent_id: str | None = None,
-        content: str | None = None,
-        tags: Sequence[str] | None = None,
-        category: str | None = None,
-        importance: float | None = None,
-        resolved: bool | None = None,
-        visibility: Visibility | None = None,
-    ) -> MemoryUpdated:
-        """Change a memory's metadata or content, keeping created_at and setting updated_at.
-
-        A new content is redacted, re-embedded and re-indexed, and gets its content-addressed id (returned, with
-        the old one). Unset arguments leave the field as it is; an empty tag list clears the tags.
-        """
-        ctx = self._ctx
-        key = ctx.user_key(user_id)
-        check_memory_id(memory_id_)
-        if all(v is None for v in (content, tags, category, importance, resolved, visibility)):
-            raise InvalidInput(
-                "update", "nothing to change: give content, tags, category, importance, resolved or visibility."
-            )
-        current = await ctx.visible_memory(key, memory_id_, agent_id, required=True)
-        assert current is not None
-        changes = self._metadata_changes(current, agent_id, tags, category, importance, resolved, visibility)
-        indexed: str | None = None
-        vector: Vectors | None = None
-        if content is not None:
-            text = ctx.content("content", content, {})
-            new_id = memory_id(key, text, current.project)
-            clash: list[Memory] = (
-                [] if new_id == current.id else await ctx.run(partial(ctx.long_term.get, key, [new_id]))
-            )
-            if clash:
-                raise InvalidInput(
-                    "content", f"the same content is already stored as memory {new_id!r}; forget this one instead."
-                )
-            changes.update(id=new_id, content=text)
-            speaker = current.metadata.get("speaker")
-            who = speaker if isinstance(speaker, str) else (current.role.value if current.role else None)
-            indexed = index_text(text, when=current.created_at, speaker=who)
-            vector = (await ctx.run(partial(ctx.embedder.embed, [indexed])))[0]
-        updated = current.model_copy(update=changes)
-        if not await ctx.run(partial(ctx.long_term.replace, key, current.id, updated, indexed, vector)):
-            raise InvalidInput("memory_id", f"no memory {quoted(memory_id_)} is held for this user.")
-        if content is not None and (windows := _indexed_passages(updated.content, current.created_at, who)):
-            await self._store_passages(key, updated.id, windows)
-        previous = current.id if updated.id != current.id else None
-        return MemoryUpdated(
-            id=updated.id, previous_id=previous, memory=updated.model_copy(update={"user_id": user_id})
-        )
-
-    def _metadata_changes(
-        self,
-        current: Memory,
-        agent_id: str | None,
-        tags: Sequence[str] | None,
-        category: str | None,
-        importance: float | None,
-        resolved: bool | None,
-        visibility: Visibility | None,
-    ) -> dict[str, object]:
-        """The checked metadata fields an update sets, with updated_at."""
-        changes: dict[str, object] = {"updated_at": self._ctx.clock()}
-        if tags is not None:
-            changes["tags"] = check_tags("tags", tags)
-        if category is not None:
-            changes["category"] = check_label("category", category)
-        if importance is not None:
-            changes["importance"] = check_unit("importance", importance)
-        if resolved is not None:
-            changes["resolved"] = resolved
-        if visibility is not None:
-            visibility = Visibility(visibility)
-            if visibility != current.visibility and (current.agent_id is None or current.agent_id != agent_id):
-                raise InvalidInput(
-                    "visibility", "only the agent that wrote a memory can change its visibility (pass its agent_id)."
-                )
-            changes["visibility"] = visibility
-        return changes
-
-
-def _indexed_passages(content: str, when: datetime, who: str | None) -> tuple[str, ...]:
-    """A long memory's later windows, each indexed with the memory's date and speaker like the memory itself."""
-    return tuple(index_text(window, when=when, speaker=who) for window in passages(content))

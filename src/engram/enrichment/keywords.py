@@ -6,10 +6,11 @@ import re
 from collections.abc import Collection
 from typing import Any
 
+from engram.core.limits import MAX_TAG_CHARS
+
 #: Tags extracted per memory; a handful keeps them useful as filters rather than a bag of words.
 MAX_EXTRACTED_TAGS = 4
 MAX_TAG_WORDS = 2
-MAX_TAG_CHARS = 64
 _WORD = re.compile(r"[a-z0-9]+(?:['&+.][a-z0-9]+)*")
 _PLACEHOLDER = re.compile(r"\[[A-Z_]+\]")  # redaction placeholders such as [EMAIL] are not topics
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,16 @@ def socket_path(data_dir: Path) -> Path:
     if len(os.fsencode(path)) < 100:
         return path
     digest = hashlib.sha256(os.fsencode(data_dir.resolve())).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"engram-{os.getuid()}-{digest}.sock"
+    # A directory of the user's own, not /tmp itself: other users can plant files (or links) in /tmp.
+    return Path(tempfile.gettempdir()) / f"engram-{os.getuid()}" / f"{digest}.sock"
+
+
+def private_directory(directory: Path) -> None:
+    """Create `directory` owner-only, or refuse one that another user owns, that others may write, or a link."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    found = directory.lstat()
+    if stat.S_ISLNK(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o022:
+        raise PermissionError(f"{directory} must be a directory of this user that no one else can write")
 
 
 def daemons_supported() -> bool:

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from engram.hooks.answer import HookReply, answer
-from engram.hooks.client import socket_path
+from engram.hooks.client import private_directory, socket_path
 
 if TYPE_CHECKING:
     from engram.config import Settings
@@ -95,7 +95,10 @@ def serve(settings: Settings, idle_s: float, announce: Any = print) -> bool:
     from engram.runtime import open_memory
 
     path = socket_path(settings.data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.parent == settings.data_dir:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    else:  # the fallback under the temporary directory, shared with other users
+        private_directory(path.parent)
     with open(f"{path}.lock", "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -118,6 +121,7 @@ def serve(settings: Settings, idle_s: float, announce: Any = print) -> bool:
 
 async def _run(daemon: HookDaemon, path: str, announce: Any) -> None:
     server = await asyncio.start_unix_server(daemon.handle, path=path, limit=MAX_REQUEST)
+    os.chmod(path, 0o600)  # whatever the umask: only this user may connect
     async with server:
         announce(f"engram hook daemon listening on {path}")
         await daemon.until_idle()

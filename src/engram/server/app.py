@@ -9,6 +9,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -30,6 +31,7 @@ from engram.server.prompts import register_prompts
 from engram.server.resources import register_resources
 from engram.tools import engram_tools
 from engram.tools.arguments import argument_error, loggable
+from engram.tools.progress import progress_before_result
 from engram.tools.state import AppState, use_default_user
 
 logger = logging.getLogger(__name__)
@@ -159,7 +161,7 @@ class EngramServer(MCPServer[AppState]):
     ) -> CallToolResult | InputRequiredResult:
         """Run a tool; refused arguments answer in one line, and a structured reply's text is its compact JSON."""
         try:
-            result = await super().call_tool(name, arguments, context)
+            result = await progress_before_result(context, partial(super().call_tool, name, arguments, context))
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):

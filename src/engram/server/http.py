@@ -41,6 +41,7 @@ from engram.server.guards import OAUTH_FALLBACK_PATHS, BodySizeGuard, HostOrigin
 from engram.server.host_check import HostOriginPolicy
 from engram.server.metrics import CONTENT_TYPE, PrometheusMetrics, ToolCallMetrics
 from engram.server.sessions import SessionGuard, SessionLimits
+from engram.storage.distributed import EngineProbe
 from engram.tools.state import AppState, use_default_user
 
 logger = logging.getLogger(__name__)
@@ -219,6 +220,10 @@ def build_http_app(
     in_flight = InFlight(metrics.in_flight)
     server.middleware.extend([in_flight, ToolCallMetrics(metrics, server)])
 
+    engines = EngineProbe(
+        None if settings.sessions_url is None else settings.sessions_url.get_secret_value(), settings.storage_uri
+    )
+
     async def healthz(_: Request) -> Response:
         """Whether the model is loaded and the stores are open (503 while loading, after a failure, or stopping).
 
@@ -247,7 +252,12 @@ def build_http_app(
         }
         if damaged:
             body["damaged"] = damaged
-        return JSONResponse(body, status_code=200 if stores_open else 503)
+        healthy = stores_open
+        if engines.configured:
+            # The shared engines of distributed mode: a replica that cannot reach them should get no traffic.
+            body["engines"] = report = await anyio.to_thread.run_sync(engines.check)
+            healthy = healthy and all(outcome == "ok" for outcome in report.values())
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     async def prometheus(_: Request) -> Response:
         """Prometheus exposition of Engram's metrics (the token check runs in ScopeGuard)."""
@@ -266,6 +276,10 @@ def build_http_app(
             max_sessions=settings.max_sessions,
             # Engram ends idle sessions itself (SessionLimits), on a clock tests can move.
             session_idle_timeout=None,
+            # Replicas behind a load balancer: every request stands alone, so any replica can take it.
+            stateless_http=settings.sessions_url is not None
+            if settings.http_stateless is None
+            else settings.http_stateless,
         )
         mcp_paths: tuple[str, ...] = (MCP_PATH,)
         sessions: SessionLimits | None = SessionLimits(

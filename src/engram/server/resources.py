@@ -1,4 +1,5 @@
-"""Read-only MCP resources: session transcripts, recent sessions and memories, knowledge sources, server stats."""
+"""Read-only MCP resources: session transcripts, recent sessions and memories, knowledge sources, a user's graph,
+server stats."""
 
 from __future__ import annotations
 
@@ -81,7 +82,17 @@ async def knowledge_sources(user_id: str, ctx: Context[AppState]) -> str:
         memory = await ctx.request_context.lifespan_context.memory.get()
         if memory.knowledge is None:
             raise ResourceError("Knowledge memory is not available on this server.")
-        return _SOURCES.dump_json(await memory.knowledge.sources(memory.user_key(user_id)), indent=2).decode()
+        return _SOURCES.dump_json(await memory.knowledge.sources(user_id), indent=2).decode()
+
+
+async def user_graph(user_id: str, ctx: Context[AppState]) -> str:
+    """The user's knowledge graph: entities with their current observations, and relations with their validity."""
+    with resource_errors():
+        who = caller(user_id, access="read")
+        memory = await ctx.request_context.lifespan_context.memory.get()
+        if memory.graph is None:
+            raise ResourceError("The graph is not available on this server.")
+        return (await memory.graph.read_graph(who.user_id, agent_id=who.agent_id)).model_dump_json(indent=2)
 
 
 def stats_resource(current: Callable[[], AppState | None]) -> Callable[[], Any]:
@@ -117,6 +128,7 @@ def stats_resource(current: Callable[[], AppState | None]) -> Callable[[], Any]:
                     "long_term": tiers["long_term"],
                     "sessions": tiers["sessions"],
                     "knowledge": tiers.get("knowledge"),
+                    "graph": tiers.get("graph"),
                 }
             )
         return stats.model_dump_json(indent=2)
@@ -156,6 +168,12 @@ def register_resources(server: MCPServer[AppState], current: Callable[[], AppSta
         title="Knowledge sources",
         mime_type="application/json",
     )(knowledge_sources)
+    server.resource(
+        "engram://users/{user_id}/graph",
+        name="user_graph",
+        title="Knowledge graph",
+        mime_type="application/json",
+    )(user_graph)
     server.resource("engram://stats", name="stats", title="Server stats", mime_type="application/json")(
         stats_resource(current)
     )

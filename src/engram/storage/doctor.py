@@ -46,6 +46,7 @@ class Layout:
     session_cache_dir: Path
     key_file: Path
     key_from_environment: bool
+    graph_dir: Path | None = None
 
 
 def examine(layout: Layout) -> list[Finding]:
@@ -69,8 +70,15 @@ def examine(layout: Layout) -> list[Finding]:
         "SELECT count(*) FROM Cache",
         "{} entries (working and short-term memory)",
     )
-    holds_memories = any(f.items or f.status == "damaged" for f in (long_term, knowledge, journal, sessions))
-    findings += [_key(layout, holds_memories), long_term, journal, knowledge, sessions]
+    graph = []
+    if layout.graph_dir is not None:
+        graph = [
+            _lance_table("graph entities", layout.graph_dir / "entities.lance"),
+            _lance_table("graph relations", layout.graph_dir / "relations.lance"),
+        ]
+    stores = (long_term, knowledge, journal, sessions, *graph)
+    holds_memories = any(f.items or f.status == "damaged" for f in stores)
+    findings += [_key(layout, holds_memories), long_term, journal, knowledge, sessions, *graph]
     return findings
 
 

@@ -2,14 +2,13 @@
 
 LanceDB, SQLite and the operating system each report the same few faults in their own words. Here they become
 Engram's TierDamaged and StorageFailure, naming the tier and the file, so a caller learns what failed and what to
-do instead of a bare "Error executing tool". Stores are wrapped at the composition root, so that every store
-method is covered without touching each one.
+do instead of a bare "Error executing tool". Stores are wrapped at the composition root by their port's decorator
+(`storage/guarded.py`), so that every port method is covered without touching each store.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ from engram.core.health import TierHealth
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 _ERRNO_KINDS = {
     errno.ENOSPC: "disk_full",
@@ -145,27 +145,6 @@ def translated(call: Callable[[], T], tier: str, directory: Path, health: TierHe
         raise fault from exc
 
 
-class FaultTranslatingStore:
-    """A store whose every public method raises TierDamaged or StorageFailure instead of a raw engine error."""
-
-    def __init__(self, store: Any, tier: str, directory: Path, health: TierHealth) -> None:
-        self._store = store
-        self._tier = tier
-        self._directory = directory
-        self._health = health
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._store, name)
-        if name.startswith("_") or not callable(attribute):
-            return attribute
-
-        @functools.wraps(attribute)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            return translated(lambda: attribute(*args, **kwargs), self._tier, self._directory, self._health)
-
-        return guarded
-
-
 class DamagedStore:
     """Stands in for a tier whose files could not even be opened: every use raises the damage found at opening."""
 
@@ -190,8 +169,15 @@ class DamagedStore:
         return refuse
 
 
-def open_tier(opener: Callable[[], T], tier: str, directory: Path, health: TierHealth) -> Any:
-    """Open a tier's store, wrapped by FaultTranslatingStore; a damaged one becomes a DamagedStore (and is recorded).
+def open_tier(
+    opener: Callable[[], S],
+    guard: Callable[[S, str, Path, TierHealth], Any],
+    tier: str,
+    directory: Path,
+    health: TierHealth,
+) -> Any:
+    """Open a tier's store behind `guard` (its port's decorator in `storage/guarded.py`); a damaged one becomes a
+    DamagedStore (and is recorded).
 
     Other faults at opening (a full or read-only disk, a model mismatch) still stop the start: they concern the
     whole data directory, not one tier.
@@ -200,4 +186,4 @@ def open_tier(opener: Callable[[], T], tier: str, directory: Path, health: TierH
         store = translated(opener, tier, directory, health)
     except TierDamaged as error:
         return DamagedStore(error)
-    return FaultTranslatingStore(store, tier, directory, health)
+    return guard(store, tier, directory, health)

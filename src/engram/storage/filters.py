@@ -1,11 +1,12 @@
-"""Safe construction of LanceDB (DataFusion SQL) filter expressions from caller-supplied values."""
+"""LanceDB's compilation of `MemoryFilters` into DataFusion SQL: every caller value quoted, never spliced."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from engram.core.models import RecallFilters
+from engram.core.filters import Condition, MemoryFilters
 from engram.core.timeutil import to_utc
 
 
@@ -31,31 +32,70 @@ def timestamp(value: datetime) -> str:
     return "timestamp " + quote(to_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f"))
 
 
-def agent_clauses(filters: RecallFilters) -> list[str]:
-    """Who may see what: shared memories, the asking agent's private ones, then the include/exclude lists."""
+def agent_clauses(filters: MemoryFilters) -> list[str]:
+    """Who may see what: shared memories, and the asking agent's private ones unless only shared are wanted."""
     if filters.shared_only or filters.viewer_agent is None:
-        clauses = ["visibility = 'shared'"]
-    else:
-        clauses = [f"visibility = 'shared' OR agent_id = {quote(filters.viewer_agent)}"]
-    if filters.agents:
-        clauses.append(f"agent_id IN ({', '.join(quote(a) for a in filters.agents)})")
-    if filters.exclude_agents:
-        clauses.append(f"agent_id IS NULL OR agent_id NOT IN ({', '.join(quote(a) for a in filters.exclude_agents)})")
-    return clauses
+        return ["visibility = 'shared'"]
+    return [f"visibility = 'shared' OR agent_id = {quote(filters.viewer_agent)}"]
 
 
-def project_clauses(filters: RecallFilters) -> list[str]:
+def project_clauses(filters: MemoryFilters) -> list[str]:
     """Which projects a query reaches: by default the given one plus the user's global memories, never another."""
-    if filters.project_scope == "any":
+    if filters.projects == "any":
         return []
     if filters.project is None:
         return ["project IS NULL"]
-    if filters.project_scope == "only":
+    if filters.projects == "only":
         return [f"project = {quote(filters.project)}"]
     return [f"project IS NULL OR project = {quote(filters.project)}"]
 
 
-def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:
+#: Where a memory's attribute is kept, when the column is not named after it: entities are matched case-folded.
+_COLUMNS = {"entities": "entity_keys"}
+
+
+def _literal(value: object) -> str:
+    """A filter value as a SQL literal: strings quoted, dates as timestamps, numbers rendered by Python."""
+    if isinstance(value, datetime):
+        return timestamp(value)
+    if isinstance(value, str):  # enums are str too
+        return quote(str(value))
+    # A float or int checked by the filters' type, rendered by Python: never caller text.
+    return repr(float(value))  # type: ignore[arg-type]
+
+
+def condition_clause(condition: Condition, value: Any) -> str:
+    """The SQL of one condition of a kind `MemoryFilters` declares."""
+    column = _COLUMNS.get(condition.attribute, condition.attribute)
+    match condition.kind:
+        case "equals":
+            return f"{column} = {_literal(value)}"
+        case "in":
+            return f"{column} IN ({', '.join(_literal(v) for v in value)})"
+        case "not_in":
+            return f"{column} IS NULL OR {column} NOT IN ({', '.join(_literal(v) for v in value)})"
+        case "has_any":
+            return f"array_has_any({column}, {quote_list(value)})"
+        case "has_all":
+            return f"array_has_all({column}, {quote_list(value)})"
+        case "has_folded":
+            return f"array_has({column}, {quote(value.casefold())})"
+        case "is_true":
+            return f"{column} = true" if value else f"{column} IS NULL OR {column} = false"
+        case "at_least":
+            return f"{column} >= {_literal(value)}"
+        case "before":
+            return f"{column} < {_literal(value)}"
+        case "valid_at":
+            # A row written before validity existed holds from its created_at and was never closed.
+            at = _literal(value)
+            return f"COALESCE(valid_from, created_at) <= {at} AND (valid_until IS NULL OR valid_until > {at})"
+        case "open_at":
+            return f"valid_until IS NULL OR valid_until > {_literal(value)}"
+    raise ValueError(f"no LanceDB rule for filter condition {condition.kind!r}")
+
+
+def memory_filter(user_id: str, filters: MemoryFilters | None = None) -> str:
     """Build the where-clause that scopes a query to one user and the given metadata conditions.
 
     Without `filters` every memory of the user matches (for maintenance: look-ups by id, erasure); with them,
@@ -66,27 +106,5 @@ def memory_filter(user_id: str, filters: RecallFilters | None = None) -> str:
         return clauses[0]
     clauses.extend(agent_clauses(filters))
     clauses.extend(project_clauses(filters))
-    if filters.session_id is not None:
-        clauses.append(f"session_id = {quote(filters.session_id)}")
-    if filters.kind is not None:
-        clauses.append(f"kind = {quote(filters.kind.value)}")
-    if filters.tags_any:
-        clauses.append(f"array_has_any(tags, {quote_list(filters.tags_any)})")
-    if filters.tags_all:
-        clauses.append(f"array_has_all(tags, {quote_list(filters.tags_all)})")
-    if filters.entity is not None:
-        clauses.append(f"array_has(entity_keys, {quote(filters.entity.casefold())})")
-    if filters.sentiment is not None:
-        clauses.append(f"sentiment = {quote(filters.sentiment.value)}")
-    if filters.category is not None:
-        clauses.append(f"category = {quote(filters.category)}")
-    if filters.resolved is not None:
-        clauses.append("resolved = true" if filters.resolved else "resolved IS NULL OR resolved = false")
-    if filters.min_importance is not None:
-        # A float rendered by Python (checked finite by the service), never caller text.
-        clauses.append(f"importance >= {float(filters.min_importance)!r}")
-    if filters.since is not None:
-        clauses.append(f"created_at >= {timestamp(filters.since)}")
-    if filters.until is not None:
-        clauses.append(f"created_at < {timestamp(filters.until)}")
+    clauses.extend(condition_clause(condition, value) for condition, value in filters.conditions())
     return " AND ".join(f"({c})" for c in clauses)

@@ -63,6 +63,11 @@ class WriteJournal:
             connection.execute("PRAGMA journal_size_limit=1048576")
             connection.executescript(_SCHEMA)
 
+    @property
+    def path(self) -> Path:
+        """The journal's SQLite file."""
+        return self._path
+
     def append(
         self, memories: Sequence[Memory], index_texts: Sequence[str], vectors: Vectors, *, force: bool = False
     ) -> tuple[set[str], set[str]]:

@@ -7,14 +7,16 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
-from engram.core.models import AgentActivity, Memory, RecallFilters
-from engram.core.ports import Candidate, StoredMemory, Vectors
+from engram.core.filters import MemoryFilters
+from engram.core.identity import UserKey
+from engram.core.models import AgentActivity, Memory
+from engram.core.ports import Candidate, LongTermStore, StoredMemory, Vectors
 from engram.storage.journal import WriteJournal
-from engram.storage.long_term import LanceLongTermStore
+from engram.storage.lance_support import FileLock
 from engram.storage.upkeep import Upkeep
 
 logger = logging.getLogger(__name__)
@@ -23,20 +25,37 @@ logger = logging.getLogger(__name__)
 _IDLE_CHECK_S = 5.0
 
 
-class JournaledLongTermStore:
-    """The LongTermStore port over a LanceDB store, with writes acknowledged from a durable journal.
+class JournalableStore(LongTermStore, Protocol):
+    """What the journal needs of the store it decorates besides the port: which ids it holds, and compaction."""
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of these ids the store holds (any user)."""
+        ...
+
+    def all_ids(self) -> list[str]:
+        """The id of every stored memory."""
+        ...
+
+    def optimize(self) -> None:
+        """Compact and fold new rows into the indexes now."""
+        ...
+
+
+class JournaledLongTermStore(LongTermStore):
+    """The LongTermStore port decorating another one, with writes acknowledged from a durable journal.
 
     A write is acknowledged once it is fsync'd in the journal (a few ms) instead of after a LanceDB commit (tens of
     ms, and one fragment per write). A background thread moves journalled writes into the table in batches: when
     `batch_rows` are waiting or `flush_delay_s` after the first one. Every read, count and erasure first moves
     whatever is waiting (from any process), so a caller always reads its own writes. Opening replays what a
     crashed process left; ids are content-addressed and the insert is conditional on them, so a replay is a no-op
-    for rows that had already made it.
+    for rows that had already made it. The decorator replays through the store's own `add_many` (durable when it
+    returns) and only then lets the journal forget the entries.
     """
 
     def __init__(
         self,
-        store: LanceLongTermStore,
+        store: JournalableStore,
         journal: WriteJournal,
         *,
         batch_rows: int = 500,
@@ -45,6 +64,8 @@ class JournaledLongTermStore:
     ) -> None:
         self.store = store
         self._journal = journal
+        # Two processes never move the same entries at once: the journal is shared by every server on the directory.
+        self._replaying = FileLock(journal.path.with_name(journal.path.name + ".replay.lock"))
         self._batch_rows = batch_rows
         self._flush_delay_s = flush_delay_s
         self._upkeep = upkeep
@@ -86,7 +107,7 @@ class JournaledLongTermStore:
                 self._signal.notify_all()
         return created
 
-    def add_passages(self, user_id: str, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
+    def add_passages(self, user_id: UserKey, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
         """Store a long memory's later passages straight in their table (reads merge them by memory id)."""
         self.store.add_passages(user_id, memory_id, texts, vectors)
 
@@ -96,13 +117,33 @@ class JournaledLongTermStore:
         while True:
             if not self._journal.has_pending():
                 break
-            count = self.store.absorb(self._journal, self._batch_rows)
+            count = self._replay(self._batch_rows)
             moved += count
             if count < self._batch_rows:
                 break
         if moved and self._upkeep is not None:
             self._upkeep.notify()
         return moved
+
+    def _replay(self, batch: int) -> int:
+        """Move up to `batch` journalled writes into the store through its port, durably; return how many moved.
+
+        An entry moved twice (a crash between the store's commit and the trim) is a no-op the second time, since
+        the insert is conditional on the id.
+        """
+        with self._replaying:
+            entries = self._journal.pending(batch)
+            if not entries:
+                return 0
+            vectors = np.stack([np.asarray(e.vector, dtype=np.float32) for e in entries])
+            self.store.add_many([e.memory for e in entries], [e.index_text for e in entries], vectors)
+            self._journal.trim(entries[-1].seq)
+        return len(entries)
+
+    def optimize(self) -> None:
+        """Move what is waiting, then compact the store and fold new rows into its indexes."""
+        self.catch_up()
+        self.store.optimize()
 
     def _flush_loop(self) -> None:
         while True:
@@ -130,35 +171,40 @@ class JournaledLongTermStore:
 
     # -- reads: each one first catches up, so it sees every acknowledged write ------------------------------------
 
-    def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
+    def get(self, user_id: UserKey, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
         self.catch_up()
         return self.store.get(user_id, ids)
 
     def vector_search(
-        self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int, *, passages: bool = True
+        self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
     ) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
         self.catch_up()
         return self.store.vector_search(user_id, vector, filters, limit, passages=passages)
 
-    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: UserKey, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         self.catch_up()
         return self.store.keyword_search(user_id, text, filters, limit)
 
-    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: UserKey, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters` (agent visibility included), newest first, after `offset`."""
         self.catch_up()
         return self.store.list_memories(user_id, filters, limit, offset)
 
-    def agent_activity(self, user_id: str) -> list[AgentActivity]:
+    def agent_activity(self, user_id: UserKey) -> list[AgentActivity]:
         """Per agent that wrote the user's memories: shared and private counts and the latest write."""
         self.catch_up()
         return self.store.agent_activity(user_id)
 
     def replace(
-        self, user_id: str, old_id: str, memory: Memory, index_text: str | None = None, vector: Vectors | None = None
+        self,
+        user_id: UserKey,
+        old_id: str,
+        memory: Memory,
+        index_text: str | None = None,
+        vector: Vectors | None = None,
     ) -> bool:
         """Replace memory `old_id` by `memory` atomically (after moving waiting writes, which may include it)."""
         self.catch_up()
@@ -175,7 +221,7 @@ class JournaledLongTermStore:
 
     # -- erasure: waiting writes are moved first, so they are erased with the rest; then the journal is scrubbed --
 
-    def delete(self, user_id: str, ids: Sequence[str]) -> int:
+    def delete(self, user_id: UserKey, ids: Sequence[str]) -> int:
         """Delete the user's memories with these ids; return how many were deleted."""
         self.catch_up()
         deleted = self.store.delete(user_id, ids)
@@ -189,19 +235,19 @@ class JournaledLongTermStore:
         self._scrub()
         return deleted
 
-    def stored_memories(self, user_id: str, project: str | None = None) -> list[StoredMemory]:
+    def stored_memories(self, user_id: UserKey, project: str | None = None) -> list[StoredMemory]:
         """Every memory of the user (of one project, if given), whatever its agent or visibility, oldest first."""
         self.catch_up()
         return self.store.stored_memories(user_id, project)
 
-    def delete_project(self, user_id: str, project: str) -> list[str]:
+    def delete_project(self, user_id: UserKey, project: str) -> list[str]:
         """Delete every memory of the user's project; return the ids deleted."""
         self.catch_up()
         deleted = self.store.delete_project(user_id, project)
         self._scrub()
         return deleted
 
-    def delete_user(self, user_id: str) -> int:
+    def delete_user(self, user_id: UserKey) -> int:
         """Delete every memory of the user; return how many were deleted."""
         self.catch_up()
         deleted = self.store.delete_user(user_id)
@@ -216,7 +262,7 @@ class JournaledLongTermStore:
         if not self._journal.scrub():
             logger.warning("the write journal's log could not be truncated yet (another process is reading it)")
 
-    def traces_of(self, user_id: str) -> list[str]:
+    def traces_of(self, user_id: UserKey) -> list[str]:
         """What is left of the user on disk, the journal's files included, named without content."""
         self.catch_up()
         return self.store.traces_of(user_id)
@@ -236,8 +282,7 @@ class JournaledLongTermStore:
         self._journal.close()
         self.store.close()
 
-    def __getattr__(self, name: str) -> Any:
-        # Maintenance and inspection (optimize, health, upkeep) go to the LanceDB store itself.
-        if name == "store":
-            raise AttributeError(name)
-        return getattr(self.store, name)
+
+def _the_journal_is_a_long_term_store(store: JournaledLongTermStore) -> LongTermStore:
+    # Never called: the type checker refuses it if the decorator lacks a method of the port or changes one.
+    return store

@@ -7,7 +7,6 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,6 @@ from engram.storage.filters import quote
 # the same discipline on its own table and lock file.
 from engram.storage.lance_support import (
     META_MODEL,
-    FileLock,
     ReadersWriterLock,
     connect,
     directory_bytes,
@@ -35,6 +33,7 @@ from engram.storage.lance_support import (
     retry_on_conflict,
     traces,
 )
+from engram.storage.location import Location, location_lock
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +84,12 @@ def _sources_clause(owner: str, sources: Sequence[str]) -> str:
 class LanceKnowledgeStore:
     """Knowledge chunks in a LanceDB table in their own directory; every query names the owners it may see."""
 
-    def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Location, *, dimensions: int, model_id: str) -> None:
         self._directory = directory
         # Other servers on the same data directory may ingest too: every read must see their commits.
         self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
-        self._process_lock = FileLock(directory / ".engram-write.lock")
+        self._process_lock = location_lock(directory, "write")
         self._readers = ReadersWriterLock()
         self._erased_through = 0  # the table version this store's latest erasure ended at
         with self._process_lock:

@@ -4,6 +4,7 @@ read retries across processes, and the locks that keep writers and erasures apar
 from __future__ import annotations
 
 import logging
+import os
 import random
 
 try:
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from engram.core.errors import EmbeddingModelMismatch, ErasureBlocked
-from engram.storage.residue import files_containing
+from engram.storage.location import Location, ObjectStore, location_bytes, location_holding
 
 logger = logging.getLogger(__name__)
 
@@ -33,23 +34,28 @@ META_MODEL = b"engram.embedding_model"
 #: the README, "Memory under a stream of writes").
 INDEX_CACHE_BYTES = 64 << 20
 METADATA_CACHE_BYTES = 16 << 20
-_SESSION: Any = None
 _READ_ATTEMPTS = 4
 _COMMIT_ATTEMPTS = 10
 
 
-def connect(directory: Path) -> Any:
-    """Open a LanceDB database whose reads see other processes' commits, with Engram's bounded caches."""
+def connect(directory: Location) -> Any:
+    """Open a LanceDB database whose reads see other processes' commits, with Engram's bounded caches; a local
+    directory is created first, a store on object storage gets its S3 options."""
     import lancedb
 
-    global _SESSION
-    if _SESSION is None:
-        _SESSION = lancedb.Session(
-            index_cache_size_bytes=INDEX_CACHE_BYTES, metadata_cache_size_bytes=METADATA_CACHE_BYTES
-        )
+    # One session per store, not per process: a store reopened after damage must read the disk, not a cache.
+    session = lancedb.Session(index_cache_size_bytes=INDEX_CACHE_BYTES, metadata_cache_size_bytes=METADATA_CACHE_BYTES)
     # Several servers may share a data directory (Claude Desktop and an IDE each launch one): every read
     # must see the other processes' commits, or inserts duplicate and deletes miss rows.
-    return lancedb.connect(str(directory), read_consistency_interval=timedelta(0), session=_SESSION)
+    if isinstance(directory, ObjectStore):
+        return lancedb.connect(
+            directory.uri,
+            read_consistency_interval=timedelta(0),
+            session=session,
+            storage_options=directory.storage_options,
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    return lancedb.connect(str(directory), read_consistency_interval=timedelta(0), session=session)
 
 
 def lance_dataset(table: Any) -> Any:
@@ -59,6 +65,9 @@ def lance_dataset(table: Any) -> Any:
     """
     import lance
 
+    if "://" in str(table.uri):
+        # On object storage the connection's S3 options are needed, which only the table's own handle carries.
+        return table.to_lance()
     return lance.dataset(
         table.uri,
         index_cache_size_bytes=INDEX_CACHE_BYTES,
@@ -66,7 +75,7 @@ def lance_dataset(table: Any) -> Any:
     )
 
 
-def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Path, what: str) -> tuple[Any, bool]:
+def open_checked_table(db: Any, name: str, schema: pa.Schema, directory: Location, what: str) -> tuple[Any, bool]:
     """Open table `name`, or create it with `schema`; return it and whether it was created.
 
     Raises EmbeddingModelMismatch when the stored table was built with another model or dimension than `schema`
@@ -122,7 +131,7 @@ def ensure_indexes(table: Any, wanted: list[tuple[str, Any]], rebuild: bool = Fa
 
 
 def erase_rows(
-    table: Any, where: str, directory: Path, what: str, rebuild_indexes: Callable[[], None], *, clean: bool = False
+    table: Any, where: str, directory: Location, what: str, rebuild_indexes: Callable[[], None], *, clean: bool = False
 ) -> int:
     """Delete the rows matching `where` and every trace of them on disk; return how many were deleted.
 
@@ -154,7 +163,7 @@ def erase_rows(
     return deleted
 
 
-def traces(table: Any, where: str, directory: Path, key: str, *, erased_through: int = 0) -> list[str]:
+def traces(table: Any, where: str, directory: Location, key: str, *, erased_through: int = 0) -> list[str]:
     """What is left on disk of the rows matching `where` and of `key`, named by place and never by content.
 
     A trace is a live row, a table version that still holds matching rows or that an erasure ending at version
@@ -176,13 +185,13 @@ def traces(table: Any, where: str, directory: Path, key: str, *, erased_through:
             continue
         if stale:
             found.append(f"table version {version}")
-    found += [f"the file {name}" for name in files_containing(directory, key)]
+    found += [f"the file {name}" for name in location_holding(directory, key)]
     return found
 
 
-def directory_bytes(directory: Path) -> int:
-    """Size of the files under `directory`."""
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+def directory_bytes(directory: Location) -> int:
+    """Size of the files under `directory` (or of the objects under its prefix)."""
+    return location_bytes(directory)
 
 
 def retry_on_conflict(action: Callable[[], T]) -> T:
@@ -277,3 +286,37 @@ class ReadersWriterLock:
             with self._condition:
                 self._writing = False
                 self._condition.notify_all()
+
+
+def _table_files(root: Path) -> set[str]:
+    """The table's data, version and transaction files (what a commit adds)."""
+    names: set[str] = set()
+    for sub in ("data", "_versions", "_transactions"):
+        try:
+            names.update(f"{sub}/{entry.name}" for entry in os.scandir(root / sub))
+        except FileNotFoundError:
+            continue
+    return names
+
+
+def _fsync_new(root: Path, before: set[str]) -> None:
+    """Flush to disk the files a commit added, and the directories that list them."""
+    # A concurrent compaction (upkeep runs outside the write lock) adds files too, some of them temporary and gone
+    # a moment later: syncing its files is harmless, and a vanished one is not ours.
+    added = {name for name in _table_files(root) - before if not name.split("/", 1)[1].startswith(".")}
+    for path in [*(root / name for name in added), *{root / name.split("/", 1)[0] for name in added}]:
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _count_files(directory: Path) -> int:
+    try:
+        return sum(1 for entry in os.scandir(directory) if entry.is_file())
+    except FileNotFoundError:
+        return 0

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
-import os
 
 try:
     import fcntl
@@ -13,29 +10,23 @@ except ImportError:  # Windows: no cross-process lock; commits then rely on conf
     fcntl = None  # type: ignore[assignment]
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import partial
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import pyarrow as pa
-from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
 from lancedb.query import ColumnOrdering, MatchQuery
 
-from engram.core.models import AgentActivity, Kind, Memory, RecallFilters, Role, Sentiment, Visibility
+from engram.core.filters import MemoryFilters
+from engram.core.models import AgentActivity, Memory
 from engram.core.ports import Candidate, StoredMemory, Vectors
-from engram.core.timeutil import to_utc
 from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
-from engram.storage.journal import WriteJournal
 from engram.storage.lance_support import (
-    META_MODEL,
-    FileLock,
     ReadersWriterLock,
+    _fsync_new,
+    _table_files,
     connect,
     directory_bytes,
-    ensure_indexes,
     erase_rows,
     lance_dataset,
     open_checked_table,
@@ -43,94 +34,40 @@ from engram.storage.lance_support import (
     retry_on_conflict,
     traces,
 )
+from engram.storage.location import Location, location_lock
+from engram.storage.memory_rows import (
+    _ADDED_COLUMNS,
+    _COLUMNS,
+    _FTS_COLUMN,
+    TABLE_NAME,
+    _candidate,
+    _to_memory,
+    _to_row,
+    _utc,
+    memory_schema,
+)
 from engram.storage.passages import PassageMatch, PassageTable
+from engram.storage.table_upkeep import TableUpkeep
 
 logger = logging.getLogger(__name__)
 
-TABLE_NAME = "memories"
-SCHEMA_VERSION = "2"
-_META_VERSION = b"engram.schema_version"
-#: Compaction merges small fragments up to this many rows and leaves bigger ones alone, so upkeep rewrites
-#: recent data rather than the whole table every time.
-_FRAGMENT_ROWS = 20_000
-#: Past this many rows upkeep builds an ANN index on the vectors (IVF_HNSW_SQ); below it an exact scan of one user's
-#: rows is fast enough and exact. Query-time settings: recall@10 against exact search >= 0.95 (benchmarks/ann.py).
-VECTOR_INDEX_MIN_ROWS = 50_000
 _ANN_EF = 100
-
-
-def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
-    """The Arrow schema of the memories table, stamped with the schema version and embedding model."""
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("user_id", pa.string(), nullable=False),
-            pa.field("agent_id", pa.string()),
-            pa.field("visibility", pa.string(), nullable=False),
-            pa.field("session_id", pa.string()),
-            pa.field("project", pa.string()),
-            pa.field("role", pa.string()),
-            pa.field("kind", pa.string(), nullable=False),
-            pa.field("content", pa.string(), nullable=False),
-            pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
-            pa.field("updated_at", pa.timestamp("us", tz="UTC")),
-            pa.field("tags", pa.list_(pa.string())),
-            pa.field("category", pa.string()),
-            pa.field("entities", pa.list_(pa.string())),
-            # Case-folded entities: what an `entity` filter matches, whatever case the caller writes.
-            pa.field("entity_keys", pa.list_(pa.string())),
-            pa.field("sentiment", pa.string()),
-            pa.field("sentiment_score", pa.float32()),
-            pa.field("resolved", pa.bool_()),
-            pa.field("importance", pa.float32()),
-            pa.field("links", pa.list_(pa.string())),
-            pa.field("turn_index", pa.int32()),
-            pa.field("metadata", pa.string()),
-            # Content plus the context a question asks about (speaker, date, the turn replied to): what keyword
-            # search matches and the vector embeds, kept apart so the stored content stays verbatim.
-            pa.field("index_text", pa.string(), nullable=False),
-            pa.field("vector", pa.list_(pa.float32(), dimensions)),
-        ],
-        metadata={_META_VERSION: SCHEMA_VERSION.encode(), META_MODEL: model_id.encode()},
-    )
-
-
-_COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "index_text", "entity_keys"}]
-#: Columns added after schema version 1, with the SQL value that existing rows get.
-_ADDED_COLUMNS = {
-    "visibility": "'shared'",
-    "entity_keys": "arrow_cast(NULL, 'List(Utf8)')",
-    "project": "arrow_cast(NULL, 'Utf8')",
-}
-_FTS_COLUMN = "index_text"
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class StoreHealth:
-    """The state of the table that upkeep acts on."""
-
-    rows: int
-    fragments: int
-    unindexed_rows: int
-    versions: int
-    data_files: int
-
-
-class LanceLongTermStore:
+class LanceLongTermStore(TableUpkeep):
     """Long-term memories in a LanceDB table; every query is prefiltered to one user."""
 
-    def __init__(self, directory: Path, *, dimensions: int, model_id: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Location, *, dimensions: int, model_id: str) -> None:
         self._directory = directory
         self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
         # Servers sharing this directory take turns to write: concurrent LanceDB commits conflict, and two
         # conditional inserts of the same id racing in two processes could both insert it.
-        self._process_lock = FileLock(directory / ".engram-write.lock")
+        self._process_lock = location_lock(directory, "write")
         # Upkeep (compaction, index upkeep, version clean-up) runs in one process at a time, outside the write lock
         # so that writes go on meanwhile; erasure takes it too, since erasure deletes unreferenced files.
-        self._upkeep_lock = FileLock(directory / ".engram-upkeep.lock")
+        self._upkeep_lock = location_lock(directory, "upkeep")
         self._readers = ReadersWriterLock()
         self._commits = 0
         self._erased_through = 0  # the table version this store's latest erasure ended at
@@ -150,29 +87,12 @@ class LanceLongTermStore:
         self._ensure_indexes(table)
         return table
 
-    @staticmethod
-    def _ensure_indexes(table: Any, rebuild: bool = False) -> None:
-        """Create the scalar and full-text indexes a fresh or older table lacks.
-
-        The id index makes the conditional insert and look-ups by id cheap; the user index makes every
-        per-user prefilter an index probe instead of a scan. Rows added after an index was built are still
-        searched (brute force) until compaction folds them in, so the write path never rebuilds an index.
-        """
-        wanted: list[tuple[str, Any]] = [
-            ("id", BTree()),
-            ("user_id", Bitmap()),
-            ("agent_id", Bitmap()),
-            ("tags", LabelList()),
-            (_FTS_COLUMN, FTS(stem=True, remove_stop_words=True, ascii_folding=True)),
-        ]
-        ensure_indexes(table, wanted, rebuild)
-
     def add(self, memory: Memory, index_text: str, vector: Vectors) -> bool:
         """Insert unless a memory with this id exists; return whether it was inserted."""
         return bool(self.add_many([memory], [index_text], np.asarray(vector, dtype=np.float32).reshape(1, -1)))
 
     def add_many(self, memories: Sequence[Memory], index_texts: Sequence[str], vectors: Vectors) -> set[str]:
-        """Insert, in one commit, those memories whose id is not stored yet; return the ids inserted."""
+        """Insert, in one commit, those memories whose id is not stored yet, durably; return the ids inserted."""
         rows: dict[str, dict[str, Any]] = {}
         for memory, text, vector in zip(memories, index_texts, vectors, strict=True):
             rows.setdefault(memory.id, _to_row(memory, text, vector))
@@ -180,7 +100,13 @@ class LanceLongTermStore:
             return set()
         with self._write_lock, self._process_lock:
             existing = self.existing_ids(list(rows)) if len(rows) > 1 else set()
+            # On object storage an acknowledged PUT is durable; only local files need syncing.
+            local = isinstance(self._directory, Path)
+            before = _table_files(self._table_dir) if local else set()
             result = self._insert_locked(list(rows.values()))
+            # LanceDB does not fsync; a journal may only let go of entries once their rows are on disk.
+            if local:
+                _fsync_new(self._table_dir, before)
         if len(rows) == 1:
             return set(rows) if result.num_inserted_rows else set()
         return set(rows) - existing
@@ -213,34 +139,10 @@ class LanceLongTermStore:
             ids = read_retrying(lambda: lance_dataset(self._table).to_table(columns=["id"]).column("id").to_pylist())
         return [str(i) for i in ids]
 
-    def absorb(self, journal: WriteJournal, batch: int) -> int:
-        """Move up to `batch` journalled writes into the table in one commit, durably; return how many moved.
-
-        Runs under the write locks, so two processes never move the same entries; an entry moved twice (a crash
-        between the commit and the trim) is a no-op the second time, since the insert is conditional on the id.
-        """
-        with self._write_lock, self._process_lock:
-            entries = journal.pending(batch)
-            if not entries:
-                return 0
-            rows: dict[str, dict[str, Any]] = {}
-            for entry in entries:
-                rows.setdefault(entry.memory.id, _to_row(entry.memory, entry.index_text, entry.vector))
-            before = _table_files(self._table_dir)
-            self._insert_locked(list(rows.values()))
-            # LanceDB does not fsync; the journal may only let go of entries once their rows are on disk.
-            _fsync_new(self._table_dir, before)
-            journal.trim(entries[-1].seq)
-        return len(entries)
-
     @property
     def commits(self) -> int:
         """Commits this process made since it opened the store (upkeep watches it for bursts)."""
         return self._commits
-
-    @property
-    def _table_dir(self) -> Path:
-        return self._directory / f"{TABLE_NAME}.lance"
 
     def _select(self, where: str, limit: int) -> list[Memory]:
         """Memories matching a where-clause (no ranking), at most `limit`."""
@@ -249,83 +151,6 @@ class LanceLongTermStore:
             rows = read_retrying(query.to_list)
         return [_to_memory(r) for r in rows]
 
-    def optimize(self) -> None:
-        """Compact fragments and fold new rows into the indexes now (old versions are kept for readers)."""
-        with self._upkeep_lock:
-            self._compact_and_reindex()
-
-    def health(self) -> StoreHealth:
-        """What upkeep looks at: fragments, rows outside the indexes, versions and data files."""
-        with self._readers.shared():
-            latest = lance_dataset(self._table)
-            unindexed = 0
-            # The vector index is left out: its statistics are costly (lance logs a warning about their size), and
-            # rows missing from it are missing from the others too, which upkeep brings up to date all together.
-            for index in self._table.list_indices():
-                if index.columns == ["vector"]:
-                    continue
-                stats = self._table.index_stats(index.name)
-                if stats is not None:
-                    unindexed = max(unindexed, int(stats.num_unindexed_rows))
-            return StoreHealth(
-                rows=int(latest.count_rows()),
-                fragments=len(latest.get_fragments()),
-                unindexed_rows=unindexed,
-                versions=len(latest.versions()),
-                data_files=_count_files(self._table_dir / "data"),
-            )
-
-    def upkeep(self, keep_versions_for: timedelta) -> bool:
-        """Compact, bring the indexes up to date, and remove versions superseded more than `keep_versions_for` ago.
-
-        Returns False without doing anything when another process is already doing upkeep. Writes go on
-        meanwhile (LanceDB lets appends and a compaction commit side by side; a conflict is retried). Versions are
-        removed only once they have been superseded for the whole margin, so a query another process started on
-        an older version finishes before that version's files go.
-        """
-        if not self._upkeep_lock.acquire(blocking=False):
-            return False
-        try:
-            self._compact_and_reindex()
-            self._remove_versions_superseded_before(datetime.now(UTC) - keep_versions_for)
-            self._passages.remove_versions_superseded_before(datetime.now(UTC) - keep_versions_for)
-        finally:
-            self._upkeep_lock.release()
-        return True
-
-    def _compact_and_reindex(self) -> None:
-        # The dataset handle is taken per attempt: a conflict means another process committed a newer version.
-        retry_on_conflict(
-            lambda: lance_dataset(self._table).optimize.compact_files(
-                target_rows_per_fragment=_FRAGMENT_ROWS, num_threads=1
-            )
-        )
-        retry_on_conflict(lambda: lance_dataset(self._table).optimize.optimize_indices())
-        self._ensure_vector_index()
-        self._passages.compact()
-
-    def _has_vector_index(self) -> bool:
-        return any(index.columns == ["vector"] for index in self._table.list_indices())
-
-    def _ensure_vector_index(self, rebuild: bool = False) -> None:
-        if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS or (self._has_vector_index() and not rebuild):
-            return
-        logger.info("building the vector index (%d rows)", self._table.count_rows())
-        retry_on_conflict(
-            lambda: self._table.create_index("vector", config=HnswSq(distance_type="cosine"), replace=True)
-        )
-
-    def _remove_versions_superseded_before(self, cutoff: datetime) -> None:
-        versions = sorted(lance_dataset(self._table).versions(), key=lambda v: v["version"])
-        doomed = [
-            older["version"]
-            for older, newer in itertools.pairwise(versions)
-            # pylance reports local wall-clock time without a zone; astimezone reads a naive time as local.
-            if newer["timestamp"].astimezone(UTC) < cutoff
-        ]
-        if doomed:
-            retry_on_conflict(lambda: lance_dataset(self._table).cleanup_old_versions(versions=doomed))
-
     def get(self, user_id: str, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
         if not ids:
@@ -333,7 +158,7 @@ class LanceLongTermStore:
         return self._select(f"{memory_filter(user_id)} AND {ids_clause(ids)}", len(ids))
 
     def vector_search(
-        self, user_id: str, vector: Vectors, filters: RecallFilters, limit: int, *, passages: bool = True
+        self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
     ) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first.
 
@@ -360,7 +185,7 @@ class LanceLongTermStore:
         user_id: str,
         found: list[Candidate],
         matches: list[PassageMatch],
-        filters: RecallFilters,
+        filters: MemoryFilters,
         limit: int,
     ) -> list[Candidate]:
         """Merge passage matches into the memories found: a memory scores its best window, and comes back once."""
@@ -385,7 +210,7 @@ class LanceLongTermStore:
         ranked = sorted(by_id.values(), key=lambda c: -c.score)
         return ranked[:limit]
 
-    def keyword_search(self, user_id: str, text: str, filters: RecallFilters, limit: int) -> list[Candidate]:
+    def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
         query = (
             # Plain terms, never query syntax: a string query in quotes is a phrase query, which fails on an index
@@ -412,7 +237,7 @@ class LanceLongTermStore:
         with self._upkeep_lock, self._write_lock, self._process_lock, self._readers.exclusive():
             self._passages.erase(user_id, ids, clean=clean)
 
-    def list_memories(self, user_id: str, filters: RecallFilters, limit: int, offset: int = 0) -> list[Memory]:
+    def list_memories(self, user_id: str, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters`, newest first, skipping `offset` of them."""
         query = (
             self._table.search()
@@ -521,6 +346,7 @@ class LanceLongTermStore:
             ids = [str(r["id"]) for r in read_retrying(query.to_list)]
         if ids:
             self._erase(f"{memory_filter(user_id)} AND {ids_clause(ids)}")
+            self._erase_passages(user_id, ids)
         return ids
 
     def delete_user(self, user_id: str) -> int:
@@ -548,16 +374,6 @@ class LanceLongTermStore:
                 self._erased_through = int(self._table.version)
             return deleted
 
-    def _rebuild_indexes(self) -> None:
-        """Rebuild every index from the live rows, after an erasure (the vector index holds quantised vectors)."""
-        self._ensure_indexes(self._table, rebuild=True)
-        if self._has_vector_index():
-            if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS:
-                for name in [i.name for i in self._table.list_indices() if i.columns == ["vector"]]:
-                    retry_on_conflict(partial(self._table.drop_index, name))
-            else:
-                self._ensure_vector_index(rebuild=True)
-
     def traces_of(self, user_id: str) -> list[str]:
         """What is left of the user on disk (rows, older table versions, files holding the key), without content."""
         with self._readers.shared():
@@ -579,86 +395,3 @@ class LanceLongTermStore:
         self._table = None
         self._passages = None  # type: ignore[assignment]
         self._db = None
-
-
-def _to_row(memory: Memory, index_text: str, vector: Vectors) -> dict[str, Any]:
-    row = memory.model_dump(mode="python")
-    row["index_text"] = index_text
-    row["role"] = memory.role.value if memory.role else None
-    row["visibility"] = memory.visibility.value
-    row["entity_keys"] = sorted({entity.casefold() for entity in memory.entities})
-    row["kind"] = memory.kind.value
-    row["sentiment"] = memory.sentiment.value if memory.sentiment else None
-    row["metadata"] = json.dumps(memory.metadata, ensure_ascii=False, sort_keys=True)
-    row["vector"] = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
-    return row
-
-
-def _candidate(row: dict[str, Any], score: float) -> Candidate:
-    return Candidate(memory=_to_memory(row), score=score, vector=np.asarray(row["vector"], dtype=np.float32))
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else to_utc(value)
-
-
-def _to_memory(row: dict[str, Any]) -> Memory:
-    created_at = _utc(row["created_at"])
-    assert created_at is not None
-    return Memory(
-        id=row["id"],
-        user_id=row["user_id"],
-        agent_id=row["agent_id"],
-        visibility=Visibility(row["visibility"]),
-        session_id=row["session_id"],
-        project=row.get("project"),
-        role=Role(row["role"]) if row["role"] else None,
-        kind=Kind(row["kind"]),
-        content=row["content"],
-        created_at=created_at,
-        updated_at=_utc(row["updated_at"]),
-        tags=list(row["tags"] or []),
-        category=row["category"],
-        entities=list(row["entities"] or []),
-        sentiment=Sentiment(row["sentiment"]) if row["sentiment"] else None,
-        sentiment_score=None if row["sentiment_score"] is None else round(float(row["sentiment_score"]), 6),
-        resolved=row["resolved"],
-        importance=None if row["importance"] is None else round(float(row["importance"]), 6),
-        links=list(row["links"] or []),
-        turn_index=row["turn_index"],
-        metadata=json.loads(row["metadata"]) if row["metadata"] else {},
-    )
-
-
-def _table_files(root: Path) -> set[str]:
-    """The table's data, version and transaction files (what a commit adds)."""
-    names: set[str] = set()
-    for sub in ("data", "_versions", "_transactions"):
-        try:
-            names.update(f"{sub}/{entry.name}" for entry in os.scandir(root / sub))
-        except FileNotFoundError:
-            continue
-    return names
-
-
-def _fsync_new(root: Path, before: set[str]) -> None:
-    """Flush to disk the files a commit added, and the directories that list them."""
-    # A concurrent compaction (upkeep runs outside the write lock) adds files too, some of them temporary and gone
-    # a moment later: syncing its files is harmless, and a vanished one is not ours.
-    added = {name for name in _table_files(root) - before if not name.split("/", 1)[1].startswith(".")}
-    for path in [*(root / name for name in added), *{root / name.split("/", 1)[0] for name in added}]:
-        try:
-            descriptor = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def _count_files(directory: Path) -> int:
-    try:
-        return sum(1 for entry in os.scandir(directory) if entry.is_file())
-    except FileNotFoundError:
-        return 0

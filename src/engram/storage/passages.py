@@ -7,7 +7,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,11 +19,13 @@ from engram.storage.lance_support import (
     META_MODEL,
     ensure_indexes,
     erase_rows,
+    lance_dataset,
     open_checked_table,
     read_retrying,
     retry_on_conflict,
     traces,
 )
+from engram.storage.location import Location, ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def _memory_ids_clause(ids: Sequence[str]) -> str:
 class PassageTable:
     """Passages of long memories, kept next to the memories table (the caller holds that store's locks)."""
 
-    def __init__(self, db: Any, directory: Path, *, dimensions: int, model_id: str) -> None:
+    def __init__(self, db: Any, directory: Location, *, dimensions: int, model_id: str) -> None:
         self._directory = directory
         # Created on open: a data directory written before passages existed simply has none yet.
         self._table, _ = open_checked_table(db, TABLE_NAME, passage_schema(dimensions, model_id), directory, "passage")
@@ -133,7 +134,9 @@ class PassageTable:
     def traces_of(self, user_id: str) -> list[str]:
         """Passages of the user left on disk, named by place (the directory-wide file scan is the caller's)."""
         # Files are scanned once, for the whole directory, by the memories store: a path with no files here.
-        found = traces(self._table, f"user_id = {quote(user_id)}", self._directory / ".no-such-dir", user_id)
+        place = self._directory
+        nowhere = place.child(".no-such-dir") if isinstance(place, ObjectStore) else place / ".no-such-dir"
+        found = traces(self._table, f"user_id = {quote(user_id)}", nowhere, user_id)
         return [f"passages: {t}" for t in found]
 
     def compact(self) -> None:
@@ -141,19 +144,19 @@ class PassageTable:
 
         Passages arrive one memory per commit: unfolded, 300 commits made a search cost ~100 ms CPU, folded ~13 ms.
         """
-        retry_on_conflict(lambda: self._table.to_lance().optimize.compact_files(num_threads=1))
-        retry_on_conflict(lambda: self._table.to_lance().optimize.optimize_indices())
+        retry_on_conflict(lambda: lance_dataset(self._table).optimize.compact_files(num_threads=1))
+        retry_on_conflict(lambda: lance_dataset(self._table).optimize.optimize_indices())
 
     def remove_versions_superseded_before(self, cutoff: datetime) -> None:
         """Remove table versions that a newer one superseded before `cutoff` (readers of older ones have finished)."""
-        versions = sorted(self._table.to_lance().versions(), key=lambda v: v["version"])
+        versions = sorted(lance_dataset(self._table).versions(), key=lambda v: v["version"])
         doomed = [
             older["version"]
             for older, newer in itertools.pairwise(versions)
             if newer["timestamp"].astimezone(UTC) < cutoff  # pylance gives naive local time
         ]
         if doomed:
-            retry_on_conflict(lambda: self._table.to_lance().cleanup_old_versions(versions=doomed))
+            retry_on_conflict(lambda: lance_dataset(self._table).cleanup_old_versions(versions=doomed))
 
     def count(self) -> int:
         """Number of passages of all users."""

@@ -74,7 +74,7 @@ class DiskSessionStore:
         """Record a turn in both tiers and refresh their expiry; say where it landed and what preceded it."""
         wkey, skey, ikey = _working_key(user_id, session_id), _short_term_key(user_id, session_id), _index_key(user_id)
         with self._cache.transact():
-            record = self._record(user_id, session_id) or _new_record(session_id, now)
+            record = self._record(user_id, session_id) or new_session_record(session_id, now)
             count = record["turn_count"]
             last = self._turn(user_id, session_id, count - 1) if count else None
             if last is not None and last.memory_id == turn.memory_id and last.role == turn.role:
@@ -234,16 +234,7 @@ class DiskSessionStore:
         for session_id in self._cache.get(_index_key(user_id)) or []:
             record = self._cache.get(_short_term_key(user_id, session_id))
             if record is not None:
-                infos.append(
-                    SessionInfo(
-                        session_id=session_id,
-                        started_at=datetime.fromisoformat(record["started_at"]),
-                        last_active_at=datetime.fromisoformat(record["last_active_at"]),
-                        turns=record["turn_count"],
-                        agents=record["agents"],
-                        summary=record["summary"],
-                    )
-                )
+                infos.append(session_info(session_id, record))
         return sorted(infos, key=lambda s: s.last_active_at, reverse=True)
 
     def forget_user(self, user_id: str) -> tuple[int, int]:
@@ -320,7 +311,8 @@ class DiskSessionStore:
         self._cache.close()
 
 
-def _new_record(session_id: str, now: datetime) -> dict[str, Any]:
+def new_session_record(session_id: str, now: datetime) -> dict[str, Any]:
+    """A new session's short-term record, as every session store keeps it (its turns are stored apart)."""
     return {
         "session_id": session_id,
         "started_at": now.isoformat(),
@@ -329,5 +321,16 @@ def _new_record(session_id: str, now: datetime) -> dict[str, Any]:
         "agents": [],
         "summary": None,
         "summarized_until": 0,
-        "turns": [],
     }
+
+
+def session_info(session_id: str, record: dict[str, Any]) -> SessionInfo:
+    """A session's short-term record (as every session store keeps it) as the domain's `SessionInfo`."""
+    return SessionInfo(
+        session_id=session_id,
+        started_at=datetime.fromisoformat(record["started_at"]),
+        last_active_at=datetime.fromisoformat(record["last_active_at"]),
+        turns=record["turn_count"],
+        agents=record["agents"],
+        summary=record["summary"],
+    )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from engram.storage.long_term import StoreHealth
+from engram.storage.table_upkeep import StoreHealth
 
 logger = logging.getLogger(__name__)
 

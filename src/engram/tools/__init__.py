@@ -9,16 +9,23 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
 from engram.config import Settings
+from engram.tools.add_observations import add_observations
 from engram.tools.arguments import forbid_unknown
+from engram.tools.create_entities import create_entities
+from engram.tools.create_relations import create_relations
 from engram.tools.forget_memory import forget_memory
 from engram.tools.forget_source import forget_source
 from engram.tools.forget_user import forget_user
 from engram.tools.ingest import ingest_files, ingest_text
 from engram.tools.list_memories import list_memories
+from engram.tools.merge_entities import merge_entities
+from engram.tools.open_nodes import open_nodes
+from engram.tools.read_graph import read_graph
 from engram.tools.recall import recall
 from engram.tools.remember import remember
 from engram.tools.remember_many import remember_many
 from engram.tools.schema import compact_input, compact_output, description
+from engram.tools.search_nodes import search_nodes
 from engram.tools.summarize_session import summarize_session
 from engram.tools.update_memory import update_memory
 
@@ -41,10 +48,29 @@ def _tool(fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations) -
     return tool
 
 
+#: The knowledge-graph tools, in the official MCP memory server's terms: the `graph` profile, with the core ones.
+#: Not in `all`: together they would cost a model more context than the two profiles' budgets allow.
+GRAPH_TOOLS = frozenset(
+    {
+        "create_entities",
+        "create_relations",
+        "add_observations",
+        "merge_entities",
+        "search_nodes",
+        "open_nodes",
+        "read_graph",
+    }
+)
+
+
 def listed(name: str, settings: Settings) -> bool:
     """Whether the tool `name` is listed under `settings`: in the chosen profile, and able to work there."""
     if settings.tools == "core":
         return name in CORE_TOOLS
+    if settings.tools == "graph":
+        return name in CORE_TOOLS | GRAPH_TOOLS
+    if name in GRAPH_TOOLS:
+        return False
     # ingest_files refuses every path until the operator names the folders it may read.
     return name != "ingest_files" or bool(settings.knowledge_roots)
 
@@ -79,5 +105,12 @@ def _all_tools() -> list[Tool]:
             (ingest_files, "Ingest files", _writes(destructive=False, idempotent=True)),
             (ingest_text, "Ingest text", _writes(destructive=False, idempotent=True)),
             (forget_source, "Forget knowledge source", _writes(destructive=True, idempotent=False)),
+            (create_entities, "Create entities", _writes(destructive=False, idempotent=True)),
+            (create_relations, "Create relations", _writes(destructive=False, idempotent=True)),
+            (add_observations, "Add observations", _writes(destructive=False, idempotent=True)),
+            (merge_entities, "Merge entities", _writes(destructive=True, idempotent=True)),
+            (search_nodes, "Search nodes", _reads()),
+            (open_nodes, "Open nodes", _reads()),
+            (read_graph, "Read graph", _reads()),
         )
     ]

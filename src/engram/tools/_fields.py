@@ -6,18 +6,11 @@ from typing import Annotated
 
 from pydantic import Field
 
-from engram.core.models import ID_PATTERN, MAX_TAGS, MEMORY_ID_PATTERN
-from engram.core.models import MAX_CONTENT_CHARS as CONTENT_LIMIT
+from engram.core.limits import MAX_CONTENT_CHARS, MEMORY_ID_PATTERN
+from engram.core.values import Id, Label, Tags
 
-#: Bounds the schemas publish; the service checks the same limits (and the configured ones) with its own messages.
-MAX_LABEL_CHARS = 64
-MAX_METADATA_VALUE_CHARS = 1000
-MAX_CONTENT_CHARS = CONTENT_LIMIT  # the one limit (core.models); the server's own setting may be lower
-
-Id = Annotated[str, Field(pattern=ID_PATTERN)]  # the pattern bounds the length too
-Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
-MetadataText = Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]
-Metadata = dict[Label, MetadataText | int | float | bool | None]
+# The value types and their limits are the core's (`core/values.py`, `core/limits.py`): one declaration, parsed here.
+__all__ = ["MAX_CONTENT_CHARS", "Id", "Label"]
 
 UserIdArg = Annotated[
     Id | None,
@@ -28,5 +21,5 @@ OptionalSessionIdArg = Annotated[Id | None, Field(description="The current conve
 AgentIdArg = Annotated[Id | None, Field(description="The agent writing.")]
 ProjectArg = Annotated[Id | None, Field(description="Its project (default: global).")]
 ViewerAgentArg = Annotated[Id | None, Field(description="The agent asking (it also sees its private memories).")]
-LabelsArg = Annotated[list[Label] | None, Field(max_length=MAX_TAGS)]
+LabelsArg = Tags
 MemoryIdArg = Annotated[str, Field(pattern=MEMORY_ID_PATTERN, description="A memory id from remember or recall.")]

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from engram.core.knowledge_models import SourceRemoved
 from engram.tools._fields import UserIdArg
-from engram.tools.ingest import ScopeArg, knowledge_of, owner_for
+from engram.tools.ingest import ScopeArg, knowledge_of, whose
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
@@ -36,4 +36,4 @@ async def forget_source(
     memory = await memory_of(ctx)
     knowledge = knowledge_of(memory)
     with domain_errors():
-        return await knowledge.remove_source(owner_for(memory, who, scope), source)
+        return await knowledge.remove_source(whose(who, scope), source)

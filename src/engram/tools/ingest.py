@@ -8,9 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from engram.core.identity import UserKey
 from engram.core.knowledge_models import (
-    GLOBAL_OWNER,
     MAX_SOURCE_NAME_CHARS,
     MAX_TEXT_CHARS,
     DocumentFormat,
@@ -18,6 +16,7 @@ from engram.core.knowledge_models import (
     Scope,
 )
 from engram.tools._fields import UserIdArg
+from engram.tools.progress import progress_of
 from engram.tools.state import AppState, Caller, caller, domain_errors, memory_of
 
 if TYPE_CHECKING:
@@ -43,9 +42,9 @@ def knowledge_of(memory: MemoryService) -> KnowledgeService:
     return memory.knowledge
 
 
-def owner_for(memory: MemoryService, who: Caller, scope: Scope) -> UserKey:
-    """The owner key knowledge is stored under: the shared global owner, or the user's pseudonym."""
-    return GLOBAL_OWNER if scope == "global" else memory.user_key(who.user_id)
+def whose(who: Caller, scope: Scope) -> str | None:
+    """Whose knowledge a call acts on: the caller's user id, or None for global knowledge (core resolves the key)."""
+    return None if scope == "global" else who.user_id
 
 
 async def ingest_files(
@@ -75,17 +74,14 @@ async def ingest_files(
     memory = await memory_of(ctx)
     knowledge = knowledge_of(memory)
 
-    async def progress(done: float, total: float, message: str) -> None:
-        await ctx.report_progress(done, total, message)
-
     with domain_errors():
         return await knowledge.ingest_paths(
-            owner_for(memory, who, scope),
+            whose(who, scope),
             paths,
             include=include or [],
             exclude=exclude or [],
             confined=True,
-            progress=progress,
+            progress=progress_of(ctx),
         )
 
 
@@ -120,4 +116,4 @@ async def ingest_text(
     memory = await memory_of(ctx)
     knowledge = knowledge_of(memory)
     with domain_errors():
-        return await knowledge.ingest_text(owner_for(memory, who, scope), source, text, format, title)
+        return await knowledge.ingest_text(whose(who, scope), source, text, format, title)

@@ -7,9 +7,10 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from engram.core.models import MAX_OFFSET, MAX_PAGE, MemoryPage
+from engram.core.limits import MAX_OFFSET, MAX_PAGE
+from engram.core.models import MemoryPage
 from engram.tools._fields import UserIdArg, ViewerAgentArg
-from engram.tools._filters import FiltersArg, filters_of
+from engram.tools._filters import FiltersArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
@@ -29,5 +30,5 @@ async def list_memories(
     memory = await memory_of(ctx)
     with domain_errors():
         return await memory.list_memories(
-            who.user_id, filters=filters_of(filters), limit=limit, offset=offset, agent_id=who.agent_id
+            who.user_id, filters=filters, limit=limit, offset=offset, agent_id=who.agent_id
         )

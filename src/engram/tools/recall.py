@@ -9,10 +9,10 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from engram.config import MAX_TOP_K
-from engram.core.models import MAX_QUERY_CHARS, KnowledgeHit, RecallResult, RecallScope
+from engram.core.limits import MAX_QUERY_CHARS, MAX_TOP_K
+from engram.core.models import KnowledgeHit, RecallResult, RecallScope
 from engram.tools._fields import OptionalSessionIdArg, UserIdArg, ViewerAgentArg
-from engram.tools._filters import FiltersArg, filters_of
+from engram.tools._filters import FiltersArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 #: Digits a hit's score keeps: enough to rank and compare, short to read.
@@ -122,7 +122,7 @@ async def recall(
     ] = "compact",
     as_of: Annotated[
         datetime | None,
-        Field(description="Default: now."),
+        Field(description="Answer as of this time (ISO 8601): what was valid then; dates in the query count from it."),
     ] = None,
 ) -> Annotated[CallToolResult, RecallReply]:
     """Look up what you know about the user: call at the start of a conversation and when past context may matter.
@@ -140,7 +140,7 @@ async def recall(
             session_id=session_id,
             top_k=top_k,
             min_score=min_score,
-            filters=filters_of(filters),
+            filters=filters,
             agent_id=who.agent_id,
             scope=scope,
             as_of=as_of,

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from engram.core.models import SessionSummary
 from engram.tools._fields import MAX_CONTENT_CHARS, SessionIdArg, UserIdArg, ViewerAgentArg
+from engram.tools.progress import progress_of
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
 
@@ -37,10 +38,12 @@ async def summarize_session(
         who = caller(user_id, agent_id, access="write")
     memory = await memory_of(ctx)
 
-    async def progress(done: float, total: float, message: str) -> None:
-        await ctx.report_progress(done, total, message)
-
     with domain_errors():
         return await memory.summarize_session(
-            who.user_id, session_id, keep_recent=keep_recent, summary=summary, progress=progress, agent_id=who.agent_id
+            who.user_id,
+            session_id,
+            keep_recent=keep_recent,
+            summary=summary,
+            progress=progress_of(ctx),
+            agent_id=who.agent_id,
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from engram.core.models import MemoryUpdated, Visibility
+from engram.core.models import MEMORY_ID_PATTERN, MemoryUpdated, Visibility
 from engram.tools._fields import MAX_CONTENT_CHARS, Label, LabelsArg, MemoryIdArg, UserIdArg, ViewerAgentArg
 from engram.tools.state import AppState, caller, domain_errors, memory_of
 
@@ -33,6 +34,10 @@ async def update_memory(
         Visibility | None,
         Field(description="Only the writing agent may change it."),
     ] = None,
+    valid_until: Annotated[datetime | None, Field(description="It no longer holds from then (ISO 8601).")] = None,
+    superseded_by: Annotated[
+        str | None, Field(pattern=MEMORY_ID_PATTERN, description="Id of the newer memory that replaces it.")
+    ] = None,
 ) -> MemoryUpdated:
     """Change a stored memory: mark it resolved, retag, recategorise, reweigh, or correct its text (new id returned).
 
@@ -52,4 +57,6 @@ async def update_memory(
             importance=importance,
             resolved=resolved,
             visibility=visibility,
+            valid_until=valid_until,
+            superseded_by=superseded_by,
         )
