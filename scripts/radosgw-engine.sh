@@ -19,7 +19,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succ
         sleep 0.5
     done
     echo "radosgw-engine: timed out waiting for $what (logs in $dir/log)" >&2
-    exit 1
+    return 1
 }
 
 stop_all() {
@@ -35,6 +35,8 @@ stop_all() {
 
 case "$action" in
 start)
+    # A step that fails (a timeout on a loaded machine, say) must not leave half a cluster running, nor fail silently.
+    trap 'echo "radosgw-engine: start failed at line $LINENO (logs in $dir/log)" >&2; stop_all' ERR
     for cmd in ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph; do
         command -v "$cmd" >/dev/null || { echo "$cmd is not installed (apt-get install -y ceph-mon ceph-osd radosgw)" >&2; exit 1; }
     done
