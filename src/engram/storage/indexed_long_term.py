@@ -113,6 +113,8 @@ class IndexedLongTermStore(LanceLongTermStore):
         # What one row costs in the index, for deciding before loading: the vector plus the memory's values.
         self._row_bytes = 4 * dimensions + _ROW_OVERHEAD + 300
         self.recall_index = RecallIndex(index_bytes)
+        # Long memories' passages are held beside the memories, within the same cap (their own LRU).
+        self._passages.hold_in_memory(index_bytes)
         self._versions_folder = directory / f"{TABLE_NAME}.lance" / "_versions" if isinstance(directory, Path) else None
         self._settled: tuple[int, bool] = (0, False)
         self._settled_version = 0
@@ -132,7 +134,7 @@ class IndexedLongTermStore(LanceLongTermStore):
             return super().vector_search(user_id, vector, filters, limit, passages=passages)
         if not passages:
             return found
-        # Passages of long memories live in their own table (read from LanceDB, a row count when it is empty).
+        # Passages of long memories live in their own table (held in memory once read; a row count when it is empty).
         with self._readers.shared():
             matches = self._passages.search(user_id, vector, limit)
         return self._with_passages(user_id, found, matches, filters, limit)

@@ -25,6 +25,7 @@ from engram.storage.lance_support import (
     traces,
 )
 from engram.storage.location import Location, ObjectStore
+from engram.storage.passage_index import PassageIndex, UserPassages
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,15 @@ class PassageTable:
         # Created on open: a data directory written before passages existed simply has none yet.
         self._table, _ = open_checked_table(db, TABLE_NAME, passage_schema(dimensions, model_id), directory, "passage")
         self._ensure_indexes()
+        self._index: PassageIndex | None = None
+
+    def hold_in_memory(self, cap_bytes: int) -> None:
+        """Answer searches from each user's passages held in memory, within `cap_bytes` (0: ask LanceDB)."""
+        self._index = PassageIndex(cap_bytes) if cap_bytes > 0 else None
+
+    def indexed_users(self) -> list[str]:
+        """The users whose passages are held in memory, least recently searched first."""
+        return [] if self._index is None else list(self._index.users)
 
     def _ensure_indexes(self, rebuild: bool = False) -> None:
         ensure_indexes(self._table, [("id", BTree()), ("user_id", Bitmap()), ("memory_id", BTree())], rebuild)
@@ -85,14 +95,31 @@ class PassageTable:
             }
             for position, (text, vector) in enumerate(zip(texts, vectors, strict=True), start=1)
         ]
-        if rows:
+        if not rows:
+            return
+        if self._index is None:
             # A plain append: a conditional insert scanned every passage first (ingest slowed as the table grew).
             retry_on_conflict(lambda: self._table.add(rows))
+            return
+        index = self._index
+        # Under the index lock from before the commit until the index has it: no search sees the table ahead.
+        with index.lock:
+            result = retry_on_conflict(lambda: self._table.add(rows))
+            version = getattr(result, "version", None)
+            if version is None or index.version is None or int(version) != index.version + 1:
+                index.reset(None)  # someone else committed in between (or no version to account for): reload
+                return
+            index.version = int(version)
+            held = index.users.get(user_id)
+            if held is not None:
+                held.add([memory_id] * len(rows), list(texts), np.asarray(vectors, dtype=np.float32))
 
     def search(self, user_id: str, vector: Vectors, limit: int) -> list[PassageMatch]:
         """The user's memories whose passages are closest to `vector`: each memory once, at its best passage."""
         if not read_retrying(self._table.count_rows):
             return []  # most stores hold no long memory: the row count is read from the manifest, a search is not
+        if self._index is not None:
+            return self._search_held(user_id, vector, limit)
         query = (
             self._table.search(np.asarray(vector, dtype=np.float32).reshape(-1), vector_column_name="vector")
             .distance_type("cosine")
@@ -111,6 +138,43 @@ class PassageTable:
                 )
         return list(best.values())
 
+    def _search_held(self, user_id: str, vector: Vectors, limit: int) -> list[PassageMatch]:
+        """`search` answered from the user's passages in memory (loaded first if need be)."""
+        index = self._index
+        assert index is not None
+        with index.lock:
+            version = int(read_retrying(lambda: self._table.version))
+            if index.version != version:
+                index.reset(version)
+            held = index.get(user_id)
+            if held is None:
+                held = self._load(user_id)
+                index.put(user_id, held)
+            best: dict[str, PassageMatch] = {}
+            for row, distance in held.nearest(np.asarray(vector, dtype=np.float32), limit):
+                memory_id = held.memory_ids[row]
+                if memory_id not in best:
+                    best[memory_id] = PassageMatch(
+                        memory_id=memory_id, text=held.texts[row], vector=held.vectors[row], score=1.0 - distance
+                    )
+            return list(best.values())
+
+    def _load(self, user_id: str) -> UserPassages:
+        """Read the user's passages from the table."""
+        query = (
+            self._table.search()
+            .where(f"user_id = {quote(user_id)}")
+            .select(["memory_id", "text", "vector"])
+            .limit(None)
+        )
+        table = read_retrying(query.to_arrow)
+        held = UserPassages()
+        if table.num_rows:
+            column = table.column("vector").combine_chunks()
+            vectors = np.asarray(column.flatten(), dtype=np.float32).reshape(table.num_rows, -1)
+            held.add(table.column("memory_id").to_pylist(), table.column("text").to_pylist(), vectors)
+        return held
+
     def erase(self, user_id: str, memory_ids: Sequence[str] | None = None, *, clean: bool = False) -> int:
         """Erase the passages of these memories of the user (all of the user's without ids), leaving no trace."""
         where = f"user_id = {quote(user_id)}"
@@ -118,17 +182,33 @@ class PassageTable:
             if not memory_ids:
                 return 0
             where += f" AND {_memory_ids_clause(memory_ids)}"
-        return erase_rows(
-            self._table, where, self._directory, "passage", lambda: self._ensure_indexes(True), clean=clean
-        )
+        try:
+            return erase_rows(
+                self._table, where, self._directory, "passage", lambda: self._ensure_indexes(True), clean=clean
+            )
+        finally:
+            self._forget_held()
 
     def erase_memories(self, memory_ids: Sequence[str]) -> int:
         """Erase the passages of these memories of any user (a deletion by age spans users)."""
         if not memory_ids:
             return 0
-        return erase_rows(
-            self._table, _memory_ids_clause(memory_ids), self._directory, "passage", lambda: self._ensure_indexes(True)
-        )
+        try:
+            return erase_rows(
+                self._table,
+                _memory_ids_clause(memory_ids),
+                self._directory,
+                "passage",
+                lambda: self._ensure_indexes(True),
+            )
+        finally:
+            self._forget_held()
+
+    def _forget_held(self) -> None:
+        """Drop every user's passages held in memory, with the rows erased (before the erasure returns)."""
+        if self._index is not None:
+            with self._index.lock:
+                self._index.reset(None)
 
     def traces_of(self, user_id: str) -> list[str]:
         """Passages of the user left on disk, named by place (the directory-wide file scan is the caller's)."""
