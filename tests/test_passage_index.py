@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from engram.core.filters import MemoryFilters
 from engram.embeddings.hashing import HashEmbedder
@@ -50,9 +51,16 @@ def _matches(store: LanceLongTermStore, user: str, text: str, limit: int) -> lis
     ]
 
 
-def test_passage_matches_from_the_index_are_lancedbs(tmp_path: Path) -> None:
+#: A cap that holds one user's 49 passages but not the whole table's 98: users are loaded one at a time.
+ONE_USER = 60 * (4 * EMBEDDER.dimensions + 820)
+
+
+@pytest.mark.parametrize(("cap", "held"), [(64 << 20, ["bob", "alice"]), (ONE_USER, ["alice"])])
+def test_passage_matches_from_the_index_are_lancedbs(tmp_path: Path, cap: int, held: list[str]) -> None:
     """The index answers a passage search as LanceDB does: the same memories, passages and scores, best first."""
-    indexed = _store(tmp_path)
+    indexed = IndexedLongTermStore(
+        tmp_path, dimensions=EMBEDDER.dimensions, model_id=EMBEDDER.model_id, index_bytes=cap
+    )
     for user in ("alice", "bob"):
         _long_memories(indexed, user, 12)
     plain = _plain(tmp_path)
@@ -61,7 +69,7 @@ def test_passage_matches_from_the_index_are_lancedbs(tmp_path: Path) -> None:
             want = _matches(plain, "alice", query, limit)
             assert want, "LanceDB finds passages"
             assert _matches(indexed, "alice", query, limit) == want, (query, limit)
-    assert indexed._passages.indexed_users() == ["alice"], "alice's passages are held in memory, bob's not yet"
+    assert indexed._passages.indexed_users() == held, "the whole table when it fits, else the users searched"
 
 
 def test_a_long_memory_is_found_by_a_detail_at_its_end_through_the_index(tmp_path: Path) -> None:
@@ -76,6 +84,17 @@ def test_a_long_memory_is_found_by_a_detail_at_its_end_through_the_index(tmp_pat
     assert [(h.memory.id, h.passage) for h in plain] == [(h.memory.id, h.passage) for h in hits]
     assert np.isclose(plain[0].score, hits[0].score)
     assert store._passages.indexed_users() == ["alice"]
+
+
+def test_a_users_first_long_memory_joins_a_complete_index(tmp_path: Path) -> None:
+    """With every user's passages held, a new user's long memory is added to them, and found with no reload."""
+    store = _store(tmp_path)
+    _long_memories(store, "alice", 4)
+    assert _matches(store, "alice", DETAIL, 5)[0][0] == "alice-m003"
+    _long_memories(store, "carol", 4)
+    assert store._passages.indexed_users() == ["alice", "carol"], "carol's passages joined as they were written"
+    assert _matches(store, "carol", DETAIL, 50) == _matches(_plain(tmp_path), "carol", DETAIL, 50)
+    assert _matches(store, "dave", DETAIL, 5) == []
 
 
 def test_this_process_writes_reach_the_loaded_passages(tmp_path: Path) -> None:

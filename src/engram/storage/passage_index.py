@@ -64,11 +64,14 @@ class PassageIndex:
         self.lock = threading.RLock()
         self.version: int | None = None
         self.users: OrderedDict[str, UserPassages] = OrderedDict()
+        # Whether every user's passages at `version` are held: then a user not held has none (nothing to load).
+        self.complete = False
 
     def reset(self, version: int | None) -> None:
         """Drop every user's passages; the index now answers for `version`."""
         self.users.clear()
         self.version = version
+        self.complete = False
 
     def get(self, user_id: str) -> UserPassages | None:
         """The user's passages if loaded, marked as the most recently used."""
@@ -80,7 +83,13 @@ class PassageIndex:
     def put(self, user_id: str, passages: UserPassages) -> None:
         """Keep the user's passages, evicting the least recently searched users to stay within the cap."""
         self.users[user_id] = passages
+        self.users.move_to_end(user_id)
+        self.fit()
+
+    def fit(self) -> None:
+        """Evict least recently searched users until the held passages fit the cap."""
         total = sum(u.nbytes for u in self.users.values())
         while total > self.cap_bytes and self.users:
             _, evicted = self.users.popitem(last=False)
             total -= evicted.nbytes
+            self.complete = False

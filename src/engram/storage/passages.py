@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from lancedb.index import Bitmap, BTree
 
@@ -25,11 +26,13 @@ from engram.storage.lance_support import (
     traces,
 )
 from engram.storage.location import Location, ObjectStore
-from engram.storage.passage_index import PassageIndex, UserPassages
+from engram.storage.passage_index import _PASSAGE_OVERHEAD, PassageIndex, UserPassages
 
 logger = logging.getLogger(__name__)
 
 TABLE_NAME = "passages"
+#: What a passage's text costs in memory, for deciding before a whole-table load (a window is ~100 words).
+_TEXT_BYTES = 700
 
 
 def passage_schema(dimensions: int, model_id: str) -> pa.Schema:
@@ -57,6 +60,14 @@ class PassageMatch:
     score: float
 
 
+def _vectors(rows: pa.Table | pa.RecordBatch) -> npt.NDArray[np.float32]:
+    """The vector column of an Arrow table or batch as a float32 matrix."""
+    column = rows.column("vector")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return np.asarray(column.flatten(), dtype=np.float32).reshape(rows.num_rows, -1)
+
+
 def _memory_ids_clause(ids: Sequence[str]) -> str:
     return f"memory_id IN ({', '.join(quote(i) for i in ids)})"
 
@@ -66,6 +77,7 @@ class PassageTable:
 
     def __init__(self, db: Any, directory: Location, *, dimensions: int, model_id: str) -> None:
         self._directory = directory
+        self._dimensions = dimensions
         # Created on open: a data directory written before passages existed simply has none yet.
         self._table, _ = open_checked_table(db, TABLE_NAME, passage_schema(dimensions, model_id), directory, "passage")
         self._ensure_indexes()
@@ -111,8 +123,12 @@ class PassageTable:
                 return
             index.version = int(version)
             held = index.users.get(user_id)
+            if held is None and index.complete:
+                held = UserPassages()  # the user's first long memory: an index holding every user stays complete
+                index.users[user_id] = held
             if held is not None:
                 held.add([memory_id] * len(rows), list(texts), np.asarray(vectors, dtype=np.float32))
+                index.put(user_id, held)
 
     def search(self, user_id: str, vector: Vectors, limit: int) -> list[PassageMatch]:
         """The user's memories whose passages are closest to `vector`: each memory once, at its best passage."""
@@ -146,9 +162,13 @@ class PassageTable:
             version = int(read_retrying(lambda: self._table.version))
             if index.version != version:
                 index.reset(version)
+            if not index.users and not index.complete:
+                # An empty index (at start, or after a change): one scan of the whole table when it fits the cap,
+                # rather than a first slow search for each user in turn.
+                self._load_all(index)
             held = index.get(user_id)
             if held is None:
-                held = self._load(user_id)
+                held = UserPassages() if index.complete else self._load(user_id)
                 index.put(user_id, held)
             best: dict[str, PassageMatch] = {}
             for row, distance in held.nearest(np.asarray(vector, dtype=np.float32), limit):
@@ -158,6 +178,26 @@ class PassageTable:
                         memory_id=memory_id, text=held.texts[row], vector=held.vectors[row], score=1.0 - distance
                     )
             return list(best.values())
+
+    def _load_all(self, index: PassageIndex) -> None:
+        """Hold every user's passages, read in one streamed scan, if the whole table fits the cap (else none)."""
+        rows = int(read_retrying(self._table.count_rows))
+        if rows * (4 * self._dimensions + _PASSAGE_OVERHEAD + _TEXT_BYTES) > index.cap_bytes:
+            return
+        query = self._table.search().select(["user_id", "memory_id", "text", "vector"]).limit(None)
+        for batch in read_retrying(lambda: query.to_batches(batch_size=4096)):
+            users = batch.column("user_id").to_pylist()
+            rows_of: dict[str, list[int]] = {}
+            for row, user_id in enumerate(users):
+                rows_of.setdefault(user_id, []).append(row)
+            for user_id, picked in rows_of.items():
+                part = batch.take(picked)
+                held = index.users.get(user_id)
+                if held is None:
+                    held = index.users[user_id] = UserPassages()
+                held.add(part.column("memory_id").to_pylist(), part.column("text").to_pylist(), _vectors(part))
+        index.complete = True
+        index.fit()
 
     def _load(self, user_id: str) -> UserPassages:
         """Read the user's passages from the table."""
@@ -170,9 +210,7 @@ class PassageTable:
         table = read_retrying(query.to_arrow)
         held = UserPassages()
         if table.num_rows:
-            column = table.column("vector").combine_chunks()
-            vectors = np.asarray(column.flatten(), dtype=np.float32).reshape(table.num_rows, -1)
-            held.add(table.column("memory_id").to_pylist(), table.column("text").to_pylist(), vectors)
+            held.add(table.column("memory_id").to_pylist(), table.column("text").to_pylist(), _vectors(table))
         return held
 
     def erase(self, user_id: str, memory_ids: Sequence[str] | None = None, *, clean: bool = False) -> int:
