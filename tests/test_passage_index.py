@@ -130,3 +130,20 @@ def test_erasure_drops_the_passages_from_the_index(tmp_path: Path) -> None:
     store.delete_user("alice")
     assert store._passages.indexed_users() == [], "dropped with the rows, before the erasure returned"
     assert _matches(store, "alice", DETAIL, 50) == []
+
+
+def test_compaction_keeps_the_held_passages(tmp_path: Path) -> None:
+    """Upkeep's compaction changes the table's version but no row: the held passages stay (no reload of all)."""
+    store = _store(tmp_path)
+    _long_memories(store, "alice", 6)
+    want = _matches(store, "alice", DETAIL, 50)
+    index = store._passages._index
+    assert index is not None
+    held = index.users["alice"]
+    store._passages.compact()
+    assert _matches(store, "alice", DETAIL, 50) == want
+    assert index.users["alice"] is held, "kept across the compaction"
+    _long_memories(store, "alice", 8)  # this process's write after the compaction still reaches them
+    assert index.users["alice"] is held and _matches(store, "alice", DETAIL, 50) == _matches(
+        _plain(tmp_path), "alice", DETAIL, 50
+    )

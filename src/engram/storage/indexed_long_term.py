@@ -27,7 +27,7 @@ from engram.core.filters import MemoryFilters
 from engram.core.models import Memory
 from engram.core.ports import Candidate, Vectors
 from engram.storage.filters import memory_filter
-from engram.storage.lance_support import lance_dataset, read_retrying
+from engram.storage.lance_support import read_retrying, rows_unchanged
 from engram.storage.location import Location
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.memory_rows import _COLUMNS, TABLE_NAME
@@ -39,8 +39,6 @@ logger = logging.getLogger(__name__)
 _RELOAD_BACKOFF_S = 2.0
 #: How old the versions folder's modification time must be before it alone may say that nothing was committed.
 _SETTLED_NS = 2_000_000_000
-#: Commits that rewrite files or indexes without changing any row: the index stays valid across them.
-_ROWS_UNCHANGED = frozenset({"Rewrite", "CreateIndex"})
 
 
 def _vectors(rows: pa.Table | pa.RecordBatch) -> npt.NDArray[np.float32]:
@@ -211,27 +209,7 @@ class IndexedLongTermStore(LanceLongTermStore):
 
     def _rows_unchanged(self, known: int, versions: list[int]) -> bool:
         """Whether the commits of these versions (another process's) left every row as it was."""
-        try:
-            dataset = lance_dataset(self._table)
-            newest = int(dataset.version)
-            operations = {
-                newest - i: None if t is None else type(t.operation).__name__
-                for i, t in enumerate(dataset.get_transactions(newest - known))
-            }
-            files = {int(v["version"]): v["metadata"] for v in dataset.versions()}
-        except Exception:  # an unreadable log is a change as far as the index knows
-            logger.debug("could not read the table's transactions; dropping the recall index", exc_info=True)
-            return False
-
-        def unchanged(version: int) -> bool:
-            if operations.get(version) in _ROWS_UNCHANGED:
-                return True
-            # Operations pylance does not name (compaction reserving fragment ids) are harmless when they wrote no
-            # file: any row added, changed or deleted shows in the version's data or deletion file counts.
-            stats, before = files.get(version), files.get(version - 1)
-            return operations.get(version) == "BaseOperation" and stats is not None and stats == before
-
-        return all(unchanged(v) for v in versions)
+        return rows_unchanged(self._table, known, versions)
 
     def _load_all(self) -> None:
         """Load every user's index in one streamed scan if the whole table fits the cap (else load none)."""

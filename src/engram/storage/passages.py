@@ -23,6 +23,7 @@ from engram.storage.lance_support import (
     optimize_table,
     read_retrying,
     retry_on_conflict,
+    rows_unchanged,
     traces,
 )
 from engram.storage.location import Location, ObjectStore
@@ -118,8 +119,8 @@ class PassageTable:
         with index.lock:
             result = retry_on_conflict(lambda: self._table.add(rows))
             version = getattr(result, "version", None)
-            if version is None or index.version is None or int(version) != index.version + 1:
-                index.reset(None)  # someone else committed in between (or no version to account for): reload
+            if version is None or not self._follow(index, int(version) - 1):
+                index.reset(None)  # rows changed by another commit in between (or no version to account for)
                 return
             index.version = int(version)
             held = index.users.get(user_id)
@@ -160,7 +161,7 @@ class PassageTable:
         assert index is not None
         with index.lock:
             version = int(read_retrying(lambda: self._table.version))
-            if index.version != version:
+            if not self._follow(index, version):
                 index.reset(version)
             if not index.users and not index.complete:
                 # An empty index (at start, or after a change): one scan of the whole table when it fits the cap,
@@ -178,6 +179,18 @@ class PassageTable:
                         memory_id=memory_id, text=held.texts[row], vector=held.vectors[row], score=1.0 - distance
                     )
             return list(best.values())
+
+    def _follow(self, index: PassageIndex, version: int) -> bool:
+        """Whether the held passages hold for `version` (now recorded): no commit since theirs changed a row.
+
+        Upkeep compacts this table between searches: dropping everything then would reload it all each time."""
+        known = index.version
+        if known is None or version < known:
+            return False
+        if version > known and not rows_unchanged(self._table, known, list(range(known + 1, version + 1))):
+            return False
+        index.version = version
+        return True
 
     def _load_all(self, index: PassageIndex) -> None:
         """Hold every user's passages, read in one streamed scan, if the whole table fits the cap (else none)."""
