@@ -147,3 +147,15 @@ def test_compaction_keeps_the_held_passages(tmp_path: Path) -> None:
     assert index.users["alice"] is held and _matches(store, "alice", DETAIL, 50) == _matches(
         _plain(tmp_path), "alice", DETAIL, 50
     )
+
+
+def test_filtered_recall_with_passages_matches_lancedb(tmp_path: Path) -> None:
+    """Memories that passages point at are read from the index through the same filters LanceDB applies."""
+    store = _store(tmp_path)
+    _long_memories(store, "alice", 12)
+    plain = _plain(tmp_path)
+    vector = EMBEDDER.embed([DETAIL])[0]
+    for filters in (MemoryFilters(), MemoryFilters(from_session="s3"), MemoryFilters(from_session="s1")):
+        want = [(c.memory.id, c.passage, round(c.score, 5)) for c in plain.vector_search("alice", vector, filters, 10)]
+        got = [(c.memory.id, c.passage, round(c.score, 5)) for c in store.vector_search("alice", vector, filters, 10)]
+        assert got == want and want, filters

@@ -128,13 +128,21 @@ class IndexedLongTermStore(LanceLongTermStore):
         with self.recall_index.lock:
             indexed = self._indexed(user_id, filters)
             found = None if indexed is None else indexed[0].vector_search(vector, indexed[1], limit)
-        if found is None:
+        if found is None or indexed is None:
             return super().vector_search(user_id, vector, filters, limit, passages=passages)
         if not passages:
             return found
         # Passages of long memories live in their own table (held in memory once read; a row count when it is empty).
         with self._readers.shared():
             matches = self._passages.search(user_id, vector, limit)
+        # The memories they point at come from the index, not a LanceDB read; their passage's score replaces -inf.
+        known = {c.memory.id for c in found}
+        with self.recall_index.lock:
+            if self.recall_index.users.get(user_id) is not indexed[0]:
+                return self._with_passages(user_id, found, matches, filters, limit)  # dropped meanwhile: LanceDB
+            found += indexed[0].admitted_candidates(
+                [m.memory_id for m in matches if m.memory_id not in known], indexed[1], float("-inf")
+            )
         return self._with_passages(user_id, found, matches, filters, limit)
 
     def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
