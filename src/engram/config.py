@@ -176,6 +176,12 @@ class Settings(BaseSettings):
     recall_importance_weight: float = Field(
         default=0.0, ge=0.0, le=2.0, description="Bonus per unit of a memory's importance."
     )
+    recall_newer_first: int = Field(
+        default=5, ge=0, le=50, description="Hits of the newer of the two best-matching sessions put first (0: off)."
+    )
+    recall_speaker_lift: float = Field(
+        default=0.3, ge=0.0, le=2.0, description="Bonus for turns said by the person a gathering question names."
+    )
     retention_days: float | None = Field(
         default=None, gt=0, description="Long-term memories older than this many days are purged (unset: kept)."
     )

@@ -76,6 +76,8 @@ def ranking_from(settings: Settings) -> RankingPolicy:
         recency_weight=settings.recall_recency_weight,
         recency_half_life_days=settings.recall_recency_half_life_days,
         importance_weight=settings.recall_importance_weight,
+        newer_first=settings.recall_newer_first,
+        speaker_lift=settings.recall_speaker_lift,
     )
 
 

@@ -131,7 +131,12 @@ class HitScores(BaseModel):
     keyword_rank: int | None = Field(description="Rank in the keyword result list (1 = best), or null.")
     neighbor_boost: float = Field(description="Added because neighbouring turns of the same session also matched.")
     graph_boost: float = Field(
-        default=0.0, description="Added because the memory names an entity the query names, or one related to it."
+        default=0.0,
+        description="Added because the memory names an entity the query names, or one related to it, "
+        "or was said by the person a gathering question names.",
+    )
+    newer_lift: float = Field(
+        default=0.0, description="Added to put the newer of two versions of a matching fact (or session) first."
     )
     fused: float = Field(description="The final ranking score.")
 

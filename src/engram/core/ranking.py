@@ -49,6 +49,12 @@ class RankingPolicy:
     session_free_hits: int = 5
     #: 1.0: a turn ranks at least as high as the reply after it (whose index text quotes it), when both are found.
     reply_yields: float = 0.0
+    #: How many hits of the newer of the two best-matching sessions move ahead of the older (core/newer_first.py).
+    newer_first: int = 5
+    #: Added to a turn said by the person a gathering question names (core/speaker_links.py).
+    speaker_lift: float = 0.3
+    #: 1.0: vector search scores a long memory by its best passage; 0.0: by its own (first-window) vector only.
+    passages: float = 1.0
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:

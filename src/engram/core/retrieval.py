@@ -28,8 +28,10 @@ from engram.core.models import (
     SessionTranscript,
     WorkingTurn,
 )
+from engram.core.newer_first import newer_first
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
+from engram.core.speaker_links import lift_named_speakers
 from engram.core.temporal import TimeReference
 from engram.core.validation import check_id, check_memory_id, check_optional_id
 
@@ -107,7 +109,7 @@ class MemoryReader:
                 raise searched.failed[0]
             unavailable.append(str(searched.failed[0]))
             searched = _Searched()
-        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score, asked.when, boosts)
+        kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score, asked.when, boosts, query=query)
         ctx.metrics.observe_recall_tier("long_term", time.perf_counter() - started)
         ctx.metrics.observe_recall_results(
             key, [hit.score for hit in kept], [hit.scores.similarity for hit in kept], dropped
@@ -175,8 +177,12 @@ class MemoryReader:
             vector = await self._embed_query(query)
             if ranking.fusion != "keyword":
                 try:
-                    searched.semantic = await ctx.run(partial(ctx.long_term.vector_search, key, vector, filters, limit))
-                    period = None if when is None else within(filters, when)
+                    search = partial(
+                        ctx.long_term.vector_search, key, vector, filters, limit, passages=bool(ranking.passages)
+                    )
+                    searched.semantic = await ctx.run(search)
+                    # Without a period weight the period's own search could add nothing to the ranking.
+                    period = None if when is None or not ranking.period_weight else within(filters, when)
                     if period is not None:
                         # The question names a period: its memories are searched too, so that the right Saturday's
                         # turn is a candidate even when turns of other dates say the same thing more closely.
@@ -223,6 +229,8 @@ class MemoryReader:
         min_score: float | None,
         when: TimeReference | None = None,
         boosts: dict[str, float] | None = None,
+        *,
+        query: str = "",
     ) -> tuple[list[MemoryHit], int]:
         """The best `top_k` fused hits that pass `min_score` (shown under the caller's user id), and how many failed."""
         kept: list[MemoryHit] = []
@@ -230,6 +238,8 @@ class MemoryReader:
         hits = fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock(), when)
         if boosts:
             hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
+        hits = lift_named_speakers(hits, query, self._ctx.ranking.speaker_lift)
+        hits = newer_first(hits, self._ctx.ranking.newer_first, query)
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
         for hit in hits:
             if len(kept) == top_k:
