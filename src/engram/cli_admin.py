@@ -130,6 +130,20 @@ def doctor(as_json: bool) -> None:
     metavar="NAME=NUMBER",
     help="Override a ranking signal for this run, e.g. session_decay=0.9 (repeatable; names as in the report).",
 )
+@click.option(
+    "--compare",
+    "compare",
+    multiple=True,
+    metavar="NAME=NUMBER[,NAME=NUMBER...]",
+    help="Also score this ranking variant from the same ingest, e.g. neighbor_cap=0 (repeatable).",
+)
+@click.option("--every", type=click.IntRange(min=1), default=1, help="Only every K-th conversation (a fixed sample).")
+@click.option("--per-turn", is_flag=True, help="Ingest with one remember per turn instead of remember_many batches.")
+@click.option(
+    "--embedding-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the model's vectors in this file and reuse them in later runs on the same texts (benchmarks only).",
+)
 def eval_(
     path: Path,
     out: Path | None,
@@ -139,8 +153,12 @@ def eval_(
     keyword_weight: float | None,
     neighbor_weight: float | None,
     ranking: tuple[str, ...],
+    compare: tuple[str, ...],
+    every: int,
+    per_turn: bool,
+    embedding_cache: Path | None,
 ) -> None:
-    """Measure retrieval on a benchmark file (LoCoMo or LongMemEval, shared format): ingest with remember, ask with
+    """Measure retrieval on a benchmark file (LoCoMo or LongMemEval, shared format): ingest with remember_many, ask with
     recall (at each question's date if it has one), and print the scores overall and per question type.
 
     Runs in a fresh temporary store unless --data-dir is given; your own memories are never touched.
@@ -158,7 +176,16 @@ def eval_(
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     with _clean_errors():
         report, table = run_evaluation(
-            settings, path, data_dir=data_dir, limit=conversations, out=out, ranking=_ranking_overrides(ranking)
+            settings,
+            path,
+            data_dir=data_dir,
+            limit=conversations,
+            out=out,
+            ranking=_ranking_overrides(ranking),
+            variants=[_ranking_overrides(tuple(spec.split(","))) for spec in compare],
+            per_turn=per_turn,
+            every=every,
+            embedding_cache=embedding_cache,
         )
     click.echo(table)
     if out:

@@ -53,6 +53,8 @@ class RankingPolicy:
     newer_first: int = 5
     #: Added to a turn said by the person a gathering question names (core/speaker_links.py).
     speaker_lift: float = 0.3
+    #: 1.0: vector search scores a long memory by its best passage; 0.0: by its own (first-window) vector only.
+    passages: float = 1.0
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:

@@ -177,8 +177,12 @@ class MemoryReader:
             vector = await self._embed_query(query)
             if ranking.fusion != "keyword":
                 try:
-                    searched.semantic = await ctx.run(partial(ctx.long_term.vector_search, key, vector, filters, limit))
-                    period = None if when is None else within(filters, when)
+                    search = partial(
+                        ctx.long_term.vector_search, key, vector, filters, limit, passages=bool(ranking.passages)
+                    )
+                    searched.semantic = await ctx.run(search)
+                    # Without a period weight the period's own search could add nothing to the ranking.
+                    period = None if when is None or not ranking.period_weight else within(filters, when)
                     if period is not None:
                         # The question names a period: its memories are searched too, so that the right Saturday's
                         # turn is a candidate even when turns of other dates say the same thing more closely.
