@@ -181,6 +181,7 @@ def cluster(tmp_path: Path, s3_bucket: str, redis_engine: RedisEngine) -> Iterat
         "ENGRAM_USER_ID_KEY": KEY,
         "ENGRAM_TOKENS_FILE": str(shared / "tokens.json"),
         "ENGRAM_ENRICHMENT": "false",
+        "ENGRAM_TOOLS": "graph",  # the everyday tools and the graph tools
     }
     ports = [free_port() for _ in range(3)]
     replicas = [spawn(tmp_path / f"replica-{i}", "streamable-http", env=env, port=ports[i]) for i in range(3)]
@@ -229,6 +230,13 @@ async def test_three_replicas_behind_haproxy_survive_kills_and_erase_everywhere(
         await anyio.to_thread.run_sync(kill_and_restart)
     assert tally.failures == [], tally.failures[:5]
     _check_stored(cluster, tally)
+
+    # The graph is shared like the rest: what one replica adds, another finds at once (and step 3 erases it).
+    for user in ("user0", "user1"):
+        entity = {"name": f"{user} garden", "entityType": "place", "observations": [f"{user} fact: roses by the gate"]}
+        await _call(tally, cluster.replicas[0].base, cluster.tokens[user], "create_entities", {"entities": [entity]})
+        found = await _call(tally, cluster.replicas[2].base, cluster.tokens[user], "search_nodes", {"query": "garden"})
+        assert [node["name"] for node in found.get("entities", [])] == [f"{user} garden"], (found, tally.failures)
 
     # 3. forget_user through one replica: nothing of the user in any object or any Redis key or value.
     gone = "user0"

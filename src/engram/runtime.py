@@ -200,7 +200,12 @@ def open_memory(
         )
         opened.callback(knowledge_store.close)
         graph = open_tier(
-            lambda: LanceGraphStore(settings.graph_dir), GuardedGraphStore, "graph", settings.graph_dir, health
+            # Replicas share one graph on object storage, as they share memories and knowledge.
+            lambda: LanceGraphStore(settings.graph_dir if shared is None else shared.child("graph")),
+            GuardedGraphStore,
+            "graph",
+            settings.graph_dir,
+            health,
         )
     except BaseException:
         opened.close()  # the last opened first

@@ -114,9 +114,12 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session
     store.close()
 
 
-@pytest.fixture(params=sorted(GRAPH_BACK_ENDS))
+@pytest.fixture(params=[*sorted(GRAPH_BACK_ENDS), pytest.param("radosgw", marks=pytest.mark.distributed)])
 def graph(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
-    """A fresh graph store of each back end."""
-    store = GRAPH_BACK_ENDS[request.param](tmp_path / "graph")
+    """A fresh graph store of each back end (on radosgw: what every replica of a distributed deployment shares)."""
+    if request.param == "radosgw":
+        store: GraphStore = LanceGraphStore(ObjectStore(request.getfixturevalue("s3_bucket"), aws_storage_options()))
+    else:
+        store = GRAPH_BACK_ENDS[request.param](tmp_path / "graph")
     yield store
     store.close()

@@ -17,7 +17,6 @@ from engram.core.models import Visibility
 from engram.core.timeutil import to_utc
 from engram.storage.filters import agent_clauses, ids_clause, quote, quote_list
 from engram.storage.lance_support import (
-    FileLock,
     ReadersWriterLock,
     connect,
     directory_bytes,
@@ -27,6 +26,7 @@ from engram.storage.lance_support import (
     retry_on_conflict,
     traces,
 )
+from engram.storage.location import Location, location_lock
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +79,15 @@ def _scope(user_id: str, filters: MemoryFilters | None = None) -> str:
 class LanceGraphStore:
     """Entities and relations of every user in two LanceDB tables; every query is prefiltered to one user."""
 
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Location) -> None:
+        if isinstance(directory, Path):
+            directory.mkdir(parents=True, exist_ok=True)
         self._directory = directory
-        # Other servers on the same data directory write too: every read must see their commits.
+        # Other servers on the same data directory (or replicas on the same bucket) write too: every read must see
+        # their commits.
         self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
-        self._process_lock = FileLock(directory / ".engram-write.lock")
+        self._process_lock = location_lock(directory, "write")
         self._readers = ReadersWriterLock()
         self._erased_through = {ENTITIES: 0, RELATIONS: 0}
         with self._process_lock:

@@ -134,18 +134,16 @@ class WriteJournal:
             rows = self._connection.execute(
                 "SELECT seq, body, vector FROM pending ORDER BY seq LIMIT ?", (limit,)
             ).fetchall()
-        entries = []
-        for seq, body, blob in rows:
-            decoded = json.loads(body)
-            entries.append(
-                JournalEntry(
-                    seq=int(seq),
-                    memory=Memory.model_validate(decoded["memory"]),
-                    index_text=decoded["index_text"],
-                    vector=np.frombuffer(blob, dtype=np.float32).copy(),
-                )
-            )
-        return entries
+        return _entries(rows)
+
+    def pending_of(self, user_id: str) -> list[JournalEntry]:
+        """The waiting writes (of any process) of one user, in the order they were acknowledged."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT seq, body, vector FROM pending WHERE json_extract(body, '$.memory.user_id') = ? ORDER BY seq",
+                (user_id,),
+            ).fetchall()
+        return _entries(rows)
 
     def trim(self, through_seq: int) -> None:
         """Forget the writes up to `through_seq`: they are in the table now."""
@@ -162,3 +160,19 @@ class WriteJournal:
         """Close the connection (pending writes stay on disk for the next open)."""
         with self._lock:
             self._connection.close()
+
+
+def _entries(rows: list[tuple[int, str, bytes]]) -> list[JournalEntry]:
+    """Journal rows (seq, body, vector) as entries."""
+    entries = []
+    for seq, body, blob in rows:
+        decoded = json.loads(body)
+        entries.append(
+            JournalEntry(
+                seq=int(seq),
+                memory=Memory.model_validate(decoded["memory"]),
+                index_text=decoded["index_text"],
+                vector=np.frombuffer(blob, dtype=np.float32).copy(),
+            )
+        )
+    return entries

@@ -18,6 +18,7 @@ from engram.core.ports import Candidate, LongTermStore, StoredMemory, Vectors
 from engram.storage.journal import WriteJournal
 from engram.storage.lance_support import FileLock
 from engram.storage.upkeep import Upkeep
+from engram.storage.waiting_search import merged, search_waiting
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class JournaledLongTermStore(LongTermStore):
     A write is acknowledged once it is fsync'd in the journal (a few ms) instead of after a LanceDB commit (tens of
     ms, and one fragment per write). A background thread moves journalled writes into the table in batches: when
     `batch_rows` are waiting or `flush_delay_s` after the first one. Every read, count and erasure first moves
-    whatever is waiting (from any process), so a caller always reads its own writes. Opening replays what a
+    whatever is waiting (from any process), so a caller always reads its own writes; the vector search instead
+    scores the user's waiting writes in memory (storage/waiting_search.py). Opening replays what a
     crashed process left; ids are content-addressed and the insert is conditional on them, so a replay is a no-op
     for rows that had already made it. The decorator replays through the store's own `add_many` (durable when it
     returns) and only then lets the journal forget the entries.
@@ -169,7 +171,7 @@ class JournaledLongTermStore(LongTermStore):
             return False
         return self._waiting >= self._batch_rows or time.monotonic() >= self._first_waiting_at + self._flush_delay_s
 
-    # -- reads: each one first catches up, so it sees every acknowledged write ------------------------------------
+    # -- reads: each one sees every acknowledged write (most catch up first) ---------------------------------------
 
     def get(self, user_id: UserKey, ids: Sequence[str]) -> list[Memory]:
         """Return the user's memories with these ids (missing ones are skipped)."""
@@ -179,9 +181,17 @@ class JournaledLongTermStore(LongTermStore):
     def vector_search(
         self, user_id: UserKey, vector: Vectors, filters: MemoryFilters, limit: int, *, passages: bool = True
     ) -> list[Candidate]:
-        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first."""
-        self.catch_up()
-        return self.store.vector_search(user_id, vector, filters, limit, passages=passages)
+        """Up to `limit` of the user's memories matching `filters`, by cosine similarity (the score), best first.
+
+        The user's waiting writes are scored in memory rather than moved first: every fact's `remember` runs this
+        search (for what it may supersede), and moving them would make each single write its own commit."""
+        # The journal is read before the table: an entry moved in between is then found twice, never missed.
+        waiting = self._journal.pending_of(user_id)
+        found = search_waiting(waiting, vector, filters, limit, passages_too=passages) if waiting else []
+        if found is None:  # only the table can answer this one exactly
+            self.catch_up()
+            return self.store.vector_search(user_id, vector, filters, limit, passages=passages)
+        return merged(self.store.vector_search(user_id, vector, filters, limit, passages=passages), found, limit)
 
     def keyword_search(self, user_id: UserKey, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""

@@ -1,0 +1,73 @@
+"""Defers the body of LanceDB's unused REST namespace client until something really asks for it.
+
+`import lancedb` imports `lance_namespace`, which imports `lance_namespace_urllib3_client.models`; the client
+package's own `__init__` then imports its whole generated `api` package and HTTP stack (about half of the CPU of
+`import lancedb`, README "Start-up"). Engram never talks to a REST namespace. Registering the package
+unexecuted, with its real `__path__` and `__spec__`, lets `.models.x` import on its own; the real `__init__`
+runs the first time an attribute the module does not yet have is asked for, so code that uses the client sees
+exactly the objects it would have seen.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+import types
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CLIENT_PACKAGE = "lance_namespace_urllib3_client"
+#: The layout this deferral was written against: a package whose `__init__` imports these subpackages.
+_EXPECTED_SUBPACKAGES = ("api", "models")
+
+
+def defer_rest_client(package: str = CLIENT_PACKAGE) -> bool:
+    """Register the REST client package unexecuted (see module docstring); True if it was deferred.
+
+    Does nothing when the package is already imported, absent, or laid out differently than expected.
+    """
+    if package in sys.modules:
+        return False
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError) as exc:
+        log.debug("lazy REST client: cannot locate %s (%s); left alone", package, exc)
+        return False
+    if not _expected_layout(spec):
+        log.debug("lazy REST client: %s is absent or laid out differently; left alone", package)
+        return False
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def load_on_demand(name: str) -> object:
+        """Return a submodule by importing just it; for any other missing name, run the real `__init__`."""
+        if not name.startswith("__") and importlib.util.find_spec(f"{package}.{name}") is not None:
+            return importlib.import_module(f"{package}.{name}")
+        # Removed first so that names the real `__init__` itself looks up cannot recurse into here.
+        del module.__dict__["__getattr__"]
+        loader.exec_module(module)
+        log.debug("lazy REST client: %s loaded in full (asked for %r)", package, name)
+        return getattr(module, name)
+
+    module.__dict__["__getattr__"] = load_on_demand
+    sys.modules[package] = module
+    return True
+
+
+def _expected_layout(spec: importlib.machinery.ModuleSpec | None) -> bool:
+    """Whether the installed client is a regular package from files holding the subpackages we expect."""
+    if spec is None or spec.loader is None or spec.origin is None or not spec.submodule_search_locations:
+        return False
+    if not hasattr(spec.loader, "exec_module"):
+        return False
+    root = Path(spec.origin).parent
+    return all((root / sub / "__init__.py").is_file() for sub in _EXPECTED_SUBPACKAGES)
+
+
+def is_deferred(module: types.ModuleType) -> bool:
+    """Whether the given client module is still waiting for its real `__init__` to run."""
+    return "__getattr__" in module.__dict__ and module.__dict__["__getattr__"].__name__ == "load_on_demand"
