@@ -314,15 +314,9 @@ def purge() -> None:
 
 def _embedder(settings: Settings) -> Embedder:
     """The configured embedding model, loaded."""
-    from engram.embeddings import load_embedder
+    from engram.runtime import configured_embedder
 
-    return load_embedder(
-        settings.embedding_model,
-        device=settings.embedding_device,
-        threads=settings.embedding_threads,
-        backend=settings.embedding_backend,
-        cache_dir=settings.model_cache_dir,
-    )
+    return configured_embedder(settings)
 
 
 def main() -> None:

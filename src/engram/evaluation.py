@@ -420,16 +420,9 @@ def run_evaluation(
 
 def _remembered_embedder(settings: Settings, path: Path) -> RememberedEmbedder:
     """The configured model, its vectors kept in `path` (see embeddings/remembered.py)."""
-    from engram.embeddings import load_embedder
+    from engram.runtime import configured_embedder
 
-    model = load_embedder(
-        settings.embedding_model,
-        device=settings.embedding_device,
-        threads=settings.embedding_threads,
-        backend=settings.embedding_backend,
-        cache_dir=settings.model_cache_dir,
-    )
-    return RememberedEmbedder(model, path)
+    return RememberedEmbedder(configured_embedder(settings), path)
 
 
 @contextmanager

@@ -28,6 +28,19 @@ from engram.user_key import user_id_key
 logger = logging.getLogger(__name__)
 
 
+def configured_embedder(settings: Settings) -> Embedder:
+    """The embedding model the settings name, loaded (the server, the CLI and `engram eval` share it)."""
+    from engram.embeddings import load_embedder
+
+    return load_embedder(
+        settings.embedding_model,
+        device=settings.embedding_device,
+        threads=settings.embedding_threads,
+        backend=settings.embedding_backend,
+        cache_dir=settings.model_cache_dir,
+    )
+
+
 def policy_from(settings: Settings) -> MemoryPolicy:
     """The service limits and defaults that Settings configure."""
     return MemoryPolicy(
@@ -92,7 +105,6 @@ def open_memory(
     With `metrics`, the service reports to it and every embedding call is timed.
     """
     from engram.allocator import tune_allocator
-    from engram.embeddings import load_embedder
     from engram.embeddings.measured import MeasuredEmbedder
     from engram.ingest import parse_document
     from engram.storage.direct import DirectLongTermStore
@@ -142,13 +154,7 @@ def open_memory(
     opened.callback(sessions.close)
     try:
         if embedder is None:
-            embedder = load_embedder(
-                settings.embedding_model,
-                device=settings.embedding_device,
-                threads=settings.embedding_threads,
-                backend=settings.embedding_backend,
-                cache_dir=settings.model_cache_dir,
-            )
+            embedder = configured_embedder(settings)
         enricher = None
         if settings.enrichment:
             from engram.enrichment import MetadataEnricher

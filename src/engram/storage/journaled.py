@@ -110,8 +110,11 @@ class JournaledLongTermStore(LongTermStore):
         return created
 
     def add_passages(self, user_id: UserKey, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:
-        """Store a long memory's later passages straight in their table (reads merge them by memory id)."""
+        """Store a long memory's later passages straight in their table (reads merge them by memory id), and move the
+        waiting writes, the memory among them: a vector search scores waiting memories by their own vector alone, so
+        a long memory left waiting would be found without its passages (rare: long memories only)."""
         self.store.add_passages(user_id, memory_id, texts, vectors)
+        self.catch_up()
 
     def catch_up(self) -> int:
         """Move every waiting write (of any process) into the table now; return how many moved."""
