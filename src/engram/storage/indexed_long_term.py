@@ -27,7 +27,7 @@ from engram.core.filters import MemoryFilters
 from engram.core.models import Memory
 from engram.core.ports import Candidate, Vectors
 from engram.storage.filters import memory_filter
-from engram.storage.lance_support import lance_dataset, read_retrying
+from engram.storage.lance_support import read_retrying, rows_unchanged
 from engram.storage.location import Location
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.memory_rows import _COLUMNS, TABLE_NAME
@@ -39,8 +39,6 @@ logger = logging.getLogger(__name__)
 _RELOAD_BACKOFF_S = 2.0
 #: How old the versions folder's modification time must be before it alone may say that nothing was committed.
 _SETTLED_NS = 2_000_000_000
-#: Commits that rewrite files or indexes without changing any row: the index stays valid across them.
-_ROWS_UNCHANGED = frozenset({"Rewrite", "CreateIndex"})
 
 
 def _vectors(rows: pa.Table | pa.RecordBatch) -> npt.NDArray[np.float32]:
@@ -113,6 +111,8 @@ class IndexedLongTermStore(LanceLongTermStore):
         # What one row costs in the index, for deciding before loading: the vector plus the memory's values.
         self._row_bytes = 4 * dimensions + _ROW_OVERHEAD + 300
         self.recall_index = RecallIndex(index_bytes)
+        # Long memories' passages are held beside the memories, within the same cap (their own LRU).
+        self._passages.hold_in_memory(index_bytes)
         self._versions_folder = directory / f"{TABLE_NAME}.lance" / "_versions" if isinstance(directory, Path) else None
         self._settled: tuple[int, bool] = (0, False)
         self._settled_version = 0
@@ -128,13 +128,21 @@ class IndexedLongTermStore(LanceLongTermStore):
         with self.recall_index.lock:
             indexed = self._indexed(user_id, filters)
             found = None if indexed is None else indexed[0].vector_search(vector, indexed[1], limit)
-        if found is None:
+        if found is None or indexed is None:
             return super().vector_search(user_id, vector, filters, limit, passages=passages)
         if not passages:
             return found
-        # Passages of long memories live in their own table (read from LanceDB, a row count when it is empty).
+        # Passages of long memories live in their own table (held in memory once read; a row count when it is empty).
         with self._readers.shared():
             matches = self._passages.search(user_id, vector, limit)
+        # The memories they point at come from the index, not a LanceDB read; their passage's score replaces -inf.
+        known = {c.memory.id for c in found}
+        with self.recall_index.lock:
+            if self.recall_index.users.get(user_id) is not indexed[0]:
+                return self._with_passages(user_id, found, matches, filters, limit)  # dropped meanwhile: LanceDB
+            found += indexed[0].admitted_candidates(
+                [m.memory_id for m in matches if m.memory_id not in known], indexed[1], float("-inf")
+            )
         return self._with_passages(user_id, found, matches, filters, limit)
 
     def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
@@ -209,27 +217,7 @@ class IndexedLongTermStore(LanceLongTermStore):
 
     def _rows_unchanged(self, known: int, versions: list[int]) -> bool:
         """Whether the commits of these versions (another process's) left every row as it was."""
-        try:
-            dataset = lance_dataset(self._table)
-            newest = int(dataset.version)
-            operations = {
-                newest - i: None if t is None else type(t.operation).__name__
-                for i, t in enumerate(dataset.get_transactions(newest - known))
-            }
-            files = {int(v["version"]): v["metadata"] for v in dataset.versions()}
-        except Exception:  # an unreadable log is a change as far as the index knows
-            logger.debug("could not read the table's transactions; dropping the recall index", exc_info=True)
-            return False
-
-        def unchanged(version: int) -> bool:
-            if operations.get(version) in _ROWS_UNCHANGED:
-                return True
-            # Operations pylance does not name (compaction reserving fragment ids) are harmless when they wrote no
-            # file: any row added, changed or deleted shows in the version's data or deletion file counts.
-            stats, before = files.get(version), files.get(version - 1)
-            return operations.get(version) == "BaseOperation" and stats is not None and stats == before
-
-        return all(unchanged(v) for v in versions)
+        return rows_unchanged(self._table, known, versions)
 
     def _load_all(self) -> None:
         """Load every user's index in one streamed scan if the whole table fits the cap (else load none)."""

@@ -85,6 +85,35 @@ def lance_dataset(table: Any) -> Any:
     )
 
 
+#: Commits that rewrite files or indexes without changing any row: an in-memory copy stays valid across them.
+_ROWS_UNCHANGED = frozenset({"Rewrite", "CreateIndex"})
+
+
+def rows_unchanged(table: Any, known: int, versions: list[int]) -> bool:
+    """Whether the commits of `table` at these versions (after `known`) left every row as it was."""
+    try:
+        dataset = lance_dataset(table)
+        newest = int(dataset.version)
+        operations = {
+            newest - i: None if t is None else type(t.operation).__name__
+            for i, t in enumerate(dataset.get_transactions(newest - known))
+        }
+        files = {int(v["version"]): v["metadata"] for v in dataset.versions()}
+    except Exception:  # an unreadable log is a change as far as the index knows
+        logger.debug("could not read the table's transactions; dropping the in-memory index", exc_info=True)
+        return False
+
+    def unchanged(version: int) -> bool:
+        if operations.get(version) in _ROWS_UNCHANGED:
+            return True
+        # Operations pylance does not name (compaction reserving fragment ids) are harmless when they wrote no
+        # file: any row added, changed or deleted shows in the version's data or deletion file counts.
+        stats, before = files.get(version), files.get(version - 1)
+        return operations.get(version) == "BaseOperation" and stats is not None and stats == before
+
+    return all(unchanged(v) for v in versions)
+
+
 #: Upkeep goes through LanceDB's own `optimize` (compaction, version clean-up, index upkeep), never through the
 #: second Lance engine (`pylance`): loading it cost the server ~100 MB of resident code and ~20 threads for good.
 #: `optimize` removes versions by their own age, measured after its compaction, not by how long ago they were

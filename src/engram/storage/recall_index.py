@@ -323,6 +323,18 @@ class UserIndex:
             found.append(Candidate(trusted_memory(values), float(scores[slot]), self._vectors[slot]))
         return found
 
+    def admitted_candidates(
+        self, memory_ids: Iterable[str], admitted: npt.NDArray[np.bool_], score: float
+    ) -> list[Candidate]:
+        """Those of these memories that are held and admitted, each with `score` (read without LanceDB)."""
+        found = []
+        for memory_id in memory_ids:
+            slot = self._slot.get(memory_id)
+            values = None if slot is None or not admitted[slot] else self._values[slot]
+            if values is not None:
+                found.append(Candidate(trusted_memory(values), score, self._vectors[slot]))
+        return found
+
     def vector_search(self, vector: Vectors, admitted: npt.NDArray[np.bool_], limit: int) -> list[Candidate]:
         """The admitted memories most similar to `vector` (cosine, as LanceDB scores it), best first."""
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
