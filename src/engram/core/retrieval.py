@@ -273,7 +273,7 @@ class MemoryReader:
             hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
         hits = lift_named_speakers(hits, query, self._ctx.ranking.speaker_lift)
         hits = newer_first(hits, self._ctx.ranking.newer_first, query)
-        hits = spread(hits, int(self._ctx.ranking.session_cap), self._ctx.ranking.session_cap_share)
+        hits = spread(hits, int(self._ctx.ranking.session_cap), self._ctx.ranking.session_cap_share, query)
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
         for hit in hits:
             if len(kept) == top_k:
