@@ -209,7 +209,7 @@ def _ranking_overrides(pairs: tuple[str, ...]) -> dict[str, float]:
             number = None
         if name not in numeric or number is None:
             raise click.BadParameter(f"{pair!r}: give NAME=NUMBER with NAME one of {', '.join(sorted(numeric))}.")
-        whole = {"rrf_k", "candidates", "session_free_hits", "session_cap", "feedback_terms"}
+        whole = {"rrf_k", "candidates", "session_free_hits", "session_cap"}
         overrides[name] = int(number) if name in whole else number
     return overrides
 

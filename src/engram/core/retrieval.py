@@ -12,7 +12,6 @@ import anyio
 from engram.core.asked_at import asked_at, merged, within
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import EngramError, InvalidInput, TierDamaged, quoted
-from engram.core.feedback import feedback_terms
 from engram.core.filters import MemoryFilters
 from engram.core.graph_links import links
 from engram.core.identity import UserKey
@@ -31,7 +30,6 @@ from engram.core.models import (
 )
 from engram.core.newer_first import newer_first
 from engram.core.ports import Candidate, Vectors
-from engram.core.query_parts import merged_parts, query_parts
 from engram.core.ranking import fuse
 from engram.core.session_spread import spread
 from engram.core.speaker_links import lift_named_speakers
@@ -112,8 +110,6 @@ class MemoryReader:
                 raise searched.failed[0]
             unavailable.append(str(searched.failed[0]))
             searched = _Searched()
-        elif ctx.ranking.feedback_terms and ctx.ranking.fusion != "vector":
-            await self._widen_keywords(key, query, vector, filters, top_k, searched, asked.when)
         kept, dropped = self._ranked(user_id, searched, vector, top_k, min_score, asked.when, boosts, query=query)
         ctx.metrics.observe_recall_tier("long_term", time.perf_counter() - started)
         ctx.metrics.observe_recall_results(
@@ -171,11 +167,6 @@ class MemoryReader:
         async def search_keywords() -> None:
             try:
                 searched.keyword = await ctx.run(partial(ctx.long_term.keyword_search, key, query, filters, limit))
-                parts = query_parts(query) if ranking.query_parts else []
-                if parts:
-                    search = ctx.long_term.keyword_search
-                    found = [await ctx.run(partial(search, key, part, filters, limit)) for part in parts]
-                    searched.keyword = merged_parts(searched.keyword, found)
             except EngramError as exc:  # raised after the task group, as itself rather than in an exception group
                 searched.failed.append(exc)
 
@@ -203,29 +194,6 @@ class MemoryReader:
                 except EngramError as exc:
                     searched.failed.append(exc)
         return vector, searched
-
-    async def _widen_keywords(
-        self,
-        key: UserKey,
-        query: str,
-        vector: Vectors,
-        filters: MemoryFilters,
-        top_k: int,
-        searched: _Searched,
-        when: TimeReference | None,
-    ) -> None:
-        """Run the keyword search again with the words the first hits share added (pseudo-relevance feedback)."""
-        ctx, ranking = self._ctx, self._ctx.ranking
-        first = fuse(searched.semantic, searched.keyword, vector, ranking, ctx.clock(), when)
-        words = feedback_terms(query, first, int(ranking.feedback_terms))
-        if not words:
-            return
-        widened = f"{query} {' '.join(words)}"
-        limit = max(ranking.candidates, top_k)
-        try:
-            searched.keyword = await ctx.run(partial(ctx.long_term.keyword_search, key, widened, filters, limit))
-        except EngramError:  # the first keyword search answered: keep its candidates
-            return
 
     async def _follow_graph(
         self, key: UserKey, query: str, vector: Vectors, filters: MemoryFilters, searched: _Searched
