@@ -46,6 +46,7 @@ from engram.storage.memory_rows import (
     memory_schema,
 )
 from engram.storage.passages import PassageMatch, PassageTable
+from engram.storage.presence import StorePresence
 from engram.storage.table_upkeep import TableUpkeep
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class LanceLongTermStore(TableUpkeep):
         self._readers = ReadersWriterLock()
         self._commits = 0
         self._erased_through = 0  # the table version this store's latest erasure ended at
+        local = isinstance(directory, Path)
+        self._presence = StorePresence(directory / ".engram-open.lock") if local else None
         with self._process_lock:
             self._table: Any = self._open_or_create(dimensions, model_id)
             self._passages = PassageTable(self._db, directory, dimensions=dimensions, model_id=model_id)
@@ -392,7 +395,10 @@ class LanceLongTermStore(TableUpkeep):
         return directory_bytes(self._directory)
 
     def close(self) -> None:
-        """Release the store (LanceDB holds no process-wide locks; dropping references is enough)."""
+        """Release the store; the last process to close a local store removes its superseded versions."""
+        if self._presence is not None and self._table is not None:
+            self._settle_alone(self._presence)
+            self._presence = None
         self._table = None
         self._passages = None  # type: ignore[assignment]
         self._db = None
