@@ -266,7 +266,9 @@ class LanceLongTermStore(TableUpkeep):
         """Replace the user's memory `old_id` by `memory` in one commit (keeping its index text and vector unless
         given); a changed id removes the old row in the same commit. Return False if `old_id` is not held."""
         where = f"{memory_filter(user_id)} AND {ids_clause([old_id])}"
-        with self._write_lock, self._process_lock:
+        # The upkeep lock too: a replacement keeps the row count, so it must not land inside another process's
+        # upkeep, whose commits that process counts as row-preserving by the row count (storage/own_upkeep.py).
+        with self._upkeep_lock, self._write_lock, self._process_lock:
             query = self._table.search().where(where).select(["index_text", "vector"]).limit(1)
             with self._readers.shared():
                 rows = read_retrying(query.to_list)
