@@ -255,6 +255,16 @@ assert table.health().fragments == 1
 hits = table.keyword_search("alice", "note 17", MemoryFilters(), 30)
 assert len(hits) == 30 and hits[0].memory.content == "note 17 about the garden"
 assert table.recall_index.get("alice") is loaded, "this process's own upkeep dropped the recall index"
+# Passages of long memories, held in memory too: this process's compaction of their table keeps them as well.
+for i in range(6):
+    table.add_passages("alice", f"{i:032x}", [f"passage {i} of a long note"], embedder.embed([f"passage {i}"]))
+def passages():
+    return [(m.memory_id, m.text) for m in table._passages.search("alice", embedder.embed(["passage 4"])[0], 3)]
+passage = passages()
+held = table._passages._index.get("alice")
+assert table.upkeep(timedelta(0)) and table.upkeep(timedelta(0))
+assert passages() == passage and passage[0][1] == "passage 4 of a long note"
+assert table._passages._index.get("alice") is held, "this process's own upkeep dropped the held passages"
 assert "lance" not in sys.modules, "the second Lance engine (pylance) was loaded"
 table.close()
 """

@@ -71,8 +71,7 @@ class LanceLongTermStore(TableUpkeep):
         self._readers = ReadersWriterLock()
         self._commits = 0
         self._erased_through = 0  # the table version this store's latest erasure ended at
-        local = isinstance(directory, Path)
-        self._presence = StorePresence(directory / ".engram-open.lock") if local else None
+        self._presence = StorePresence(directory / ".engram-open.lock") if isinstance(directory, Path) else None
         with self._process_lock:
             self._table: Any = self._open_or_create(dimensions, model_id)
             self._passages = PassageTable(self._db, directory, dimensions=dimensions, model_id=model_id)
