@@ -130,6 +130,16 @@ def optimize_table(table: Any, keep_versions_for: timedelta | None = None) -> No
     retry_on_conflict(lambda: table.optimize(cleanup_older_than=older_than))
 
 
+def compact_keeping_latest(table: Any) -> None:
+    """Compact the table and remove every version but the latest (no reader may be on an older one: the caller knows
+    no other process has the store open)."""
+    # Versions older than this once the compaction is done: all but its own (zero makes LanceDB warn about readers).
+    # The first pass keeps the version the compaction started from, and its files (a whole copy of the table below
+    # a million rows); the second, with nothing left to compact, removes it.
+    for _ in range(2):
+        retry_on_conflict(lambda: table.optimize(cleanup_older_than=timedelta(milliseconds=1)))
+
+
 def _prune_age(table: Any, keep_versions_for: timedelta) -> timedelta:
     """The age past which `optimize` may remove versions, so that only those superseded more than
     `keep_versions_for` ago go.

@@ -17,6 +17,7 @@ from engram.core.ports import Vectors
 from engram.storage.filters import quote
 from engram.storage.lance_support import (
     META_MODEL,
+    compact_keeping_latest,
     ensure_indexes,
     erase_rows,
     open_checked_table,
@@ -299,6 +300,11 @@ class PassageTable:
                 known = index.version
                 if known is not None and window.start <= known <= end and window.unchanged_through(self._table, end):
                     index.version = end
+
+    def compact_keeping_latest(self) -> None:
+        """Compact and remove every older version at once (the caller knows no other process has the store open)."""
+        compact_keeping_latest(self._table)
+        self._forget_held()
 
     def count(self) -> int:
         """Number of passages of all users."""

@@ -14,6 +14,7 @@ from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
 from engram.storage.lance_support import (
     ReadersWriterLock,
     _count_files,
+    compact_keeping_latest,
     ensure_indexes,
     optimize_table,
     retry_on_conflict,
@@ -135,9 +136,9 @@ class TableUpkeep:
         try:
             if presence.alone() and self._upkeep_lock.acquire(blocking=False):
                 try:
-                    # Twice: LanceDB lists a removed version's files only once a later version no longer needs them.
-                    for _ in range(2):
-                        self._compact_and_reindex(timedelta(0))
+                    # No vector index work here: a stdio client gives a server 2 s to exit before it kills it.
+                    compact_keeping_latest(self._table)
+                    self._passages.compact_keeping_latest()
                 finally:
                     self._upkeep_lock.release()
         except Exception:  # clean-up is an optimisation: the next upkeep removes them by age instead
