@@ -322,3 +322,26 @@ def test_closing_while_another_process_has_the_store_open_keeps_the_versions(tmp
     finally:
         other.close()
     assert _versions_and_data_files(tmp_path)[0] <= 2  # the last one out cleans up
+
+
+def test_once_the_store_has_been_quiet_past_the_margin_upkeep_removes_every_superseded_version(tmp_path: Path) -> None:
+    # A long-running server: without it, up to 8 versions (each a whole copy of the table after a compaction) stay.
+    embedder = HashEmbedder()
+    table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
+    now = [1000.0]
+    margin = timedelta(milliseconds=1)  # the versions' own ages are real time: all past it; quiet is told by `now`
+    upkeep = Upkeep(table, UpkeepPolicy(keep_versions_for=margin), clock=lambda: now[0])
+    store = JournaledLongTermStore(table, WriteJournal(tmp_path / "journal.sqlite"))
+    try:
+        _single_writes(store, embedder, 6)
+        upkeep.tick()  # the writes were just seen: not quiet yet (upkeep is due, so it runs once)
+        assert table.health().data_files > MAX_DATA_FILES
+        now[0] += 1
+        upkeep.tick()
+        after = table.health()
+        assert after.versions <= 2 and after.data_files <= MAX_DATA_FILES and after.rows == 6, after
+        _single_writes(store, embedder, 3, first=6)
+        upkeep.tick()
+        assert table.health().data_files > MAX_DATA_FILES  # writing again: not quiet
+    finally:
+        store.close()
