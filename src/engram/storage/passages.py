@@ -17,12 +17,12 @@ from engram.core.ports import Vectors
 from engram.storage.filters import quote
 from engram.storage.lance_support import (
     META_MODEL,
-    compact_keeping_latest,
     ensure_indexes,
     erase_rows,
     open_checked_table,
     optimize_table,
     read_retrying,
+    remove_superseded_versions,
     retry_on_conflict,
     rows_unchanged,
     traces,
@@ -301,10 +301,9 @@ class PassageTable:
                 if known is not None and window.start <= known <= end and window.unchanged_through(self._table, end):
                     index.version = end
 
-    def compact_keeping_latest(self) -> None:
-        """Compact and remove every older version at once (the caller knows no other process has the store open)."""
-        compact_keeping_latest(self._table)
-        self._forget_held()
+    def remove_superseded_versions(self) -> None:
+        """Remove every older version at once (the caller knows no other process has the store open)."""
+        remove_superseded_versions(self._table)
 
     def count(self) -> int:
         """Number of passages of all users."""

@@ -14,9 +14,9 @@ from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
 from engram.storage.lance_support import (
     ReadersWriterLock,
     _count_files,
-    compact_keeping_latest,
     ensure_indexes,
     optimize_table,
+    remove_superseded_versions,
     retry_on_conflict,
 )
 from engram.storage.location import Location, ObjectStore, StoreLock
@@ -127,7 +127,7 @@ class TableUpkeep:
         return True
 
     def _settle_alone(self, presence: StorePresence) -> None:
-        """At close: if no other process has the store open, compact and remove every superseded version now.
+        """At close: if no other process has the store open, remove every superseded version and its files now.
 
         Below a million rows each compaction rewrites the table, and its predecessors are kept for other processes'
         readers for the retention margin: after 10,000 single writes they held 109 MB for 17 MB of rows. With no
@@ -136,9 +136,9 @@ class TableUpkeep:
         try:
             if presence.alone() and self._upkeep_lock.acquire(blocking=False):
                 try:
-                    # No vector index work here: a stdio client gives a server 2 s to exit before it kills it.
-                    compact_keeping_latest(self._table)
-                    self._passages.compact_keeping_latest()
+                    # No compaction here (the next upkeep does it): a stdio client gives a server 2 s to exit.
+                    remove_superseded_versions(self._table)
+                    self._passages.remove_superseded_versions()
                 finally:
                     self._upkeep_lock.release()
         except Exception:  # clean-up is an optimisation: the next upkeep removes them by age instead
