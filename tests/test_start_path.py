@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engram.config import Settings
 
 _FIRST_RECALL = """\
 import sys
@@ -61,3 +67,25 @@ def test_the_first_write_still_gets_its_metadata(tmp_path: Path) -> None:
     assert {"yake", "networkx"} <= loaded
     (tags,) = [line.removeprefix("TAGS ").split(",") for line in out.splitlines() if line.startswith("TAGS ")]
     assert "neapolitan-pizza" in tags
+
+
+def test_a_server_builds_the_schemas_of_the_tools_it_lists_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tool's argument and output models and JSON schemas cost ~20 ms of CPU each to build; the default profile
+    # lists 7 of the 18 tools, and the others were built and thrown away at every start.
+    import engram.tools as tools
+
+    built: list[str] = []
+    real = tools._tool
+
+    def counted(fn: Callable[..., Any], **kwargs: Any) -> Any:
+        built.append(fn.__name__)
+        return real(fn, **kwargs)
+
+    monkeypatch.setattr(tools, "_tool", counted)
+    for profile in ("core", "graph", "all"):
+        built.clear()
+        settings = Settings(data_dir=tmp_path / "data", embedding_model="hash", tools=profile)
+        listed = [tool.name for tool in tools.engram_tools(settings)]
+        assert "recall" in listed and sorted(built) == sorted(listed), profile
