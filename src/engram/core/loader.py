@@ -51,7 +51,7 @@ class BackgroundService:
                 service.close()
             else:
                 self._service = service
-        # Nothing is warmed up here: what recall does not need (the metadata extractors: YAKE and networkx, ~0.3-0.6
+        # Nothing is warmed up here: what recall does not need (the metadata extractors: YAKE and networkx, ~0.15-0.4
         # CPU-s) is built by the first write that needs it, so it stays off the CPU spent before the first answer.
         self._done.set()
 
