@@ -209,7 +209,8 @@ def _ranking_overrides(pairs: tuple[str, ...]) -> dict[str, float]:
             number = None
         if name not in numeric or number is None:
             raise click.BadParameter(f"{pair!r}: give NAME=NUMBER with NAME one of {', '.join(sorted(numeric))}.")
-        overrides[name] = int(number) if name in {"rrf_k", "candidates", "session_free_hits"} else number
+        whole = {"rrf_k", "candidates", "session_free_hits", "session_cap"}
+        overrides[name] = int(number) if name in whole else number
     return overrides
 
 

@@ -182,6 +182,19 @@ class Settings(BaseSettings):
     recall_speaker_lift: float = Field(
         default=0.3, ge=0.0, le=2.0, description="Bonus for turns said by the person a gathering question names."
     )
+    recall_session_cap: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="At most this many of the first ten hits from one session while other sessions match closely "
+        "(0: off).",
+    )
+    recall_session_cap_share: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="Another session's hit counts as close when it scores at least this share of the best hit.",
+    )
     retention_days: float | None = Field(
         default=None, gt=0, description="Long-term memories older than this many days are purged (unset: kept)."
     )

@@ -91,6 +91,8 @@ def ranking_from(settings: Settings) -> RankingPolicy:
         importance_weight=settings.recall_importance_weight,
         newer_first=settings.recall_newer_first,
         speaker_lift=settings.recall_speaker_lift,
+        session_cap=settings.recall_session_cap,
+        session_cap_share=settings.recall_session_cap_share,
     )
 
 

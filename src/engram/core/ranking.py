@@ -55,6 +55,11 @@ class RankingPolicy:
     speaker_lift: float = 0.3
     #: 1.0: vector search scores a long memory by its best passage; 0.0: by its own (first-window) vector only.
     passages: float = 1.0
+    #: At most this many hits of one session among the first ten while other sessions' hits score at least
+    #: `session_cap_share` of the best hit, for questions that count, compare or gather (core/session_spread.py);
+    #: 0: off. On all of LoCoMo multi-hop all-evidence 0.163 -> 0.167, no category lower (README).
+    session_cap: int = 2
+    session_cap_share: float = 0.7
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:

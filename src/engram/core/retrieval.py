@@ -31,6 +31,7 @@ from engram.core.models import (
 from engram.core.newer_first import newer_first
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
+from engram.core.session_spread import spread
 from engram.core.speaker_links import lift_named_speakers
 from engram.core.temporal import TimeReference
 from engram.core.validation import check_id, check_memory_id, check_optional_id
@@ -240,6 +241,7 @@ class MemoryReader:
             hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
         hits = lift_named_speakers(hits, query, self._ctx.ranking.speaker_lift)
         hits = newer_first(hits, self._ctx.ranking.newer_first, query)
+        hits = spread(hits, int(self._ctx.ranking.session_cap), self._ctx.ranking.session_cap_share, query)
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
         for hit in hits:
             if len(kept) == top_k:
