@@ -29,7 +29,6 @@ from engram.core.ranking import RankingPolicy
 from engram.core.redaction import SensitiveContentRejected, redact
 from engram.core.tiers import Tier
 from engram.core.timeutil import utc_now
-from engram.core.turn_vectors import TurnVectors
 from engram.core.validation import check_content, check_id, check_optional_id
 
 if TYPE_CHECKING:
@@ -58,8 +57,6 @@ class MemoryContext:
     graph: GraphStore | None = None
     #: Every tier, in the order erasure goes through them (closing goes backwards).
     tiers: list[Tier] = field(default_factory=list)
-    #: Each session's last turn's own vector, so the next turn's write embeds only its own text.
-    turn_vectors: TurnVectors = field(default_factory=TurnVectors)
 
     def user_key(self, user_id: str) -> UserKey:
         """Check a caller's user id and return the pseudonym the stores know the user by."""

@@ -33,7 +33,6 @@ class Eraser:
                 "forget_user erases every memory of this user in every tier and cannot be undone; "
                 "call it again with confirm=true once the user has asked for this."
             )
-        ctx.turn_vectors.forget_user(key)  # derived from what the user said: it goes first
         counts: dict[str, int] = {}
         # Other servers on the data directory keep writing meanwhile: their commits can leave the erasure's files
         # (a write-ahead log another process was reading, say) for a moment. Erasing again once they settled is
@@ -81,7 +80,6 @@ class Eraser:
         key = ctx.user_key(user_id)
         check_memory_id(memory_id_)
         await ctx.visible_memory(key, memory_id_, agent_id, required=False)
-        ctx.turn_vectors.forget_memory(key, memory_id_)
         deleted = await ctx.run(partial(ctx.long_term.delete, key, [memory_id_]))
         removed_turns = await ctx.run(partial(ctx.sessions.remove_memory, key, memory_id_))
         if not deleted and not removed_turns:
@@ -96,7 +94,6 @@ class Eraser:
         for tier in ctx.tiers:
             _add(counts, await tier.purge(now, ctx.policy))
         if any(counts.values()):
-            ctx.turn_vectors.clear()  # a purged turn's kept vector goes with it (the rest are rebuilt as turns come)
             logger.info("retention purge: %s", ", ".join(f"{n} {field}" for field, n in counts.items()))
         return PurgeReport(**counts, finished_at=ctx.clock())
 

@@ -42,7 +42,6 @@ class ProjectEraser:
         ids = await ctx.run(partial(ctx.long_term.delete_project, key, project))
         turns = 0
         for memory_id in ids:
-            ctx.turn_vectors.forget_memory(key, memory_id)
             turns += await ctx.run(partial(ctx.sessions.remove_memory, key, memory_id))
         logger.info("erased a project: %d memories, %d session turns", len(ids), turns)
         return ProjectForgotten(user_id=user_id, project=project, long_term=len(ids), session_turns=turns)

@@ -8,8 +8,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 
-import numpy as np
-
 from engram.core.context import MemoryContext
 from engram.core.errors import InvalidInput
 from engram.core.identity import UserKey
@@ -36,7 +34,6 @@ from engram.core.supersession import (
     superseded_memories,
     valid_from,
 )
-from engram.core.turn_vectors import with_context
 from engram.core.validation import (
     check_optional_id,
     memory_id,
@@ -65,10 +62,6 @@ class _Placed:
     redacted: dict[str, int]
     #: A long memory's later windows, as indexed (its own vector covers the first; see core/passages.py).
     passages: tuple[str, ...] = ()
-    #: What is embedded: `indexed` without the turn it replies to (that turn's vector joins it: core/turn_vectors.py).
-    embedded: str = ""
-    #: The turn it replies to: its memory id and its own text, as that turn's write embedded it.
-    previous: tuple[str, str] | None = None
 
 
 def _with_enrichment(memory: Memory, found: Enrichment) -> Memory:
@@ -154,8 +147,7 @@ class MemoryWriter:
         if olds:
             draft = replace(draft, memory=draft.memory.model_copy(update={"supersedes": [o.id for o in olds]}))
         placed = await self._place(draft)
-        vectors = await self._vectors([placed])
-        created, memory, vector = await self._store(placed.memory, placed.indexed, placed.passages, vectors)
+        created, memory, vector = await self._store(placed.memory, placed.indexed, placed.passages)
         ctx.metrics.observe_write(placed.key, 1, int(created))
         memory = await close_all(ctx, placed.key, olds, memory, created)
         candidates = await suggest(ctx, placed.key, memory, vector[0], self.suggestions)
@@ -197,7 +189,7 @@ class MemoryWriter:
             if not drafts:
                 return []
         placed = [await self._place(draft) for draft in drafts]
-        vectors = await self._vectors(placed)
+        vectors = await ctx.run(partial(ctx.embedder.embed, [p.indexed for p in placed]))
         memories = await self._enriched([p.memory for p in placed], vectors)
         inserted = await ctx.run(partial(ctx.long_term.add_many, memories, [p.indexed for p in placed], vectors))
         for p in placed:
@@ -263,7 +255,6 @@ class MemoryWriter:
         """Append the memory to its session (if any) and build the text to embed and index."""
         memory, speaker = draft.memory, draft.speaker
         previous: tuple[str | None, str] | None = None
-        replied: tuple[str, str] | None = None
         session_turns: int | None = None
         if memory.session_id is not None:
             # The turn goes into the session first: its position and the turn it follows are part of what is
@@ -286,9 +277,6 @@ class MemoryWriter:
             if appended.previous is not None:
                 before = appended.previous
                 previous = (before.speaker or (before.role.value if before.role else None), before.content)
-                # That turn's own text as its write indexed it (unless it was re-dated there: then only a server
-                # that did not keep its vector embeds a text dated a little differently).
-                replied = (before.memory_id, index_text(before.content, when=before.created_at, speaker=previous[0]))
                 if not draft.dated and before.created_at < memory.created_at - self._ctx.policy.live_session_gap:
                     # A turn logged into a session of past conversation without its own date happened then,
                     # not today: dated today it would answer "what did I say in May?" wrongly.
@@ -305,60 +293,19 @@ class MemoryWriter:
             session_turns=session_turns,
             redacted=draft.redacted,
             passages=indexed_passages(memory.content, memory.created_at, who),
-            embedded=index_text(memory.content, when=memory.created_at, speaker=who),
-            previous=replied,
         )
-
-    async def _vectors(self, placed: Sequence[_Placed]) -> Vectors:
-        """The placed memories' vectors from one embedding call in which each text appears once.
-
-        A turn's vector is its own text's plus the turn it replies to (core/turn_vectors.py): that one comes from
-        this batch, else from the kept vectors, else (another process wrote it) it is embedded here as well.
-        """
-        ctx, kept = self._ctx, self._ctx.turn_vectors
-        texts = [p.embedded for p in placed]
-        rows: dict[tuple[str, str], int] = {}  # (session, memory id) -> row of its own text
-        contexts: list[int | Vectors | None] = []
-        for i, p in enumerate(placed):
-            session = p.memory.session_id
-            context: int | Vectors | None = None
-            if p.previous is not None and session is not None:
-                memory_id_, text = p.previous
-                context = rows.get((session, memory_id_))
-                if context is None:
-                    context = kept.get(p.key, session, memory_id_)
-                if context is None:
-                    texts.append(text)
-                    context = rows[(session, memory_id_)] = len(texts) - 1
-            contexts.append(context)
-            if session is not None:
-                rows[(session, p.memory.id)] = i
-        own = np.asarray(await ctx.run(partial(ctx.embedder.embed, texts)), dtype=np.float32)
-        vectors = np.stack(
-            [
-                with_context(own[i], own[context] if isinstance(context, int) else context)
-                for i, context in enumerate(contexts)
-            ]
-        )
-        for i, p in enumerate(placed):
-            if p.memory.session_id is not None:
-                kept.put(p.key, p.memory.session_id, p.memory.id, own[i])
-        return vectors
 
     async def store(self, memory: Memory, indexed: str) -> bool:
         """Embed, enrich and insert one memory; True if it was new (the insert is conditional on its id)."""
         return (await self._store(memory, indexed))[0]
 
-    async def _store(
-        self, memory: Memory, indexed: str, windows: Sequence[str] = (), vector: Vectors | None = None
-    ) -> tuple[bool, Memory, Vectors]:
-        """Embed (unless its `vector` is given), enrich and insert one memory (and a long one's later `windows`):
-        whether it was new, the memory as enriched, and its vector."""
+    async def _store(self, memory: Memory, indexed: str, windows: Sequence[str] = ()) -> tuple[bool, Memory, Vectors]:
+        """Embed, enrich and insert one memory (and a long one's later `windows`): whether it was new, the memory
+        as enriched, and its vector."""
         # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
         # write to save an embedding only on the rare repeat.
         ctx = self._ctx
-        if vector is None:
-            vector = await ctx.run(partial(ctx.embedder.embed, [indexed]))
+        vector = await ctx.run(partial(ctx.embedder.embed, [indexed]))
         (memory,) = await self._enriched([memory], vector)
         created = await ctx.run(partial(ctx.long_term.add, memory, indexed, vector[0]))
         if created and windows:
