@@ -2,9 +2,10 @@
 
 Recall asks on every call whether the knowledge table, the graph's entities and the passages of long memories hold
 anything; most stores hold none of them. LanceDB's row count costs ~0.2 ms of CPU on its own threads, three times
-a recall. A table's rows live in the files of its `data` folder, written before the commit that makes them part of
-the table, so a table with no file there has no committed row: a listing (microseconds) answers for it. Any file
-there (rows, or rows deleted but not yet cleaned up) and every table not on the local disk mean "ask LanceDB".
+a recall. A table's rows live in the files of its `data` folder, which LanceDB creates with the first file, before
+the commit that makes its rows part of the table: a table without that folder has never held a committed row, and
+two stats (microseconds) answer for it. A `data` folder, even an empty one (files deleted: damage LanceDB must
+report), and every table not on the local disk mean "ask LanceDB".
 """
 
 from __future__ import annotations
@@ -16,15 +17,10 @@ from engram.storage.location import Location
 
 
 def holds_no_rows(directory: Location, table_name: str) -> bool:
-    """True when the local table `table_name` under `directory` has no data file, hence no row; False when unsure."""
+    """True when the local table `table_name` under `directory` has never had a data file, hence holds no row;
+    False when it may hold rows, or is damaged, or is not local."""
     if not isinstance(directory, Path):
         return False  # object storage: a listing is a request, no cheaper than LanceDB's count
     table = directory / f"{table_name}.lance"
-    try:
-        with os.scandir(table / "data") as entries:
-            return next(entries, None) is None
-    except FileNotFoundError:
-        # No data folder yet: empty if the table itself is there (a missing table is LanceDB's to report).
-        return table.is_dir()
-    except OSError:
-        return False
+    # A missing table is LanceDB's to report; so is a data folder whose files were deleted.
+    return os.path.isdir(table) and not os.path.lexists(table / "data")
