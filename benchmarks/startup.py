@@ -134,6 +134,7 @@ async def one_run(
     *,
     fresh_models: bool = False,
     data_dir: Path | None = None,
+    user: str = "bench",
 ) -> tuple[dict[str, float], bool | None]:
     """Spawn one server on a fresh data dir, or a fresh copy of `data_dir` (and models dir, if `fresh_models`) and
     time it; its stderr goes to `log_path`; sample["exported"] is 1.0 if the server built a model during the run."""
@@ -158,7 +159,7 @@ async def one_run(
                 sample["cpu_tools_list"] = cpu_seconds(server)
                 if not listed.tools:
                     raise RuntimeError("tools/list returned no tools")
-                result = await client.call_tool("recall", {"user_id": "bench", "query": "what does she like to eat?"})
+                result = await client.call_tool("recall", {"user_id": user, "query": "what does she like to eat?"})
                 sample["first_recall"] = time.perf_counter() - start
                 if result.is_error:
                     raise RuntimeError(f"recall failed: {result.content}")
@@ -204,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir", type=Path, help="start every run on a fresh copy of this data directory (default: an empty one)"
     )
+    parser.add_argument(
+        "--user", default="bench", help="whose memories the first recall asks for (rss.py writes u0..u4; default bench)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per run (default 120)")
     args = parser.parse_args(argv)
@@ -236,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.timeout,
                     fresh_models=args.fresh_models,
                     data_dir=args.data_dir,
+                    user=args.user,
                 )
             )
             samples.append(sample)
@@ -282,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "prepare_s": prepare_s,
         "fresh_models": args.fresh_models,
         "data_dir": None if args.data_dir is None else str(args.data_dir),
+        "user": args.user,
         "exported_during_run": exports,
         "targets": {"median_below": TARGETS, "met": met},
         "torch_loaded": torch_seen,

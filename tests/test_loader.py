@@ -87,37 +87,3 @@ async def test_an_unknown_model_name_fails_with_an_actionable_message(tmp_path) 
     loader = BackgroundService(lambda: open_memory(settings))
     with pytest.raises(BackendUnavailable, match="ENGRAM_EMBEDDING_MODEL"):
         await loader.get()
-
-
-class WarmingSpy(MemoryService):
-    """A real MemoryService whose warm-up (the extractors, built with the model) runs until the stores close."""
-
-    def __init__(self, real: MemoryService, warming: threading.Event) -> None:
-        super().__init__(embedder=real.embedder, long_term=real.long_term, sessions=real.sessions, policy=real.policy)
-        self.warming, self.stores_closed, self.warmed = warming, threading.Event(), False
-
-    def warm_up(self) -> None:
-        self.warming.set()
-        self.stores_closed.wait(60)  # only a hang guard: close() sets it
-        self.warmed = True
-
-    def close(self) -> None:
-        super().close()
-        self.stores_closed.set()
-
-
-def test_close_after_the_load_waits_for_the_warm_up(settings: Settings) -> None:
-    # The warm-up runs native model code on the loader's thread; a process that exits under it aborts
-    # ("terminate called without an active exception"), so a shutdown lets that short step finish.
-    opened: list[WarmingSpy] = []
-    warming = threading.Event()
-
-    def open_() -> MemoryService:
-        opened.append(WarmingSpy(open_memory(settings, HashEmbedder(), clock=stepping_clock), warming))
-        return opened[0]
-
-    loader = BackgroundService(open_)
-    loader.start()
-    assert warming.wait(60)
-    loader.close()
-    assert opened[0].warmed  # close() returned only once the warm-up had finished

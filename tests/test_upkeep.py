@@ -31,9 +31,11 @@ WRITES = 150
 MAX_DATA_FILES = 2
 
 
-def _single_writes(store: JournaledLongTermStore, embedder: HashEmbedder, count: int, user: str = "alice") -> None:
+def _single_writes(
+    store: JournaledLongTermStore, embedder: HashEmbedder, count: int, user: str = "alice", first: int = 0
+) -> None:
     """`count` writes, each followed by a read: the worst case, one commit (one fragment and version) per write."""
-    for i in range(count):
+    for i in range(first, first + count):
         content = f"note {i} about the garden and the violin"
         memory = Memory(id=f"{i:032x}", user_id=user, content=content, created_at=TEST_NOW)
         store.add(memory, content, embedder.embed([content])[0])
@@ -197,8 +199,8 @@ health = table.health()
 assert health.rows == 30 and health.fragments == 1 and health.data_files == 1, health
 assert len(store.vector_search("alice", embedder.embed(["note 7"])[0], MemoryFilters(), 30)) == 30
 assert sorted(store.store.all_ids()) == [f"{i:032x}" for i in range(30)]
-store.close()
 assert "lance" not in sys.modules, "the second Lance engine (pylance) was loaded"
+store.close()  # the last process out removes superseded versions through it: no resident memory that matters then
 """
 
 
@@ -224,3 +226,124 @@ def test_opening_a_store_bounds_lances_io_threads_unless_the_operator_did(
     monkeypatch.setenv("LANCE_IO_THREADS", "16")
     LanceLongTermStore(tmp_path / "b", dimensions=8, model_id="m").close()
     assert os.environ["LANCE_IO_THREADS"] == "16"
+
+
+_OWN_UPKEEP_KEEPS_THE_RECALL_INDEX = """
+import sys
+from datetime import timedelta
+from pathlib import Path
+from engram.core.filters import MemoryFilters
+from engram.core.models import Memory
+from engram.embeddings.hashing import HashEmbedder
+from engram.storage.indexed_long_term import IndexedLongTermStore
+from tests.helpers import TEST_NOW
+
+directory, embedder = Path(sys.argv[1]), HashEmbedder()
+table = IndexedLongTermStore(directory, dimensions=embedder.dimensions, model_id=embedder.model_id,
+                             index_bytes=64 << 20)
+def write(i):
+    content = f"note {i} about the garden"
+    table.add(Memory(id=f"{i:032x}", user_id="alice", content=content, created_at=TEST_NOW), content,
+              embedder.embed([content])[0])
+write(0)
+assert len(table.vector_search("alice", embedder.embed(["note 0"])[0], MemoryFilters(), 5)) == 1  # index loaded
+loaded = table.recall_index.get("alice")
+for i in range(1, 30):
+    write(i)
+assert table.upkeep(timedelta(0)) and table.upkeep(timedelta(0))
+assert table.health().fragments == 1
+hits = table.keyword_search("alice", "note 17", MemoryFilters(), 30)
+assert len(hits) == 30 and hits[0].memory.content == "note 17 about the garden"
+assert table.recall_index.get("alice") is loaded, "this process's own upkeep dropped the recall index"
+# Passages of long memories, held in memory too: this process's compaction of their table keeps them as well.
+for i in range(6):
+    table.add_passages("alice", f"{i:032x}", [f"passage {i} of a long note"], embedder.embed([f"passage {i}"]))
+def passages():
+    return [(m.memory_id, m.text) for m in table._passages.search("alice", embedder.embed(["passage 4"])[0], 3)]
+passage = passages()
+held = table._passages._index.get("alice")
+assert table.upkeep(timedelta(0)) and table.upkeep(timedelta(0))
+assert passages() == passage and passage[0][1] == "passage 4 of a long note"
+assert table._passages._index.get("alice") is held, "this process's own upkeep dropped the held passages"
+assert "lance" not in sys.modules, "the second Lance engine (pylance) was loaded"
+table.close()
+"""
+
+
+def test_this_processs_upkeep_keeps_the_recall_index_without_the_second_lance_engine(tmp_path: Path) -> None:
+    # The recall index used to read the transaction log of this process's own compactions through pylance, as if
+    # another process had made them: ~46 MB of resident code and a runtime of its own threads for the server's life.
+    done = subprocess.run(
+        [sys.executable, "-c", _OWN_UPKEEP_KEEPS_THE_RECALL_INDEX, str(tmp_path)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _versions_and_data_files(directory: Path) -> tuple[int, int]:
+    table = directory / "memories.lance"
+    return len(list((table / "_versions").glob("*.manifest"))), len(list((table / "data").iterdir()))
+
+
+def test_the_last_process_to_close_the_store_removes_superseded_versions_and_their_files(tmp_path: Path) -> None:
+    # Each compaction below a million rows rewrites the table, and its predecessors stay for readers of other
+    # processes for the retention margin: 10,000 single writes left 311 versions and 109 MB for 17 MB of rows.
+    embedder = HashEmbedder()
+    store = _open(tmp_path, embedder)
+    _single_writes(store, embedder, 40)
+    assert store.store.upkeep(timedelta(hours=1))  # compacted, every superseded version kept for readers
+    _single_writes(store, embedder, 10, first=40)
+    assert _versions_and_data_files(tmp_path)[0] > 10
+    store.close()
+    versions, data_files = _versions_and_data_files(tmp_path)
+    assert versions == 1, versions
+    reopened = _open(tmp_path, embedder)
+    try:
+        # Every data file left belongs to the latest version (not compacted at close: the next upkeep does that).
+        assert reopened.store.health().fragments == data_files
+        assert reopened.count() == 50
+        hits = reopened.keyword_search("alice", "note 44", MemoryFilters(), 50)
+        assert hits and hits[0].memory.content == "note 44 about the garden and the violin"
+    finally:
+        reopened.close()
+
+
+def test_closing_while_another_process_has_the_store_open_keeps_the_versions(tmp_path: Path) -> None:
+    embedder = HashEmbedder()
+    store = _open(tmp_path, embedder)
+    _single_writes(store, embedder, 12)
+    other = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
+    try:
+        before = _versions_and_data_files(tmp_path)
+        store.close()  # another store object holds its own presence lock, as another process would
+        assert _versions_and_data_files(tmp_path) == before
+        assert other.count() == 12
+    finally:
+        other.close()
+    assert _versions_and_data_files(tmp_path)[0] == 1  # the last one out cleans up
+
+
+def test_once_the_store_has_been_quiet_past_the_margin_upkeep_removes_every_superseded_version(tmp_path: Path) -> None:
+    # A long-running server: without it, up to 8 versions (each a whole copy of the table after a compaction) stay.
+    embedder = HashEmbedder()
+    table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
+    now = [1000.0]
+    margin = timedelta(milliseconds=1)  # the versions' own ages are real time: all past it; quiet is told by `now`
+    upkeep = Upkeep(table, UpkeepPolicy(keep_versions_for=margin), clock=lambda: now[0])
+    store = JournaledLongTermStore(table, WriteJournal(tmp_path / "journal.sqlite"))
+    try:
+        _single_writes(store, embedder, 6)
+        upkeep.tick()  # the writes were just seen: not quiet yet (upkeep is due, so it runs once)
+        assert table.health().data_files > MAX_DATA_FILES
+        now[0] += 1
+        upkeep.tick()
+        after = table.health()
+        assert after.versions <= 2 and after.data_files <= MAX_DATA_FILES and after.rows == 6, after
+        _single_writes(store, embedder, 3, first=6)
+        upkeep.tick()
+        assert table.health().data_files > MAX_DATA_FILES  # writing again: not quiet
+    finally:
+        store.close()

@@ -26,10 +26,16 @@ _tuned = False
 def tune_allocator() -> bool:
     """Apply the settings once per process (Linux with glibc only); return whether they are in force.
 
+    Also makes Arrow allocate through the system malloc (any platform).
+
     A setting the operator gave in the environment (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`,
     `MALLOC_TRIM_THRESHOLD_`) wins: then nothing is changed.
     """
     global _tuned
+    # pyarrow's default pool (mimalloc) keeps what it freed: LanceDB's results and the recall index's loads left
+    # ~47 MB more resident after 2,000 single writes, growing with them. The system malloc, tuned below, returns it.
+    # Read by pyarrow when it first allocates; an operator's own ARROW_DEFAULT_MEMORY_POOL wins.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     if _tuned:
         return True
     if not sys.platform.startswith("linux") or any(

@@ -19,11 +19,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-#: How long a shutdown waits for the warm-up that follows the load (it takes well under a second on a quiet
-#: machine; the bound keeps a stuck warm-up from holding the shutdown).
-WARM_UP_WAIT_S = 60.0
-
-
 class BackgroundService:
     """A MemoryService being opened in the background; `get()` waits for it, or re-raises why it failed."""
 
@@ -56,12 +51,9 @@ class BackgroundService:
                 service.close()
             else:
                 self._service = service
+        # Nothing is warmed up here: what recall does not need (the metadata extractors: YAKE and networkx, ~0.15-0.4
+        # CPU-s) is built by the first write that needs it, so it stays off the CPU spent before the first answer.
         self._done.set()
-        if self._service is not None:
-            try:
-                service.warm_up()
-            except Exception:  # optional parts build again on first use, and report there
-                logger.warning("warming up optional parts failed; they will be built on first use", exc_info=True)
 
     @property
     def ready(self) -> bool:
@@ -102,10 +94,7 @@ class BackgroundService:
         """Close the stores; a load still in progress closes them itself when it finishes.
 
         Never waits for the model: a client that disconnects right after the handshake must see the server
-        exit at once rather than after the load. Once the service is open, though, it waits for the warm-up that
-        follows on the loader's thread (the extractors, built with the model: well under a second): a process that
-        exits while native model code runs on another thread aborts ("terminate called without an active
-        exception") instead of exiting cleanly.
+        exit at once rather than after the load.
         """
         with self._lock:
             if self._closed:
@@ -114,6 +103,3 @@ class BackgroundService:
             service = self._service
         if service is not None:
             service.close()
-            thread = self._thread
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(WARM_UP_WAIT_S)

@@ -158,12 +158,6 @@ class MemoryService:
                 stats[tier.name] = stats[tier.name].model_copy(update={"status": "damaged", "damage": str(damage)})
         return stats
 
-    def warm_up(self) -> None:
-        """Build what may wait until the service answers (the metadata extractors); blocking, off the request path."""
-        warm = getattr(self.enricher, "warm_up", None)
-        if callable(warm):
-            warm()
-
     def close(self) -> None:
         """Close every tier's store, the last opened first."""
         for tier in reversed(self._ctx.tiers):

@@ -11,8 +11,9 @@ from engram.core.ports import Enricher, Enrichment, Vectors
 class DeferredEnricher:
     """Builds the wrapped Enricher on `warm_up()` or on the first `enrich()`, whichever comes first.
 
-    Building the extractors imports YAKE, reads place names and embeds the category descriptions (about 0.3 s on
-    a quiet 2-core machine); the server opens its stores and model first and warms this up afterwards.
+    Building the extractors imports YAKE (and networkx), reads place names and embeds the category descriptions
+    (about 0.3 s on a quiet 2-core machine). A server never warms it up: recall does not need it, so the first write
+    builds it and a server's first answer does not pay for it.
     """
 
     def __init__(self, build: Callable[[], Enricher]) -> None:

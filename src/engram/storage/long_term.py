@@ -46,6 +46,7 @@ from engram.storage.memory_rows import (
     memory_schema,
 )
 from engram.storage.passages import PassageMatch, PassageTable
+from engram.storage.presence import StorePresence
 from engram.storage.table_upkeep import TableUpkeep
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class LanceLongTermStore(TableUpkeep):
         self._readers = ReadersWriterLock()
         self._commits = 0
         self._erased_through = 0  # the table version this store's latest erasure ended at
+        self._presence = StorePresence(directory / ".engram-open.lock") if isinstance(directory, Path) else None
         with self._process_lock:
             self._table: Any = self._open_or_create(dimensions, model_id)
             self._passages = PassageTable(self._db, directory, dimensions=dimensions, model_id=model_id)
@@ -263,7 +265,9 @@ class LanceLongTermStore(TableUpkeep):
         """Replace the user's memory `old_id` by `memory` in one commit (keeping its index text and vector unless
         given); a changed id removes the old row in the same commit. Return False if `old_id` is not held."""
         where = f"{memory_filter(user_id)} AND {ids_clause([old_id])}"
-        with self._write_lock, self._process_lock:
+        # The upkeep lock too: a replacement keeps the row count, so it must not land inside another process's
+        # upkeep, whose commits that process counts as row-preserving by the row count (storage/own_upkeep.py).
+        with self._upkeep_lock, self._write_lock, self._process_lock:
             query = self._table.search().where(where).select(["index_text", "vector"]).limit(1)
             with self._readers.shared():
                 rows = read_retrying(query.to_list)
@@ -392,7 +396,10 @@ class LanceLongTermStore(TableUpkeep):
         return directory_bytes(self._directory)
 
     def close(self) -> None:
-        """Release the store (LanceDB holds no process-wide locks; dropping references is enough)."""
+        """Release the store; the last process to close a local store removes its superseded versions."""
+        if self._presence is not None and self._table is not None:
+            self._settle_alone(self._presence)
+            self._presence = None
         self._table = None
         self._passages = None  # type: ignore[assignment]
         self._db = None

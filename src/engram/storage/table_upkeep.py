@@ -16,11 +16,13 @@ from engram.storage.lance_support import (
     _count_files,
     ensure_indexes,
     optimize_table,
+    remove_superseded_versions,
     retry_on_conflict,
 )
 from engram.storage.location import Location, ObjectStore, StoreLock
 from engram.storage.memory_rows import _FTS_COLUMN, TABLE_NAME
 from engram.storage.passages import PassageTable
+from engram.storage.presence import StorePresence
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +125,26 @@ class TableUpkeep:
         finally:
             self._upkeep_lock.release()
         return True
+
+    def _settle_alone(self, presence: StorePresence) -> None:
+        """At close: if no other process has the store open, remove every superseded version and its files now.
+
+        Below a million rows each compaction rewrites the table, and its predecessors are kept for other processes'
+        readers for the retention margin: after 10,000 single writes they held 109 MB for 17 MB of rows. With no
+        other process left, no reader can be on them. A process opening the store meanwhile waits for this.
+        """
+        try:
+            if presence.alone() and self._upkeep_lock.acquire(blocking=False):
+                try:
+                    # No compaction here (the next upkeep does it): a stdio client gives a server 2 s to exit.
+                    remove_superseded_versions(self._table)
+                    self._passages.remove_superseded_versions()
+                finally:
+                    self._upkeep_lock.release()
+        except Exception:  # clean-up is an optimisation: the next upkeep removes them by age instead
+            logger.exception("could not remove the table's superseded versions at close")
+        finally:
+            presence.leave()
 
     def _compact_and_reindex(self, keep_versions_for: timedelta | None = None) -> None:
         """Compact both tables, fold new rows into their indexes and, with `keep_versions_for`, remove the versions

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -53,9 +55,15 @@ class Upkeep:
     work at a time, and the others skip their turn.
     """
 
-    def __init__(self, store: Maintainable, policy: UpkeepPolicy | None = None) -> None:
+    def __init__(
+        self, store: Maintainable, policy: UpkeepPolicy | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._store = store
         self.policy = policy or UpkeepPolicy()
+        self._clock = clock
+        self._seen_commits = -1  # the commit count at the last tick, and since when it has not moved
+        self._quiet_since = clock()
+        self._settled_commits = -1  # the commit count at which superseded versions were last all removed
         self._wake = threading.Condition()
         self._stopping = False
         self._nudged = False
@@ -105,6 +113,20 @@ class Upkeep:
                 logger.debug("long-term upkeep done: %s", self._store.health())
         return ran
 
+    def tick(self) -> None:
+        """A scheduled check: upkeep if due; once this process's writes have stopped for the whole version margin,
+        remove every version superseded before it (each may hold a whole copy of the table)."""
+        commits, now = self._store.commits, self._clock()
+        if commits != self._seen_commits:
+            self._seen_commits, self._quiet_since = commits, now
+        quiet = now - self._quiet_since >= self.policy.keep_versions_for.total_seconds()
+        if quiet and self._settled_commits != commits:
+            # Twice: LanceDB lists the data files of the versions a run removes only at the next run.
+            if self.run_once(force=True) and self.run_once(force=True):
+                self._settled_commits = commits
+            return
+        self.run_once()
+
     def _loop(self) -> None:
         while True:
             with self._wake:
@@ -113,6 +135,9 @@ class Upkeep:
                     return
                 nudged, self._nudged = self._nudged, False
             try:
-                self.run_once(force=nudged)
+                if nudged:
+                    self.run_once(force=True)
+                else:
+                    self.tick()
             except Exception:  # upkeep is an optimisation; a failure must not stop the server
                 logger.exception("long-term upkeep failed; retrying at the next interval")
