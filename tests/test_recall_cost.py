@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from engram.core.graph_models import EntityIn
+from engram.core.knowledge_models import DocumentFormat
 from engram.core.service import MemoryService
 from engram.storage.graph import LanceGraphStore
 from engram.storage.long_term import LanceLongTermStore
@@ -52,3 +53,32 @@ async def test_recalls_are_answered_without_a_lancedb_search(
         found = await service.recall("alice", query)
         assert [h.memory.content for h in found.memories] == ["The spare key is under the blue flowerpot"]
     assert searched == [] and table.recall_index.get(service.user_key("alice")) is not None
+
+
+async def test_a_recall_asks_lancedb_nothing_of_tables_that_hold_no_row(
+    service: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert service.knowledge is not None and service.graph is not None
+    tables = {
+        "knowledge": _inner(service.knowledge.store)._table,
+        "entities": _inner(service.graph_store)._entities,
+        "passages": _inner(service.long_term)._passages._table,
+    }
+    asked: list[str] = []
+    for name, table in tables.items():
+        real = table.count_rows
+        monkeypatch.setattr(table, "count_rows", lambda *a, _r=real, _n=name, **k: asked.append(_n) or _r(*a, **k))
+    await service.remember("alice", "The spare key is under the blue flowerpot")
+    for query in ("spare key", "where is the key?"):
+        assert (await service.recall("alice", query)).memories
+    assert asked == []  # three empty tables: not one LanceDB call about them
+
+    # Once each table holds a row, recall asks about it again (and finds what it holds).
+    await service.remember("alice", " ".join(f"word{i}" for i in range(400)) + " the long diary entry")
+    await service.graph.create_entities("alice", [EntityIn(name="Priya Patel", entity_type="person")])
+    await service.knowledge.ingest_text(
+        "alice", "keys.md", "# Keys\n\nThe spare key is under the flowerpot.", DocumentFormat.MARKDOWN
+    )
+    asked.clear()
+    found = await service.recall("alice", "where is the spare key?")
+    assert found.knowledge and {"knowledge", "entities", "passages"} <= set(asked)

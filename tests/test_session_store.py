@@ -87,3 +87,20 @@ def test_a_record_written_with_the_turns_inline_is_read_and_extended(tmp_path: P
     assert store.forget_user(USER) == (1, 1)
     assert store.traces_of(USER) == []
     store.close()
+
+
+def test_an_append_reads_the_same_entries_at_turn_5_and_at_turn_500(tmp_path: Path) -> None:
+    store = DiskSessionStore(
+        tmp_path, working_turns=20, working_ttl=timedelta(days=1), short_term_turns=500, short_term_ttl=timedelta(7)
+    )
+    reads: list[object] = []
+    real = store._cache.get
+    store._cache.get = lambda key, *a, **k: reads.append(key) or real(key, *a, **k)  # type: ignore[method-assign]
+    per_append: dict[int, int] = {}
+    for i in range(501):
+        reads.clear()
+        store.append_turn(USER, "s", _turn(i), NOW)
+        per_append[i] = len(reads)
+    store.close()
+    # The headers and the previous turn: never the transcript, whatever its length.
+    assert per_append[5] == per_append[500] <= 5

@@ -34,6 +34,7 @@ from engram.storage.lance_support import (
     traces,
 )
 from engram.storage.location import Location, location_lock
+from engram.storage.no_rows import holds_no_rows
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,8 @@ class LanceKnowledgeStore:
 
     def count(self) -> int:
         """Number of chunks of all owners."""
-        return int(self._table.count_rows())
+        # Recall asks on every call: a store that never held a chunk answers from a listing, not LanceDB.
+        return 0 if holds_no_rows(self._directory, TABLE_NAME) else int(self._table.count_rows())
 
     def bytes_on_disk(self) -> int:
         """Size of the store's files."""

@@ -28,6 +28,7 @@ from engram.storage.lance_support import (
     traces,
 )
 from engram.storage.location import Location, ObjectStore
+from engram.storage.no_rows import holds_no_rows
 from engram.storage.own_upkeep import UpkeepWindow
 from engram.storage.passage_index import _PASSAGE_OVERHEAD, PassageIndex, UserPassages
 
@@ -138,8 +139,8 @@ class PassageTable:
 
     def search(self, user_id: str, vector: Vectors, limit: int) -> list[PassageMatch]:
         """The user's memories whose passages are closest to `vector`: each memory once, at its best passage."""
-        if not read_retrying(self._table.count_rows):
-            return []  # most stores hold no long memory: the row count is read from the manifest, a search is not
+        if holds_no_rows(self._directory, TABLE_NAME) or not read_retrying(self._table.count_rows):
+            return []  # most stores hold no long memory: a listing or the row count answers, a search is not
         if self._index is not None:
             return self._search_held(user_id, vector, limit)
         query = (
