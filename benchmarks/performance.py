@@ -122,6 +122,8 @@ async def measure(size: int, args: argparse.Namespace, models: Path | None) -> d
             # The export is shared (ENGRAM_MODELS_DIR), so the data directory holds only memories.
             **({"ENGRAM_MODELS_DIR": str(models)} if models is not None else {}),
             "ENGRAM_LOG_LEVEL": "WARNING",
+            # Loading uses the bulk tool, which the default profile does not list.
+            "ENGRAM_TOOLS": "all",
             "HF_HUB_OFFLINE": "1",
         }
         params = StdioServerParameters(command=args.command, args=["serve"], env=env)
