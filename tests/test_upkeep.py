@@ -347,3 +347,35 @@ def test_once_the_store_has_been_quiet_past_the_margin_upkeep_removes_every_supe
         assert table.health().data_files > MAX_DATA_FILES  # writing again: not quiet
     finally:
         store.close()
+
+
+def test_versions_and_data_files_stay_bounded_through_2000_single_writes(tmp_path: Path) -> None:
+    # The stream of single writes: each commits on its own (a read follows it), and the burst trigger, not
+    # the hourly schedule, must keep the table's versions and files from growing with the writes.
+    embedder = HashEmbedder()
+    table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
+    upkeep = Upkeep(table, UpkeepPolicy(interval_s=3600, burst_commits=50, keep_versions_for=timedelta(0)))
+    ran = threading.Event()
+    run_once = upkeep.run_once
+
+    def observed_run(force: bool = False) -> bool:
+        done = run_once(force)
+        if done:
+            ran.set()
+        return done
+
+    upkeep.run_once = observed_run  # type: ignore[method-assign]  # the upkeep thread's runs, told by an event
+    store = JournaledLongTermStore(table, WriteJournal(tmp_path / "journal.sqlite"), upkeep=upkeep)
+    worst = (0, 0)
+    try:
+        for burst in range(40):
+            ran.clear()
+            _single_writes(store, embedder, 50, first=burst * 50)
+            assert ran.wait(60), f"no upkeep after burst {burst}"  # 60 s: only a hang guard
+            health = store.store.health()
+            worst = (max(worst[0], health.versions), max(worst[1], health.data_files))
+        assert store.count() == 2000
+    finally:
+        store.close()
+    # One burst's commits at most, whatever the number of writes so far (2,000 without upkeep).
+    assert worst[0] <= 60 and worst[1] <= 60, worst
