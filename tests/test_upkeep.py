@@ -47,6 +47,27 @@ def _open(directory: Path, embedder: HashEmbedder) -> JournaledLongTermStore:
     return JournaledLongTermStore(table, WriteJournal(directory / "journal.sqlite"))
 
 
+def _burst_upkept(
+    directory: Path, embedder: HashEmbedder, burst_commits: int
+) -> tuple[JournaledLongTermStore, threading.Event]:
+    """A journaled store whose upkeep only a burst of commits starts (the schedule is hourly), and an event set by
+    each upkeep run that did work."""
+    table = LanceLongTermStore(directory, dimensions=embedder.dimensions, model_id=embedder.model_id)
+    policy = UpkeepPolicy(interval_s=3600, burst_commits=burst_commits, keep_versions_for=timedelta(0))
+    upkeep = Upkeep(table, policy)
+    ran = threading.Event()
+    run_once = upkeep.run_once
+
+    def observed_run(force: bool = False) -> bool:
+        done = run_once(force)
+        if done:
+            ran.set()
+        return done
+
+    upkeep.run_once = observed_run  # type: ignore[method-assign]  # the upkeep thread's runs, told by an event
+    return JournaledLongTermStore(table, WriteJournal(directory / "journal.sqlite"), upkeep=upkeep), ran
+
+
 def test_upkeep_bounds_the_files_of_many_single_writes_and_keeps_every_row(tmp_path: Path) -> None:
     embedder = HashEmbedder()
     store = _open(tmp_path, embedder)
@@ -107,19 +128,7 @@ def test_only_one_process_does_upkeep_at_a_time(tmp_path: Path) -> None:
 
 def test_a_burst_of_writes_starts_upkeep_without_waiting_for_the_schedule(tmp_path: Path) -> None:
     embedder = HashEmbedder()
-    table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
-    upkeep = Upkeep(table, UpkeepPolicy(interval_s=3600, burst_commits=10, keep_versions_for=timedelta(0)))
-    ran = threading.Event()
-    run_once = upkeep.run_once
-
-    def observed_run(force: bool = False) -> bool:
-        done = run_once(force)
-        if done:
-            ran.set()
-        return done
-
-    upkeep.run_once = observed_run  # type: ignore[method-assign]  # the upkeep thread's runs, told by an event
-    store = JournaledLongTermStore(table, WriteJournal(tmp_path / "journal.sqlite"), upkeep=upkeep)
+    store, ran = _burst_upkept(tmp_path, embedder, burst_commits=10)
     try:
         _single_writes(store, embedder, 12)
         assert ran.wait(60)  # the hour-long schedule did not start it (60 s: only a hang guard)
@@ -353,19 +362,7 @@ def test_versions_and_data_files_stay_bounded_through_2000_single_writes(tmp_pat
     # The issue's stream of single writes: each commits on its own (a read follows it), and the burst trigger, not
     # the hourly schedule, must keep the table's versions and files from growing with the writes.
     embedder = HashEmbedder()
-    table = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
-    upkeep = Upkeep(table, UpkeepPolicy(interval_s=3600, burst_commits=50, keep_versions_for=timedelta(0)))
-    ran = threading.Event()
-    run_once = upkeep.run_once
-
-    def observed_run(force: bool = False) -> bool:
-        done = run_once(force)
-        if done:
-            ran.set()
-        return done
-
-    upkeep.run_once = observed_run  # type: ignore[method-assign]  # the upkeep thread's runs, told by an event
-    store = JournaledLongTermStore(table, WriteJournal(tmp_path / "journal.sqlite"), upkeep=upkeep)
+    store, ran = _burst_upkept(tmp_path, embedder, burst_commits=50)
     worst = (0, 0)
     try:
         for burst in range(40):
