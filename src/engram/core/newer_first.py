@@ -29,11 +29,11 @@ _CHANGING = re.compile(
     re.IGNORECASE,
 )
 #: The gap kept between consecutive moved hits, so scores stay in the order of the list.
-_STEP = 1e-6
+SCORE_STEP = 1e-6
 
 
-def _unit(hit: MemoryHit) -> str:
-    """What one version of a fact lives in: the hit's session, or the memory itself when it has none."""
+def conversation_of(hit: MemoryHit) -> str:
+    """The conversation a hit belongs to: its session, or the memory itself when it has none."""
     session = hit.memory.session_id
     return f"session:{session}" if session is not None else f"memory:{hit.memory.id}"
 
@@ -61,7 +61,7 @@ def newer_first(hits: Sequence[MemoryHit], moved: int, question: str) -> list[Me
         return ranked
     best: dict[str, MemoryHit] = {}
     for hit in ranked:
-        best.setdefault(_unit(hit), hit)
+        best.setdefault(conversation_of(hit), hit)
         if len(best) == 2:
             break
     if len(best) < 2:
@@ -72,14 +72,14 @@ def newer_first(hits: Sequence[MemoryHit], moved: int, question: str) -> list[Me
     newer = max((leader, runner_up), key=_since)
     if _since(leader) == _since(runner_up):
         return ranked
-    unit = _unit(newer)
-    lifted = [h for h in ranked if _unit(h) == unit][:moved]
+    unit = conversation_of(newer)
+    lifted = [h for h in ranked if conversation_of(h) == unit][:moved]
     taken = {h.memory.id for h in lifted}
     rest = [h for h in ranked if h.memory.id not in taken]
     # The newer one's best go where the leader stood (nothing of either session ranked above it), in their order.
     at = next(i for i, h in enumerate(ranked) if h is leader)
     floor = rest[at].score if at < len(rest) else -1.0
-    raised = [_lifted(h, floor + _STEP * (len(lifted) - i)) for i, h in enumerate(lifted)]
+    raised = [_lifted(h, floor + SCORE_STEP * (len(lifted) - i)) for i, h in enumerate(lifted)]
     return [*rest[:at], *raised, *rest[at:]]
 
 

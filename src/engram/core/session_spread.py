@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from engram.core.models import MemoryHit
+from engram.core.newer_first import SCORE_STEP, conversation_of
 
 #: How many of the first hits the cap applies to: the ten an assistant reads first (and the metrics score).
 SPREAD_WINDOW = 10
@@ -29,14 +30,6 @@ _SPANS_SESSIONS = re.compile(
     r"|\bwhere\s+(?:has|have)\b|\b(?:what|which)\s+\w+\s+(?:has|have)\b",
     re.IGNORECASE,
 )
-#: The gap kept between consecutive hits whose scores are raised to keep the list in score order.
-_STEP = 1e-6
-
-
-def _unit(hit: MemoryHit) -> str:
-    """What a cap counts: the hit's session, or the memory itself when it has none."""
-    session = hit.memory.session_id
-    return f"session:{session}" if session is not None else f"memory:{hit.memory.id}"
 
 
 def spans_sessions(question: str) -> bool:
@@ -64,7 +57,7 @@ def spread(hits: Sequence[MemoryHit], cap: int, share: float, question: str | No
     for hit in ranked:
         if len(chosen) == SPREAD_WINDOW or hit.score < floor:
             break
-        unit = _unit(hit)
+        unit = conversation_of(hit)
         if counts[unit] >= cap:
             held += 1
             continue
@@ -78,7 +71,7 @@ def spread(hits: Sequence[MemoryHit], cap: int, share: float, question: str | No
     for i in range(len(order) - 2, -1, -1):
         after = order[i + 1].score
         if order[i].score < after:
-            score = round(after + _STEP, 6)
+            score = round(after + SCORE_STEP, 6)
             scores = order[i].scores.model_copy(update={"fused": score})
             order[i] = order[i].model_copy(update={"score": score, "scores": scores})
     return order
