@@ -17,6 +17,8 @@ import sys
 import types
 from pathlib import Path
 
+from engram.storage.unexecuted_package import find_package, register_unexecuted
+
 log = logging.getLogger(__name__)
 
 CLIENT_PACKAGE = "lance_namespace_urllib3_client"
@@ -31,30 +33,19 @@ def defer_rest_client(package: str = CLIENT_PACKAGE) -> bool:
     """
     if package in sys.modules:
         return False
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError) as exc:
-        log.debug("lazy REST client: cannot locate %s (%s); left alone", package, exc)
-        return False
+    spec = find_package(package, "lazy REST client")
     if not _expected_layout(spec):
         log.debug("lazy REST client: %s is absent or laid out differently; left alone", package)
         return False
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    loader = spec.loader
+    assert spec is not None
 
-    def load_on_demand(name: str) -> object:
-        """Return a submodule by importing just it; for any other missing name, run the real `__init__`."""
+    def submodule(name: str) -> object | None:
+        """Import just the submodule `name`, if the package has one."""
         if not name.startswith("__") and importlib.util.find_spec(f"{package}.{name}") is not None:
             return importlib.import_module(f"{package}.{name}")
-        # Removed first so that names the real `__init__` itself looks up cannot recurse into here.
-        del module.__dict__["__getattr__"]
-        loader.exec_module(module)
-        log.debug("lazy REST client: %s loaded in full (asked for %r)", package, name)
-        return getattr(module, name)
+        return None
 
-    module.__dict__["__getattr__"] = load_on_demand
-    sys.modules[package] = module
+    register_unexecuted(spec, "lazy REST client", submodule=submodule)
     return True
 
 

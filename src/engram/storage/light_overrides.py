@@ -9,11 +9,12 @@ name asked of it runs the real package, whose objects then replace the light one
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 
 from typing_extensions import override
+
+from engram.storage.unexecuted_package import find_package, register_unexecuted
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +33,10 @@ def lighten_overrides(package: str = PACKAGE) -> bool:
     """
     if sys.version_info >= (3, 12) or package in sys.modules:
         return False
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError) as exc:
-        log.debug("light overrides: cannot locate %s (%s); left alone", package, exc)
-        return False
+    spec = find_package(package, "light overrides")
     if spec is None or spec.loader is None or not spec.submodule_search_locations:
         return False
     if not hasattr(spec.loader, "exec_module"):
         return False
-    module = importlib.util.module_from_spec(spec)
-    loader = spec.loader
-
-    def load_on_demand(name: str) -> object:
-        """Run the real package for any name the stand-in does not have."""
-        # Removed first so that names the real `__init__` itself looks up cannot recurse into here.
-        del module.__dict__["__getattr__"]
-        loader.exec_module(module)
-        log.debug("light overrides: %s loaded in full (asked for %r)", package, name)
-        return getattr(module, name)
-
-    module.__dict__.update(override=override, EnforceOverrides=EnforceOverrides, __getattr__=load_on_demand)
-    sys.modules[package] = module
+    register_unexecuted(spec, "light overrides", {"override": override, "EnforceOverrides": EnforceOverrides})
     return True
