@@ -215,15 +215,20 @@ store.close()  # the last process out removes superseded versions through it: no
 """
 
 
-def test_upkeep_and_its_health_checks_need_no_second_lance_engine(tmp_path: Path) -> None:
-    # pylance, loaded once, stayed in the server for good: ~100 MB of resident code and ~20 threads of its own.
-    done = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_PYLANCE, str(tmp_path)],
+def _in_a_fresh_interpreter(script: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` with `directory` as its argument in a new Python (which modules load is per process)."""
+    return subprocess.run(
+        [sys.executable, "-c", script, str(directory)],
         cwd=Path(__file__).resolve().parent.parent,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_upkeep_and_its_health_checks_need_no_second_lance_engine(tmp_path: Path) -> None:
+    # pylance, loaded once, stayed in the server for good: ~100 MB of resident code and ~20 threads of its own.
+    done = _in_a_fresh_interpreter(_WITHOUT_PYLANCE, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -284,13 +289,7 @@ table.close()
 def test_this_processs_upkeep_keeps_the_recall_index_without_the_second_lance_engine(tmp_path: Path) -> None:
     # The recall index used to read the transaction log of this process's own compactions through pylance, as if
     # another process had made them: ~46 MB of resident code and a runtime of its own threads for the server's life.
-    done = subprocess.run(
-        [sys.executable, "-c", _OWN_UPKEEP_KEEPS_THE_RECALL_INDEX, str(tmp_path)],
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _in_a_fresh_interpreter(_OWN_UPKEEP_KEEPS_THE_RECALL_INDEX, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
