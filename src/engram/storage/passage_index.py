@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 #: What one passage costs beyond its vector and text: the list slots, the id string, the norm.
-_PASSAGE_OVERHEAD = 120
+PASSAGE_OVERHEAD = 120
 
 
 @dataclass
@@ -39,7 +39,7 @@ class UserPassages:
         self.texts.extend(texts)
         self.vectors = vectors if not self.vectors.size else np.concatenate([self.vectors, vectors])
         self.norms = np.concatenate([self.norms, np.linalg.norm(vectors, axis=1).astype(np.float32)])
-        self.nbytes += vectors.nbytes + sum(len(t) for t in texts) + _PASSAGE_OVERHEAD * len(memory_ids)
+        self.nbytes += vectors.nbytes + sum(len(t) for t in texts) + PASSAGE_OVERHEAD * len(memory_ids)
 
     def nearest(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[int, float]]:
         """The `limit` passages closest to `vector` by cosine distance, as (row, distance), nearest first."""

@@ -30,7 +30,7 @@ from engram.storage.lance_support import (
 from engram.storage.location import Location, ObjectStore
 from engram.storage.no_rows import holds_no_rows
 from engram.storage.own_upkeep import UpkeepWindow
-from engram.storage.passage_index import _PASSAGE_OVERHEAD, PassageIndex, UserPassages
+from engram.storage.passage_index import PASSAGE_OVERHEAD, PassageIndex, UserPassages
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class PassageTable:
     def _load_all(self, index: PassageIndex) -> None:
         """Hold every user's passages, read in one streamed scan, if the whole table fits the cap (else none)."""
         rows = int(read_retrying(self._table.count_rows))
-        if rows * (4 * self._dimensions + _PASSAGE_OVERHEAD + _TEXT_BYTES) > index.cap_bytes:
+        if rows * (4 * self._dimensions + PASSAGE_OVERHEAD + _TEXT_BYTES) > index.cap_bytes:
             return
         query = self._table.search().select(["user_id", "memory_id", "text", "vector"]).limit(None)
         for batch in read_retrying(lambda: query.to_batches(batch_size=4096)):
