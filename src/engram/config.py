@@ -196,11 +196,11 @@ class Settings(BaseSettings):
         description="Another session's hit counts as close when it scores at least this share of the best hit.",
     )
     recall_feedback_hits: int = Field(
-        default=3,
+        default=2,
         ge=0,
         le=20,
-        description="Pseudo-relevance feedback: semantic candidates close to the mean vector of this many best first "
-        "matches rank higher (0: off).",
+        description="Pseudo-relevance feedback: semantic candidates close to the mean vector of the best first "
+        "matches of this many sessions rank higher (0: off).",
     )
     recall_feedback_weight: float = Field(
         default=0.5, ge=0.0, le=2.0, description="How much similarity to those best matches adds to a candidate."

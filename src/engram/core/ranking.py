@@ -63,9 +63,9 @@ class RankingPolicy:
     #: For questions that count, compare or gather: the best hit of each of this many best sessions (each scored
     #: from its hits) first (core/session_first.py); 0: off. On all of LoCoMo multi-hop 0.416 -> 0.429 with feedback.
     session_heads: int = 5
-    #: Pseudo-relevance feedback (core/feedback.py): the mean vector of the `feedback_hits` best first matches adds
-    #: `feedback_weight` times its similarity to each semantic candidate's score; 0: off. LoCoMo 0.790 -> 0.795.
-    feedback_hits: int = 3
+    #: Pseudo-relevance feedback (core/feedback.py): the mean vector of the best first matches of the `feedback_hits`
+    #: best sessions adds `feedback_weight` times its similarity to each semantic candidate's score; 0: off.
+    feedback_hits: int = 2
     feedback_weight: float = 0.5
 
 

@@ -240,7 +240,7 @@ class MemoryReader:
         dropped = 0
         policy = self._ctx.ranking
         semantic = with_feedback(
-            searched.semantic, searched.keyword, policy, int(policy.feedback_hits), policy.feedback_weight
+            searched.semantic, searched.keyword, policy, int(policy.feedback_hits), policy.feedback_weight, query
         )
         hits = fuse(semantic, searched.keyword, vector, policy, self._ctx.clock(), when)
         if boosts:
