@@ -48,7 +48,8 @@ def with_feedback(
     # One match per session: a session's turns echo each other, and would make the mean about one conversation.
     heads: dict[str, str] = {}
     for i in ordered:
-        heads.setdefault(memories[i].memory.session_id or i, i)
+        session = memories[i].memory.session_id
+        heads.setdefault(f"session:{session}" if session is not None else f"memory:{i}", i)
     best = list(heads.values())[:hits]
     vectors = {i: c.vector for i, c in memories.items()}
     centre = np.mean([np.asarray(vectors[i], dtype=np.float32).reshape(-1) for i in best], axis=0)
