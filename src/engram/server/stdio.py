@@ -15,7 +15,7 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -102,12 +102,20 @@ class _ClaimedFd:
             os.close(self.wire)
 
 
-def _claim(fd: int, open_diversion: Any) -> _ClaimedFd:
-    diversion: int = open_diversion()
+def _claim(fd: int, open_diversion: Callable[[], int]) -> _ClaimedFd:
+    diversion = open_diversion()
     try:
         return _ClaimedFd(fd, diversion)
     finally:
         os.close(diversion)
+
+
+def _stdout_diversion() -> int:
+    """Where stray writes to fd 1 go while serving: stderr, or nowhere if there is no stderr."""
+    try:
+        return os.dup(2)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY)
 
 
 @asynccontextmanager
@@ -119,7 +127,7 @@ async def native_stdio_server() -> AsyncGenerator[
     sys.stdout.flush()
     stdin = _claim(0, lambda: os.open(os.devnull, os.O_RDONLY))
     try:
-        stdout = _claim(1, lambda: os.dup(2))
+        stdout = _claim(1, _stdout_diversion)
     except OSError:
         stdin.release()
         raise
@@ -182,7 +190,9 @@ async def _write_messages(wire: int, source: ContextReceiveStream[SessionMessage
         async for outgoing in source:
             if not connected:
                 continue  # drained so that the session never blocks on a client that has gone
-            data = outgoing.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+            message = outgoing.message
+            # The bytes `model_dump_json` would return as text, without decoding and encoding them again.
+            data = message.__pydantic_serializer__.to_json(message, by_alias=True, exclude_unset=True) + b"\n"
             try:
                 await _write_all(wire, data)
             except OSError as exc:
