@@ -20,11 +20,13 @@ async def echo(text: str) -> str:
 
 
 async def noisy(text: str) -> str:
-    """Write stray output every way a handler might (print, fd 1, a child process), then return `text`."""
+    """Write stray output every way a handler might (print, fd 1, a child), let a child read stdin; return `text`."""
     print("stray print from a handler")
     sys.stdout.flush()
     os.write(1, b"stray write to fd 1\n")
     subprocess.run(["echo", "stray output of a child"], check=True)
+    # A child reading stdin must find it empty, not take the client's next request off the wire (or wait for it).
+    subprocess.run(["cat"], stdout=subprocess.DEVNULL, check=True)
     return text
 
 

@@ -186,18 +186,22 @@ def test_stdin_from_a_file_is_served_by_the_sdks_transport(tmp_path: Path) -> No
 
 
 def test_only_pipes_and_sockets_are_served_natively(tmp_path: Path) -> None:
+    """A regular file, the null device and a terminal go to the SDK's threaded transport."""
     read_end, write_end = os.pipe()
     left, right = socket.socketpair()
     regular = os.open(tmp_path / "file", os.O_RDWR | os.O_CREAT)
     null = os.open(os.devnull, os.O_RDWR)
+    terminal, terminal_side = os.openpty()
     try:
         assert pipes_usable(read_end, write_end)
         assert pipes_usable(left.fileno(), right.fileno())
         assert not pipes_usable(regular, write_end)
         assert not pipes_usable(read_end, regular)
         assert not pipes_usable(null, write_end)
+        assert not pipes_usable(terminal, write_end)
+        assert not pipes_usable(read_end, terminal_side)
     finally:
-        for fd in (read_end, write_end, regular, null):
+        for fd in (read_end, write_end, regular, null, terminal, terminal_side):
             os.close(fd)
         left.close()
         right.close()
