@@ -205,3 +205,28 @@ def test_only_pipes_and_sockets_are_served_natively(tmp_path: Path) -> None:
             os.close(fd)
         left.close()
         right.close()
+
+
+def test_a_socket_as_stdin_and_stdout_is_served_natively(tmp_path: Path) -> None:
+    """Some hosts hand a server one end of a socket pair instead of two pipes."""
+    ours, theirs = socket.socketpair()
+    with ours, (tmp_path / "server.log").open("wb") as log:
+        with theirs:
+            server = subprocess.Popen(SAYS_SERVED, cwd=REPO_ROOT, stdin=theirs, stdout=theirs, stderr=log)
+        try:
+            reader = ours.makefile("rb")
+            for message in (
+                {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                _call(1, "worker_threads", {}),
+            ):
+                ours.sendall(json.dumps(message).encode() + b"\n")
+            replies = {reply["id"]: reply for reply in (json.loads(reader.readline()) for _ in range(2))}
+            assert _text(replies[1]) == 0
+            ours.shutdown(socket.SHUT_WR)  # EOF on the server's stdin
+            assert server.wait(timeout=BUDGET_S) == 0, (tmp_path / "server.log").read_text()
+            assert reader.readline() == b"served\n"
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
