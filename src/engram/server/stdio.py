@@ -145,24 +145,27 @@ async def native_stdio_server() -> AsyncGenerator[
 
 async def _read_messages(wire: int, sink: ContextSendStream[SessionMessage | Exception]) -> None:
     """Frame stdin into lines and hand each to the session as a message, or as the error that parsing raised."""
-    async with sink:
-        partial = bytearray()  # the start of a line whose newline has not arrived yet
-        while chunk := await _read_some(wire):
-            start = 0
-            end = chunk.find(b"\n")
-            while end >= 0:
-                if partial:
-                    partial += chunk[start:end]
-                    line: bytes = bytes(partial)
-                    partial.clear()
-                else:
-                    line = chunk[start:end]
-                await sink.send(_parse(line))
-                start = end + 1
-                end = chunk.find(b"\n", start)
-            partial += chunk[start:]
-        if partial:  # a last line without its newline, as the SDK's line reader yields it too
-            await sink.send(_parse(bytes(partial)))
+    try:
+        async with sink:
+            partial = bytearray()  # the start of a line whose newline has not arrived yet
+            while chunk := await _read_some(wire):
+                start = 0
+                end = chunk.find(b"\n")
+                while end >= 0:
+                    if partial:
+                        partial += chunk[start:end]
+                        line: bytes = bytes(partial)
+                        partial.clear()
+                    else:
+                        line = chunk[start:end]
+                    await sink.send(_parse(line))
+                    start = end + 1
+                    end = chunk.find(b"\n", start)
+                partial += chunk[start:]
+            if partial:  # a last line without its newline, as the SDK's line reader yields it too
+                await sink.send(_parse(bytes(partial)))
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        pass  # the session stopped listening (it is shutting down): what is left on stdin stays unread
 
 
 async def _read_some(wire: int) -> bytes:
