@@ -55,6 +55,8 @@ def pipes_usable(stdin_fd: int = 0, stdout_fd: int = 1) -> bool:
 async def serve_stdio(server: MCPServer[Any]) -> None:
     """Serve `server` over this process's stdin and stdout until stdin ends (natively where `pipes_usable`)."""
     lowlevel = server._lowlevel_server  # what MCPServer.run_stdio_async serves, with the same init options
+    # The SDK's threaded transport where the loop cannot wait on the descriptors (see `pipes_usable`), or where
+    # sys.stdin/sys.stdout are not fds 0 and 1 (a host replaced them: the SDK serves those objects in place).
     backed = _backed_by(sys.stdin, 0) and _backed_by(sys.stdout, 1)
     transport = native_stdio_server() if backed and pipes_usable() else stdio_server()
     async with transport as (read_stream, write_stream):
