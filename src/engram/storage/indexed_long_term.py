@@ -34,6 +34,7 @@ from engram.storage.long_term import LanceLongTermStore
 from engram.storage.memory_rows import _COLUMNS, TABLE_NAME
 from engram.storage.own_upkeep import UpkeepWindow
 from engram.storage.recall_index import _ROW_OVERHEAD, UserIndex
+from engram.storage.recall_snapshot import FOLDER, erase_snapshots, load_snapshot, save_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,10 @@ class IndexedLongTermStore(LanceLongTermStore):
         self._busy_until = 0.0
         self._upkeep_window: UpkeepWindow | None = None  # this process's upkeep, while it runs
         self._dimensions = dimensions
+        self._model_id = model_id
+        # Users' indexes saved at close, read at their first search while the table is at the version they answer for.
+        self._snapshots = directory / FOLDER if isinstance(directory, Path) else None
+        self.snapshot_loaded: dict[str, int] = {}  # user -> the version their snapshot answered for when read
         # What one row costs in the index, for deciding before loading: the vector plus the memory's values.
         self._row_bytes = 4 * dimensions + _ROW_OVERHEAD + 300
         self.recall_index = RecallIndex(index_bytes)
@@ -242,6 +247,12 @@ class IndexedLongTermStore(LanceLongTermStore):
     def _load(self, user_id: str) -> UserIndex | None:
         """Read the user's rows into a new index (None, and remembered, when it would not fit the cap)."""
         index = self.recall_index
+        if self._snapshots is not None and index.version is not None:
+            saved = load_snapshot(self._snapshots, user_id, index.version, self._dimensions, self._model_id)
+            if saved is not None and saved.live * self._row_bytes <= index.cap_bytes:
+                index.put(user_id, saved)
+                self.snapshot_loaded[user_id] = index.version
+                return saved
         query = (
             self._table.search()
             .where(memory_filter(user_id))
@@ -298,6 +309,8 @@ class IndexedLongTermStore(LanceLongTermStore):
         finally:
             with self.recall_index.lock:
                 self.recall_index.reset(None)
+            if self._snapshots is not None:
+                erase_snapshots(self._snapshots)  # stale now, and holding the replaced content
 
     def _erase(self, where: str, clean: bool = False) -> int:
         # Every loaded index is dropped with the rows, before the erasure returns. A search meanwhile sees the
@@ -307,9 +320,31 @@ class IndexedLongTermStore(LanceLongTermStore):
         finally:
             with self.recall_index.lock:
                 self.recall_index.reset(None)
+            if self._snapshots is not None:
+                # Every snapshot is stale after the erasure's commit, and one may hold what was erased.
+                erase_snapshots(self._snapshots)
+
+    def _save_snapshots(self) -> None:
+        """Write a snapshot of each loaded user's index if it answers for the table's latest version."""
+        assert self._snapshots is not None
+        index = self.recall_index
+        # Under the write lock, which every erasure holds while it commits: a snapshot is either written before an
+        # erasure (which then removes it) or finds the table at the erasure's version and is not written.
+        with self._process_lock, index.lock:
+            latest = int(self._table.version)
+            if index.version is None or not index.users or not self._follow(latest) or index.version != latest:
+                return
+            for user_id, user in index.users.items():
+                if self.snapshot_loaded.get(user_id) != latest:  # else the file on disk says the same already
+                    save_snapshot(self._snapshots, user_id, latest, self._model_id, user)
 
     def close(self) -> None:
-        """Drop the indexes and release the table."""
+        """Save the loaded users' indexes for the next start, drop them and release the table."""
+        if self._snapshots is not None and self._table is not None:
+            try:
+                self._save_snapshots()
+            except Exception:  # an optimisation only: the next start reads the table instead
+                logger.exception("could not save the recall index snapshots")
         with self.recall_index.lock:
             self.recall_index.reset(None)
         super().close()
