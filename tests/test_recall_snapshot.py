@@ -9,6 +9,7 @@ import pytest
 
 from engram.core.filters import MemoryFilters
 from engram.runtime import open_memory
+from engram.storage import indexed_long_term
 from engram.storage.indexed_long_term import IndexedLongTermStore
 from engram.storage.recall_snapshot import FOLDER, snapshot_path
 from tests.helpers import stepping_clock
@@ -143,3 +144,16 @@ async def test_forget_user_erases_the_snapshot_and_its_check_would_see_one_left(
         assert any(FOLDER in trace for trace in left), left
     finally:
         memory.close()
+
+
+def test_close_saves_the_most_recently_searched_users_within_a_row_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexed_long_term, "_SNAPSHOT_ROWS", 45)  # bob's 10 rows fit, then alice's 40 do not
+    store = _store(tmp_path)
+    _fill(store, [_memory(i) for i in range(40)] + [_memory(i, user="bob") for i in range(10)])
+    _answers(store, "alice")
+    _answers(store, "bob")
+    store.close()
+    assert snapshot_path(tmp_path / FOLDER, "bob").exists()
+    assert not snapshot_path(tmp_path / FOLDER, "alice").exists()

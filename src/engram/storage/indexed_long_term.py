@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: After another process changed rows, searches go to LanceDB until this long has passed without another change.
 _RELOAD_BACKOFF_S = 2.0
+#: At most this many rows of indexes are saved at close (~16 ms of CPU per 1,000 rows, measured).
+_SNAPSHOT_ROWS = 20_000
 #: How old the versions folder's modification time must be before it alone may say that nothing was committed.
 _SETTLED_NS = 2_000_000_000
 
@@ -334,7 +336,12 @@ class IndexedLongTermStore(LanceLongTermStore):
             latest = int(self._table.version)
             if index.version is None or not index.users or not self._follow(latest) or index.version != latest:
                 return
-            for user_id, user in index.users.items():
+            budget = _SNAPSHOT_ROWS
+            # Most recently searched first, and a bounded total: a stdio client gives a closing server 2 s to exit.
+            for user_id, user in reversed(index.users.items()):
+                budget -= user.size
+                if budget < 0:
+                    break
                 if self.snapshot_loaded.get(user_id) != latest:  # else the file on disk says the same already
                     save_snapshot(self._snapshots, user_id, latest, self._model_id, user)
 
