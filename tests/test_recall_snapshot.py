@@ -157,3 +157,33 @@ def test_close_saves_the_most_recently_searched_users_within_a_row_budget(
     store.close()
     assert snapshot_path(tmp_path / FOLDER, "bob").exists()
     assert not snapshot_path(tmp_path / FOLDER, "alice").exists()
+
+
+@pytest.mark.anyio
+async def test_a_restarted_servers_first_recall_is_the_same_with_and_without_the_snapshot(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    memory = open_memory(settings, EMBEDDER, clock=stepping_clock)
+    for text in ("The spare key is under the blue flowerpot", "Ana likes grilled sardines", "Tax refund due in May"):
+        await memory.remember("alice", text)
+    await memory.recall("alice", "key")
+    memory.close()
+    folder = settings.long_term_dir / FOLDER
+    assert any(folder.iterdir())
+
+    async def first_recall() -> tuple[object, bool]:
+        restarted = open_memory(settings, EMBEDDER, clock=stepping_clock)
+        try:
+            found = await restarted.recall("alice", "what does Ana like to eat?")
+            store = restarted.long_term.inner.store  # guarded -> journaled -> indexed
+            assert isinstance(store, IndexedLongTermStore)
+            return found.model_dump(), bool(store.snapshot_loaded)
+        finally:
+            restarted.close()
+
+    with_snapshot, used = await first_recall()
+    assert used
+    for saved in folder.iterdir():
+        saved.unlink()
+    without_snapshot, used = await first_recall()
+    assert not used
+    assert with_snapshot == without_snapshot
