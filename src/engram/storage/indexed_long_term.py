@@ -33,6 +33,7 @@ from engram.storage.location import Location
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.memory_rows import _COLUMNS, TABLE_NAME
 from engram.storage.own_upkeep import UpkeepWindow
+from engram.storage.presence import StorePresence
 from engram.storage.recall_index import _ROW_OVERHEAD, UserIndex
 from engram.storage.recall_snapshot import FOLDER, erase_snapshots, load_snapshot, save_snapshot
 
@@ -250,7 +251,9 @@ class IndexedLongTermStore(LanceLongTermStore):
         """Read the user's rows into a new index (None, and remembered, when it would not fit the cap)."""
         index = self.recall_index
         if self._snapshots is not None and index.version is not None:
-            saved = load_snapshot(self._snapshots, user_id, index.version, self._dimensions, self._model_id)
+            saved = load_snapshot(
+                self._snapshots, user_id, index.version, self._dimensions, self._model_id, self._table_dir
+            )
             if saved is not None and saved.live * self._row_bytes <= index.cap_bytes:
                 index.put(user_id, saved)
                 self.snapshot_loaded[user_id] = index.version
@@ -343,15 +346,23 @@ class IndexedLongTermStore(LanceLongTermStore):
                 if budget < 0:
                     break
                 if self.snapshot_loaded.get(user_id) != latest:  # else the file on disk says the same already
-                    save_snapshot(self._snapshots, user_id, latest, self._model_id, user)
+                    save_snapshot(self._snapshots, user_id, latest, self._model_id, user, self._table_dir)
+
+    def _settle_alone(self, presence: StorePresence) -> None:
+        # After the clean-up of superseded versions, whose files the snapshot's list of data files must not name.
+        try:
+            super()._settle_alone(presence)
+        finally:
+            if self._snapshots is not None and self._table is not None:
+                try:
+                    self._save_snapshots()
+                except Exception:  # an optimisation only: the next start reads the table instead
+                    logger.exception("could not save the recall index snapshots")
 
     def close(self) -> None:
-        """Save the loaded users' indexes for the next start, drop them and release the table."""
-        if self._snapshots is not None and self._table is not None:
-            try:
-                self._save_snapshots()
-            except Exception:  # an optimisation only: the next start reads the table instead
-                logger.exception("could not save the recall index snapshots")
-        with self.recall_index.lock:
-            self.recall_index.reset(None)
-        super().close()
+        """Save the loaded users' indexes for the next start (at the clean-up), drop them and release the table."""
+        try:
+            super().close()
+        finally:
+            with self.recall_index.lock:
+                self.recall_index.reset(None)

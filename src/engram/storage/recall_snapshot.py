@@ -41,10 +41,25 @@ def snapshot_path(folder: Path, user_id: str) -> Path:
     return folder / f"{hashlib.sha256(user_id.encode()).hexdigest()[:32]}.npz"
 
 
-def save_snapshot(folder: Path, user_id: str, version: int, model_id: str, index: UserIndex) -> None:
+def data_files(table_dir: Path) -> dict[str, int]:
+    """The table's data files and their sizes (a snapshot is read only while they are as they were)."""
+    try:
+        return {entry.name: entry.stat().st_size for entry in os.scandir(table_dir / "data")}
+    except FileNotFoundError:
+        return {}
+
+
+def _header(user_id: str, version: int, model_id: str, table_dir: Path) -> dict[str, Any]:
+    # The data files too: a damaged (truncated, removed) fragment must be found by reading the table, as without
+    # a snapshot, not hidden behind an intact copy of its rows.
+    files = data_files(table_dir)
+    return {"format": FORMAT, "user_id": user_id, "version": version, "model_id": model_id, "data_files": files}
+
+
+def save_snapshot(folder: Path, user_id: str, version: int, model_id: str, index: UserIndex, table_dir: Path) -> None:
     """Write the user's index as answering for table `version`, replacing any older snapshot at once."""
     arrays, state = index.state()
-    header = {"format": FORMAT, "user_id": user_id, "version": version, "model_id": model_id}
+    header = _header(user_id, version, model_id, table_dir)
     folder.mkdir(mode=0o700, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=folder, prefix=".writing-", suffix=".npz")  # created owner-only
     try:
@@ -56,15 +71,17 @@ def save_snapshot(folder: Path, user_id: str, version: int, model_id: str, index
         raise
 
 
-def load_snapshot(folder: Path, user_id: str, version: int, dimensions: int, model_id: str) -> UserIndex | None:
+def load_snapshot(
+    folder: Path, user_id: str, version: int, dimensions: int, model_id: str, table_dir: Path
+) -> UserIndex | None:
     """The user's index from a snapshot answering for table `version`; None when missing, stale or unreadable."""
     path = snapshot_path(folder, user_id)
     try:
         # Opened here, not by numpy: np.load leaves its own file open when the archive is damaged.
         with path.open("rb") as file, np.load(file, allow_pickle=False) as stored:
             header = json.loads(stored[_HEADER].tobytes())
-            if header != {"format": FORMAT, "user_id": user_id, "version": version, "model_id": model_id}:
-                return None  # stale (the table moved on), another format, model or user
+            if header != _header(user_id, version, model_id, table_dir):
+                return None  # stale (the table moved on or its files changed), another format, model or user
             meta = json.loads(stored[_META].tobytes())
             arrays: dict[str, Any] = {name: stored[name] for name in stored.files if name not in (_HEADER, _META)}
         return UserIndex.restored(dimensions, arrays, meta)
