@@ -33,6 +33,7 @@ _HEADER, _META = "header", "meta"
 
 
 def _json_array(value: Any) -> Any:
+    """A JSON value as a byte array, the form an `.npz` member without pickle can hold."""
     return np.frombuffer(json.dumps(value, separators=(",", ":")).encode(), dtype=np.uint8)
 
 
