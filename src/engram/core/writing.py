@@ -317,8 +317,11 @@ class MemoryWriter:
         enricher = self._ctx.enricher
         if enricher is None:
             return list(memories)
+        # A conversation turn gets no keyword tags: they serve only tag filters (recall's keyword search reads the
+        # indexed text), and YAKE was most of a turn's extraction CPU (#15). A caller's own tags are kept.
+        tagged = [not (m.kind is Kind.TURN and m.session_id is not None) for m in memories]
         try:
-            found = await self._ctx.run(partial(enricher.enrich, [m.content for m in memories], vectors))
+            found = await self._ctx.run(partial(enricher.enrich, [m.content for m in memories], vectors, tagged=tagged))
         except Exception as exc:
             # Extraction is a bonus: a failure in it must not cost the caller the memory itself. Only the error's
             # type is logged: a library's message or traceback may quote the memory's text.
