@@ -186,12 +186,36 @@ async def test_remember_many_enriches_every_item(service: MemoryService) -> None
     items = [
         RememberItem(content="Thanks, Sarah fixed my login in minutes. Great help!", session_id="s1"),
         RememberItem(content="The parcel never arrived in Chicago.", session_id="s1", tags=["shipping"]),
+        RememberItem(content="I was charged twice for my Premium subscription and want a refund."),
     ]
     results = await service.remember_many("erin", items)
     stored = {m.id: m for m in await service.recent_memories("erin")}
-    first, second = (stored[r.id] for r in results)
-    assert first.sentiment == Sentiment.POSITIVE and "Sarah" in first.entities and first.tags
+    first, second, plain = (stored[r.id] for r in results)
+    assert first.sentiment == Sentiment.POSITIVE and "Sarah" in first.entities and first.tags == []
     assert second.tags == ["shipping"] and second.entities == ["Chicago"]
+    assert {"premium-subscription", "refund"} <= set(plain.tags)
+
+
+async def test_a_session_turn_gets_no_keyword_tags_a_plain_memory_does(service: MemoryService) -> None:
+    """Keyword tags only serve tag filters, and YAKE was 80% of a turn's extraction CPU: turns skip it (#15)."""
+    text = "I was charged twice for my Premium subscription this month and I want a refund."
+    turn = await service.remember("hal", text, session_id="s1", metadata={"speaker": "Hal"})
+    fact = await service.remember("hal", text + " Please.")
+    own = await service.remember("hal", "Chicago parcel", session_id="s1", tags=["shipping"])
+    stored = {m.id: m for m in await service.recent_memories("hal")}
+    assert stored[turn.id].tags == []
+    # The rest of the extraction still runs for a turn.
+    assert stored[turn.id].entities == ["Premium"] and stored[turn.id].sentiment is not None
+    assert {"premium-subscription", "refund"} <= set(stored[fact.id].tags)
+    assert stored[own.id].tags == ["shipping"]  # a caller's tags are kept
+
+
+def test_the_enricher_skips_the_tagger_only_where_asked() -> None:
+    enricher = MetadataEnricher(HashEmbedder())
+    texts = ["I want a refund for my Premium subscription.", "I want a refund for my Premium subscription!"]
+    untagged, tagged = enricher.enrich(texts, HashEmbedder().embed(texts), tagged=[False, True])
+    assert untagged.tags == [] and untagged.entities == ["Premium"]
+    assert "refund" in tagged.tags
 
 
 async def test_enrichment_can_be_turned_off(tmp_path: Path) -> None:
@@ -208,7 +232,9 @@ async def test_enrichment_can_be_turned_off(tmp_path: Path) -> None:
 
 
 class _FailingEnricher:
-    def enrich(self, texts: Sequence[str], vectors: Vectors) -> list[Enrichment]:
+    def enrich(
+        self, texts: Sequence[str], vectors: Vectors, *, tagged: Sequence[bool] | None = None
+    ) -> list[Enrichment]:
         raise RuntimeError(f"extractor bug on {texts[0]!r}")
 
 

@@ -21,6 +21,7 @@ from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory, user_id_key
 from engram.server.app import build_server
+from engram.storage.session_disk import PlainJSONDisk
 from tests.helpers import ok, stepping_clock
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +40,7 @@ def _decoded_texts(settings: Settings) -> str:
     for column in table.column_names:
         if column != "vector":
             parts += [str(v) for v in table.column(column).to_pylist()]
-    with diskcache.Cache(str(settings.session_cache_dir), disk=diskcache.JSONDisk) as cache:
+    with diskcache.Cache(str(settings.session_cache_dir), disk=PlainJSONDisk) as cache:
         for key in cache.iterkeys():
             parts += [str(key), json.dumps(cache.get(key))]
     return "\n".join(parts)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import diskcache
 
 from engram.core.models import Role, Turn
+from engram.storage.session_disk import PlainJSONDisk
 from engram.storage.sessions import DiskSessionStore
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -29,7 +31,7 @@ def _turn(i: int) -> Turn:
 
 
 def _largest_value(path: Path) -> int:
-    with diskcache.Cache(str(path), disk=diskcache.JSONDisk) as cache:
+    with diskcache.Cache(str(path), disk=PlainJSONDisk) as cache:
         return max(len(str(cache.get(key))) for key in cache.iterkeys())
 
 
@@ -52,7 +54,7 @@ def test_purging_removes_the_turns_of_expired_sessions(tmp_path: Path) -> None:
     for i in range(4):
         store.append_turn(USER, "gone", _turn(i), NOW)
         store.append_turn(USER, "kept", _turn(i), NOW)
-    with diskcache.Cache(str(tmp_path), disk=diskcache.JSONDisk) as cache:
+    with diskcache.Cache(str(tmp_path), disk=PlainJSONDisk) as cache:
         # Expire one session's headers now, as the clock would after a week, without waiting on it.
         assert cache.touch(f"st|{USER}|gone", expire=-1) and cache.touch(f"wm|{USER}|gone", expire=-1)
     assert store.transcript(USER, "gone") is None and store.working(USER, "gone") == []
@@ -104,3 +106,42 @@ def test_an_append_reads_the_same_entries_at_turn_5_and_at_turn_500(tmp_path: Pa
     store.close()
     # The headers and the previous turn: never the transcript, whatever its length.
     assert per_append[5] == per_append[500] <= 5
+
+
+def test_session_values_are_stored_as_plain_json_text(tmp_path: Path) -> None:
+    """Compressing each value was about half the CPU of an append (#15): values are JSON text, not zlib bytes."""
+    store = _store(tmp_path)
+    store.append_turn(USER, "s", _turn(1), NOW)
+    store.close()
+    with sqlite3.connect(tmp_path / "cache.db") as db:
+        kinds = {kind for (kind,) in db.execute("SELECT typeof(value) FROM Cache")}
+    assert kinds == {"text"}
+
+
+def test_a_session_written_with_compressed_values_is_read_extended_and_erased(tmp_path: Path) -> None:
+    """A data directory from before plain JSON values (zlib-compressed JSON, one entry per turn) still works."""
+    turns = [_turn(i).model_copy(update={"seq": i}).model_dump(mode="json") for i in range(4)]
+    with diskcache.Cache(str(tmp_path), disk=diskcache.JSONDisk, tag_index=True) as cache:
+        record = {
+            "session_id": "old",
+            "started_at": NOW.isoformat(),
+            "last_active_at": NOW.isoformat(),
+            "turn_count": 4,
+            "agents": [],
+            "summary": None,
+            "summarized_until": 0,
+        }
+        for data in turns:
+            cache.set(f"tt|{USER}|old|{data['seq']}", data, tag=USER)
+        cache.set(f"st|{USER}|old", record, expire=600, tag=USER)
+        cache.set(f"wm|{USER}|old", {"summary": None, "from_seq": 0, "next_seq": 4}, expire=600, tag=USER)
+        cache.set(f"idx|{USER}", ["old"], expire=600, tag=USER)
+    store = _store(tmp_path)
+    assert [t.memory_id for t in store.working(USER, "old")] == ["m1", "m2", "m3"]
+    appended = store.append_turn(USER, "old", _turn(4), NOW)
+    assert appended.seq == 4 and appended.previous is not None and appended.previous.memory_id == "m3"
+    assert [t.memory_id for t in store.transcript(USER, "old") or []] == ["m0", "m1", "m2", "m3", "m4"]
+    assert [s.session_id for s in store.sessions(USER)] == ["old"]
+    assert store.forget_user(USER) == (1, 1)
+    assert store.traces_of(USER) == []
+    store.close()

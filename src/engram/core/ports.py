@@ -286,8 +286,13 @@ class Enrichment:
 class Enricher(Protocol):
     """Extracts metadata from memories on write; `enrich` may block and is called from a worker thread."""
 
-    def enrich(self, texts: Sequence[str], vectors: Vectors) -> list[Enrichment]:
-        """One Enrichment per text; `vectors` are the texts' normalised embeddings, already computed."""
+    def enrich(
+        self, texts: Sequence[str], vectors: Vectors, *, tagged: Sequence[bool] | None = None
+    ) -> list[Enrichment]:
+        """One Enrichment per text; `vectors` are the texts' normalised embeddings, already computed.
+
+        `tagged` says per text whether to extract keyword tags (default: for every text).
+        """
         ...
 
 

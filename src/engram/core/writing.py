@@ -146,8 +146,11 @@ class MemoryWriter:
         check_order(valid_from(draft.memory), olds)
         if olds:
             draft = replace(draft, memory=draft.memory.model_copy(update={"supersedes": [o.id for o in olds]}))
-        placed = await self._place(draft)
-        created, memory, vector = await self._store(placed.memory, placed.indexed, placed.passages)
+        # Placing the turn in its session, embedding, extracting and storing run in one worker-thread hop: each
+        # hop costs a thread hand-off and an event-loop wake-up, a tenth of a turn's CPU over four hops (#15).
+        placed, (created, memory, vector) = await ctx.run(partial(self._place_and_write, draft))
+        if created and placed.passages:
+            await store_passages(ctx, placed.key, placed.memory.id, placed.passages)
         ctx.metrics.observe_write(placed.key, 1, int(created))
         memory = await close_all(ctx, placed.key, olds, memory, created)
         candidates = await suggest(ctx, placed.key, memory, vector[0], self.suggestions)
@@ -253,6 +256,17 @@ class MemoryWriter:
 
     async def _place(self, draft: _Draft) -> _Placed:
         """Append the memory to its session (if any) and build the text to embed and index."""
+        if draft.memory.session_id is None:
+            return self._placed(draft)  # nothing blocking to do
+        return await self._ctx.run(partial(self._placed, draft))
+
+    def _place_and_write(self, draft: _Draft) -> tuple[_Placed, tuple[bool, Memory, Vectors]]:
+        """`_placed` then `_write` of its memory, blocking (one worker-thread hop for a single remember)."""
+        placed = self._placed(draft)
+        return placed, self._write(placed.memory, placed.indexed)
+
+    def _placed(self, draft: _Draft) -> _Placed:
+        """`_place`, blocking: the session append runs on the calling thread."""
         memory, speaker = draft.memory, draft.speaker
         previous: tuple[str | None, str] | None = None
         session_turns: int | None = None
@@ -269,9 +283,7 @@ class MemoryWriter:
                 visibility=memory.visibility,
                 speaker=speaker,
             )
-            appended = await self._ctx.run(
-                partial(self._ctx.sessions.append_turn, draft.key, memory.session_id, turn, memory.created_at)
-            )
+            appended = self._ctx.sessions.append_turn(draft.key, memory.session_id, turn, memory.created_at)
             memory = memory.model_copy(update={"turn_index": appended.seq})
             session_turns = appended.working_turns
             if appended.previous is not None:
@@ -305,20 +317,32 @@ class MemoryWriter:
         # No look-up first: the insert itself is conditional on the id, and checking would cost a scan on every
         # write to save an embedding only on the rare repeat.
         ctx = self._ctx
-        vector = await ctx.run(partial(ctx.embedder.embed, [indexed]))
-        (memory,) = await self._enriched([memory], vector)
-        created = await ctx.run(partial(ctx.long_term.add, memory, indexed, vector[0]))
+        created, memory, vector = await ctx.run(partial(self._write, memory, indexed))
         if created and windows:
             await store_passages(ctx, UserKey(memory.user_id), memory.id, windows)
         return created, memory, vector
 
+    def _write(self, memory: Memory, indexed: str) -> tuple[bool, Memory, Vectors]:
+        """Embed, enrich and insert one memory, blocking: whether it was new, the memory as enriched, its vector."""
+        ctx = self._ctx
+        vector = ctx.embedder.embed([indexed])
+        (memory,) = self._enrich_now([memory], vector)
+        return ctx.long_term.add(memory, indexed, vector[0]), memory, vector
+
     async def _enriched(self, memories: Sequence[Memory], vectors: Vectors) -> list[Memory]:
         """The memories with the metadata their caller left empty filled in by the enricher, if there is one."""
+        return await self._ctx.run(partial(self._enrich_now, memories, vectors))
+
+    def _enrich_now(self, memories: Sequence[Memory], vectors: Vectors) -> list[Memory]:
+        """`_enriched`, blocking."""
         enricher = self._ctx.enricher
         if enricher is None:
             return list(memories)
+        # A conversation turn gets no keyword tags: they serve only tag filters (recall's keyword search reads the
+        # indexed text), and YAKE was most of a turn's extraction CPU (#15). A caller's own tags are kept.
+        tagged = [not (m.kind is Kind.TURN and m.session_id is not None) for m in memories]
         try:
-            found = await self._ctx.run(partial(enricher.enrich, [m.content for m in memories], vectors))
+            found = enricher.enrich([m.content for m in memories], vectors, tagged=tagged)
         except Exception as exc:
             # Extraction is a bonus: a failure in it must not cost the caller the memory itself. Only the error's
             # type is logged: a library's message or traceback may quote the memory's text.

@@ -25,9 +25,11 @@ class DeferredEnricher:
         """Build the enricher now (a no-op once built)."""
         self._built()
 
-    def enrich(self, texts: Sequence[str], vectors: Vectors) -> list[Enrichment]:
+    def enrich(
+        self, texts: Sequence[str], vectors: Vectors, *, tagged: Sequence[bool] | None = None
+    ) -> list[Enrichment]:
         """Extract metadata with the wrapped enricher, building it first if needed."""
-        return self._built().enrich(texts, vectors)
+        return self._built().enrich(texts, vectors, tagged=tagged)
 
     def _built(self) -> Enricher:
         with self._lock:

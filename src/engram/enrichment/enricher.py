@@ -66,14 +66,20 @@ class MetadataEnricher:
         self._categories = CategoryClassifier(embedder, labels, min_similarity, min_margin)
         self.seconds: dict[str, float] = dict.fromkeys(("tags", "sentiment", "entities", "category"), 0.0)
 
-    def enrich(self, texts: Sequence[str], vectors: Vectors) -> list[Enrichment]:
-        """One Enrichment per text; the category comes from `vectors`, the texts' embeddings."""
+    def enrich(
+        self, texts: Sequence[str], vectors: Vectors, *, tagged: Sequence[bool] | None = None
+    ) -> list[Enrichment]:
+        """One Enrichment per text; the category comes from `vectors`, the texts' embeddings.
+
+        Keyword tags (YAKE) are extracted only for the texts `tagged` marks (default: all of them).
+        """
         clock = time.perf_counter
         started = clock()
         categories = self._categories.categories(vectors)
         self.seconds["category"] += clock() - started
         results: list[Enrichment] = []
-        for full_text, category in zip(texts, categories, strict=True):
+        wanted = [True] * len(texts) if tagged is None else list(tagged)
+        for full_text, category, tag in zip(texts, categories, wanted, strict=True):
             text = _head(full_text)
             started = clock()
             entities = self._entities.entities(text)
@@ -82,7 +88,7 @@ class MetadataEnricher:
             scored = clock()
             # People and dates are entities, not topics; places and products may be both.
             names = {w for e in entities if e.label in {PERSON, DATE} for w in e.text.lower().split()}
-            tags = self._tagger.tags(text, exclude=names)
+            tags = self._tagger.tags(text, exclude=names) if tag else []
             self.seconds["entities"] += found - started
             self.seconds["sentiment"] += scored - found
             self.seconds["tags"] += clock() - scored

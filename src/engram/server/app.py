@@ -29,6 +29,7 @@ from engram.core.timeutil import utc_now
 from engram.runtime import background_memory
 from engram.server.prompts import register_prompts
 from engram.server.resources import register_resources
+from engram.server.stdio import serve_stdio
 from engram.tools import engram_tools
 from engram.tools.arguments import argument_error, loggable
 from engram.tools.progress import progress_before_result
@@ -175,6 +176,10 @@ class EngramServer(MCPServer[AppState]):
             text = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
             result = result.model_copy(update={"content": [TextContent(type="text", text=text)]})
         return result
+
+    async def run_stdio_async(self) -> None:
+        """Serve stdio from the event loop when stdin and stdout are pipes (see engram.server.stdio)."""
+        await serve_stdio(self)
 
     async def _accepted_arguments(self, name: str) -> list[str]:
         for tool in await self.list_tools():

@@ -33,12 +33,16 @@ from engram.storage.location import Location
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.memory_rows import _COLUMNS, TABLE_NAME
 from engram.storage.own_upkeep import UpkeepWindow
+from engram.storage.presence import StorePresence
 from engram.storage.recall_index import _ROW_OVERHEAD, UserIndex
+from engram.storage.recall_snapshot import FOLDER, erase_snapshots, load_snapshot, save_snapshot
 
 logger = logging.getLogger(__name__)
 
 #: After another process changed rows, searches go to LanceDB until this long has passed without another change.
 _RELOAD_BACKOFF_S = 2.0
+#: At most this many rows of indexes are saved at close (~16 ms of CPU per 1,000 rows, measured).
+_SNAPSHOT_ROWS = 20_000
 #: How old the versions folder's modification time must be before it alone may say that nothing was committed.
 _SETTLED_NS = 2_000_000_000
 
@@ -111,6 +115,10 @@ class IndexedLongTermStore(LanceLongTermStore):
         self._busy_until = 0.0
         self._upkeep_window: UpkeepWindow | None = None  # this process's upkeep, while it runs
         self._dimensions = dimensions
+        self._model_id = model_id
+        # Users' indexes saved at close, read at their first search while the table is at the version they answer for.
+        self._snapshots = directory / FOLDER if isinstance(directory, Path) else None
+        self.snapshot_loaded: dict[str, int] = {}  # user -> the version their snapshot answered for when read
         # What one row costs in the index, for deciding before loading: the vector plus the memory's values.
         self._row_bytes = 4 * dimensions + _ROW_OVERHEAD + 300
         self.recall_index = RecallIndex(index_bytes)
@@ -242,6 +250,14 @@ class IndexedLongTermStore(LanceLongTermStore):
     def _load(self, user_id: str) -> UserIndex | None:
         """Read the user's rows into a new index (None, and remembered, when it would not fit the cap)."""
         index = self.recall_index
+        if self._snapshots is not None and index.version is not None:
+            saved = load_snapshot(
+                self._snapshots, user_id, index.version, self._dimensions, self._model_id, self._table_dir
+            )
+            if saved is not None and saved.live * self._row_bytes <= index.cap_bytes:
+                index.put(user_id, saved)
+                self.snapshot_loaded[user_id] = index.version
+                return saved
         query = (
             self._table.search()
             .where(memory_filter(user_id))
@@ -298,6 +314,8 @@ class IndexedLongTermStore(LanceLongTermStore):
         finally:
             with self.recall_index.lock:
                 self.recall_index.reset(None)
+            if self._snapshots is not None:
+                erase_snapshots(self._snapshots)  # stale now, and holding the replaced content
 
     def _erase(self, where: str, clean: bool = False) -> int:
         # Every loaded index is dropped with the rows, before the erasure returns. A search meanwhile sees the
@@ -307,9 +325,44 @@ class IndexedLongTermStore(LanceLongTermStore):
         finally:
             with self.recall_index.lock:
                 self.recall_index.reset(None)
+            if self._snapshots is not None:
+                # Every snapshot is stale after the erasure's commit, and one may hold what was erased.
+                erase_snapshots(self._snapshots)
+
+    def _save_snapshots(self) -> None:
+        """Write a snapshot of each loaded user's index if it answers for the table's latest version."""
+        assert self._snapshots is not None
+        index = self.recall_index
+        # Under the write lock, which every erasure holds while it commits: a snapshot is either written before an
+        # erasure (which then removes it) or finds the table at the erasure's version and is not written.
+        with self._process_lock, index.lock:
+            latest = int(self._table.version)
+            if index.version is None or not index.users or not self._follow(latest) or index.version != latest:
+                return
+            budget = _SNAPSHOT_ROWS
+            # Most recently searched first, and a bounded total: a stdio client gives a closing server 2 s to exit.
+            for user_id, user in reversed(index.users.items()):
+                budget -= user.size
+                if budget < 0:
+                    break
+                if self.snapshot_loaded.get(user_id) != latest:  # else the file on disk says the same already
+                    save_snapshot(self._snapshots, user_id, latest, self._model_id, user, self._table_dir)
+
+    def _settle_alone(self, presence: StorePresence) -> None:
+        # After the clean-up of superseded versions, whose files the snapshot's list of data files must not name.
+        try:
+            super()._settle_alone(presence)
+        finally:
+            if self._snapshots is not None and self._table is not None:
+                try:
+                    self._save_snapshots()
+                except Exception:  # an optimisation only: the next start reads the table instead
+                    logger.exception("could not save the recall index snapshots")
 
     def close(self) -> None:
-        """Drop the indexes and release the table."""
-        with self.recall_index.lock:
-            self.recall_index.reset(None)
-        super().close()
+        """Save the loaded users' indexes for the next start (at the clean-up), drop them and release the table."""
+        try:
+            super().close()
+        finally:
+            with self.recall_index.lock:
+                self.recall_index.reset(None)

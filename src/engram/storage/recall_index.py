@@ -370,3 +370,141 @@ class UserIndex:
             scores[slots] += idf * frequency * (_K1 + 1.0) / (frequency + norm)
             matched[slots] = True
         return self._candidates(np.flatnonzero(matched & admitted), scores, limit)
+
+    # -- snapshots (storage/recall_snapshot.py) ---------------------------------------------------------------
+
+    def state(self) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
+        """Everything the index holds: its arrays, and the rest as JSON-ready values (see `restored`)."""
+        n = self.size
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "vectors": self._vectors[:n],
+            "norms": self._norms[:n],
+            "alive": self._alive[:n],
+            "lengths": self._lengths[:n],
+            "created": self._created[:n],
+            "valid_from": self._valid_from[:n],
+            "valid_until": self._valid_until[:n],
+            "importance": self._importance[:n],
+            "resolved": self._resolved[:n],
+        }
+        arrays.update({f"code_{name}": codes[:n] for name, codes in self._codes.items()})
+        # Postings and labels as one flat array of slots (and counts) with each term's offset into it.
+        words = list(self._postings)
+        held = [self._postings[w] for w in words]
+        arrays["posting_offsets"] = np.cumsum([0, *(len(p[0]) for p in held)], dtype=np.int64)
+        arrays["posting_slots"] = np.frombuffer(b"".join(p[0].tobytes() for p in held), dtype=np.int32)
+        arrays["posting_counts"] = np.frombuffer(b"".join(p[1].tobytes() for p in held), dtype=np.int32)
+        labels: dict[str, list[str]] = {}
+        for column, by_label in self._labels.items():
+            names = labels[column] = list(by_label)
+            arrays[f"label_offsets_{column}"] = np.cumsum([0, *(len(by_label[x]) for x in names)], dtype=np.int64)
+            arrays[f"label_slots_{column}"] = np.frombuffer(
+                b"".join(by_label[x].tobytes() for x in names), dtype=np.int32
+            )
+        values = [None if v is None else [_encoded(x) for x in v] for v in self._values]
+        meta = {
+            "size": n,
+            "live": self.live,
+            "total_terms": self._total_terms,
+            "text_bytes": self._text_bytes,
+            "dictionary": self._dictionary,
+            "terms": words,
+            "labels": labels,
+            "values": values,
+        }
+        return arrays, meta
+
+    @classmethod
+    def restored(cls, dimensions: int, arrays: dict[str, npt.NDArray[Any]], meta: dict[str, Any]) -> UserIndex:
+        """The index `state` described (ValueError, KeyError or TypeError when the description is inconsistent)."""
+        index = cls(dimensions)
+        n = int(meta["size"])
+        index.size, index.live = n, int(meta["live"])
+        index._total_terms, index._text_bytes = int(meta["total_terms"]), int(meta["text_bytes"])
+
+        def column(name: str, dtype: Any, shape: tuple[int, ...] = ()) -> npt.NDArray[Any]:
+            found = np.ascontiguousarray(arrays[name], dtype=dtype)
+            if found.shape != (n, *shape):
+                raise ValueError(f"{name}: shape {found.shape}, expected {(n, *shape)}")
+            return found.copy()
+
+        index._vectors = column("vectors", np.float32, (dimensions,))
+        index._norms, index._alive = column("norms", np.float32), column("alive", bool)
+        index._lengths, index._created = column("lengths", np.int32), column("created", np.int64)
+        index._valid_from, index._valid_until = column("valid_from", np.int64), column("valid_until", np.int64)
+        index._importance, index._resolved = column("importance", np.float32), column("resolved", np.int8)
+        index._codes = {name: column(f"code_{name}", np.int32) for name in _CODED}
+        index._dictionary = {name: {str(k): int(v) for k, v in meta["dictionary"][name].items()} for name in _CODED}
+        index._postings = dict(
+            zip(
+                meta["terms"],
+                _runs(arrays["posting_offsets"], arrays["posting_slots"], arrays["posting_counts"], n),
+                strict=True,
+            )
+        )
+        for column_name in _LABELS.values():
+            slots = arrays[f"label_slots_{column_name}"]
+            runs = _runs(arrays[f"label_offsets_{column_name}"], slots, slots, n)
+            index._labels[column_name] = dict(zip(meta["labels"][column_name], (r[0] for r in runs), strict=True))
+        values = meta["values"]
+        if len(values) != n:
+            raise ValueError(f"values: {len(values)} rows, expected {n}")
+        index._values = [None if v is None else _decoded(v) for v in values]
+        index._slot = {v[0]: slot for slot, v in enumerate(index._values) if v is not None}
+        if len(index._slot) != index.live:
+            raise ValueError(f"{len(index._slot)} live rows, expected {index.live}")
+        return index
+
+
+_TIMES = frozenset(
+    i for i, name in enumerate(_FIELDS) if name in ("created_at", "updated_at", "valid_from", "valid_until")
+)
+_ENUM_AT = {i: _ENUMS[name] for i, name in enumerate(_FIELDS) if name in _ENUMS}
+_LIST_AT = frozenset(i for i, name in enumerate(_FIELDS) if name in _LISTS)
+
+
+def _encoded(value: Any) -> Any:
+    """One memory value as JSON holds it: times in ISO form, enums by their value."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return getattr(value, "value", value)
+
+
+def _decoded(values: list[Any]) -> tuple[Any, ...]:
+    """A memory's values back from `_encoded` ones, as `memory_columns` makes them."""
+    if len(values) != len(_FIELDS):
+        raise ValueError(f"a memory of {len(values)} values, expected {len(_FIELDS)}")
+    out = list(values)
+    for i in _TIMES:
+        if out[i] is not None:
+            out[i] = datetime.fromisoformat(out[i])
+    for i, members in _ENUM_AT.items():
+        if out[i] is not None:
+            out[i] = members[out[i]]
+    for i in _LIST_AT:
+        if not out[i]:
+            out[i] = _EMPTY
+    return tuple(out)
+
+
+def _runs(
+    offsets: npt.NDArray[Any], slots: npt.NDArray[Any], counts: npt.NDArray[Any], size: int
+) -> list[tuple[array[int], array[int]]]:
+    """Each term's (slots, counts) as the index keeps them, from flat arrays and offsets into them."""
+    bounds = np.asarray(offsets, dtype=np.int64)
+    flat_slots = np.ascontiguousarray(slots, dtype=np.int32)
+    flat_counts = np.ascontiguousarray(counts, dtype=np.int32)
+    if len(flat_slots) != len(flat_counts) or not len(bounds) or bounds[0] != 0 or bounds[-1] != len(flat_slots):
+        raise ValueError("postings: offsets do not match the slots")
+    if len(flat_slots) and (int(flat_slots.min()) < 0 or int(flat_slots.max()) >= size):
+        raise ValueError("postings: a slot outside the index")
+    if np.any(np.diff(bounds) < 0):
+        raise ValueError("postings: offsets go backwards")
+    slot_bytes, count_bytes = flat_slots.tobytes(), flat_counts.tobytes()
+    found = []
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        held_slots, held_counts = array("i"), array("i")
+        held_slots.frombytes(slot_bytes[4 * start : 4 * end])
+        held_counts.frombytes(count_bytes[4 * start : 4 * end])
+        found.append((held_slots, held_counts))
+    return found

@@ -12,6 +12,7 @@ import diskcache
 from engram.core.models import SessionInfo, Turn
 from engram.core.ports import AppendedTurn
 from engram.storage.residue import files_containing
+from engram.storage.session_disk import PlainJSONDisk
 
 
 def _working_key(user_id: str, session_id: str) -> str:
@@ -53,7 +54,7 @@ class DiskSessionStore:
         # dropped for space, only by expiry or erasure.
         self._cache = diskcache.Cache(
             str(directory),
-            disk=diskcache.JSONDisk,
+            disk=PlainJSONDisk,
             tag_index=True,
             eviction_policy="none",
             size_limit=2**62,
