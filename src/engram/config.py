@@ -195,6 +195,23 @@ class Settings(BaseSettings):
         le=1.0,
         description="Another session's hit counts as close when it scores at least this share of the best hit.",
     )
+    recall_feedback_hits: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="Pseudo-relevance feedback: semantic candidates close to the mean vector of the best first "
+        "matches of this many sessions rank higher (0: off).",
+    )
+    recall_feedback_weight: float = Field(
+        default=0.5, ge=0.0, le=2.0, description="How much similarity to those best matches adds to a candidate."
+    )
+    recall_session_heads: int = Field(
+        default=5,
+        ge=0,
+        le=10,
+        description="For a question that counts, compares or gathers: the best turn of each of this many best "
+        "sessions first (0: off).",
+    )
     retention_days: float | None = Field(
         default=None, gt=0, description="Long-term memories older than this many days are purged (unset: kept)."
     )

@@ -93,6 +93,9 @@ def ranking_from(settings: Settings) -> RankingPolicy:
         speaker_lift=settings.recall_speaker_lift,
         session_cap=settings.recall_session_cap,
         session_cap_share=settings.recall_session_cap_share,
+        feedback_hits=settings.recall_feedback_hits,
+        feedback_weight=settings.recall_feedback_weight,
+        session_heads=settings.recall_session_heads,
     )
 
 

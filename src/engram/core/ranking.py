@@ -60,6 +60,13 @@ class RankingPolicy:
     #: 0: off. On all of LoCoMo multi-hop all-evidence 0.163 -> 0.167, no category lower (README).
     session_cap: int = 2
     session_cap_share: float = 0.7
+    #: For questions that count, compare or gather: the best hit of each of this many best sessions (each scored
+    #: from its hits) first (core/session_first.py); 0: off. With feedback: LoCoMo multi-hop all@10 0.167 -> 0.192.
+    session_heads: int = 5
+    #: Pseudo-relevance feedback (core/feedback.py): the mean vector of the best first matches of the `feedback_hits`
+    #: best sessions adds `feedback_weight` times its similarity to each semantic candidate's score; 0: off.
+    feedback_hits: int = 2
+    feedback_weight: float = 0.5
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:

@@ -12,6 +12,7 @@ import anyio
 from engram.core.asked_at import asked_at, merged, within
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import EngramError, InvalidInput, TierDamaged, quoted
+from engram.core.feedback import with_feedback
 from engram.core.filters import MemoryFilters
 from engram.core.graph_links import links
 from engram.core.identity import UserKey
@@ -31,7 +32,8 @@ from engram.core.models import (
 from engram.core.newer_first import newer_first
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
-from engram.core.session_spread import spread
+from engram.core.session_first import sessions_first
+from engram.core.session_spread import spans_sessions, spread
 from engram.core.speaker_links import lift_named_speakers
 from engram.core.temporal import TimeReference
 from engram.core.validation import check_id, check_memory_id, check_optional_id
@@ -236,12 +238,18 @@ class MemoryReader:
         """The best `top_k` fused hits that pass `min_score` (shown under the caller's user id), and how many failed."""
         kept: list[MemoryHit] = []
         dropped = 0
-        hits = fuse(searched.semantic, searched.keyword, vector, self._ctx.ranking, self._ctx.clock(), when)
+        policy = self._ctx.ranking
+        semantic = with_feedback(
+            searched.semantic, searched.keyword, policy, int(policy.feedback_hits), policy.feedback_weight, query
+        )
+        hits = fuse(semantic, searched.keyword, vector, policy, self._ctx.clock(), when)
         if boosts:
             hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
         hits = lift_named_speakers(hits, query, self._ctx.ranking.speaker_lift)
         hits = newer_first(hits, self._ctx.ranking.newer_first, query)
         hits = spread(hits, int(self._ctx.ranking.session_cap), self._ctx.ranking.session_cap_share, query)
+        if spans_sessions(query):
+            hits = sessions_first(hits, int(policy.session_heads))
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
         for hit in hits:
             if len(kept) == top_k:

@@ -1,0 +1,83 @@
+"""Sessions first: for a gathering question, the best turn of each of the best sessions comes before the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from engram.config import Settings
+from engram.core.models import HitScores, Memory, MemoryHit
+from engram.core.session_first import session_scores, sessions_first
+from engram.embeddings.hashing import HashEmbedder
+from engram.server.app import build_server
+from tests.helpers import TEST_NOW, ok, stepping_clock
+from tests.test_session_spread import OTHER_SESSIONS, PIANO_SESSION
+
+pytestmark = pytest.mark.anyio
+
+
+def _hit(memory_id: str, score: float, session: str | None) -> MemoryHit:
+    memory = Memory(id=memory_id, user_id="u", content=memory_id, session_id=session, created_at=TEST_NOW)
+    scores = HitScores(
+        similarity=0.5, keyword=None, vector_rank=None, keyword_rank=None, neighbor_boost=0.0, fused=score
+    )
+    return MemoryHit(score=score, scores=scores, memory=memory)
+
+
+def _ids(hits: list[MemoryHit]) -> list[str]:
+    return [h.memory.id for h in hits]
+
+
+def test_the_best_hit_of_each_leading_session_comes_first() -> None:
+    crowd = [_hit(f"a{i}", 1.0 - i * 0.01, "a") for i in range(12)]
+    others = [_hit("b0", 0.3, "b"), _hit("c0", 0.2, "c"), _hit("d0", 0.1, "d")]
+    ranked = sessions_first([*crowd, *others], heads=3)
+    assert _ids(ranked)[:3] == ["a0", "b0", "c0"], "one hit each of the three best sessions, in session order"
+    assert _ids(ranked)[3:] == [*(f"a{i}" for i in range(1, 12)), "d0"], "the rest follow in their order"
+    assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
+    assert ranked[1].scores.fused == ranked[1].score
+
+
+def test_a_session_matching_in_several_turns_outranks_one_matching_once() -> None:
+    hits = [_hit("once", 0.8, "x"), _hit("y0", 0.75, "y"), _hit("y1", 0.7, "y"), _hit("y2", 0.7, "y")]
+    scores = session_scores(hits)
+    assert scores["session:y"] > scores["session:x"]
+    assert _ids(sessions_first(hits, heads=1))[0] == "y0"
+
+
+def test_heads_zero_leaves_the_ranking_alone() -> None:
+    hits = [_hit("a0", 1.0, "a"), _hit("a1", 0.9, "a"), _hit("b0", 0.1, "b")]
+    assert sessions_first(hits, heads=0) == hits
+
+
+#: The second session's evidence: it shares one word with the question, scoring well under the session cap's share
+#: of the best hit (so the cap leaves it at rank 24), but its session is the second best.
+VIOLIN = "He also plays the violin."
+
+
+async def _top_ten_has_violin(data_dir: Path, **setting: int) -> bool:
+    """Whether recall's first ten hits for a gathering question hold the weak second session's evidence."""
+    settings = Settings(data_dir=data_dir, embedding_model="hash", tools="all", **setting)
+    server = build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)
+    async with Client(server, raise_exceptions=True) as client:
+        for turn in PIANO_SESSION:
+            ok(await client.call_tool("remember", {"user_id": "al", "content": turn, "session_id": "s-piano"}))
+        for i, turn in enumerate(OTHER_SESSIONS):
+            ok(await client.call_tool("remember", {"user_id": "al", "content": turn, "session_id": f"s-{i}"}))
+        violin = ok(await client.call_tool("remember", {"user_id": "al", "content": VIOLIN, "session_id": "s-violin"}))
+        found = ok(
+            await client.call_tool(
+                "recall", {"user_id": "al", "query": "Which instruments does my son play?", "top_k": 10}
+            )
+        )
+    top = [hit["id"] for hit in found["hits"] if hit["tier"] == "long_term"]
+    assert len(top) == 10
+    return str(violin["id"]) in top
+
+
+async def test_a_gathering_question_finds_a_weak_second_sessions_evidence_in_the_top_10(tmp_path: Path) -> None:
+    assert await _top_ten_has_violin(tmp_path / "default"), "the second session's evidence is among the first ten"
+    assert await _top_ten_has_violin(tmp_path / "no-feedback", recall_feedback_hits=0), "sessions first alone"
+    assert not await _top_ten_has_violin(tmp_path / "no-heads", recall_session_heads=0), "the test shows the change"
