@@ -1,4 +1,4 @@
-"""What a session turn's `remember` costs, counted rather than timed (#15): one worker-thread hop per turn."""
+"""What a write and a recall cost, counted rather than timed (#15): worker-thread hops per call."""
 
 from __future__ import annotations
 
@@ -49,3 +49,17 @@ async def test_a_plain_memory_is_embedded_enriched_and_stored_in_one_worker_hop_
     assert result.created
     # The write, then the search for older versions of a fact.
     assert len(hops) == 2
+
+
+async def test_a_recall_embeds_and_searches_long_term_memory_in_one_worker_hop(
+    service: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await service.remember("cai", "My sister drinks oolong tea every morning.")
+    await service.remember("cai", "The staging database runs Postgres 16.")
+    hops = _count_hops(service, monkeypatch)
+    result = await service.recall("cai", "what tea does my sister drink", scope="memories")
+    assert result.memories[0].memory.content == "My sister drinks oolong tea every morning."
+    # Three before (keyword search, query embedding, vector search); the graph's entity scan is the other hop.
+    assert len(hops) <= 2
+    long_term = [fn for fn in hops if getattr(fn, "__qualname__", "").endswith("_search_long_term.<locals>.search")]
+    assert len(long_term) == 1

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
-import anyio
-
 from engram.core.asked_at import asked_at, merged, within
 from engram.core.context import MemoryContext, turn_admitted
 from engram.core.errors import EngramError, InvalidInput, TierDamaged, quoted
@@ -164,38 +162,35 @@ class MemoryReader:
         """The query's vector, and the candidates of the keyword and vector searches of long-term memory."""
         ctx, ranking = self._ctx, self._ctx.ranking
         limit = max(ranking.candidates, top_k)
-        searched = _Searched()
+        # Without a period weight the period's own search could add nothing to the ranking.
+        period = None if when is None or not ranking.period_weight else within(filters, when)
 
-        async def search_keywords() -> None:
-            try:
-                searched.keyword = await ctx.run(partial(ctx.long_term.keyword_search, key, query, filters, limit))
-            except EngramError as exc:  # raised after the task group, as itself rather than in an exception group
-                searched.failed.append(exc)
-
-        async with anyio.create_task_group() as group:
-            # The keyword search needs no query vector: it runs on the second core while the query is embedded and
-            # searched by meaning (LanceDB's searches release the GIL). In-process at 10k memories: 33 ms -> 28.
+        def search() -> tuple[Vectors, _Searched]:
+            # One worker hop for the embedding and every search: both searches read the in-memory index (about
+            # 1 ms each at 10,000 memories), so running the keyword search on the other core saved less wall time
+            # than its own hop cost in CPU (issue #15).
+            searched = _Searched()
             if ranking.fusion != "vector":
-                group.start_soon(search_keywords)
-            vector = await self._embed_query(query)
+                try:
+                    searched.keyword = ctx.long_term.keyword_search(key, query, filters, limit)
+                except EngramError as exc:  # raised after the searches, so the other one still answers first
+                    searched.failed.append(exc)
+            vector: Vectors = ctx.embedder.embed([query])[0]
             if ranking.fusion != "keyword":
                 try:
-                    search = partial(
-                        ctx.long_term.vector_search, key, vector, filters, limit, passages=bool(ranking.passages)
-                    )
-                    searched.semantic = await ctx.run(search)
-                    # Without a period weight the period's own search could add nothing to the ranking.
-                    period = None if when is None or not ranking.period_weight else within(filters, when)
+                    passages = bool(ranking.passages)
+                    searched.semantic = ctx.long_term.vector_search(key, vector, filters, limit, passages=passages)
                     if period is not None:
                         # The question names a period: its memories are searched too, so that the right Saturday's
                         # turn is a candidate even when turns of other dates say the same thing more closely.
                         # Without passages: the search above already brought the long memories their passages found.
-                        search = partial(ctx.long_term.vector_search, key, vector, period, top_k, passages=False)
-                        dated = await ctx.run(search)
+                        dated = ctx.long_term.vector_search(key, vector, period, top_k, passages=False)
                         searched.semantic = merged(searched.semantic, dated)
                 except EngramError as exc:
                     searched.failed.append(exc)
-        return vector, searched
+            return vector, searched
+
+        return await ctx.run(search)
 
     async def _follow_graph(
         self, key: UserKey, query: str, vector: Vectors, filters: MemoryFilters, searched: _Searched
