@@ -13,6 +13,7 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from engram.config import Settings
+from engram.core.models import HitScores, Memory, MemoryHit
 from engram.embeddings.hashing import HashEmbedder
 from engram.server.app import build_server
 
@@ -82,3 +83,17 @@ async def connected(settings: Settings) -> AsyncIterator[Client]:
         build_server(settings, embedder=HashEmbedder(), clock=stepping_clock), raise_exceptions=True
     ) as client:
         yield client
+
+
+def session_hit(memory_id: str, score: float, session: str | None) -> MemoryHit:
+    """A ranked hit of a memory in `session` (None: in none), for tests of re-ranking stages."""
+    memory = Memory(id=memory_id, user_id="u", content=memory_id, session_id=session, created_at=TEST_NOW)
+    scores = HitScores(
+        similarity=0.5, keyword=None, vector_rank=None, keyword_rank=None, neighbor_boost=0.0, fused=score
+    )
+    return MemoryHit(score=score, scores=scores, memory=memory)
+
+
+def hit_ids(hits: list[MemoryHit]) -> list[str]:
+    """The memory ids of `hits`, in order."""
+    return [h.memory.id for h in hits]

@@ -8,47 +8,39 @@ import pytest
 from mcp import Client
 
 from engram.config import Settings
-from engram.core.models import HitScores, Memory, MemoryHit
 from engram.core.session_first import session_scores, sessions_first
 from engram.embeddings.hashing import HashEmbedder
 from engram.server.app import build_server
-from tests.helpers import TEST_NOW, ok, stepping_clock
+from tests.helpers import hit_ids, ok, session_hit, stepping_clock
 from tests.test_session_spread import OTHER_SESSIONS, PIANO_SESSION
 
 pytestmark = pytest.mark.anyio
 
 
-def _hit(memory_id: str, score: float, session: str | None) -> MemoryHit:
-    memory = Memory(id=memory_id, user_id="u", content=memory_id, session_id=session, created_at=TEST_NOW)
-    scores = HitScores(
-        similarity=0.5, keyword=None, vector_rank=None, keyword_rank=None, neighbor_boost=0.0, fused=score
-    )
-    return MemoryHit(score=score, scores=scores, memory=memory)
-
-
-def _ids(hits: list[MemoryHit]) -> list[str]:
-    return [h.memory.id for h in hits]
-
-
 def test_the_best_hit_of_each_leading_session_comes_first() -> None:
-    crowd = [_hit(f"a{i}", 1.0 - i * 0.01, "a") for i in range(12)]
-    others = [_hit("b0", 0.3, "b"), _hit("c0", 0.2, "c"), _hit("d0", 0.1, "d")]
+    crowd = [session_hit(f"a{i}", 1.0 - i * 0.01, "a") for i in range(12)]
+    others = [session_hit("b0", 0.3, "b"), session_hit("c0", 0.2, "c"), session_hit("d0", 0.1, "d")]
     ranked = sessions_first([*crowd, *others], heads=3)
-    assert _ids(ranked)[:3] == ["a0", "b0", "c0"], "one hit each of the three best sessions, in session order"
-    assert _ids(ranked)[3:] == [*(f"a{i}" for i in range(1, 12)), "d0"], "the rest follow in their order"
+    assert hit_ids(ranked)[:3] == ["a0", "b0", "c0"], "one hit each of the three best sessions, in session order"
+    assert hit_ids(ranked)[3:] == [*(f"a{i}" for i in range(1, 12)), "d0"], "the rest follow in their order"
     assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
     assert ranked[1].scores.fused == ranked[1].score
 
 
 def test_a_session_matching_in_several_turns_outranks_one_matching_once() -> None:
-    hits = [_hit("once", 0.8, "x"), _hit("y0", 0.75, "y"), _hit("y1", 0.7, "y"), _hit("y2", 0.7, "y")]
+    hits = [
+        session_hit("once", 0.8, "x"),
+        session_hit("y0", 0.75, "y"),
+        session_hit("y1", 0.7, "y"),
+        session_hit("y2", 0.7, "y"),
+    ]
     scores = session_scores(hits)
     assert scores["session:y"] > scores["session:x"]
-    assert _ids(sessions_first(hits, heads=1))[0] == "y0"
+    assert hit_ids(sessions_first(hits, heads=1))[0] == "y0"
 
 
 def test_heads_zero_leaves_the_ranking_alone() -> None:
-    hits = [_hit("a0", 1.0, "a"), _hit("a1", 0.9, "a"), _hit("b0", 0.1, "b")]
+    hits = [session_hit("a0", 1.0, "a"), session_hit("a1", 0.9, "a"), session_hit("b0", 0.1, "b")]
     assert sessions_first(hits, heads=0) == hits
 
 

@@ -8,55 +8,42 @@ import pytest
 from mcp import Client
 
 from engram.config import Settings
-from engram.core.models import HitScores, Memory, MemoryHit
 from engram.core.session_spread import SPREAD_WINDOW, spans_sessions, spread
 from engram.embeddings.hashing import HashEmbedder
 from engram.server.app import build_server
-from tests.helpers import TEST_NOW, ok, stepping_clock
+from tests.helpers import hit_ids, ok, session_hit, stepping_clock
 
 pytestmark = pytest.mark.anyio
 
 
-def _hit(memory_id: str, score: float, session: str | None) -> MemoryHit:
-    memory = Memory(id=memory_id, user_id="u", content=memory_id, session_id=session, created_at=TEST_NOW)
-    scores = HitScores(
-        similarity=0.5, keyword=None, vector_rank=None, keyword_rank=None, neighbor_boost=0.0, fused=score
-    )
-    return MemoryHit(score=score, scores=scores, memory=memory)
-
-
-def _ids(hits: list[MemoryHit]) -> list[str]:
-    return [h.memory.id for h in hits]
-
-
 def test_a_crowded_session_yields_its_later_hits_to_a_close_second_session() -> None:
-    crowd = [_hit(f"a{i}", 1.0 - i * 0.01, "a") for i in range(12)]
-    second = [_hit("b0", 0.7, "b"), _hit("b1", 0.6, "b")]
+    crowd = [session_hit(f"a{i}", 1.0 - i * 0.01, "a") for i in range(12)]
+    second = [session_hit("b0", 0.7, "b"), session_hit("b1", 0.6, "b")]
     ranked = spread([*crowd, *second], cap=3, share=0.5)
-    assert _ids(ranked)[:5] == ["a0", "a1", "a2", "b0", "b1"]
-    assert _ids(ranked)[5:] == [f"a{i}" for i in range(3, 12)], "the held hits follow, in their order"
+    assert hit_ids(ranked)[:5] == ["a0", "a1", "a2", "b0", "b1"]
+    assert hit_ids(ranked)[5:] == [f"a{i}" for i in range(3, 12)], "the held hits follow, in their order"
     assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
     assert ranked[3].scores.fused == ranked[3].score
 
 
 def test_a_session_alone_near_the_top_keeps_the_top_ten() -> None:
-    crowd = [_hit(f"a{i}", 1.0 - i * 0.01, "a") for i in range(12)]
-    weak = [_hit("b0", 0.3, "b"), _hit("none", 0.2, None)]
+    crowd = [session_hit(f"a{i}", 1.0 - i * 0.01, "a") for i in range(12)]
+    weak = [session_hit("b0", 0.3, "b"), session_hit("none", 0.2, None)]
     hits = [*crowd, *weak]
     assert spread(hits, cap=3, share=0.5) == hits, "other sessions below the share do not displace it"
     assert spread(hits, cap=0, share=0.5) == hits, "cap 0 is off"
 
 
 def test_only_the_first_ten_are_spread() -> None:
-    hits = [_hit(f"s{i}", 1.0 - i * 0.01, f"s{i}") for i in range(SPREAD_WINDOW)]
-    hits += [_hit("a0", 0.85, "s0"), _hit("late", 0.8, "late")]
+    hits = [session_hit(f"s{i}", 1.0 - i * 0.01, f"s{i}") for i in range(SPREAD_WINDOW)]
+    hits += [session_hit("a0", 0.85, "s0"), session_hit("late", 0.8, "late")]
     assert spread(hits, cap=1, share=0.5) == hits
 
 
 def test_only_questions_that_count_compare_or_gather_are_spread() -> None:
-    crowd = [_hit(f"a{i}", 1.0 - i * 0.01, "a") for i in range(12)]
-    hits = [*crowd, _hit("b0", 0.7, "b")]
-    assert _ids(spread(hits, 3, 0.5, "How many plants did I buy in total?"))[3] == "b0"
+    crowd = [session_hit(f"a{i}", 1.0 - i * 0.01, "a") for i in range(12)]
+    hits = [*crowd, session_hit("b0", 0.7, "b")]
+    assert hit_ids(spread(hits, 3, 0.5, "How many plants did I buy in total?"))[3] == "b0"
     assert spread(hits, 3, 0.5, "When did Melanie run a charity race?") == hits
     for gathering in ("Which cities has John been to?", "How much more did I pay in Hawaii compared to Tokyo?"):
         assert spans_sessions(gathering), gathering

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engram.core.models import MemoryHit
-from engram.core.newer_first import SCORE_STEP, conversation_of
+from engram.core.newer_first import conversation_of
+from engram.core.session_spread import ahead
 
 #: How many of a session's hits after its best count towards its score, and how much each counts.
 SESSION_DEPTH = 2
@@ -43,13 +44,4 @@ def sessions_first(hits: Sequence[MemoryHit], heads: int) -> list[MemoryHit]:
     best: dict[str, MemoryHit] = {}
     for hit in ranked:
         best.setdefault(conversation_of(hit), hit)
-    first = [best[unit] for unit in leading]
-    taken = {id(hit) for hit in first}
-    order = first + [hit for hit in ranked if id(hit) not in taken]
-    for i in range(len(order) - 2, -1, -1):
-        after = order[i + 1].score
-        if order[i].score < after:
-            score = round(after + SCORE_STEP, 6)
-            scores = order[i].scores.model_copy(update={"fused": score})
-            order[i] = order[i].model_copy(update={"score": score, "scores": scores})
-    return order
+    return ahead([best[unit] for unit in leading], ranked)

@@ -65,9 +65,14 @@ def spread(hits: Sequence[MemoryHit], cap: int, share: float, question: str | No
         chosen.append(hit)
     if not held:
         return ranked
-    taken = {id(hit) for hit in chosen}
-    order = chosen + [hit for hit in ranked if id(hit) not in taken]
-    # Raise moved hits (from the end) just above whatever now follows them.
+    return ahead(chosen, ranked)
+
+
+def ahead(first: Sequence[MemoryHit], ranked: Sequence[MemoryHit]) -> list[MemoryHit]:
+    """`first`, then the rest of `ranked` in its order; a moved hit's score is raised just above the one after it."""
+    taken = {id(hit) for hit in first}
+    order = [*first, *(hit for hit in ranked if id(hit) not in taken)]
+    # From the end, so that each raised score already sits above everything after it.
     for i in range(len(order) - 2, -1, -1):
         after = order[i + 1].score
         if order[i].score < after:
