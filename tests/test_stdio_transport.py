@@ -11,6 +11,8 @@ import os
 import socket
 import subprocess
 import sys
+import termios
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -165,22 +167,43 @@ async def test_a_slow_reader_gets_every_reply_whole(tmp_path: Path) -> None:
         assert replies == dict(enumerate(texts, 1))
 
 
-def test_stdin_from_a_file_is_served_by_the_sdks_transport(tmp_path: Path) -> None:
-    requests = tmp_path / "requests.jsonl"
+def test_stdin_from_a_terminal_is_served_by_the_sdks_transport() -> None:
+    # A terminal rather than a file: a file's end comes at once, and the SDK's transport may then stop before it
+    # answers the call (seen once in CI); here the end of input is typed only after the reply has arrived.
+    controller, terminal = os.openpty()
+    attributes = termios.tcgetattr(terminal)
+    attributes[3] &= ~termios.ECHO  # lflags: the requests must not come back as input's echo
+    termios.tcsetattr(terminal, termios.TCSANOW, attributes)
     lines = [
         {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         _call(1, "worker_threads", {}),
     ]
-    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    with requests.open("rb") as stdin:
-        done = subprocess.run(
-            SAYS_SERVED, cwd=REPO_ROOT, stdin=stdin, capture_output=True, timeout=BUDGET_S, check=False
-        )
-    assert done.returncode == 0, done.stderr.decode()
-    *replies, last = done.stdout.decode().splitlines()
-    assert last == "served"
-    by_id = {reply["id"]: reply for reply in map(json.loads, replies)}
+    server = subprocess.Popen(
+        SAYS_SERVED, cwd=REPO_ROOT, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    os.close(terminal)
+    watchdog = threading.Timer(BUDGET_S, server.kill)  # a hang guard: a killed server ends its stdout
+    watchdog.start()
+    try:
+        assert server.stdout is not None
+        os.write(controller, "".join(json.dumps(line) + "\n" for line in lines).encode())
+        by_id: dict[Any, Any] = {}
+        while 1 not in by_id:
+            line = server.stdout.readline()
+            assert line, "the server closed stdout before answering the call"
+            reply = json.loads(line)
+            by_id[reply.get("id")] = reply
+        os.write(controller, b"\x04")  # the terminal's end of input, at the start of a line
+        rest, errors = server.communicate(timeout=BUDGET_S)
+    finally:
+        watchdog.cancel()
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        os.close(controller)
+    assert server.returncode == 0, errors.decode()
+    assert rest.decode().splitlines()[-1] == "served"
     # The SDK's transport reads stdin on a worker thread: this is the fallback, and it answered.
     assert _text(by_id[1]) >= 1
 
