@@ -5,14 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mcp import Client
 
-from engram.config import Settings
 from engram.core.session_first import session_scores, sessions_first
-from engram.embeddings.hashing import HashEmbedder
-from engram.server.app import build_server
-from tests.helpers import hit_ids, ok, session_hit, stepping_clock
-from tests.test_session_spread import OTHER_SESSIONS, PIANO_SESSION
+from tests.helpers import hit_ids, session_hit
+from tests.test_session_spread import top_ten_has_violin
 
 pytestmark = pytest.mark.anyio
 
@@ -49,27 +45,8 @@ def test_heads_zero_leaves_the_ranking_alone() -> None:
 VIOLIN = "He also plays the violin."
 
 
-async def _top_ten_has_violin(data_dir: Path, **setting: int) -> bool:
-    """Whether recall's first ten hits for a gathering question hold the weak second session's evidence."""
-    settings = Settings(data_dir=data_dir, embedding_model="hash", tools="all", **setting)
-    server = build_server(settings, embedder=HashEmbedder(), clock=stepping_clock)
-    async with Client(server, raise_exceptions=True) as client:
-        for turn in PIANO_SESSION:
-            ok(await client.call_tool("remember", {"user_id": "al", "content": turn, "session_id": "s-piano"}))
-        for i, turn in enumerate(OTHER_SESSIONS):
-            ok(await client.call_tool("remember", {"user_id": "al", "content": turn, "session_id": f"s-{i}"}))
-        violin = ok(await client.call_tool("remember", {"user_id": "al", "content": VIOLIN, "session_id": "s-violin"}))
-        found = ok(
-            await client.call_tool(
-                "recall", {"user_id": "al", "query": "Which instruments does my son play?", "top_k": 10}
-            )
-        )
-    top = [hit["id"] for hit in found["hits"] if hit["tier"] == "long_term"]
-    assert len(top) == 10
-    return str(violin["id"]) in top
-
-
 async def test_a_gathering_question_finds_a_weak_second_sessions_evidence_in_the_top_10(tmp_path: Path) -> None:
-    assert await _top_ten_has_violin(tmp_path / "default"), "the second session's evidence is among the first ten"
-    assert await _top_ten_has_violin(tmp_path / "no-feedback", recall_feedback_hits=0), "sessions first alone"
-    assert not await _top_ten_has_violin(tmp_path / "no-heads", recall_session_heads=0), "the test shows the change"
+    assert await top_ten_has_violin(tmp_path / "default", VIOLIN), "the second session's evidence is in the top ten"
+    assert await top_ten_has_violin(tmp_path / "no-feedback", VIOLIN, recall_feedback_hits=0), "sessions first alone"
+    without = await top_ten_has_violin(tmp_path / "no-heads", VIOLIN, recall_session_heads=0)
+    assert not without, "the test shows the change"
