@@ -85,9 +85,9 @@ async def connected(settings: Settings) -> AsyncIterator[Client]:
         yield client
 
 
-def session_hit(memory_id: str, score: float, session: str | None) -> MemoryHit:
-    """A ranked hit of a memory in `session` (None: in none), for tests of re-ranking stages."""
-    memory = Memory(id=memory_id, user_id="u", content=memory_id, session_id=session, created_at=TEST_NOW)
+def session_hit(memory_id: str, score: float, session: str | None, when: datetime = TEST_NOW) -> MemoryHit:
+    """A ranked hit of a memory in `session` (None: in none) stored at `when`, for tests of re-ranking stages."""
+    memory = Memory(id=memory_id, user_id="u", content=memory_id, session_id=session, created_at=when)
     scores = HitScores(
         similarity=0.5, keyword=None, vector_rank=None, keyword_rank=None, neighbor_boost=0.0, fused=score
     )

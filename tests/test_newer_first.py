@@ -9,41 +9,29 @@ from pathlib import Path
 import pytest
 
 from engram.config import Settings
-from engram.core.models import HitScores, Memory, MemoryHit, RememberItem, Role
+from engram.core.models import RememberItem, Role
 from engram.core.newer_first import SAME_SUBJECT_SHARE, asks_about_change, newer_first
 from engram.core.service import MemoryService
 from engram.embeddings.hashing import HashEmbedder
 from engram.runtime import open_memory
-from tests.helpers import stepping_clock
+from tests.helpers import hit_ids, session_hit, stepping_clock
 
 FEBRUARY = datetime(2023, 2, 22, tzinfo=UTC)
 OCTOBER = datetime(2023, 10, 10, tzinfo=UTC)
 NOW = "How many bikes do I currently own?"
 
 
-def _hit(memory_id: str, score: float, session: str | None, when: datetime) -> MemoryHit:
-    memory = Memory(id=memory_id, user_id="u", content=memory_id, session_id=session, created_at=when)
-    scores = HitScores(
-        similarity=0.5, keyword=None, vector_rank=None, keyword_rank=None, neighbor_boost=0.0, fused=score
-    )
-    return MemoryHit(score=score, scores=scores, memory=memory)
-
-
-def _ids(hits: list[MemoryHit]) -> list[str]:
-    return [h.memory.id for h in hits]
-
-
 def test_the_newer_sessions_best_hits_move_ahead_of_the_older_sessions() -> None:
     hits = [
-        _hit("old-1", 1.3, "feb", FEBRUARY),
-        _hit("old-2", 1.2, "feb", FEBRUARY),
-        _hit("new-1", 0.8, "oct", OCTOBER),
-        _hit("old-3", 0.75, "feb", FEBRUARY),
-        _hit("new-2", 0.7, "oct", OCTOBER),
-        _hit("new-3", 0.6, "oct", OCTOBER),
+        session_hit("old-1", 1.3, "feb", FEBRUARY),
+        session_hit("old-2", 1.2, "feb", FEBRUARY),
+        session_hit("new-1", 0.8, "oct", OCTOBER),
+        session_hit("old-3", 0.75, "feb", FEBRUARY),
+        session_hit("new-2", 0.7, "oct", OCTOBER),
+        session_hit("new-3", 0.6, "oct", OCTOBER),
     ]
     ranked = newer_first(hits, moved=2, question=NOW)
-    assert _ids(ranked) == ["new-1", "new-2", "old-1", "old-2", "old-3", "new-3"]
+    assert hit_ids(ranked) == ["new-1", "new-2", "old-1", "old-2", "old-3", "new-3"]
     # Scores follow the new order, and the raise is shown as the reason for it.
     assert [h.score for h in ranked] == sorted((h.score for h in ranked), reverse=True)
     assert ranked[0].scores.newer_lift > 0 and ranked[0].scores.fused == ranked[0].score
@@ -52,35 +40,35 @@ def test_the_newer_sessions_best_hits_move_ahead_of_the_older_sessions() -> None
 
 def test_a_newer_session_already_first_keeps_its_best_hits_above_the_older_ones() -> None:
     hits = [
-        _hit("new-1", 1.36, "jun17", OCTOBER),
-        _hit("old-1", 1.13, "jun11", FEBRUARY),
-        _hit("new-2", 0.86, "jun17", OCTOBER),
-        _hit("new-3", 0.72, "jun17", OCTOBER),
+        session_hit("new-1", 1.36, "jun17", OCTOBER),
+        session_hit("old-1", 1.13, "jun11", FEBRUARY),
+        session_hit("new-2", 0.86, "jun17", OCTOBER),
+        session_hit("new-3", 0.72, "jun17", OCTOBER),
     ]
-    assert _ids(newer_first(hits, moved=3, question=NOW)) == ["new-1", "new-2", "new-3", "old-1"]
+    assert hit_ids(newer_first(hits, moved=3, question=NOW)) == ["new-1", "new-2", "new-3", "old-1"]
 
 
 def test_a_third_sessions_hits_keep_their_order_below_the_moved_ones() -> None:
     hits = [
-        _hit("old-1", 1.3, "feb", FEBRUARY),
-        _hit("new-1", 1.2, "oct", OCTOBER),
-        _hit("mid", 1.1, "mar", datetime(2023, 3, 1, tzinfo=UTC)),
-        _hit("old-2", 1.0, "feb", FEBRUARY),
-        _hit("new-2", 0.9, "oct", OCTOBER),
+        session_hit("old-1", 1.3, "feb", FEBRUARY),
+        session_hit("new-1", 1.2, "oct", OCTOBER),
+        session_hit("mid", 1.1, "mar", datetime(2023, 3, 1, tzinfo=UTC)),
+        session_hit("old-2", 1.0, "feb", FEBRUARY),
+        session_hit("new-2", 0.9, "oct", OCTOBER),
     ]
-    assert _ids(newer_first(hits, moved=5, question=NOW)) == ["new-1", "new-2", "old-1", "mid", "old-2"]
+    assert hit_ids(newer_first(hits, moved=5, question=NOW)) == ["new-1", "new-2", "old-1", "mid", "old-2"]
 
 
 def test_order_stays_when_the_runner_up_matches_too_weakly_or_the_rule_is_off() -> None:
     weak = [
-        _hit("old-1", 1.0, "feb", FEBRUARY),
-        _hit("new-1", SAME_SUBJECT_SHARE * 0.99, "oct", OCTOBER),
+        session_hit("old-1", 1.0, "feb", FEBRUARY),
+        session_hit("new-1", SAME_SUBJECT_SHARE * 0.99, "oct", OCTOBER),
     ]
-    assert _ids(newer_first(weak, moved=5, question=NOW)) == ["old-1", "new-1"]
-    close = [_hit("old-1", 1.0, "feb", FEBRUARY), _hit("new-1", 0.9, "oct", OCTOBER)]
-    assert _ids(newer_first(close, moved=0, question=NOW)) == ["old-1", "new-1"]
-    same_day = [_hit("a", 1.0, "s1", FEBRUARY), _hit("b", 0.9, "s2", FEBRUARY)]
-    assert _ids(newer_first(same_day, moved=5, question=NOW)) == ["a", "b"]
+    assert hit_ids(newer_first(weak, moved=5, question=NOW)) == ["old-1", "new-1"]
+    close = [session_hit("old-1", 1.0, "feb", FEBRUARY), session_hit("new-1", 0.9, "oct", OCTOBER)]
+    assert hit_ids(newer_first(close, moved=0, question=NOW)) == ["old-1", "new-1"]
+    same_day = [session_hit("a", 1.0, "s1", FEBRUARY), session_hit("b", 0.9, "s2", FEBRUARY)]
+    assert hit_ids(newer_first(same_day, moved=5, question=NOW)) == ["a", "b"]
 
 
 @pytest.mark.parametrize(
@@ -98,16 +86,16 @@ def test_order_stays_when_the_runner_up_matches_too_weakly_or_the_rule_is_off() 
 )
 def test_only_questions_about_something_that_changes_reorder(question: str, changing: bool) -> None:
     assert asks_about_change(question) is changing
-    hits = [_hit("old-1", 1.0, "feb", FEBRUARY), _hit("new-1", 0.9, "oct", OCTOBER)]
-    assert _ids(newer_first(hits, moved=5, question=question)) == (
+    hits = [session_hit("old-1", 1.0, "feb", FEBRUARY), session_hit("new-1", 0.9, "oct", OCTOBER)]
+    assert hit_ids(newer_first(hits, moved=5, question=question)) == (
         ["new-1", "old-1"] if changing else ["old-1", "new-1"]
     )
 
 
 def test_sessionless_facts_are_versions_by_their_validity() -> None:
-    paris = _hit("paris", 1.0, None, FEBRUARY)
-    berlin = _hit("berlin", 0.7, None, OCTOBER)
-    assert _ids(newer_first([paris, berlin], moved=5, question=NOW)) == ["berlin", "paris"]
+    paris = session_hit("paris", 1.0, None, FEBRUARY)
+    berlin = session_hit("berlin", 0.7, None, OCTOBER)
+    assert hit_ids(newer_first([paris, berlin], moved=5, question=NOW)) == ["berlin", "paris"]
 
 
 @pytest.fixture
