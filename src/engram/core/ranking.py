@@ -70,6 +70,9 @@ class RankingPolicy:
     #: For a question about the user (first person, not "you"): each assistant turn's score times this, so the
     #: user's own statements rank above the replies quoting them (core/own_turns.py); 1.0: off.
     assistant_share: float = 0.7
+    #: For a question naming things side by side ("'A' or 'B'"): the best this many hits of each thing's own keyword
+    #: search interleaved at the top (core/question_parts.py); 0: off.
+    part_heads: int = 2
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:
