@@ -220,11 +220,11 @@ class Settings(BaseSettings):
         "so the user's own turns rank above the replies quoting them (1: off).",
     )
     recall_part_heads: int = Field(
-        default=2,
+        default=0,
         ge=0,
         le=10,
         description="For a question naming things side by side (two quoted titles, or '..., A or B?'): each thing's "
-        "own keyword search, and its best this many hits interleaved at the top (0: off).",
+        "own keyword search, and its best this many hits interleaved at the top (0: off, measured no gain).",
     )
     retention_days: float | None = Field(
         default=None, gt=0, description="Long-term memories older than this many days are purged (unset: kept)."
