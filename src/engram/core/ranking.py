@@ -71,8 +71,8 @@ class RankingPolicy:
     #: user's own statements rank above the replies quoting them (core/own_turns.py); 1.0: off.
     assistant_share: float = 0.7
     #: For a question naming things side by side ("'A' or 'B'"): the best this many hits of each thing's own keyword
-    #: search interleaved at the top (core/question_parts.py); 0: off. Off: on LongMemEval's seven such questions it
-    #: moved evidence within the top ten only, and on LoCoMo it lowered temporal 0.771 -> 0.769 (README).
+    #: search interleaved at the top (core/question_parts.py); 0: off. Off: on LongMemEval's seven such questions and
+    #: LoCoMo's three it moved evidence within the top ten only (README).
     part_heads: int = 0
 
 
