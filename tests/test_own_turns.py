@@ -66,6 +66,7 @@ async def test_a_question_about_what_the_assistant_said_keeps_its_replies(servic
 def test_only_first_person_questions_without_you_are_about_the_user() -> None:
     assert about_the_user("How many rare items do I have in total?")
     assert about_the_user("What was my first car?")
+    assert about_the_user("My kitchen is a mess again. Any tips for keeping it clean?")
     assert not about_the_user("What did you recommend for my trip?")
     assert not about_the_user("What activities does Melanie partake in?")
     assert not about_the_user("Is it safe in India?")  # "in", "it": no first-person word

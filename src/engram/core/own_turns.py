@@ -19,8 +19,8 @@ from engram.core.models import MemoryHit, Role
 #: Below the user's turn it answers (its fused score is about the same), not out of sight: on LongMemEval a reply
 #: is sometimes the evidence.
 ASSISTANT_SHARE = 0.7
-#: The question speaks about the user: a first-person word.
-_ABOUT_ME = re.compile(r"\b(?:I|I'm|I've|I'd|I'll|my|me|mine|myself)\b")
+#: The question speaks about the user: a first-person word ("I" in capitals only: "i" is rarely the pronoun).
+_ABOUT_ME = re.compile(r"\bI(?:'m|'ve|'d|'ll)?\b|\b(?i:my|me|mine|myself)\b")
 #: The question asks what the assistant said or did ("you recommended", "your suggestion"): its replies are the answer.
 _ABOUT_YOU = re.compile(r"\b(?:you|your|yours|yourself)\b", re.IGNORECASE)
 
