@@ -31,7 +31,8 @@ pytestmark = pytest.mark.anyio
 FACTS = ("The spare key is under the blue flowerpot", "Ana likes grilled sardines", "Tax refund due in May")
 QUESTION = "what does Ana like to eat?"
 
-#: The real stdio server (`engram serve`), with a note in `argv[1]` of every LanceDB, pyarrow or lance import.
+#: The real stdio server (`engram serve`), with a note in `argv[1]` of every LanceDB, pyarrow or lance import (and
+#: of jwt, which only HTTP servers need to verify tokens).
 _TRACED_SERVER = """\
 import sys
 
@@ -40,7 +41,7 @@ marker = sys.argv[1]
 
 class Watch:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("lancedb", "pyarrow", "lance"):
+        if name.split(".")[0] in ("lancedb", "pyarrow", "lance", "jwt"):
             with open(marker, "a") as note:
                 note.write(name + "\\n")
         return None
