@@ -212,6 +212,20 @@ class Settings(BaseSettings):
         description="For a question that counts, compares or gathers: the best turn of each of this many best "
         "sessions first (0: off).",
     )
+    recall_assistant_share: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="For a question about the user (first person, no 'you'): each assistant turn's score times this, "
+        "so the user's own turns rank above the replies quoting them (1: off).",
+    )
+    recall_part_heads: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="For a question naming things side by side (two quoted titles, or '..., A or B?'): each thing's "
+        "own keyword search, and its best this many hits interleaved at the top (0: off, measured no gain).",
+    )
     retention_days: float | None = Field(
         default=None, gt=0, description="Long-term memories older than this many days are purged (unset: kept)."
     )

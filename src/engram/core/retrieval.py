@@ -28,7 +28,9 @@ from engram.core.models import (
     WorkingTurn,
 )
 from engram.core.newer_first import newer_first
+from engram.core.own_turns import own_turns_first
 from engram.core.ports import Candidate, Vectors
+from engram.core.question_parts import interleaved, question_parts
 from engram.core.ranking import fuse
 from engram.core.session_first import sessions_first
 from engram.core.session_spread import spans_sessions, spread
@@ -62,6 +64,8 @@ class _Searched:
     semantic: list[Candidate] = field(default_factory=list)
     keyword: list[Candidate] = field(default_factory=list)
     failed: list[EngramError] = field(default_factory=list)
+    #: For a question naming things side by side: each thing's own keyword candidates (core/question_parts.py).
+    parts: list[list[Candidate]] = field(default_factory=list)
 
 
 class MemoryReader:
@@ -173,6 +177,9 @@ class MemoryReader:
             if ranking.fusion != "vector":
                 try:
                     searched.keyword = ctx.long_term.keyword_search(key, query, filters, limit)
+                    # Only a question naming things side by side searches again, once per thing (keywords only).
+                    for part in question_parts(query) if ranking.part_heads > 0 else []:
+                        searched.parts.append(ctx.long_term.keyword_search(key, part, filters, limit))
                 except EngramError as exc:  # raised after the searches, so the other one still answers first
                     searched.failed.append(exc)
             vector: Vectors = ctx.embedder.embed([query])[0]
@@ -241,10 +248,18 @@ class MemoryReader:
         if boosts:
             hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
         hits = lift_named_speakers(hits, query, self._ctx.ranking.speaker_lift)
+        hits = own_turns_first(hits, query, policy.assistant_share)
         hits = newer_first(hits, self._ctx.ranking.newer_first, query)
         hits = spread(hits, int(self._ctx.ranking.session_cap), self._ctx.ranking.session_cap_share, query)
         if spans_sessions(query):
             hits = sessions_first(hits, int(policy.session_heads))
+        if searched.parts:  # last: each thing the question names keeps a place at the top
+            now = self._ctx.clock()
+            parts = [
+                own_turns_first(fuse(semantic, found, vector, policy, now, when), query, policy.assistant_share)
+                for found in searched.parts
+            ]
+            hits = interleaved(hits, parts, int(policy.part_heads))
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
         for hit in hits:
             if len(kept) == top_k:
