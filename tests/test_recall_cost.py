@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 import pytest
 
 from engram.core.graph_models import EntityIn
@@ -38,6 +39,32 @@ async def test_a_recall_with_no_graph_stored_reads_no_graph(
     await service.graph.create_entities("alice", [EntityIn(name="Priya Patel", entity_type="person")])
     await service.recall("alice", "Where does Priya Patel work?")
     assert reads  # once the user has a graph, recall follows it
+
+
+async def test_a_recall_of_a_user_without_knowledge_or_graph_runs_its_work_in_one_worker_hop(
+    service: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await service.remember("alice", "The spare key is under the blue flowerpot")
+    hops: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(fn, "__qualname__", repr(fn)))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    assert (await service.recall("alice", "where is the spare key?")).memories
+    # The embedding and both searches: the empty knowledge table and graph are passed over without a hop each.
+    assert len(hops) == 1, hops
+
+    assert service.graph is not None and service.knowledge is not None
+    await service.graph.create_entities("alice", [EntityIn(name="Priya Patel", entity_type="person")])
+    await service.knowledge.ingest_text(
+        "alice", "keys.md", "# Keys\n\nThe spare key is under the flowerpot.", DocumentFormat.MARKDOWN
+    )
+    hops.clear()
+    found = await service.recall("alice", "where is the spare key?")
+    assert found.knowledge and len(hops) > 1  # once they hold rows, both are asked again
 
 
 async def test_recalls_are_answered_without_a_lancedb_search(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 
@@ -57,7 +56,11 @@ def with_feedback(
     if norm == 0.0:
         return list(semantic)
     centre /= norm
+    # Built directly rather than by `dataclasses.replace`, which costs a few microseconds more per candidate.
     rescored = [
-        replace(c, score=c.score + weight * float(np.dot(centre, np.asarray(c.vector).reshape(-1)))) for c in semantic
+        Candidate(
+            c.memory, c.score + weight * float(np.dot(centre, np.asarray(c.vector).reshape(-1))), c.vector, c.passage
+        )
+        for c in semantic
     ]
     return sorted(rescored, key=lambda c: -c.score)

@@ -181,6 +181,10 @@ class KnowledgeStore(Protocol):
         """Number of chunks of all owners."""
         ...
 
+    def holds_nothing(self) -> bool:
+        """True when the store has surely never held a chunk, told without blocking (False: it may hold some)."""
+        ...
+
     def bytes_on_disk(self) -> int:
         """Size of the store's files."""
         ...

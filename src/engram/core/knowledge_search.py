@@ -59,6 +59,9 @@ async def search_knowledge(
     """The chunks best matching the query (user key, query, vector, top_k, min_score), and how many min_score cut."""
     user_key, query, vector, top_k, min_score = search
     limit = max(ranking.candidates, top_k)
+    # Told from a directory listing on this thread: a store that never held a chunk costs a recall no worker hop.
+    if store.holds_nothing():
+        return [], 0
     semantic, keyword = await run(lambda: _candidates(store, [GLOBAL_OWNER, user_key], query, vector, ranking, limit))
     if not semantic and not keyword:
         return [], 0

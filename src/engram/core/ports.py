@@ -259,6 +259,10 @@ class GraphStore(Protocol):
         """Number of entities and relations of all users."""
         ...
 
+    def holds_nothing(self) -> bool:
+        """True when the store has surely never held an entity, told without blocking (False: it may hold some)."""
+        ...
+
     def bytes_on_disk(self) -> int:
         """Size of the store's files."""
         ...

@@ -198,8 +198,9 @@ class MemoryReader:
     ) -> dict[str, float]:
         """Bring in the memories naming an entity the query names or its one-hop neighbours; their boosts by id."""
         ctx = self._ctx
-        # A caller's own entity filter already says which entity to look at.
-        if ctx.graph is None or filters.entity is not None:
+        # A caller's own entity filter already says which entity to look at. A graph that never held an entity is
+        # told from a directory listing on this thread: most users have none, and a worker hop to learn it cost more.
+        if ctx.graph is None or filters.entity is not None or ctx.graph.holds_nothing():
             return {}
         try:
             found = await links(ctx, ctx.graph, key, query, filters)

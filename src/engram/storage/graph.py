@@ -229,6 +229,10 @@ class LanceGraphStore:
         """Number of entities and relations of all users."""
         return int(self._entities.count_rows()) + int(self._relations.count_rows())
 
+    def holds_nothing(self) -> bool:
+        """True when the entities table has never held a row (a directory listing: microseconds, no LanceDB)."""
+        return holds_no_rows(self._directory, ENTITIES)
+
     def bytes_on_disk(self) -> int:
         """Size of the store's files."""
         return directory_bytes(self._directory)

@@ -243,6 +243,10 @@ class GuardedKnowledgeStore(_Guard, KnowledgeStore):
         """See KnowledgeStore.count."""
         return self._run(self.inner.count)
 
+    def holds_nothing(self) -> bool:
+        """See KnowledgeStore.holds_nothing."""
+        return self._run(self.inner.holds_nothing)
+
     def bytes_on_disk(self) -> int:
         """See KnowledgeStore.bytes_on_disk."""
         return self._run(self.inner.bytes_on_disk)
@@ -298,6 +302,10 @@ class GuardedGraphStore(_Guard, GraphStore):
     def count(self) -> int:
         """See GraphStore.count."""
         return self._run(self.inner.count)
+
+    def holds_nothing(self) -> bool:
+        """See GraphStore.holds_nothing."""
+        return self._run(self.inner.holds_nothing)
 
     def bytes_on_disk(self) -> int:
         """See GraphStore.bytes_on_disk."""

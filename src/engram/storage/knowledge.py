@@ -265,6 +265,10 @@ class LanceKnowledgeStore:
         # Recall asks on every call: a store that never held a chunk answers from a listing, not LanceDB.
         return 0 if holds_no_rows(self._directory, TABLE_NAME) else int(self._table.count_rows())
 
+    def holds_nothing(self) -> bool:
+        """True when the table has never held a chunk (a directory listing: microseconds, no LanceDB)."""
+        return holds_no_rows(self._directory, TABLE_NAME)
+
     def bytes_on_disk(self) -> int:
         """Size of the store's files."""
         return directory_bytes(self._directory)
