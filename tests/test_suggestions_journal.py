@@ -9,8 +9,8 @@ import pytest
 
 from engram.core.filters import MemoryFilters
 from engram.core.models import Kind, Memory, Visibility
-from engram.storage.indexed_long_term import IndexedLongTermStore
 from engram.storage.flush_policy import FlushPolicy
+from engram.storage.indexed_long_term import IndexedLongTermStore
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from tests.helpers import TEST_NOW
