@@ -212,6 +212,13 @@ class Settings(BaseSettings):
         description="For a question that counts, compares or gathers: the best turn of each of this many best "
         "sessions first (0: off).",
     )
+    recall_assistant_share: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="For a question about the user (first person, no 'you'): each assistant turn's score times this, "
+        "so the user's own turns rank above the replies quoting them (1: off).",
+    )
     retention_days: float | None = Field(
         default=None, gt=0, description="Long-term memories older than this many days are purged (unset: kept)."
     )

@@ -96,6 +96,7 @@ def ranking_from(settings: Settings) -> RankingPolicy:
         feedback_hits=settings.recall_feedback_hits,
         feedback_weight=settings.recall_feedback_weight,
         session_heads=settings.recall_session_heads,
+        assistant_share=settings.recall_assistant_share,
     )
 
 

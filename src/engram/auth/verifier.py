@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.auth.provider import AccessToken
 
-from engram.auth.jwt_tokens import JwtVerifier
 from engram.auth.principal import Principal
 from engram.auth.tokens import SECRET_PREFIX, TokenFile, TokenRecord, match
+
+if TYPE_CHECKING:
+    # Only HTTP servers verify JWTs (jwt and cryptography's key types: off the stdio start path).
+    from engram.auth.jwt_tokens import JwtVerifier
 
 #: The AccessToken claim that carries the Principal from the verifier to the tools.
 PRINCIPAL_CLAIM = "engram_principal"

@@ -67,6 +67,9 @@ class RankingPolicy:
     #: best sessions adds `feedback_weight` times its similarity to each semantic candidate's score; 0: off.
     feedback_hits: int = 2
     feedback_weight: float = 0.5
+    #: For a question about the user (first person, not "you"): each assistant turn's score times this, so the
+    #: user's own statements rank above the replies quoting them (core/own_turns.py); 1.0: off.
+    assistant_share: float = 0.7
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:

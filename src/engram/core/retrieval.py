@@ -28,6 +28,7 @@ from engram.core.models import (
     WorkingTurn,
 )
 from engram.core.newer_first import newer_first
+from engram.core.own_turns import own_turns_first
 from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
 from engram.core.session_first import sessions_first
@@ -241,6 +242,7 @@ class MemoryReader:
         if boosts:
             hits = sorted((_boosted(h, boosts.get(h.memory.id, 0.0)) for h in hits), key=lambda h: -h.score)
         hits = lift_named_speakers(hits, query, self._ctx.ranking.speaker_lift)
+        hits = own_turns_first(hits, query, policy.assistant_share)
         hits = newer_first(hits, self._ctx.ranking.newer_first, query)
         hits = spread(hits, int(self._ctx.ranking.session_cap), self._ctx.ranking.session_cap_share, query)
         if spans_sessions(query):

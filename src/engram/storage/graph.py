@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-from lancedb.index import Bitmap, BTree
+from typing import TYPE_CHECKING, Any
 
 from engram.core.filters import MemoryFilters
 from engram.core.graph_models import Entity, Relation, entity_key
 from engram.core.models import Visibility
 from engram.core.timeutil import to_utc
+from engram.storage.deferred_open import Deferred, can_wait
 from engram.storage.filters import agent_clauses, ids_clause, quote, quote_list
 from engram.storage.lance_support import (
     ReadersWriterLock,
@@ -29,44 +28,53 @@ from engram.storage.lance_support import (
 from engram.storage.location import Location, location_lock
 from engram.storage.no_rows import holds_no_rows
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 logger = logging.getLogger(__name__)
 
 ENTITIES, RELATIONS = "entities", "relations"
-_TIME = pa.timestamp("us", tz="UTC")
 
-ENTITY_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("user_id", pa.string(), nullable=False),
-        pa.field("agent_id", pa.string()),
-        pa.field("visibility", pa.string(), nullable=False),
-        pa.field("name", pa.string(), nullable=False),
-        pa.field("entity_type", pa.string()),
-        pa.field("aliases", pa.list_(pa.string())),
-        # The compared form of the name and of every alias: what look-ups by name match.
-        pa.field("keys", pa.list_(pa.string())),
-        pa.field("created_at", _TIME, nullable=False),
-        pa.field("updated_at", _TIME),
-    ]
-)
 
-RELATION_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("user_id", pa.string(), nullable=False),
-        pa.field("agent_id", pa.string()),
-        pa.field("visibility", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("source_key", pa.string(), nullable=False),
-        pa.field("target", pa.string(), nullable=False),
-        pa.field("target_key", pa.string(), nullable=False),
-        pa.field("relation_type", pa.string(), nullable=False),
-        pa.field("valid_from", _TIME, nullable=False),
-        pa.field("valid_until", _TIME),
-        pa.field("memory_ids", pa.list_(pa.string())),
-        pa.field("created_at", _TIME, nullable=False),
-    ]
-)
+def graph_schemas() -> dict[str, pa.Schema]:
+    """The Arrow schemas of the entities and relations tables, by table name."""
+    import pyarrow as pa
+
+    time = pa.timestamp("us", tz="UTC")
+    entities = pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("agent_id", pa.string()),
+            pa.field("visibility", pa.string(), nullable=False),
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("entity_type", pa.string()),
+            pa.field("aliases", pa.list_(pa.string())),
+            # The compared form of the name and of every alias: what look-ups by name match.
+            pa.field("keys", pa.list_(pa.string())),
+            pa.field("created_at", time, nullable=False),
+            pa.field("updated_at", time),
+        ]
+    )
+
+    relations = pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("agent_id", pa.string()),
+            pa.field("visibility", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("source_key", pa.string(), nullable=False),
+            pa.field("target", pa.string(), nullable=False),
+            pa.field("target_key", pa.string(), nullable=False),
+            pa.field("relation_type", pa.string(), nullable=False),
+            pa.field("valid_from", time, nullable=False),
+            pa.field("valid_until", time),
+            pa.field("memory_ids", pa.list_(pa.string())),
+            pa.field("created_at", time, nullable=False),
+        ]
+    )
+    return {ENTITIES: entities, RELATIONS: relations}
 
 
 def _scope(user_id: str, filters: MemoryFilters | None = None) -> str:
@@ -84,28 +92,50 @@ class LanceGraphStore:
         if isinstance(directory, Path):
             directory.mkdir(parents=True, exist_ok=True)
         self._directory = directory
-        # Other servers on the same data directory (or replicas on the same bucket) write too: every read must see
-        # their commits.
-        self._db: Any = connect(directory)
         self._write_lock = threading.Lock()
         self._process_lock = location_lock(directory, "write")
         self._readers = ReadersWriterLock()
         self._erased_through = {ENTITIES: 0, RELATIONS: 0}
-        with self._process_lock:
-            self._entities: Any = self._open(ENTITIES, ENTITY_SCHEMA)
-            self._relations: Any = self._open(RELATIONS, RELATION_SCHEMA)
+        self._closed = False
+        # Opened at the first use that needs LanceDB when both tables exist (recall asks a graph that never held an
+        # entity nothing more than a listing): storage/deferred_open.py.
+        self._engine: Deferred[tuple[Any, Any, Any]] = Deferred(self._open_engine)
+        if not can_wait(directory, {ENTITIES: None, RELATIONS: None}):
+            with self._process_lock:
+                self._engine.get()
 
-    def _open(self, name: str, schema: pa.Schema) -> Any:
+    def _open_engine(self) -> tuple[Any, Any, Any]:
+        # Other servers on the same data directory (or replicas on the same bucket) write too: every read must see
+        # their commits.
+        db = connect(self._directory)
+        schemas = graph_schemas()
+        return db, self._open(db, ENTITIES, schemas[ENTITIES]), self._open(db, RELATIONS, schemas[RELATIONS])
+
+    @property
+    def _db(self) -> Any:
+        return self._engine.get()[0]
+
+    @property
+    def _entities(self) -> Any:
+        return self._engine.get()[1]
+
+    @property
+    def _relations(self) -> Any:
+        return self._engine.get()[2]
+
+    def _open(self, db: Any, name: str, schema: pa.Schema) -> Any:
         try:
-            table = self._db.open_table(name)
+            table = db.open_table(name)
         except ValueError:
             logger.info("creating the graph's %s table in %s", name, self._directory)
-            table = retry_on_conflict(lambda: self._db.create_table(name, schema=schema, exist_ok=True))
+            table = retry_on_conflict(partial(db.create_table, name, schema=schema, exist_ok=True))
         self._ensure_indexes(table)
         return table
 
     @staticmethod
     def _ensure_indexes(table: Any, rebuild: bool = False) -> None:
+        from lancedb.index import Bitmap, BTree
+
         ensure_indexes(table, [("id", BTree()), ("user_id", Bitmap())], rebuild)
 
     def _read(self, table: Any, where: str, limit: int | None) -> list[dict[str, Any]]:
@@ -205,8 +235,7 @@ class LanceGraphStore:
 
     def close(self) -> None:
         """Release the store."""
-        self._entities = self._relations = None
-        self._db = None
+        self._closed = True
 
 
 def _entity_row(entity: Entity) -> dict[str, Any]:

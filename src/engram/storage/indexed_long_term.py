@@ -18,24 +18,30 @@ import time
 from collections import OrderedDict
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from engram.core.filters import MemoryFilters
 from engram.core.models import Memory
 from engram.core.ports import Candidate, Vectors
+from engram.storage.deferred_open import latest_version
 from engram.storage.filters import memory_filter
 from engram.storage.lance_support import read_retrying, rows_unchanged
 from engram.storage.location import Location
 from engram.storage.long_term import LanceLongTermStore
 from engram.storage.memory_rows import _COLUMNS, TABLE_NAME
+from engram.storage.no_rows import holds_no_rows
 from engram.storage.own_upkeep import UpkeepWindow
+from engram.storage.passages import TABLE_NAME as PASSAGES_TABLE
+from engram.storage.passages import PassageMatch, PassageTable
 from engram.storage.presence import StorePresence
 from engram.storage.recall_index import _ROW_OVERHEAD, UserIndex
 from engram.storage.recall_snapshot import FOLDER, erase_snapshots, load_snapshot, save_snapshot
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ _SETTLED_NS = 2_000_000_000
 
 def _vectors(rows: pa.Table | pa.RecordBatch) -> npt.NDArray[np.float32]:
     """The vector column of an Arrow table or batch as a float32 matrix."""
+    import pyarrow as pa
+
     column = rows.column("vector")
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -110,6 +118,8 @@ class IndexedLongTermStore(LanceLongTermStore):
         index_bytes: int,
         reload_backoff_s: float = _RELOAD_BACKOFF_S,
     ) -> None:
+        # Long memories' passages are held beside the memories, within the same cap (their own LRU), once opened.
+        self._passages_cap = index_bytes
         super().__init__(directory, dimensions=dimensions, model_id=model_id)
         self._reload_backoff_s = reload_backoff_s
         self._busy_until = 0.0
@@ -122,11 +132,14 @@ class IndexedLongTermStore(LanceLongTermStore):
         # What one row costs in the index, for deciding before loading: the vector plus the memory's values.
         self._row_bytes = 4 * dimensions + _ROW_OVERHEAD + 300
         self.recall_index = RecallIndex(index_bytes)
-        # Long memories' passages are held beside the memories, within the same cap (their own LRU).
-        self._passages.hold_in_memory(index_bytes)
         self._versions_folder = directory / f"{TABLE_NAME}.lance" / "_versions" if isinstance(directory, Path) else None
         self._settled: tuple[int, bool] = (0, False)
         self._settled_version = 0
+
+    def _open_engine(self, dimensions: int, model_id: str) -> tuple[Any, Any, PassageTable]:
+        db, table, passages = super()._open_engine(dimensions, model_id)
+        passages.hold_in_memory(self._passages_cap)
+        return db, table, passages
 
     # -- searches ---------------------------------------------------------------------------------------------
 
@@ -145,7 +158,7 @@ class IndexedLongTermStore(LanceLongTermStore):
             return found
         # Passages of long memories live in their own table (held in memory once read; a row count when it is empty).
         with self._readers.shared():
-            matches = self._passages.search(user_id, vector, limit)
+            matches = self._passage_matches(user_id, vector, limit)
         # The memories they point at come from the index, not a LanceDB read; their passage's score replaces -inf.
         known = {c.memory.id for c in found}
         with self.recall_index.lock:
@@ -155,6 +168,12 @@ class IndexedLongTermStore(LanceLongTermStore):
                 [m.memory_id for m in matches if m.memory_id not in known], indexed[1], float("-inf")
             )
         return self._with_passages(user_id, found, matches, filters, limit)
+
+    def _passage_matches(self, user_id: str, vector: Vectors, limit: int) -> list[PassageMatch]:
+        """The user's best passages; none, without opening LanceDB, while the passages table has never held a row."""
+        if not self.opened and holds_no_rows(self._directory, PASSAGES_TABLE):
+            return []
+        return self._passages.search(user_id, vector, limit)
 
     def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
@@ -197,7 +216,9 @@ class IndexedLongTermStore(LanceLongTermStore):
                 stamp = None
             if stamp is not None and self._settled == (stamp, True):
                 return self._settled_version
-        version = int(self._table.version)
+        # Before LanceDB is opened, the manifests' names say the same (storage/deferred_open.py).
+        unopened = None if self.opened or folder is None else latest_version(folder.parent)
+        version = int(self._table.version) if unopened is None else unopened
         if stamp is not None:
             # File times are coarse (a commit in the same clock tick may leave the time as it was): a time is trusted
             # only if it was already old when the version was read, so any later commit must move it.
@@ -353,7 +374,7 @@ class IndexedLongTermStore(LanceLongTermStore):
         try:
             super()._settle_alone(presence)
         finally:
-            if self._snapshots is not None and self._table is not None:
+            if self._snapshots is not None and self.opened and self._table is not None:
                 try:
                     self._save_snapshots()
                 except Exception:  # an optimisation only: the next start reads the table instead

@@ -7,16 +7,15 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-from lancedb.index import FTS, Bitmap, BTree
-from lancedb.query import MatchQuery
 
 from engram.core.knowledge_models import ChunkCandidate, KnowledgeChunk, Origin, StoredSource
 from engram.core.ports import Vectors
 from engram.core.timeutil import to_utc
+from engram.storage.deferred_open import Deferred, can_wait
 from engram.storage.filters import quote
 
 # The long-term store's cross-process write lock, commit-conflict retries and readers/writer lock; knowledge uses
@@ -36,6 +35,9 @@ from engram.storage.lance_support import (
 from engram.storage.location import Location, location_lock
 from engram.storage.no_rows import holds_no_rows
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 logger = logging.getLogger(__name__)
 
 TABLE_NAME = "knowledge"
@@ -47,6 +49,8 @@ _SOURCE_COLUMNS = ["owner", "source", "origin", "title", "source_hash", "chunks"
 
 def knowledge_schema(dimensions: int, model_id: str) -> pa.Schema:
     """The Arrow schema of the knowledge table, stamped with the schema version and embedding model."""
+    import pyarrow as pa
+
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -71,7 +75,11 @@ def knowledge_schema(dimensions: int, model_id: str) -> pa.Schema:
     )
 
 
-_COLUMNS = [f.name for f in knowledge_schema(1, "x") if f.name != "vector"]
+#: The chunks' columns but the vector, as `knowledge_schema` lists them (named here: no pyarrow before LanceDB opens).
+_COLUMNS = [
+    "id", "owner", "source", "origin", "title", "heading_path", "position", "chunks", "page", "content", "index_text",
+    "source_hash", "ingested_at",
+]  # fmt: skip
 
 
 def _owners_clause(owners: Sequence[str]) -> str:
@@ -87,18 +95,36 @@ class LanceKnowledgeStore:
 
     def __init__(self, directory: Location, *, dimensions: int, model_id: str) -> None:
         self._directory = directory
-        # Other servers on the same data directory may ingest too: every read must see their commits.
-        self._db: Any = connect(directory)
+        if isinstance(directory, Path):
+            directory.mkdir(parents=True, exist_ok=True)  # for the lock file, before LanceDB is connected
         self._write_lock = threading.Lock()
         self._process_lock = location_lock(directory, "write")
         self._readers = ReadersWriterLock()
         self._erased_through = 0  # the table version this store's latest erasure ended at
-        with self._process_lock:
-            self._table: Any = self._open_or_create(dimensions, model_id)
+        self._closed = False
+        # Opened at the first use that needs LanceDB when the files show opening can only confirm them (recall asks
+        # a store that never held a chunk nothing more than a listing): storage/deferred_open.py.
+        self._engine: Deferred[tuple[Any, Any]] = Deferred(partial(self._open_engine, dimensions, model_id))
+        if not can_wait(directory, {TABLE_NAME: (model_id, dimensions)}):
+            with self._process_lock:
+                self._engine.get()
 
-    def _open_or_create(self, dimensions: int, model_id: str) -> Any:
+    def _open_engine(self, dimensions: int, model_id: str) -> tuple[Any, Any]:
+        # Other servers on the same data directory may ingest too: every read must see their commits.
+        db = connect(self._directory)
+        return db, self._open_or_create(db, dimensions, model_id)
+
+    @property
+    def _db(self) -> Any:
+        return self._engine.get()[0]
+
+    @property
+    def _table(self) -> Any:
+        return None if self._closed else self._engine.get()[1]
+
+    def _open_or_create(self, db: Any, dimensions: int, model_id: str) -> Any:
         table, _ = open_checked_table(
-            self._db, TABLE_NAME, knowledge_schema(dimensions, model_id), self._directory, "knowledge memory"
+            db, TABLE_NAME, knowledge_schema(dimensions, model_id), self._directory, "knowledge memory"
         )
         self._ensure_indexes(table)
         return table
@@ -106,6 +132,8 @@ class LanceKnowledgeStore:
     @staticmethod
     def _ensure_indexes(table: Any, rebuild: bool = False) -> None:
         """Create the id, owner, source and full-text indexes a fresh table lacks (or rebuild them all)."""
+        from lancedb.index import FTS, Bitmap, BTree
+
         wanted: list[tuple[str, Any]] = [
             ("id", BTree()),
             ("owner", Bitmap()),
@@ -208,6 +236,8 @@ class LanceKnowledgeStore:
 
     def keyword_search(self, owners: Sequence[str], text: str, limit: int) -> list[ChunkCandidate]:
         """Up to `limit` chunks of these owners by BM25 over the index text, best first."""
+        from lancedb.query import MatchQuery
+
         query = (
             # Plain terms, never query syntax: a string query in quotes is a phrase query, which fails on an index
             # without positions, and any text a caller sends is a valid query. (mypy misses the pydantic defaults.)
@@ -241,8 +271,7 @@ class LanceKnowledgeStore:
 
     def close(self) -> None:
         """Release the store."""
-        self._table = None
-        self._db = None
+        self._closed = True
 
 
 def _origin(value: str) -> Origin:

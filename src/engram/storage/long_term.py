@@ -11,15 +11,16 @@ except ImportError:  # Windows: no cross-process lock; commits then rely on conf
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from lancedb.query import ColumnOrdering, MatchQuery
 
 from engram.core.filters import MemoryFilters
 from engram.core.models import AgentActivity, Memory
 from engram.core.ports import Candidate, StoredMemory, Vectors
+from engram.storage.deferred_open import Deferred, can_wait, manifests
 from engram.storage.filters import ids_clause, memory_filter, quote, timestamp
 from engram.storage.lance_support import (
     ReadersWriterLock,
@@ -45,6 +46,7 @@ from engram.storage.memory_rows import (
     _utc,
     memory_schema,
 )
+from engram.storage.passages import TABLE_NAME as PASSAGES_TABLE
 from engram.storage.passages import PassageMatch, PassageTable
 from engram.storage.presence import StorePresence
 from engram.storage.table_upkeep import TableUpkeep
@@ -60,7 +62,8 @@ class LanceLongTermStore(TableUpkeep):
 
     def __init__(self, directory: Location, *, dimensions: int, model_id: str) -> None:
         self._directory = directory
-        self._db: Any = connect(directory)
+        if isinstance(directory, Path):
+            directory.mkdir(parents=True, exist_ok=True)  # for the lock files, before LanceDB is connected
         self._write_lock = threading.Lock()
         # Servers sharing this directory take turns to write: concurrent LanceDB commits conflict, and two
         # conditional inserts of the same id racing in two processes could both insert it.
@@ -72,13 +75,46 @@ class LanceLongTermStore(TableUpkeep):
         self._commits = 0
         self._erased_through = 0  # the table version this store's latest erasure ended at
         self._presence = StorePresence(directory / ".engram-open.lock") if isinstance(directory, Path) else None
-        with self._process_lock:
-            self._table: Any = self._open_or_create(dimensions, model_id)
-            self._passages = PassageTable(self._db, directory, dimensions=dimensions, model_id=model_id)
+        self._closed = False
+        # LanceDB (its import and both tables) is opened at the first use that needs it when the files show that
+        # opening can only confirm them: a first recall answered from a recall snapshot never needs it
+        # (storage/deferred_open.py). Otherwise now, as a fresh or foreign table must be created or refused at start.
+        self._engine: Deferred[tuple[Any, Any, PassageTable]] = Deferred(
+            partial(self._open_engine, dimensions, model_id)
+        )
+        shape = (model_id, dimensions)
+        if not can_wait(directory, {TABLE_NAME: shape, PASSAGES_TABLE: shape}):
+            with self._process_lock:
+                self._engine.get()
 
-    def _open_or_create(self, dimensions: int, model_id: str) -> Any:
+    def _open_engine(self, dimensions: int, model_id: str) -> tuple[Any, Any, PassageTable]:
+        """Connect to LanceDB and open both tables (creating, upgrading and indexing them as needed)."""
+        # Opened at first use without the write lock, which the caller may hold already: the tables exist then,
+        # and what opening may still commit (added columns, missing indexes) is retried on conflict.
+        db = connect(self._directory)
+        table = self._open_or_create(db, dimensions, model_id)
+        return db, table, PassageTable(db, self._directory, dimensions=dimensions, model_id=model_id)
+
+    @property
+    def _db(self) -> Any:
+        return self._engine.get()[0]
+
+    @property
+    def _table(self) -> Any:
+        return None if self._closed else self._engine.get()[1]
+
+    @property
+    def _passages(self) -> PassageTable:
+        return self._engine.get()[2]
+
+    @property
+    def opened(self) -> bool:
+        """Whether LanceDB has been opened for this store (it is opened at the first use that needs it)."""
+        return self._engine.opened
+
+    def _open_or_create(self, db: Any, dimensions: int, model_id: str) -> Any:
         table, created = open_checked_table(
-            self._db, TABLE_NAME, memory_schema(dimensions, model_id), self._directory, "long-term memory"
+            db, TABLE_NAME, memory_schema(dimensions, model_id), self._directory, "long-term memory"
         )
         if not created:
             missing = {name: value for name, value in _ADDED_COLUMNS.items() if name not in table.schema.names}
@@ -215,6 +251,8 @@ class LanceLongTermStore(TableUpkeep):
 
     def keyword_search(self, user_id: str, text: str, filters: MemoryFilters, limit: int) -> list[Candidate]:
         """Up to `limit` of the user's memories matching `filters`, by BM25 over the index text, best first."""
+        from lancedb.query import MatchQuery
+
         query = (
             # Plain terms, never query syntax: a string query in quotes is a phrase query, which fails on an index
             # without positions, and any text a caller sends is a valid query. (mypy misses the pydantic defaults.)
@@ -242,6 +280,8 @@ class LanceLongTermStore(TableUpkeep):
 
     def list_memories(self, user_id: str, filters: MemoryFilters, limit: int, offset: int = 0) -> list[Memory]:
         """The user's memories matching `filters`, newest first, skipping `offset` of them."""
+        from lancedb.query import ColumnOrdering
+
         query = (
             self._table.search()
             .where(memory_filter(user_id, filters))
@@ -397,9 +437,16 @@ class LanceLongTermStore(TableUpkeep):
 
     def close(self) -> None:
         """Release the store; the last process to close a local store removes its superseded versions."""
-        if self._presence is not None and self._table is not None:
-            self._settle_alone(self._presence)
+        if self._presence is not None and not self._closed:
+            if self._engine.opened or self._superseded_on_disk():
+                self._settle_alone(self._presence)
+            else:
+                self._presence.leave()  # never opened, and one version of each table: nothing to settle or save
             self._presence = None
-        self._table = None
-        self._passages = None  # type: ignore[assignment]
-        self._db = None
+        self._closed = True
+
+    def _superseded_on_disk(self) -> bool:
+        """Whether either table keeps a superseded version on disk (from the files; a local store only)."""
+        if not isinstance(self._directory, Path):
+            return True
+        return any(manifests(self._directory / f"{name}.lance") > 1 for name in (TABLE_NAME, PASSAGES_TABLE))

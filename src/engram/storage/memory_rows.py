@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from engram.core.models import Kind, Memory, Role, Sentiment, Visibility
 from engram.core.ports import Candidate, Vectors
 from engram.core.timeutil import to_utc
 from engram.storage.lance_support import META_MODEL
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TABLE_NAME = "memories"
 SCHEMA_VERSION = "2"
@@ -21,6 +23,8 @@ _META_VERSION = b"engram.schema_version"
 
 def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
     """The Arrow schema of the memories table, stamped with the schema version and embedding model."""
+    import pyarrow as pa
+
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -60,7 +64,13 @@ def memory_schema(dimensions: int, model_id: str) -> pa.Schema:
     )
 
 
-_COLUMNS = [f.name for f in memory_schema(1, "x") if f.name not in {"vector", "index_text", "entity_keys"}]
+#: The memories' own columns, as `memory_schema` lists them (without the vector and the index-only columns); named
+#: here rather than read from the schema, so that reading rows back needs no pyarrow until LanceDB is opened.
+_COLUMNS = [
+    "id", "user_id", "agent_id", "visibility", "session_id", "project", "role", "kind", "content", "created_at",
+    "updated_at", "tags", "category", "entities", "sentiment", "sentiment_score", "resolved", "importance", "links",
+    "turn_index", "metadata", "valid_from", "valid_until", "supersedes", "superseded_by",
+]  # fmt: skip
 #: Columns added after schema version 1, with the SQL value that existing rows get.
 _ADDED_COLUMNS = {
     "visibility": "'shared'",

@@ -6,12 +6,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-from lancedb.index import Bitmap, BTree
 
 from engram.core.ports import Vectors
 from engram.storage.filters import quote
@@ -32,6 +30,9 @@ from engram.storage.no_rows import holds_no_rows
 from engram.storage.own_upkeep import UpkeepWindow
 from engram.storage.passage_index import PASSAGE_OVERHEAD, PassageIndex, UserPassages
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 logger = logging.getLogger(__name__)
 
 TABLE_NAME = "passages"
@@ -41,6 +42,8 @@ _TEXT_BYTES = 700
 
 def passage_schema(dimensions: int, model_id: str) -> pa.Schema:
     """The Arrow schema of the passages table, stamped with the embedding model like the memories table."""
+    import pyarrow as pa
+
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -66,6 +69,8 @@ class PassageMatch:
 
 def _vectors(rows: pa.Table | pa.RecordBatch) -> npt.NDArray[np.float32]:
     """The vector column of an Arrow table or batch as a float32 matrix."""
+    import pyarrow as pa
+
     column = rows.column("vector")
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -97,6 +102,8 @@ class PassageTable:
         return [] if self._index is None else list(self._index.users)
 
     def _ensure_indexes(self, rebuild: bool = False) -> None:
+        from lancedb.index import Bitmap, BTree
+
         ensure_indexes(self._table, [("id", BTree()), ("user_id", Bitmap()), ("memory_id", BTree())], rebuild)
 
     def add(self, user_id: str, memory_id: str, texts: Sequence[str], vectors: Vectors) -> None:

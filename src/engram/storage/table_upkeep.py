@@ -9,8 +9,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
-
 from engram.storage.lance_support import (
     ReadersWriterLock,
     _count_files,
@@ -47,11 +45,19 @@ class StoreHealth:
 class TableUpkeep:
     """The upkeep half of the long-term store: what keeps its table compact, indexed and free of old versions."""
 
-    _table: Any
     _directory: Location
     _upkeep_lock: StoreLock
     _readers: ReadersWriterLock
-    _passages: PassageTable
+
+    @property
+    def _table(self) -> Any:
+        """The memories table (the store opens it)."""
+        raise NotImplementedError
+
+    @property
+    def _passages(self) -> PassageTable:
+        """The passages table (the store opens it)."""
+        raise NotImplementedError
 
     @staticmethod
     def _ensure_indexes(table: Any, rebuild: bool = False) -> None:
@@ -61,6 +67,8 @@ class TableUpkeep:
         per-user prefilter an index probe instead of a scan. Rows added after an index was built are still
         searched (brute force) until compaction folds them in, so the write path never rebuilds an index.
         """
+        from lancedb.index import FTS, Bitmap, BTree, LabelList
+
         wanted: list[tuple[str, Any]] = [
             ("id", BTree()),
             ("user_id", Bitmap()),
@@ -159,6 +167,8 @@ class TableUpkeep:
     def _ensure_vector_index(self, rebuild: bool = False) -> None:
         if self._table.count_rows() < VECTOR_INDEX_MIN_ROWS or (self._has_vector_index() and not rebuild):
             return
+        from lancedb.index import HnswSq
+
         logger.info("building the vector index (%d rows)", self._table.count_rows())
         retry_on_conflict(
             lambda: self._table.create_index("vector", config=HnswSq(distance_type="cosine"), replace=True)
