@@ -12,6 +12,7 @@ from engram.config import Settings
 from engram.core.filters import MemoryFilters
 from engram.core.models import Memory
 from engram.core.service import MemoryService
+from engram.storage.flush_policy import FlushPolicy
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
 from engram.storage.long_term import LanceLongTermStore
@@ -63,7 +64,9 @@ def _unit(dimensions: int) -> np.ndarray:
 def _journaled(directory: Path, dimensions: int) -> JournaledLongTermStore:
     # Never flushed in the background: what reaches the table is what the test makes reach it.
     store = LanceLongTermStore(directory, dimensions=dimensions, model_id="hash")
-    return JournaledLongTermStore(store, WriteJournal(directory / "journal.sqlite"), flush_delay_s=3600)
+    return JournaledLongTermStore(
+        store, WriteJournal(directory / "journal.sqlite"), policy=FlushPolicy(quiet_s=3600, max_wait_s=3600)
+    )
 
 
 def test_an_acknowledged_write_waits_in_the_journal_and_a_new_open_replays_it(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from engram.core.filters import MemoryFilters
 from engram.core.models import Kind, Memory, Visibility
+from engram.storage.flush_policy import FlushPolicy
 from engram.storage.indexed_long_term import IndexedLongTermStore
 from engram.storage.journal import WriteJournal
 from engram.storage.journaled import JournaledLongTermStore
@@ -20,7 +21,9 @@ DIMS = 16
 def _journaled(directory: Path) -> JournaledLongTermStore:
     # Never flushed in the background: every commit the test counts is one a read forced.
     table = IndexedLongTermStore(directory, dimensions=DIMS, model_id="hash", index_bytes=64 << 20)
-    return JournaledLongTermStore(table, WriteJournal(directory / "journal.sqlite"), flush_delay_s=3600)
+    return JournaledLongTermStore(
+        table, WriteJournal(directory / "journal.sqlite"), policy=FlushPolicy(quiet_s=3600, max_wait_s=3600)
+    )
 
 
 def _fact(i: int, user: str = "ann", **fields: object) -> Memory:

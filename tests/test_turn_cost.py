@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -63,3 +65,36 @@ async def test_a_recall_embeds_and_searches_long_term_memory_in_one_worker_hop(
     assert len(hops) <= 2
     long_term = [fn for fn in hops if getattr(fn, "__qualname__", "").endswith("_search_long_term.<locals>.search")]
     assert len(long_term) == 1
+
+
+_TURNS_THEN_MODULES = """
+import asyncio, sys, tempfile
+from pathlib import Path
+from engram.config import Settings
+from engram.embeddings.hashing import HashEmbedder
+from engram.runtime import open_memory
+
+async def main():
+    with tempfile.TemporaryDirectory() as scratch:
+        service = open_memory(Settings(data_dir=Path(scratch), embedding_model="hash"), HashEmbedder())
+        try:
+            for content in ("We adopted a puppy called Biscuit.", "Oh lovely, what breed?"):
+                turn = await service.remember("ann", content, session_id="s1")
+            (stored,) = [m for m in await service.recent_memories("ann") if m.id == turn.id]
+            assert stored.sentiment is not None, "the turn was not enriched"
+            print("yake" in sys.modules)
+            await service.remember("ann", "I moved to Lisbon in March.")  # a fact is tagged
+            print("yake" in sys.modules)
+        finally:
+            service.close()
+
+asyncio.run(main())
+"""
+
+
+def test_session_turns_never_import_the_keyword_tagger() -> None:
+    # Importing and building YAKE was most of the extractors' start-up, paid by a session's first turn; turns are
+    # never tagged (a fresh interpreter: this one may have imported YAKE for another test).
+    done = subprocess.run([sys.executable, "-c", _TURNS_THEN_MODULES], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -235,6 +235,18 @@ class Settings(BaseSettings):
         description="How often a running server checks whether the long-term table needs compaction and index "
         "upkeep (also right after a burst of writes).",
     )
+    journal_quiet_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="Journalled writes move into the long-term table once no write has come for this long (a "
+        "burst of writes, such as a conversation logged turn by turn, moves in one commit; reads move them at once).",
+    )
+    journal_max_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A journalled write waits at most this long before it moves into the long-term table, even "
+        "while writes keep coming (then in batches of at most 500 rows).",
+    )
     version_retention_seconds: float = Field(
         default=120.0,
         ge=1,

@@ -115,6 +115,7 @@ def open_memory(
     from engram.ingest import parse_document
     from engram.storage.direct import DirectLongTermStore
     from engram.storage.faults import open_tier
+    from engram.storage.flush_policy import FlushPolicy
     from engram.storage.graph import LanceGraphStore
     from engram.storage.guarded import (
         GuardedGraphStore,
@@ -195,7 +196,8 @@ def open_memory(
                 return DirectLongTermStore(table, upkeep=upkeep)
             # Writes are acknowledged from a durable journal and reach the table in batches (storage/journaled.py).
             journal = WriteJournal(settings.long_term_dir / "journal.sqlite")
-            return JournaledLongTermStore(table, journal, upkeep=upkeep)
+            flush = FlushPolicy(quiet_s=settings.journal_quiet_seconds, max_wait_s=settings.journal_max_wait_seconds)
+            return JournaledLongTermStore(table, journal, policy=flush, upkeep=upkeep)
 
         long_term = open_tier(open_long_term, GuardedLongTermStore, "long-term", settings.long_term_dir, health)
         opened.callback(long_term.close)

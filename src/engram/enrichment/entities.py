@@ -13,9 +13,11 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.resources
+import importlib.util
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 PERSON, ORGANIZATION, PRODUCT, PLACE, DATE, OTHER = "person", "organization", "product", "place", "date", "other"
 
@@ -130,10 +132,15 @@ class _Token:
 
 
 def _package_lines(package: str, resource: str) -> list[str]:
-    try:
-        return (importlib.resources.files(package) / resource).read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, ModuleNotFoundError):  # a packaging change upstream: fewer filters, not a crash
-        return []
+    # Found without importing the package: importing YAKE costs more than everything else these filters need.
+    spec = importlib.util.find_spec(package)
+    folders = [] if spec is None else list(spec.submodule_search_locations or [])
+    for folder in folders:
+        try:
+            return (Path(folder) / resource).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+    return []  # a packaging change upstream: fewer filters, not a crash
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Collection
 from typing import Any
 
@@ -16,14 +17,25 @@ _PLACEHOLDER = re.compile(r"\[[A-Z_]+\]")  # redaction placeholders such as [EMA
 
 
 class KeywordTagger:
-    """Picks the most salient keyphrases of a text with YAKE (statistical, single-document, no model)."""
+    """Picks the most salient keyphrases of a text with YAKE (statistical, single-document, no model).
+
+    YAKE is imported and built at the first text to tag: conversation turns are never tagged, and importing it was
+    most of the extractors' start-up, paid by a session's first turn (#15).
+    """
 
     def __init__(self, max_tags: int = MAX_EXTRACTED_TAGS) -> None:
-        import yake
-
         self.max_tags = max_tags
-        # Asked for more candidates than kept: filtering below drops some.
-        self._extractor: Any = yake.KeywordExtractor(lan="en", n=MAX_TAG_WORDS, top=max_tags * 3, dedup_lim=0.7)
+        self._built: Any = None
+        self._lock = threading.Lock()
+
+    def _extractor(self) -> Any:
+        with self._lock:
+            if self._built is None:
+                import yake
+
+                # Asked for more candidates than kept: filtering below drops some.
+                self._built = yake.KeywordExtractor(lan="en", n=MAX_TAG_WORDS, top=self.max_tags * 3, dedup_lim=0.7)
+            return self._built
 
     def tags(self, text: str, exclude: Collection[str] = ()) -> list[str]:
         """Up to `max_tags` labels such as `refund` or `billing-address`, most salient first.
@@ -34,7 +46,7 @@ class KeywordTagger:
         if not text.strip():
             return []
         found: list[str] = []
-        for phrase, _score in self._extractor.extract_keywords(text):
+        for phrase, _score in self._extractor().extract_keywords(text):
             words = _WORD.findall(phrase.lower())
             if not words or all(w.isdigit() or len(w) < 3 for w in words) or any(w in exclude for w in words):
                 continue

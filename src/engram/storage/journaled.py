@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -15,6 +15,7 @@ from engram.core.filters import MemoryFilters
 from engram.core.identity import UserKey
 from engram.core.models import AgentActivity, Memory
 from engram.core.ports import Candidate, LongTermStore, StoredMemory, Vectors
+from engram.storage.flush_policy import FlushPolicy, FlushWindow
 from engram.storage.journal import WriteJournal
 from engram.storage.lance_support import FileLock
 from engram.storage.upkeep import Upkeep
@@ -46,10 +47,10 @@ class JournaledLongTermStore(LongTermStore):
     """The LongTermStore port decorating another one, with writes acknowledged from a durable journal.
 
     A write is acknowledged once it is fsync'd in the journal (a few ms) instead of after a LanceDB commit (tens of
-    ms, and one fragment per write). A background thread moves journalled writes into the table in batches: when
-    `batch_rows` are waiting or `flush_delay_s` after the first one. Every read, count and erasure first moves
-    whatever is waiting (from any process), so a caller always reads its own writes; the vector search instead
-    scores the user's waiting writes in memory (storage/waiting_search.py). Opening replays what a
+    ms, and one fragment per write). A background thread moves journalled writes into the table in batches, when
+    `policy` says (storage/flush_policy.py: once writing pauses, at a batch size or at an age). Every read, count
+    and erasure first moves whatever is waiting (from any process), so a caller always reads its own writes; the
+    vector search instead scores the user's waiting writes in memory (storage/waiting_search.py). Opening replays what a
     crashed process left; ids are content-addressed and the insert is conditional on them, so a replay is a no-op
     for rows that had already made it. The decorator replays through the store's own `add_many` (durable when it
     returns) and only then lets the journal forget the entries.
@@ -60,19 +61,18 @@ class JournaledLongTermStore(LongTermStore):
         store: JournalableStore,
         journal: WriteJournal,
         *,
-        batch_rows: int = 500,
-        flush_delay_s: float = 0.5,
+        policy: FlushPolicy | None = None,
         upkeep: Upkeep | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self._journal = journal
         # Two processes never move the same entries at once: the journal is shared by every server on the directory.
         self._replaying = FileLock(journal.path.with_name(journal.path.name + ".replay.lock"))
-        self._batch_rows = batch_rows
-        self._flush_delay_s = flush_delay_s
+        self._window = FlushWindow(policy or FlushPolicy())
+        self._batch_rows = self._window.policy.batch_rows
         self._upkeep = upkeep
-        self._waiting = 0  # writes this process journalled since its last flush
-        self._first_waiting_at = 0.0
+        self._clock = clock
         self._signal = threading.Condition()
         self._stopping = False
         self.catch_up()  # whatever a previous process acknowledged but did not move
@@ -103,9 +103,7 @@ class JournaledLongTermStore(LongTermStore):
                 created |= again
         if created:
             with self._signal:
-                if self._waiting == 0:
-                    self._first_waiting_at = time.monotonic()
-                self._waiting += len(created)
+                self._window.written(len(created), self._clock())
                 self._signal.notify_all()
         return created
 
@@ -151,16 +149,18 @@ class JournaledLongTermStore(LongTermStore):
         self.store.optimize()
 
     def _flush_loop(self) -> None:
+        window = self._window
         while True:
             with self._signal:
-                while not self._stopping and not self._due():
-                    if self._waiting:
-                        self._signal.wait(self._first_waiting_at + self._flush_delay_s - time.monotonic())
+                while not self._stopping and not window.due(self._clock()):
+                    wait = window.wait_s(self._clock())
+                    if wait is not None:
+                        self._signal.wait(wait)
                     elif not self._signal.wait(_IDLE_CHECK_S) and self._journal.has_pending():
                         break  # left by a server that was killed, while the live ones only write
                 if self._stopping:
                     return
-                self._waiting = 0
+                window.moved()
             try:
                 self.catch_up()
                 # Off the request path: keeps the journal's log small and its moved entries' copies short-lived.
@@ -168,11 +168,6 @@ class JournaledLongTermStore(LongTermStore):
             except Exception:  # the writes stay journalled; the next flush or read retries them
                 logger.exception("moving journalled writes into the long-term table failed; will retry")
                 time.sleep(1.0)
-
-    def _due(self) -> bool:
-        if self._waiting == 0:
-            return False
-        return self._waiting >= self._batch_rows or time.monotonic() >= self._first_waiting_at + self._flush_delay_s
 
     # -- reads: each one sees every acknowledged write (most catch up first) ---------------------------------------
 
