@@ -165,7 +165,7 @@ class LanceGraphStore:
             where += f" AND array_has_any(keys, {quote_list(list(keys))})"
         # Recall asks on every call, and most stores have no graph: a row count (~0.2 ms) spares a filtered scan
         # of an empty table (~3.5 ms of CPU).
-        elif holds_no_rows(self._directory, ENTITIES) or self._entities.count_rows() == 0:
+        elif self.holds_nothing() or self._entities.count_rows() == 0:
             return []
         return [_entity(r) for r in self._read(self._entities, where, limit)]
 

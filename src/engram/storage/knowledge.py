@@ -263,7 +263,7 @@ class LanceKnowledgeStore:
     def count(self) -> int:
         """Number of chunks of all owners."""
         # Recall asks on every call: a store that never held a chunk answers from a listing, not LanceDB.
-        return 0 if holds_no_rows(self._directory, TABLE_NAME) else int(self._table.count_rows())
+        return 0 if self.holds_nothing() else int(self._table.count_rows())
 
     def holds_nothing(self) -> bool:
         """True when the table has never held a chunk (a directory listing: microseconds, no LanceDB)."""
