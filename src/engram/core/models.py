@@ -152,6 +152,11 @@ class MemoryHit(BaseModel):
         default=None, description="For a long memory found by a later part of it: that passage (as indexed)."
     )
 
+    def rescored(self, score: float, **parts: float) -> MemoryHit:
+        """This hit with `score` as its final and fused score, and any other score `parts` replaced."""
+        scores = self.scores.model_copy(update={**parts, "fused": score})
+        return self.model_copy(update={"score": score, "scores": scores})
+
 
 class Citation(BaseModel):
     """Where a knowledge chunk comes from, so an answer can cite it."""

@@ -88,6 +88,4 @@ def _lifted(hit: MemoryHit, score: float) -> MemoryHit:
     lift = max(0.0, score - hit.score)
     if not lift:
         return hit
-    new_score = round(hit.score + lift, 6)
-    scores = hit.scores.model_copy(update={"newer_lift": round(lift, 6), "fused": new_score})
-    return hit.model_copy(update={"score": new_score, "scores": scores})
+    return hit.rescored(round(hit.score + lift, 6), newer_lift=round(lift, 6))

@@ -48,4 +48,4 @@ def own_turns_first(hits: Sequence[MemoryHit], question: str, share: float = ASS
 def _scaled(hit: MemoryHit, share: float) -> MemoryHit:
     """`hit` with its score times `share`."""
     score = round(hit.score * share, 6) if hit.score > 0 else hit.score
-    return hit.model_copy(update={"score": score, "scores": hit.scores.model_copy(update={"fused": score})})
+    return hit.rescored(score)

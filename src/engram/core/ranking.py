@@ -214,10 +214,7 @@ def _replies_yield(hits: list[MemoryHit]) -> list[MemoryHit]:
             continue
         before = at.get((hit.memory.session_id, hit.memory.turn_index - 1))
         if before is not None and lifted[before].score < hit.score:
-            score = round(hit.score + 1e-6, 6)
-            lifted[before] = lifted[before].model_copy(
-                update={"score": score, "scores": lifted[before].scores.model_copy(update={"fused": score})}
-            )
+            lifted[before] = lifted[before].rescored(round(hit.score + 1e-6, 6))
     return lifted
 
 

@@ -51,9 +51,7 @@ def _boosted(hit: MemoryHit, boost: float) -> MemoryHit:
     """`hit` with the graph's boost added to its score."""
     if not boost:
         return hit
-    score = hit.score + boost
-    scores = hit.scores.model_copy(update={"graph_boost": boost, "fused": round(score, 6)})
-    return hit.model_copy(update={"score": round(score, 6), "scores": scores})
+    return hit.rescored(round(hit.score + boost, 6), graph_boost=boost)
 
 
 @dataclass

@@ -76,7 +76,5 @@ def ahead(first: Sequence[MemoryHit], ranked: Sequence[MemoryHit]) -> list[Memor
     for i in range(len(order) - 2, -1, -1):
         after = order[i + 1].score
         if order[i].score < after:
-            score = round(after + SCORE_STEP, 6)
-            scores = order[i].scores.model_copy(update={"fused": score})
-            order[i] = order[i].model_copy(update={"score": score, "scores": scores})
+            order[i] = order[i].rescored(round(after + SCORE_STEP, 6))
     return order

@@ -60,7 +60,4 @@ def lift_named_speakers(hits: Sequence[MemoryHit], question: str, lift: float = 
 
 def _with_lift(hit: MemoryHit, lift: float) -> MemoryHit:
     """`hit` with `lift` added to its score, shown as part of its graph boost (the link from turn to speaker)."""
-    score = round(hit.score + lift, 6)
-    boost = round(hit.scores.graph_boost + lift, 6)
-    scores = hit.scores.model_copy(update={"graph_boost": boost, "fused": score})
-    return hit.model_copy(update={"score": score, "scores": scores})
+    return hit.rescored(round(hit.score + lift, 6), graph_boost=round(hit.scores.graph_boost + lift, 6))
