@@ -21,11 +21,11 @@ HER_ACTIVITIES = [
     "Pottery class this morning was so relaxing",
     "We went camping by the lake over the weekend",
 ]
-#: Melanie's other turns: her name is in their index text too, but they are not about what she does.
+#: Melanie's other turns: her name is in their index text too; one says she has activities without naming one.
 HER_OTHER_TURNS = [
     "My car needs new tyres before winter",
     "The rent on our flat went up again",
-    "Thanks Caroline, I love hearing about your activities",
+    "I partake in so many activities these days!",
 ]
 #: What Caroline says to Melanie about activities: close to the question in words and meaning, but not the answer.
 TOPICS = ["art", "music", "school", "weekend", "summer", "team", "club", "family", "outdoor", "group", "city", "winter"]
@@ -78,6 +78,14 @@ async def test_a_gathering_question_finds_what_the_person_did_in_other_words(
         await service.remember_many("ann", [*hers, *chatter])
         result = await service.recall("ann", "What activities does Melanie partake in?", top_k=10, scope="memories")
         top = [h.memory.content for h in result.memories]
-        assert set(HER_ACTIVITIES) <= set(top), top
+        assert set(HER_ACTIVITIES) <= set(top), [(h.memory.content[:30], h.score) for h in result.memories]
     finally:
         service.close()
+
+
+def test_with_closeness_a_place_goes_to_the_closer_of_the_two() -> None:
+    hits = [_hit(f"h{i}", 2.0 - i / 100) for i in range(20)]
+    closeness = {"h7": 0.9, "h8": 0.1, "h9": 0.2, "h15": 0.5, "h12": 0.3, "h18": 0.05}
+    ranked = with_their_turns(hits, ["h15", "h12", "h18"], slots=3, closeness=closeness)
+    assert [h.memory.id for h in ranked[7:10]] == ["h7", "h15", "h12"]
+    assert [h.memory.id for h in ranked[10:13]] == ["h8", "h9", "h10"]

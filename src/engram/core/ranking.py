@@ -74,6 +74,7 @@ class RankingPolicy:
     #: the name take the last places of the top ten (core/speaker_search.py); 0: off.
     speaker_slots: int = 3
     speaker_gate: int = 0
+    speaker_compare: float = 0.0
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:

@@ -65,6 +65,8 @@ class _Searched:
     keyword: list[Candidate] = field(default_factory=list)
     #: For a gathering question naming a person: that person's turns, best first by the question without the name.
     speaker: list[Candidate] = field(default_factory=list)
+    #: Their and every other candidate's similarity to the question without the name, by memory id.
+    name_free: dict[str, float] = field(default_factory=dict)
     failed: list[EngramError] = field(default_factory=list)
 
 
@@ -219,6 +221,10 @@ class MemoryReader:
             replace(c, score=float(np.dot(c.vector, question))) for c in searched.speaker if c.memory.id not in present
         ]
         searched.semantic.sort(key=lambda c: c.score, reverse=True)
+        if ranking.speaker_compare:
+            pool = [*searched.keyword, *searched.semantic]
+            sims = np.stack([c.vector for c in pool]) @ vector
+            searched.name_free = {c.memory.id: float(x) for c, x in zip(pool, sims, strict=True)}
 
     async def _follow_graph(
         self, key: UserKey, query: str, vector: Vectors, filters: MemoryFilters, searched: _Searched
@@ -276,7 +282,8 @@ class MemoryReader:
         if spans_sessions(query):
             hits = sessions_first(hits, int(policy.session_heads))
         if searched.speaker:
-            hits = with_their_turns(hits, [c.memory.id for c in searched.speaker], int(policy.speaker_slots))
+            theirs = [c.memory.id for c in searched.speaker]
+            hits = with_their_turns(hits, theirs, int(policy.speaker_slots), searched.name_free or None)
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
         for hit in hits:
             if len(kept) == top_k:

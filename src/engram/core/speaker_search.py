@@ -11,7 +11,7 @@ then given places in the top ten.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from engram.core.models import MemoryHit
 from engram.core.ports import Candidate
@@ -39,10 +39,17 @@ def their_turns(found: Sequence[Candidate], names: set[str], limit: int) -> list
     return [c for c in found if (speaker_of(c.memory) or "").casefold() in names][:limit]
 
 
-def with_their_turns(hits: Sequence[MemoryHit], theirs: Sequence[str], slots: int = SLOTS) -> list[MemoryHit]:
+def with_their_turns(
+    hits: Sequence[MemoryHit],
+    theirs: Sequence[str],
+    slots: int = SLOTS,
+    closeness: Mapping[str, float] | None = None,
+) -> list[MemoryHit]:
     """`hits` (best first) with the best of `theirs` (memory ids, best first) in the last `slots` places of the top ten.
 
     Only those not already among the first `WINDOW - slots` hits move; every other hit keeps its order after them.
+    With `closeness` (memory id: similarity to the question without the name), a place goes to whichever is closer,
+    the hit that holds it or one of `theirs`.
     """
     ranked = list(hits)
     if slots <= 0 or not theirs:
@@ -53,5 +60,7 @@ def with_their_turns(hits: Sequence[MemoryHit], theirs: Sequence[str], slots: in
     offered = [by_id[i] for i in theirs if i in by_id and i not in present][:slots]
     if not offered:
         return ranked
+    if closeness is not None:
+        pool = {h.memory.id: h for h in [*ranked[WINDOW - slots : WINDOW], *offered]}
+        offered = sorted(pool.values(), key=lambda h: -closeness.get(h.memory.id, -1.0))[:slots]
     return ahead([*kept, *offered], ranked)
-
