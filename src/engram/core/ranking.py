@@ -70,11 +70,6 @@ class RankingPolicy:
     #: For a question about the user (first person, not "you"): each assistant turn's score times this, so the
     #: user's own statements rank above the replies quoting them (core/own_turns.py); 1.0: off.
     assistant_share: float = 0.7
-    #: For a gathering question naming a person: how many of that person's turns closest to the question without
-    #: the name take the last places of the top ten (core/speaker_search.py); 0: off.
-    speaker_slots: int = 3
-    speaker_gate: int = 0
-    speaker_compare: float = 0.0
 
 
 def _normalised(scored: Sequence[tuple[str, float]]) -> dict[str, float]:

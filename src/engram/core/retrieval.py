@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-
-import numpy as np
 
 from engram.core.asked_at import asked_at, merged, within
 from engram.core.context import MemoryContext, turn_admitted
@@ -35,8 +33,7 @@ from engram.core.ports import Candidate, Vectors
 from engram.core.ranking import fuse
 from engram.core.session_first import sessions_first
 from engram.core.session_spread import spans_sessions, spread
-from engram.core.speaker_links import lift_named_speakers, named_in
-from engram.core.speaker_search import SEARCH_DEPTH, WINDOW, their_turns, with_their_turns, without_names
+from engram.core.speaker_links import lift_named_speakers
 from engram.core.temporal import TimeReference
 from engram.core.validation import check_id, check_memory_id, check_optional_id
 
@@ -63,10 +60,6 @@ class _Searched:
 
     semantic: list[Candidate] = field(default_factory=list)
     keyword: list[Candidate] = field(default_factory=list)
-    #: For a gathering question naming a person: that person's turns, best first by the question without the name.
-    speaker: list[Candidate] = field(default_factory=list)
-    #: Their and every other candidate's similarity to the question without the name, by memory id.
-    name_free: dict[str, float] = field(default_factory=dict)
     failed: list[EngramError] = field(default_factory=list)
 
 
@@ -194,37 +187,9 @@ class MemoryReader:
                         searched.semantic = merged(searched.semantic, dated)
                 except EngramError as exc:
                     searched.failed.append(exc)
-            if ranking.speaker_slots > 0 and not searched.failed:
-                self._search_speaker(key, query, vector, filters, searched)
             return vector, searched
 
         return await ctx.run(search)
-
-    def _search_speaker(
-        self, key: UserKey, query: str, question: Vectors, filters: MemoryFilters, searched: _Searched
-    ) -> None:
-        """For a gathering question naming a person: that person's turns, by the question without the name."""
-        ctx, ranking = self._ctx, self._ctx.ranking
-        gate = int(ranking.speaker_gate)
-        asked = query + " how many" if gate == 2 or (gate == 1 and spans_sessions(query)) else query
-        names = named_in(asked, (c.memory for c in (*searched.keyword, *searched.semantic)))
-        rest = without_names(query, names) if names else ""
-        if not rest:
-            return
-        vector = ctx.embedder.embed([rest])[0]
-        found = ctx.long_term.vector_search(key, vector, filters, SEARCH_DEPTH, passages=False)
-        # Enough of them that the slots fill even when some of them already rank in the top ten.
-        searched.speaker = their_turns(found, names, WINDOW + int(ranking.speaker_slots))
-        present = {c.memory.id for c in searched.semantic}
-        # Scored as the question's own vector scores them, so the vector list's scale stays the question's.
-        searched.semantic += [
-            replace(c, score=float(np.dot(c.vector, question))) for c in searched.speaker if c.memory.id not in present
-        ]
-        searched.semantic.sort(key=lambda c: c.score, reverse=True)
-        if ranking.speaker_compare:
-            pool = [*searched.keyword, *searched.semantic]
-            sims = np.stack([c.vector for c in pool]) @ vector
-            searched.name_free = {c.memory.id: float(x) for c, x in zip(pool, sims, strict=True)}
 
     async def _follow_graph(
         self, key: UserKey, query: str, vector: Vectors, filters: MemoryFilters, searched: _Searched
@@ -281,9 +246,6 @@ class MemoryReader:
         hits = spread(hits, int(self._ctx.ranking.session_cap), self._ctx.ranking.session_cap_share, query)
         if spans_sessions(query):
             hits = sessions_first(hits, int(policy.session_heads))
-        if searched.speaker:
-            theirs = [c.memory.id for c in searched.speaker]
-            hits = with_their_turns(hits, theirs, int(policy.speaker_slots), searched.name_free or None)
         # The threshold applies before the cut, so weak hits make room for passing ones further down.
         for hit in hits:
             if len(kept) == top_k:

@@ -11,9 +11,9 @@ wrong person on purpose (measured on conversations 1-3; README, "Retrieval quali
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from engram.core.models import Memory, MemoryHit
+from engram.core.models import MemoryHit
 
 #: Added to the score of a turn said by the person a gathering question names.
 SPEAKER_LIFT = 0.3
@@ -28,34 +28,19 @@ _GATHERING = re.compile(
 _ROLES = frozenset({"user", "assistant", "system", "summary"})
 
 
-def gathering(question: str) -> bool:
-    """Whether `question` gathers several things ("what activities ...", "where has ...", "how many ...")."""
-    return _GATHERING.search(question) is not None
-
-
-def speaker_of(memory: Memory) -> str | None:
-    """Who said `memory` (`metadata.speaker`), unless it is only a role ("user", "assistant")."""
-    value = memory.metadata.get("speaker")
+def _speaker(hit: MemoryHit) -> str | None:
+    value = hit.memory.metadata.get("speaker")
     if not isinstance(value, str) or not value.strip() or value.strip().casefold() in _ROLES:
         return None
     return value.strip()
 
 
-def _speaker(hit: MemoryHit) -> str | None:
-    return speaker_of(hit.memory)
-
-
 def named_speakers(question: str, hits: Sequence[MemoryHit]) -> set[str]:
     """The speakers of `hits` a gathering `question` names (as whole words, any case); none for other questions."""
-    return named_in(question, (h.memory for h in hits))
-
-
-def named_in(question: str, memories: Iterable[Memory]) -> set[str]:
-    """The speakers of `memories` a gathering `question` names (case-folded); none for other questions."""
-    if not gathering(question):
+    if _GATHERING.search(question) is None:
         return set()
     words = _padded(question)
-    speakers = {s.casefold() for m in memories if (s := speaker_of(m)) is not None}
+    speakers = {s.casefold() for h in hits if (s := _speaker(h)) is not None}
     return {s for s in speakers if _padded(s) in words}
 
 
