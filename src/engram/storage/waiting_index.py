@@ -39,10 +39,8 @@ class _UserWaiting:
 
 
 class WaitingIndex:
-    """This process's copy of every process's waiting writes: each read once, decoded and indexed when searched.
-
-    Thread-safe. `decodes` counts the entries decoded so far: each at most once while it waits.
-    """
+    """This process's copy of every process's waiting writes (thread-safe): each read once, decoded and indexed
+    when its user is searched."""
 
     def __init__(self, journal: WriteJournal) -> None:
         self._journal = journal
@@ -50,7 +48,6 @@ class WaitingIndex:
         self._last_seq = 0  # the highest seq read from the journal
         self._oldest: int | None = None  # the oldest seq waiting when last checked
         self._users: dict[str, _UserWaiting] = {}
-        self.decodes = 0
 
     def search(
         self, user_id: str, vector: Vectors, filters: MemoryFilters, limit: int, *, passages_too: bool
@@ -95,7 +92,6 @@ class WaitingIndex:
         while waiting.raw:
             seq, _, body, blob = waiting.raw.popleft()
             entry = decoded(seq, body, blob)
-            self.decodes += 1
             memory_id = entry.memory.id
             if memory_id in waiting.entries:
                 # Moved, erased and written again before this process saw it go: the newer entry counts.
