@@ -97,3 +97,24 @@ async def test_the_batch_items_schema_is_the_cores_remember_item(client: Client)
     assert list(schema["$defs"][ref]["properties"]) == list(RememberItem.model_fields)
     # And remember's own arguments are the same fields, parsed by the same types.
     assert set(RememberItem.model_fields) <= set(tools["remember"].input_schema["properties"])
+
+
+def test_the_conditioned_fields_are_read_from_the_declaration_once_per_class() -> None:
+    # Every search asks for the conditions (a recall four times): the fields' metadata is scanned once, not per call.
+    from engram.core import filters as declared
+
+    declared.conditioned_fields.cache_clear()
+    asked = [
+        MemoryFilters(tags=["work"], min_importance=0.5),
+        MemoryFilters(),
+        MemoryFilters(category="health", tags=[]),
+    ]
+    found = [list(f.conditions()) for f in asked for _ in range(3)]
+    assert declared.conditioned_fields.cache_info().misses == 1
+    # What each yields is still every set filter's own condition and value, in declaration order.
+    assert [(c.attribute, c.kind, v) for c, v in found[0]] == [
+        ("tags", "has_any", ["work"]),
+        ("importance", "at_least", 0.5),
+    ]
+    assert found[3] == []
+    assert [(c.attribute, v) for c, v in found[6]] == [("category", "health")]

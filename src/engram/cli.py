@@ -103,8 +103,10 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
     _configure_logging(settings.log_level)
     _cap_native_threads(settings)
     from engram.allocator import tune_allocator
+    from engram.collector import tune_collector
 
     tune_allocator()  # before any thread starts: see engram.allocator
+    tune_collector()  # no garbage collection pass on every recall: see engram.collector
     if transport == "stdio":
         if host is not None or port is not None:
             raise click.UsageError("--host and --port apply to the HTTP transports (streamable-http, sse) only.")

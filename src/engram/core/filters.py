@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
@@ -112,8 +113,22 @@ class MemoryFilters(BaseModel):
 
     def conditions(self) -> Iterator[tuple[Condition, Any]]:
         """Each set filter's condition and value; `shared_only` and the viewer are the visibility rule instead."""
-        for name, field in type(self).model_fields.items():
+        for name, condition in conditioned_fields(type(self)):
             value = getattr(self, name)
-            condition = next((m for m in field.metadata if isinstance(m, Condition)), None)
-            if condition is not None and value is not None and value != []:
+            if value is not None and value != []:
                 yield condition, value
+
+
+@cache
+def conditioned_fields(model: type[BaseModel]) -> tuple[tuple[str, Condition], ...]:
+    """The fields of `model` that carry a Condition, with it, in declaration order.
+
+    Read from the fields' metadata once per class: every search asks for the conditions (a recall four times), and
+    scanning all 18 fields' metadata each time cost ~9 us a call.
+    """
+    found = []
+    for name, field in model.model_fields.items():
+        condition = next((m for m in field.metadata if isinstance(m, Condition)), None)
+        if condition is not None:
+            found.append((name, condition))
+    return tuple(found)

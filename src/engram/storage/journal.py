@@ -136,14 +136,25 @@ class WriteJournal:
             ).fetchall()
         return _entries(rows)
 
-    def pending_of(self, user_id: str) -> list[JournalEntry]:
-        """The waiting writes (of any process) of one user, in the order they were acknowledged."""
+    def waiting_after(self, seq: int) -> list[tuple[int, str, str, str, bytes]]:
+        """The waiting writes (of any process) past `seq`, oldest first, undecoded: (seq, user, id, body, vector).
+
+        Entries are numbered in the order they commit and leave oldest first, so a reader that remembers the last
+        seq it read needs only these to stay in step.
+        """
         with self._lock:
             rows = self._connection.execute(
-                "SELECT seq, body, vector FROM pending WHERE json_extract(body, '$.memory.user_id') = ? ORDER BY seq",
-                (user_id,),
+                "SELECT seq, json_extract(body, '$.memory.user_id'), id, body, vector FROM pending WHERE seq > ? "
+                "ORDER BY seq",
+                (seq,),
             ).fetchall()
-        return _entries(rows)
+        return [(int(s), str(user), memory_id, body, blob) for s, user, memory_id, body, blob in rows]
+
+    def oldest_waiting(self) -> int | None:
+        """The seq of the oldest waiting write (every entry before it has been moved); None when none waits."""
+        with self._lock:
+            row = self._connection.execute("SELECT MIN(seq) FROM pending").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def trim(self, through_seq: int) -> None:
         """Forget the writes up to `through_seq`: they are in the table now."""
@@ -162,17 +173,17 @@ class WriteJournal:
             self._connection.close()
 
 
+def decoded(seq: int, body: str, blob: bytes) -> JournalEntry:
+    """One journal row (seq, body, vector) as an entry."""
+    fields = json.loads(body)
+    return JournalEntry(
+        seq=int(seq),
+        memory=Memory.model_validate(fields["memory"]),
+        index_text=fields["index_text"],
+        vector=np.frombuffer(blob, dtype=np.float32).copy(),
+    )
+
+
 def _entries(rows: list[tuple[int, str, bytes]]) -> list[JournalEntry]:
     """Journal rows (seq, body, vector) as entries."""
-    entries = []
-    for seq, body, blob in rows:
-        decoded = json.loads(body)
-        entries.append(
-            JournalEntry(
-                seq=int(seq),
-                memory=Memory.model_validate(decoded["memory"]),
-                index_text=decoded["index_text"],
-                vector=np.frombuffer(blob, dtype=np.float32).copy(),
-            )
-        )
-    return entries
+    return [decoded(seq, body, blob) for seq, body, blob in rows]

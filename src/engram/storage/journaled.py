@@ -19,7 +19,8 @@ from engram.storage.flush_policy import FlushPolicy, FlushWindow
 from engram.storage.journal import WriteJournal
 from engram.storage.lance_support import FileLock
 from engram.storage.upkeep import Upkeep
-from engram.storage.waiting_search import merged, search_waiting
+from engram.storage.waiting_index import WaitingIndex
+from engram.storage.waiting_search import merged
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class JournaledLongTermStore(LongTermStore):
     ms, and one fragment per write). A background thread moves journalled writes into the table in batches, when
     `policy` says (storage/flush_policy.py: once writing pauses, at a batch size or at an age). Every read, count
     and erasure first moves whatever is waiting (from any process), so a caller always reads its own writes; the
-    vector search instead scores the user's waiting writes in memory (storage/waiting_search.py). Opening replays what a
+    vector search instead scores the user's waiting writes in memory (storage/waiting_index.py). Opening replays what a
     crashed process left; ids are content-addressed and the insert is conditional on them, so a replay is a no-op
     for rows that had already made it. The decorator replays through the store's own `add_many` (durable when it
     returns) and only then lets the journal forget the entries.
@@ -67,6 +68,8 @@ class JournaledLongTermStore(LongTermStore):
     ) -> None:
         self.store = store
         self._journal = journal
+        # Every process's waiting writes, read and decoded once each, for the vector search.
+        self.waiting = WaitingIndex(journal)
         # Two processes never move the same entries at once: the journal is shared by every server on the directory.
         self._replaying = FileLock(journal.path.with_name(journal.path.name + ".replay.lock"))
         self._window = FlushWindow(policy or FlushPolicy())
@@ -124,6 +127,8 @@ class JournaledLongTermStore(LongTermStore):
             moved += count
             if count < self._batch_rows:
                 break
+        # Whatever any process moved (and may erase next) leaves this process's copy of the waiting writes.
+        self.waiting.forget_moved()
         if moved and self._upkeep is not None:
             self._upkeep.notify()
         return moved
@@ -156,8 +161,11 @@ class JournaledLongTermStore(LongTermStore):
                     wait = window.wait_s(self._clock())
                     if wait is not None:
                         self._signal.wait(wait)
-                    elif not self._signal.wait(_IDLE_CHECK_S) and self._journal.has_pending():
-                        break  # left by a server that was killed, while the live ones only write
+                    elif not self._signal.wait(_IDLE_CHECK_S):
+                        if self._journal.has_pending():
+                            break  # left by a server that was killed, while the live ones only write
+                        # Another process moved (and may have erased) what this one holds a copy of.
+                        self.waiting.forget_moved()
                 if self._stopping:
                     return
                 window.moved()
@@ -184,8 +192,7 @@ class JournaledLongTermStore(LongTermStore):
         The user's waiting writes are scored in memory rather than moved first: every fact's `remember` runs this
         search (for what it may supersede), and moving them would make each single write its own commit."""
         # The journal is read before the table: an entry moved in between is then found twice, never missed.
-        waiting = self._journal.pending_of(user_id)
-        found = search_waiting(waiting, vector, filters, limit, passages_too=passages) if waiting else []
+        found = self.waiting.search(user_id, vector, filters, limit, passages_too=passages)
         if found is None:  # only the table can answer this one exactly
             self.catch_up()
             return self.store.vector_search(user_id, vector, filters, limit, passages=passages)
