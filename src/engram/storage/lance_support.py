@@ -14,6 +14,7 @@ except ImportError:  # Windows: no cross-process lock; commits then rely on conf
     fcntl = None  # type: ignore[assignment]
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,13 +32,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 META_MODEL = b"engram.embedding_model"
 #: LanceDB's index and metadata caches default to gigabytes and keep an entry per table version and index
-#: generation, so a stream of single writes grew the server by ~20 MB per 1,000 writes. Engram's tables are
-#: searched per user and their indexes are small: 60 recalls over 10 users of a 10,000-memory table touched
-#: 2.9 MB of cache, and recall cost no more CPU with 8 MB than with 64 MB. What fills the cache beyond that
-#: under writes is superseded versions and index generations (64 MB after 2,000 single writes), so these
-#: bounds are the most the caches add to the server (README, "Memory under a stream of writes").
-INDEX_CACHE_BYTES = 24 << 20
-METADATA_CACHE_BYTES = 4 << 20
+#: generation: under single writes they fill with superseded ones (5 MB more per 1,000 writes, 2,300 entries, with
+#: upkeep after every 50 commits), so their bound is what they add to the server (README, "Memory under a stream
+#: of writes"). What searches use is far less: 60 recalls over 10 users of a 10,000-memory table touched 2.9 MB,
+#: and recalls answered by the in-memory recall index (the default) do not use them at all. At 24 + 4 MB the server
+#: held 40 MB more after 10,000 single writes than at these bounds, for the same CPU.
+INDEX_CACHE_BYTES = 8 << 20
+METADATA_CACHE_BYTES = 2 << 20
 #: Lance runs each read it has in flight on a blocking thread of its own, and the pool keeps such threads while reads
 #: keep coming: under a stream of single writes the server held 100-140 of them (about 0.5 MB of stack each) at
 #: Lance's default and 42 at this bound (README, "Memory under a stream of writes"). An operator's own
@@ -45,6 +46,8 @@ METADATA_CACHE_BYTES = 4 << 20
 IO_THREADS = 4
 _READ_ATTEMPTS = 4
 _COMMIT_ATTEMPTS = 10
+#: Each connection's caches (LanceDB's connection does not give its session back).
+_SESSIONS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def connect(directory: Location) -> Any:
@@ -59,14 +62,23 @@ def connect(directory: Location) -> Any:
     # Several servers may share a data directory (Claude Desktop and an IDE each launch one): every read
     # must see the other processes' commits, or inserts duplicate and deletes miss rows.
     if isinstance(directory, ObjectStore):
-        return lancedb.connect(
+        db = lancedb.connect(
             directory.uri,
             read_consistency_interval=timedelta(0),
             session=session,
             storage_options=directory.storage_options,
         )
-    directory.mkdir(parents=True, exist_ok=True)
-    return lancedb.connect(str(directory), read_consistency_interval=timedelta(0), session=session)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        db = lancedb.connect(str(directory), read_consistency_interval=timedelta(0), session=session)
+    _SESSIONS[db] = session
+    return db
+
+
+def cache_bytes(db: Any) -> int:
+    """What LanceDB's index and metadata caches of a connection made by `connect` hold now, in bytes."""
+    session = _SESSIONS.get(db)
+    return 0 if session is None else int(session.size_bytes)
 
 
 def lance_dataset(table: Any) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 from engram.storage.lance_support import (
     ReadersWriterLock,
     _count_files,
+    cache_bytes,
     ensure_indexes,
     optimize_table,
     remove_superseded_versions,
@@ -40,6 +41,8 @@ class StoreHealth:
     unindexed_rows: int
     versions: int
     data_files: int
+    #: What LanceDB's caches of the store's connection hold (bounded by lance_support's cache sizes).
+    cache_bytes: int = 0
 
 
 class TableUpkeep:
@@ -52,6 +55,11 @@ class TableUpkeep:
     @property
     def _table(self) -> Any:
         """The memories table (the store opens it)."""
+        raise NotImplementedError
+
+    @property
+    def _db(self) -> Any:
+        """The store's LanceDB connection (the store opens it)."""
         raise NotImplementedError
 
     @property
@@ -109,6 +117,7 @@ class TableUpkeep:
                 unindexed_rows=unindexed,
                 versions=len(versions),
                 data_files=self._data_files(versions),
+                cache_bytes=cache_bytes(self._db),
             )
 
     def _data_files(self, versions: list[dict[str, Any]]) -> int:
