@@ -318,8 +318,7 @@ class IndexedLongTermStore(LanceLongTermStore):
                 user = index.users.get(user_id)
                 if user is not None:
                     # Rows already held were not inserted (the insert is conditional on the id).
-                    columns = {name: [r.get(name) for r in mine] for name in mine[0]}
-                    user.add(columns, np.stack([np.asarray(r["vector"], dtype=np.float32) for r in mine]))
+                    user.add_rows(mine)
             index.own.add(int(version))
             if self._upkeep_window is not None:
                 self._upkeep_window.added(int(version), int(getattr(result, "num_inserted_rows", -1)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,6 +139,12 @@ class UserIndex:
     def holds(self, memory_id: str) -> bool:
         """Whether a live memory with this id is indexed."""
         return memory_id in self._slot
+
+    def add_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Index table rows as the store writes them (`memory_rows._to_row`, each with its vector); ids already
+        held are skipped."""
+        columns = {name: [row.get(name) for row in rows] for name in rows[0] if name != "vector"}
+        self.add(columns, np.stack([np.asarray(row["vector"], dtype=np.float32).reshape(-1) for row in rows]))
 
     def add(self, columns: dict[str, list[Any]], vectors: npt.NDArray[np.float32]) -> None:
         """Index table rows given as columns (with `index_text` and `entity_keys`) and their vectors (one per row);

@@ -139,7 +139,4 @@ def _indexed(entries: list[JournalEntry]) -> UserIndex:
 
 
 def _add(index: UserIndex, entries: list[JournalEntry]) -> None:
-    vectors = np.stack([np.asarray(e.vector, dtype=np.float32).reshape(-1) for e in entries])
-    rows = [_to_row(e.memory, e.index_text, e.vector) for e in entries]
-    columns = {name: [row.get(name) for row in rows] for name in rows[0] if name != "vector"}
-    index.add(columns, vectors)
+    index.add_rows([_to_row(e.memory, e.index_text, e.vector) for e in entries])
