@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import diskcache
+from pytest import MonkeyPatch
 
 from engram.core.models import Role, Turn
 from engram.storage.session_disk import PlainJSONDisk
@@ -145,3 +147,25 @@ def test_a_session_written_with_compressed_values_is_read_extended_and_erased(tm
     assert store.forget_user(USER) == (1, 1)
     assert store.traces_of(USER) == []
     store.close()
+
+
+def test_a_steady_append_encodes_only_the_keys_it_has_not_seen(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    store = _store(tmp_path)
+    for i in range(10):
+        store.append_turn(USER, "s", _turn(i), NOW)
+    compress = zlib.compress
+    calls: list[bytes] = []
+
+    def counted(data: bytes, /, level: int = -1, wbits: int = 15) -> bytes:
+        calls.append(data)
+        return compress(data, level, wbits)
+
+    monkeypatch.setattr(zlib, "compress", counted)
+    for i in range(10, 30):
+        store.append_turn(USER, "s", _turn(i), NOW)
+    store.close()
+    # Keys are zlib-compressed JSON (diskcache's JSONDisk); an append touches ~9 keys, and compressing each again
+    # (a fresh ~256 KB deflate state every time) was most of an append's CPU in the server (#15). Only the new
+    # turn's key and the one it pushes out of the window are new: no value is compressed.
+    assert len(calls) <= 2 * 20
+    assert sorted(set(calls)) == sorted(calls)  # no key compressed twice
