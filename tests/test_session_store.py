@@ -169,3 +169,16 @@ def test_a_steady_append_encodes_only_the_keys_it_has_not_seen(tmp_path: Path, m
     # turn's key and the one it pushes out of the window are new: no value is compressed.
     assert len(calls) <= 2 * 20
     assert sorted(set(calls)) == sorted(calls)  # no key compressed twice
+
+
+def test_erasing_a_user_drops_the_remembered_stored_form_of_their_keys(tmp_path: Path) -> None:
+    from engram.storage.session_disk import _encoded_key
+
+    store = _store(tmp_path)
+    for i in range(5):
+        store.append_turn(USER, "s", _turn(i), NOW)
+    assert _encoded_key.cache_info().currsize > 0
+    store.forget_user(USER)
+    store.close()
+    # Keys hold the user's pseudonym and session ids: erasure leaves no copy of them in the process either.
+    assert _encoded_key.cache_info().currsize == 0

@@ -20,6 +20,11 @@ def _encoded_key(key: str, level: int) -> bytes:
     return zlib.compress(json.dumps(key).encode("utf-8"), level)
 
 
+def forget_encoded_keys() -> None:
+    """Drop every remembered key form (keys name users and sessions: erasure leaves none in the process)."""
+    _encoded_key.cache_clear()
+
+
 class PlainJSONDisk(diskcache.JSONDisk):  # type: ignore[misc]
     """diskcache's JSONDisk without compressing values: a session's values are a few hundred bytes of JSON.
 

@@ -12,7 +12,7 @@ import diskcache
 from engram.core.models import SessionInfo, Turn
 from engram.core.ports import AppendedTurn
 from engram.storage.residue import files_containing
-from engram.storage.session_disk import PlainJSONDisk
+from engram.storage.session_disk import PlainJSONDisk, forget_encoded_keys
 
 
 def _working_key(user_id: str, session_id: str) -> str:
@@ -245,6 +245,7 @@ class DiskSessionStore:
             working = sum(1 for s in sessions if _working_key(user_id, s) in self._cache)
             short_term = sum(1 for s in sessions if _short_term_key(user_id, s) in self._cache)
             self._cache.evict(user_id)
+        forget_encoded_keys()
         self._scrub_log()  # secure_delete overwrote the pages; drop the WAL too
         if files_containing(self._directory, user_id):
             # secure_delete zeroes a row where it lies, but a page that SQLite rebuilt earlier (other writers'
