@@ -23,7 +23,8 @@ From the evidence turns' ranks it reports, overall and per category:
 - `cooccur` (optional, `--expansion`): BM25 with the question widened by the words that co-occur most with its
   words in the user's own turns (an LLM-free query expansion from the stored corpus), as one more signal.
 
-Run from the repository root (about 10 minutes for LoCoMo with a warm embedding cache on a quiet 2-core machine):
+Run from the repository root (on the shared 2-core machine at load average 3-6, with a cold embedding cache: LoCoMo
+8 minutes, LongMemEval every sixth haystack 13; a warm cache mostly saves the LongMemEval embedding):
 
     .venv/bin/python benchmarks/retrieval_ceiling.py ../shared/bench/locomo10.jsonl \
         --embedding-cache /tmp/engram-vectors.sqlite --out benchmarks/results/ceiling-locomo.json
