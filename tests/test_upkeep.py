@@ -384,3 +384,33 @@ def test_versions_and_data_files_stay_bounded_through_2000_single_writes(tmp_pat
     # passes one, hence the 10%), and those bounds are what the server pays for them.
     bound = lance_support.INDEX_CACHE_BYTES + lance_support.METADATA_CACHE_BYTES
     assert 0 < cached <= 1.1 * bound and cached < 12 << 20, cached
+
+
+def test_upkeep_logs_the_fragments_each_run_rewrites_and_below_a_million_rows_that_is_the_whole_table(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What makes the server's peak memory under single writes (README, "Memory under a stream of writes"): LanceDB's
+    # `optimize` keeps apart only fragments of different index coverage, so each run rewrites the fragments the
+    # previous run left indexed together with the new ones. The upkeep log says so, for a sampler beside the server.
+    embedder = HashEmbedder()
+    store = LanceLongTermStore(tmp_path, dimensions=embedder.dimensions, model_id=embedder.model_id)
+    rewritten: list[str] = []
+    try:
+        for run in range(3):
+            for i in range(run * 5, run * 5 + 5):
+                content = f"note {i} about the garden"
+                memory = Memory(id=f"{i:032x}", user_id="alice", content=content, created_at=TEST_NOW)
+                store.add(memory, content, embedder.embed([content])[0])
+            caplog.clear()
+            with caplog.at_level("DEBUG", logger=table_upkeep.__name__):
+                store.optimize()
+            rewritten += [r.getMessage().split("(")[1].split(")")[0] for r in caplog.records if "upkeep:" in r.message]
+        assert store.count() == 15
+    finally:
+        store.close()
+    # The third run rewrites the first run's fragment (and the second's) beside the five new ones.
+    assert rewritten == [
+        "fragments 5 rewritten into 1",
+        "fragments 5 rewritten into 1",
+        "fragments 7 rewritten into 2",
+    ], rewritten
