@@ -145,17 +145,16 @@ def optimize_table(table: Any, keep_versions_for: timedelta | None = None) -> An
     server's peak; README, "Memory under a stream of writes"). Its compaction takes no fragment size.
     """
     older_than = KEEP_ALL_VERSIONS if keep_versions_for is None else _prune_age(table, keep_versions_for)
-    inner = getattr(table, "_table", None)
     try:
         # The synchronous `optimize` drops the statistics (what was rewritten): the same call on the table's async
         # handle, through LanceDB's own event loop, returns them. Both are LanceDB internals: without them, upkeep
         # still runs through the public call.
         from lancedb.background_loop import LOOP
-    except ImportError:
-        inner = None
-    if inner is None or not hasattr(inner, "optimize"):
+
+        optimize_async = table._table.optimize
+    except (ImportError, AttributeError):
         return retry_on_conflict(lambda: table.optimize(cleanup_older_than=older_than))
-    return retry_on_conflict(lambda: LOOP.run(inner.optimize(cleanup_older_than=older_than)))  # type: ignore[no-untyped-call]
+    return retry_on_conflict(lambda: LOOP.run(optimize_async(cleanup_older_than=older_than)))  # type: ignore[no-untyped-call]
 
 
 def remove_superseded_versions(table: Any) -> None:
